@@ -1,0 +1,48 @@
+"""ferrosio's exceptions. Every one derives from :class:`FerrosioError`."""
+
+from __future__ import annotations
+
+import builtins
+from typing import Any
+
+from ferrosio._ferrosio import EngineNotRunningError, FerrosioError
+
+__all__ = [
+    "ConnectionError",
+    "ConnectionRefusedError",
+    "DisconnectedError",
+    "EngineNotRunningError",
+    "FerrosioError",
+    "TimeoutError",
+]
+
+
+class ConnectionError(FerrosioError):  # noqa: A001 - python-socketio's name
+    """A connection could not be made or was lost."""
+
+
+class ConnectionRefusedError(ConnectionError):  # noqa: A001 - python-socketio's name
+    """Raise from a ``connect`` handler to refuse the connection.
+
+    ``ConnectionRefusedError("unauthorized")`` sends ``{"message": "unauthorized"}``;
+    a second argument becomes the ``data`` field, more arguments become a list in ``data``.
+    """
+
+    def __init__(self, *args: Any) -> None:
+        if not args:
+            self.error_args: dict[str, Any] = {"message": "Connection rejected by server"}
+        elif len(args) == 1:
+            self.error_args = {"message": str(args[0])}
+        elif len(args) == 2:
+            self.error_args = {"message": str(args[0]), "data": args[1]}
+        else:
+            self.error_args = {"message": str(args[0]), "data": list(args[1:])}
+        super().__init__(self.error_args["message"])
+
+
+class DisconnectedError(ConnectionError):
+    """The peer went away before answering."""
+
+
+class TimeoutError(FerrosioError, builtins.TimeoutError):  # noqa: A001 - python-socketio's name
+    """An acknowledgement did not arrive in time."""

@@ -1,0 +1,659 @@
+"""The Socket.IO server: python-socketio's ``AsyncServer`` API on ferrosio's Rust engine."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import contextvars
+import inspect
+import itertools
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from typing import Any, TypeVar, Union
+
+import orjson
+
+from ferrosio import _codec, exceptions
+from ferrosio._ferrosio import KIND_ACK, KIND_CONNECT, KIND_DISCONNECT, KIND_EVENT, Engine
+
+__all__ = ["AsyncServer"]
+
+Handler = Callable[..., Any]
+F = TypeVar("F", bound=Handler)
+Origins = Union[str, list[str], Callable[[str], bool], None]
+
+default_logger = logging.getLogger("ferrosio.server")
+
+_ack_requested: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "ferrosio_ack_requested", default=False
+)
+
+
+def ack_requested() -> bool:
+    """True while a handler runs for an event whose sender asked for an acknowledgement.
+
+    python-socketio has no equivalent; handlers that behave differently with and without an
+    ack (the reference app's ``echo``) use it.
+    """
+    return _ack_requested.get()
+
+
+class _Reason:
+    CLIENT_DISCONNECT = "client disconnect"
+    SERVER_DISCONNECT = "server disconnect"
+    PING_TIMEOUT = "ping timeout"
+    TRANSPORT_CLOSE = "transport close"
+    TRANSPORT_ERROR = "transport error"
+
+
+class _Socket:
+    """What the Python side keeps per connected socket (one per namespace connection)."""
+
+    __slots__ = ("connected", "eio_sid", "environ", "nsp", "rooms", "session", "sid")
+
+    def __init__(self, sid: str, nsp: str, eio_sid: str, environ: dict[str, Any]) -> None:
+        self.sid = sid
+        self.nsp = nsp
+        self.eio_sid = eio_sid
+        self.environ = environ
+        self.rooms: set[str] = {sid}
+        self.session: dict[str, Any] = {}
+        self.connected = False
+
+
+def _positional_arity(fn: Handler) -> int:
+    """How many positional arguments ``fn`` takes (a large number for ``*args``)."""
+    try:
+        sig = inspect.signature(fn)
+    except (TypeError, ValueError):
+        return 99
+    n = 0
+    for p in sig.parameters.values():
+        if p.kind is p.VAR_POSITIONAL:
+            return 99
+        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD):
+            n += 1
+    return n
+
+
+def _build_environ(raw: tuple[Any, ...]) -> dict[str, Any]:
+    method, path, query, headers, remote_ip, remote_port, local_ip, local_port = raw
+    environ: dict[str, Any] = {
+        "REQUEST_METHOD": method,
+        "PATH_INFO": path,
+        "QUERY_STRING": query,
+        "REMOTE_ADDR": remote_ip,
+        "REMOTE_PORT": str(remote_port),
+        "SERVER_NAME": local_ip,
+        "SERVER_PORT": str(local_port),
+        "SERVER_PROTOCOL": "HTTP/1.1",
+        "wsgi.url_scheme": "http",
+    }
+    for name, value in headers:
+        key = name.upper().replace("-", "_")
+        if key in ("CONTENT_TYPE", "CONTENT_LENGTH"):
+            environ[key] = value
+        else:
+            key = "HTTP_" + key
+            environ[key] = f"{environ[key]},{value}" if key in environ else value
+    return environ
+
+
+class AsyncServer:
+    """A Socket.IO server. Handlers run on the running asyncio loop; the network runs in Rust.
+
+    The arguments follow python-socketio's ``AsyncServer``. Intervals are in seconds and may be
+    fractional.
+
+    :param cors_allowed_origins: origins allowed to connect: a list, ``"*"`` or a callable.
+    :param ping_interval: seconds between server pings.
+    :param ping_timeout: seconds to wait for a pong before closing the connection.
+    :param max_http_buffer_size: the largest message accepted, in bytes.
+    :param transports: allowed transports, ``["polling", "websocket"]`` by default.
+    :param namespaces: namespaces clients may connect to; ``"*"`` for any. By default, ``/`` and
+        every namespace with handlers.
+    :param always_connect: send the CONNECT reply before running the ``connect`` handler.
+    :param logger: ``True`` to log at INFO, a ``logging.Logger`` to use it, ``False`` for errors only.
+    :param connect_timeout: seconds a connection may stay without joining a namespace.
+    :param socketio_path: the endpoint's path (``socket.io``).
+    """
+
+    reason = _Reason
+
+    def __init__(
+        self,
+        *,
+        cors_allowed_origins: Origins = None,
+        ping_interval: float = 25,
+        ping_timeout: float = 20,
+        max_http_buffer_size: int = 1_000_000,
+        transports: Iterable[str] | None = None,
+        namespaces: str | Iterable[str] | None = None,
+        always_connect: bool = False,
+        logger: bool | logging.Logger = False,
+        connect_timeout: float = 45,
+        socketio_path: str = "socket.io",
+        **kwargs: Any,
+    ) -> None:
+        self.cors_allowed_origins = cors_allowed_origins
+        self.ping_interval = ping_interval
+        self.ping_timeout = ping_timeout
+        self.max_http_buffer_size = max_http_buffer_size
+        self.transports = list(transports) if transports is not None else ["polling", "websocket"]
+        for t in self.transports:
+            if t not in ("polling", "websocket"):
+                raise ValueError(f"unknown transport {t!r}")
+        self.namespaces: str | list[str] | None = (
+            namespaces if namespaces is None or isinstance(namespaces, str) else list(namespaces)
+        )
+        self.always_connect = always_connect
+        self.connect_timeout = connect_timeout
+        self.socketio_path = socketio_path
+        if isinstance(logger, logging.Logger):
+            self.logger = logger
+        else:
+            self.logger = default_logger
+            if logger:
+                self.logger.setLevel(logging.INFO)
+            elif self.logger.level == logging.NOTSET:
+                self.logger.setLevel(logging.ERROR)
+        self.handlers: dict[str, dict[str, Handler]] = {}
+        self.namespace_handlers: dict[str, Any] = {}
+        self._arity: dict[Handler, int] = {}
+        self._sockets: dict[str, _Socket] = {}
+        self._environs: dict[str, dict[str, Any]] = {}
+        self._eio_refs: dict[str, int] = {}
+        self._acks: dict[int, tuple[str, Callable[..., Any]]] = {}
+        self._acks_by_sid: dict[str, set[int]] = {}
+        self._ack_ids = itertools.count(1)
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._engine: Engine | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stopped: asyncio.Future[None] | None = None
+
+    # ------------------------------------------------------------------ handlers ----
+    def on(
+        self, event: str, handler: Handler | None = None, namespace: str | None = None
+    ) -> Any:
+        """Registers a handler for ``event`` (``"*"`` catches every event without one).
+
+        Usable as ``sio.on("event", fn)`` or as a decorator ``@sio.on("event")``.
+        """
+        nsp = namespace or "/"
+
+        def register(fn: F) -> F:
+            self.handlers.setdefault(nsp, {})[event] = fn
+            self._arity[fn] = _positional_arity(fn)
+            return fn
+
+        if handler is not None:
+            register(handler)
+            return None
+        return register
+
+    def event(self, *args: Any, **kwargs: Any) -> Any:
+        """Decorator registering a handler named after the function: ``@sio.event``."""
+        if len(args) == 1 and not kwargs and callable(args[0]):
+            fn = args[0]
+            self.on(fn.__name__, fn)
+            return fn
+
+        def deco(fn: F) -> F:
+            self.on(fn.__name__, fn, **kwargs)
+            return fn
+
+        return deco
+
+    def register_namespace(self, namespace_handler: Any) -> None:
+        """Registers a class-based namespace (an :class:`ferrosio.AsyncNamespace`)."""
+        namespace_handler._set_server(self)
+        self.namespace_handlers[namespace_handler.namespace] = namespace_handler
+
+    # ------------------------------------------------------------------ lifecycle ----
+    async def start(self, host: str = "127.0.0.1", port: int = 5000) -> int:
+        """Starts listening without blocking; returns the bound port (useful with port 0)."""
+        if self._engine is not None and self._engine.is_running():
+            raise exceptions.FerrosioError("server is already running")
+        self._loop = asyncio.get_running_loop()
+        self._stopped = self._loop.create_future()
+        self._engine = Engine(
+            host,
+            port,
+            path="/" + self.socketio_path.strip("/") + "/",
+            ping_interval_ms=round(self.ping_interval * 1000),
+            ping_timeout_ms=round(self.ping_timeout * 1000),
+            max_payload=self.max_http_buffer_size,
+            connect_timeout_ms=round(self.connect_timeout * 1000),
+            websocket="websocket" in self.transports,
+            polling="polling" in self.transports,
+        )
+        self._loop.add_reader(self._engine.wake_fd(), self._drain)
+        self.logger.info("ferrosio listening on %s:%d", host, self._engine.port)
+        return self._engine.port
+
+    async def serve(self, host: str = "127.0.0.1", port: int = 5000) -> None:
+        """Serves until :meth:`shutdown` is called (from a handler, a signal, another task)."""
+        await self.start(host, port)
+        assert self._stopped is not None
+        await asyncio.shield(self._stopped)
+
+    async def shutdown(self, timeout: float = 5.0) -> None:
+        """Graceful shutdown: queued packets are flushed, then every connection is closed.
+
+        Disconnect handlers run for the sockets that were connected.
+        """
+        engine, loop = self._engine, self._loop
+        if engine is None or loop is None:
+            return
+        await loop.run_in_executor(None, engine.shutdown, round(timeout * 1000))
+        loop.remove_reader(engine.wake_fd())
+        self._drain()  # the disconnects the shutdown produced
+        if self._tasks:
+            await asyncio.wait(set(self._tasks), timeout=timeout)
+        self._engine = None
+        if self._stopped is not None and not self._stopped.done():
+            self._stopped.set_result(None)
+
+    @property
+    def port(self) -> int | None:
+        """The port the server listens on, once started."""
+        return self._engine.port if self._engine is not None else None
+
+    def _core(self) -> Engine:
+        if self._engine is None:
+            raise exceptions.EngineNotRunningError("the server is not running; call serve() first")
+        return self._engine
+
+    # --------------------------------------------------------------- emitting ----
+    def _targets(
+        self, nsp: str, to: Any, skip_sid: Any
+    ) -> tuple[str | None, list[str] | None, list[str] | None]:
+        skip = [skip_sid] if isinstance(skip_sid, str) else list(skip_sid) if skip_sid else None
+        if to is None:
+            return None, None, skip
+        if isinstance(to, str):
+            s = self._sockets.get(to)
+            if s is not None and s.nsp == nsp and skip is None:
+                return to, None, None
+            return None, [to], skip
+        return None, list(to), skip
+
+    async def emit(
+        self,
+        event: str,
+        data: Any = None,
+        to: str | Iterable[str] | None = None,
+        room: str | Iterable[str] | None = None,
+        skip_sid: str | Iterable[str] | None = None,
+        namespace: str | None = None,
+        callback: Callable[..., Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        """Emits ``event`` to one client (``to=sid``), rooms, or everyone in the namespace.
+
+        ``data`` may be a tuple to send several arguments. With ``callback``, the single
+        recipient's acknowledgement is passed to it. Returns without waiting for the network.
+        """
+        self.emit_nowait(event, data, to, room, skip_sid, namespace, callback)
+
+    def emit_nowait(
+        self,
+        event: str,
+        data: Any = None,
+        to: str | Iterable[str] | None = None,
+        room: str | Iterable[str] | None = None,
+        skip_sid: str | Iterable[str] | None = None,
+        namespace: str | None = None,
+        callback: Callable[..., Any] | None = None,
+    ) -> None:
+        """Like :meth:`emit`, callable from synchronous code."""
+        nsp = namespace or "/"
+        engine = self._core()
+        text, attachments = _codec.encode([event, *_codec.to_args(data)])
+        sid, rooms, skip = self._targets(nsp, to if to is not None else room, skip_sid)
+        ack_id = None
+        if callback is not None:
+            if sid is None:
+                raise ValueError("a callback needs a single recipient: pass to=<sid>")
+            ack_id = self._register_ack(sid, callback)
+        engine.emit(nsp, text, to=sid, rooms=rooms, skip=skip, attachments=attachments, ack_id=ack_id)
+
+    async def send(
+        self,
+        data: Any,
+        to: str | Iterable[str] | None = None,
+        room: str | Iterable[str] | None = None,
+        skip_sid: str | Iterable[str] | None = None,
+        namespace: str | None = None,
+        callback: Callable[..., Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        """Emits a ``message`` event."""
+        await self.emit("message", data, to, room, skip_sid, namespace, callback)
+
+    async def call(
+        self,
+        event: str,
+        data: Any = None,
+        to: str | None = None,
+        sid: str | None = None,
+        namespace: str | None = None,
+        timeout: float = 60,
+        **kwargs: Any,
+    ) -> Any:
+        """Emits to one client and waits for its acknowledgement.
+
+        Returns the acknowledgement's argument (a tuple if several, None if none). Raises
+        :class:`ferrosio.exceptions.TimeoutError` after ``timeout`` seconds, and
+        :class:`ferrosio.exceptions.DisconnectedError` if the client goes away first.
+        """
+        target = to or sid
+        if target is None:
+            raise ValueError("call() needs to=<sid>")
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[tuple[Any, ...]] = loop.create_future()
+
+        def on_ack(*args: Any) -> None:
+            if not fut.done():
+                fut.set_result(args)
+
+        on_ack.__ferrosio_future__ = fut  # type: ignore[attr-defined]
+        self.emit_nowait(event, data, to=target, namespace=namespace, callback=on_ack)
+        try:
+            args = await asyncio.wait_for(fut, timeout)
+        except asyncio.TimeoutError:
+            raise exceptions.TimeoutError(f"no acknowledgement within {timeout} s") from None
+        if len(args) > 1:
+            return args
+        return args[0] if args else None
+
+    def _register_ack(self, sid: str, callback: Callable[..., Any]) -> int:
+        ack_id = next(self._ack_ids)
+        self._acks[ack_id] = (sid, callback)
+        self._acks_by_sid.setdefault(sid, set()).add(ack_id)
+        return ack_id
+
+    # ------------------------------------------------------------------ rooms ----
+    async def enter_room(self, sid: str, room: str, namespace: str | None = None) -> None:
+        """Adds a client to a room."""
+        nsp = namespace or "/"
+        s = self._sockets.get(sid)
+        if s is not None:
+            s.rooms.add(room)
+        self._core().join(nsp, sid, room)
+
+    async def leave_room(self, sid: str, room: str, namespace: str | None = None) -> None:
+        """Removes a client from a room."""
+        nsp = namespace or "/"
+        s = self._sockets.get(sid)
+        if s is not None:
+            s.rooms.discard(room)
+        self._core().leave(nsp, sid, room)
+
+    async def close_room(self, room: str, namespace: str | None = None) -> None:
+        """Removes every client from a room."""
+        nsp = namespace or "/"
+        for s in self._sockets.values():
+            if s.nsp == nsp:
+                s.rooms.discard(room)
+        self._core().close_room(nsp, room)
+
+    def rooms(self, sid: str, namespace: str | None = None) -> list[str]:
+        """The rooms a client is in, its own sid room included."""
+        s = self._sockets.get(sid)
+        return list(s.rooms) if s is not None else []
+
+    async def disconnect(self, sid: str, namespace: str | None = None, **kwargs: Any) -> None:
+        """Disconnects a client from a namespace; its ``disconnect`` handler runs with reason
+        ``server disconnect``."""
+        nsp = namespace or "/"
+        self._core().disconnect(nsp, sid)
+
+    # --------------------------------------------------------------- sessions ----
+    async def get_session(self, sid: str, namespace: str | None = None) -> dict[str, Any]:
+        """The user session dict of a client."""
+        s = self._sockets.get(sid)
+        if s is None:
+            raise KeyError(f"unknown session {sid}")
+        return s.session
+
+    async def save_session(
+        self, sid: str, session: dict[str, Any], namespace: str | None = None
+    ) -> None:
+        """Replaces the user session dict of a client."""
+        s = self._sockets.get(sid)
+        if s is None:
+            raise KeyError(f"unknown session {sid}")
+        s.session = session
+
+    @contextlib.asynccontextmanager
+    async def session(
+        self, sid: str, namespace: str | None = None
+    ) -> AsyncIterator[dict[str, Any]]:
+        """``async with sio.session(sid) as session:`` edits the session in place."""
+        session = await self.get_session(sid, namespace)
+        yield session
+        await self.save_session(sid, session, namespace)
+
+    def get_environ(self, sid: str, namespace: str | None = None) -> dict[str, Any] | None:
+        """The WSGI-style environ of the client's connection request."""
+        s = self._sockets.get(sid)
+        return s.environ if s is not None else None
+
+    # --------------------------------------------------------------- dispatch ----
+    def _drain(self) -> None:
+        engine = self._engine
+        if engine is None:
+            return
+        for item in engine.drain():
+            kind = item[0]
+            try:
+                if kind == KIND_EVENT:
+                    self._on_event(item[1], item[2], item[3], item[4], item[5])
+                elif kind == KIND_ACK:
+                    self._on_ack(item[1], item[3], item[4], item[5])
+                elif kind == KIND_CONNECT:
+                    self._on_connect(item[1], item[2], item[3], item[4], item[5])
+                elif kind == KIND_DISCONNECT:
+                    self._on_disconnect(item[1], item[2], item[3])
+            except Exception:
+                self.logger.exception("ferrosio: error dispatching %r", item[:3])
+
+    def _handler(self, nsp: str, event: str) -> tuple[Handler | None, bool]:
+        """The handler for ``event``, and whether it is a catch-all (gets the event name)."""
+        table = self.handlers.get(nsp)
+        if table is not None:
+            fn = table.get(event)
+            if fn is not None:
+                return fn, False
+        ns = self.namespace_handlers.get(nsp)
+        if ns is not None:
+            fn = getattr(ns, "on_" + event, None)
+            if fn is not None:
+                return fn, False
+        if table is not None:
+            fn = table.get("*")
+            if fn is not None:
+                return fn, True
+        return None, False
+
+    def _namespace_allowed(self, nsp: str) -> bool:
+        if self.namespaces == "*":
+            return True
+        if self.namespaces is not None and nsp in self.namespaces:
+            return True
+        return nsp == "/" or nsp in self.handlers or nsp in self.namespace_handlers
+
+    def _run(
+        self,
+        fn: Handler,
+        args: tuple[Any, ...],
+        done: Callable[[Any], None] | None,
+        failed: Callable[[BaseException], None] | None = None,
+        ack: bool = False,
+    ) -> None:
+        """Calls a handler; a coroutine result continues as a task. Exceptions are logged."""
+        token = _ack_requested.set(ack)
+        try:
+            result = fn(*args)
+            if inspect.isawaitable(result):
+                task = asyncio.ensure_future(self._finish(result, done, failed))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+                return
+        except Exception as exc:
+            if failed is not None:
+                failed(exc)
+            else:
+                self.logger.exception("ferrosio: handler %s raised", getattr(fn, "__name__", fn))
+            return
+        finally:
+            _ack_requested.reset(token)
+        if done is not None:
+            done(result)
+
+    async def _finish(
+        self,
+        aw: Awaitable[Any],
+        done: Callable[[Any], None] | None,
+        failed: Callable[[BaseException], None] | None,
+    ) -> None:
+        try:
+            result = await aw
+        except Exception as exc:
+            if failed is not None:
+                failed(exc)
+            else:
+                self.logger.exception("ferrosio: handler raised")
+            return
+        if done is not None:
+            try:
+                done(result)
+            except Exception:
+                self.logger.exception("ferrosio: could not send the handler's result")
+
+    def _on_event(
+        self, sid: str, nsp: str, ack_id: int | None, data: bytes, attachments: list[bytes] | None
+    ) -> None:
+        s = self._sockets.get(sid)
+        if s is None or not s.connected:
+            return
+        payload = _codec.decode(data, attachments)
+        event, args = payload[0], payload[1:]
+        fn, catch_all = self._handler(nsp, event)
+        done: Callable[[Any], None] | None = None
+        if ack_id is not None:
+            engine = self._core()
+
+            def done(result: Any, _id: int = ack_id) -> None:
+                text, atts = _codec.encode(_codec.ack_args(result))
+                engine.ack(nsp, sid, _id, text, atts)
+
+        if fn is None:
+            if done is not None:
+                done(None)  # python-socketio answers an unhandled event's ack with no args
+            return
+        call_args = (event, sid, *args) if catch_all else (sid, *args)
+        self._run(fn, call_args, done, ack=ack_id is not None)
+
+    def _on_ack(self, sid: str, ack_id: int, data: bytes, attachments: list[bytes] | None) -> None:
+        entry = self._acks.get(ack_id)
+        if entry is None or entry[0] != sid:
+            return
+        del self._acks[ack_id]
+        ids = self._acks_by_sid.get(sid)
+        if ids is not None:
+            ids.discard(ack_id)
+        args = _codec.decode(data, attachments)
+        self._run(entry[1], tuple(args), None)
+
+    def _on_connect(
+        self, sid: str, nsp: str, eio_sid: str, auth_data: bytes | None, raw: tuple[Any, ...]
+    ) -> None:
+        engine = self._core()
+        if not self._namespace_allowed(nsp):
+            engine.reject(nsp, sid, b'{"message":"Invalid namespace"}')
+            return
+        try:
+            auth = orjson.loads(auth_data) if auth_data else None
+        except orjson.JSONDecodeError:
+            auth = None
+        environ = self._environs.get(eio_sid)
+        if environ is None:
+            environ = self._environs[eio_sid] = _build_environ(raw)
+        self._eio_refs[eio_sid] = self._eio_refs.get(eio_sid, 0) + 1
+        s = self._sockets[sid] = _Socket(sid, nsp, eio_sid, environ)
+        fn, _ = self._handler(nsp, "connect")
+        if self.always_connect:
+            s.connected = True
+            engine.accept(nsp, sid)
+        if fn is None:
+            self._connect_result(s, True)
+            return
+        args: tuple[Any, ...] = (sid, environ, auth) if self._arity_of(fn) >= 3 else (sid, environ)
+        self._run(
+            fn,
+            args,
+            lambda result: self._connect_result(s, result),
+            lambda exc: self._connect_failed(s, exc),
+        )
+
+    def _arity_of(self, fn: Handler) -> int:
+        n = self._arity.get(fn)
+        if n is None:
+            n = self._arity[fn] = _positional_arity(fn)
+        return n
+
+    def _connect_result(self, s: _Socket, result: Any) -> None:
+        if result is False:
+            self._refuse(s, {"message": "Connection rejected by server"})
+            return
+        if self._sockets.get(s.sid) is not s:
+            return  # the client left while its connect handler ran
+        if not s.connected:
+            s.connected = True
+            self._core().accept(s.nsp, s.sid)
+
+    def _connect_failed(self, s: _Socket, exc: BaseException) -> None:
+        if isinstance(exc, exceptions.ConnectionRefusedError):
+            self._refuse(s, exc.error_args)
+            return
+        self.logger.error("ferrosio: connect handler raised", exc_info=exc)
+        self._refuse(s, {"message": "Connection rejected by server"})
+
+    def _refuse(self, s: _Socket, error: dict[str, Any]) -> None:
+        engine = self._core()
+        if self._sockets.get(s.sid) is not s:
+            return
+        if s.connected:  # always_connect: already accepted, so disconnect instead
+            engine.disconnect(s.nsp, s.sid)
+            return
+        self._forget(s)
+        engine.reject(s.nsp, s.sid, orjson.dumps(error))
+
+    def _forget(self, s: _Socket) -> None:
+        self._sockets.pop(s.sid, None)
+        refs = self._eio_refs.get(s.eio_sid, 1) - 1
+        if refs <= 0:
+            self._eio_refs.pop(s.eio_sid, None)
+            self._environs.pop(s.eio_sid, None)
+        else:
+            self._eio_refs[s.eio_sid] = refs
+        for ack_id in self._acks_by_sid.pop(s.sid, ()):
+            entry = self._acks.pop(ack_id, None)
+            fut = getattr(entry[1], "__ferrosio_future__", None) if entry else None
+            if fut is not None and not fut.done():
+                fut.set_exception(exceptions.DisconnectedError(f"{s.sid} disconnected"))
+
+    def _on_disconnect(self, sid: str, nsp: str, reason: str) -> None:
+        s = self._sockets.get(sid)
+        if s is None:
+            return
+        was_connected = s.connected
+        self._forget(s)
+        if not was_connected:
+            return
+        fn, _ = self._handler(nsp, "disconnect")
+        if fn is not None:
+            args = (sid, reason) if self._arity_of(fn) >= 2 else (sid,)
+            self._run(fn, args, None)

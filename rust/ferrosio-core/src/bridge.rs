@@ -1,0 +1,228 @@
+//! The two queues between the engine thread and the host (Python) thread.
+//!
+//! Inbound: the engine pushes [`Inbound`] records and wakes the host through a socket pair only
+//! when the queue goes from idle to armed, so a burst of events costs one wake-up; the host
+//! drains the whole batch at once. Outbound: the host sends [`Command`]s on one FIFO channel, so
+//! the order of its calls (join, then emit to that room) is the order the engine applies them.
+
+use std::io::{ErrorKind, Read, Write};
+use std::os::unix::net::UnixStream;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use parking_lot::Mutex;
+
+use crate::engineio::packet::Frame;
+use crate::engineio::session::Handshake;
+
+/// Why a socket left a namespace (python-socketio's reason strings).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DisconnectReason {
+    ClientDisconnect,
+    ServerDisconnect,
+    PingTimeout,
+    TransportClose,
+    TransportError,
+}
+
+impl DisconnectReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DisconnectReason::ClientDisconnect => "client disconnect",
+            DisconnectReason::ServerDisconnect => "server disconnect",
+            DisconnectReason::PingTimeout => "ping timeout",
+            DisconnectReason::TransportClose => "transport close",
+            DisconnectReason::TransportError => "transport error",
+        }
+    }
+}
+
+/// An event for the host, in arrival order.
+#[derive(Debug)]
+pub enum Inbound {
+    /// A client asked to join a namespace; the host answers with Accept or Reject.
+    Connect {
+        sid: Arc<str>,
+        nsp: Arc<str>,
+        eio_sid: Arc<str>,
+        auth: Bytes,
+        handshake: Arc<Handshake>,
+    },
+    Event {
+        sid: Arc<str>,
+        nsp: Arc<str>,
+        ack_id: Option<u64>,
+        data: Bytes,
+        attachments: Vec<Bytes>,
+    },
+    Ack {
+        sid: Arc<str>,
+        nsp: Arc<str>,
+        ack_id: u64,
+        data: Bytes,
+        attachments: Vec<Bytes>,
+    },
+    Disconnect {
+        sid: Arc<str>,
+        nsp: Arc<str>,
+        reason: DisconnectReason,
+    },
+}
+
+/// Who an emit goes to.
+#[derive(Debug, Clone)]
+pub enum Target {
+    /// One socket, by sid.
+    Socket(String),
+    /// Members of any of `rooms` (every socket of the namespace when empty), minus the members of
+    /// `except`. A name that is a socket's sid stands for that socket, as in python-socketio.
+    Rooms {
+        rooms: Vec<String>,
+        except: Vec<String>,
+    },
+}
+
+/// A request from the host, applied in order on the engine thread.
+#[derive(Debug)]
+pub enum Command {
+    /// Deliver pre-encoded frames (one packet plus its attachments) to a target.
+    Emit {
+        nsp: String,
+        target: Target,
+        frames: Vec<Frame>,
+    },
+    Accept {
+        nsp: String,
+        sid: String,
+    },
+    Reject {
+        nsp: String,
+        sid: String,
+        data: Bytes,
+    },
+    Join {
+        nsp: String,
+        sid: String,
+        room: String,
+    },
+    Leave {
+        nsp: String,
+        sid: String,
+        room: String,
+    },
+    CloseRoom {
+        nsp: String,
+        room: String,
+    },
+    Disconnect {
+        nsp: String,
+        sid: String,
+    },
+    /// Start a graceful shutdown; the engine thread exits when done.
+    Shutdown {
+        timeout_ms: u64,
+    },
+}
+
+/// The inbound queue plus its wake-up socket.
+pub struct InboundQueue {
+    items: Mutex<Vec<Inbound>>,
+    armed: AtomicBool,
+    wake_tx: UnixStream,
+    wake_rx: UnixStream,
+}
+
+impl InboundQueue {
+    pub fn new() -> std::io::Result<Arc<Self>> {
+        let (wake_tx, wake_rx) = UnixStream::pair()?;
+        wake_tx.set_nonblocking(true)?;
+        wake_rx.set_nonblocking(true)?;
+        Ok(Arc::new(InboundQueue {
+            items: Mutex::new(Vec::with_capacity(256)),
+            armed: AtomicBool::new(false),
+            wake_tx,
+            wake_rx,
+        }))
+    }
+
+    /// The fd the host watches for readability (e.g. `loop.add_reader`).
+    pub fn wake_fd(&self) -> std::os::fd::RawFd {
+        use std::os::fd::AsRawFd;
+        self.wake_rx.as_raw_fd()
+    }
+
+    pub fn push(&self, item: Inbound) {
+        self.items.lock().push(item);
+        self.wake();
+    }
+
+    pub fn push_many(&self, items: impl IntoIterator<Item = Inbound>) {
+        self.items.lock().extend(items);
+        self.wake();
+    }
+
+    fn wake(&self) {
+        if !self.armed.swap(true, Ordering::AcqRel) {
+            // A full socket buffer means a wake-up is already pending: nothing is lost.
+            let _ = (&self.wake_tx).write(&[1]);
+        }
+    }
+
+    /// Takes every queued item. Clears the wake-up first, so an item pushed during the drain
+    /// arms a new wake-up instead of being stranded.
+    pub fn drain(&self) -> Vec<Inbound> {
+        let mut buf = [0u8; 64];
+        loop {
+            match (&self.wake_rx).read(&mut buf) {
+                Ok(n) if n == buf.len() => continue,
+                Ok(_) => break,
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                Err(_) => break,
+            }
+        }
+        self.armed.store(false, Ordering::Release);
+        std::mem::take(&mut *self.items.lock())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(n: u64) -> Inbound {
+        Inbound::Event {
+            sid: "s".into(),
+            nsp: "/".into(),
+            ack_id: Some(n),
+            data: Bytes::new(),
+            attachments: vec![],
+        }
+    }
+
+    fn readable(q: &InboundQueue) -> bool {
+        let mut b = [0u8; 1];
+        matches!((&q.wake_rx).peek(&mut b), Ok(1))
+    }
+
+    #[test]
+    fn one_wake_per_burst_and_order_kept() {
+        let q = InboundQueue::new().unwrap();
+        assert!(!readable(&q));
+        for n in 0..100 {
+            q.push(event(n));
+        }
+        assert!(readable(&q));
+        let items = q.drain();
+        assert_eq!(items.len(), 100);
+        for (i, it) in items.iter().enumerate() {
+            let Inbound::Event { ack_id, .. } = it else {
+                panic!()
+            };
+            assert_eq!(*ack_id, Some(i as u64));
+        }
+        assert!(!readable(&q), "drain consumed the wake-up");
+        q.push(event(0));
+        assert!(readable(&q), "a push after a drain wakes again");
+    }
+}

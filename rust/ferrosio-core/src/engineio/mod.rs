@@ -1,0 +1,23 @@
+//! Engine.IO v4: packets, polling payloads, sessions and heartbeats.
+pub mod packet;
+pub mod session;
+
+pub use packet::{EnginePacket, Frame};
+pub use session::{CloseReason, EngineSession};
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+/// What the layer above Engine.IO (Socket.IO) is told about a session.
+///
+/// Called synchronously on the engine thread; implementations must not block.
+pub trait EngineHandler: Send + Sync + 'static {
+    fn on_open(&self, session: &Arc<EngineSession>);
+    /// A text message (without the `4`). An `Err` closes the session as a protocol error.
+    fn on_message(&self, session: &Arc<EngineSession>, text: Bytes) -> Result<(), ()>;
+    /// A binary message. An `Err` closes the session as a protocol error.
+    fn on_binary(&self, session: &Arc<EngineSession>, data: Bytes) -> Result<(), ()>;
+    /// The session is gone; called exactly once.
+    fn on_close(&self, session: &Arc<EngineSession>, reason: CloseReason);
+}

@@ -1,0 +1,172 @@
+//! One Engine.IO session: its outbox and its close state, independent of the transport.
+//!
+//! Whatever transport currently carries the session (a WebSocket task, or a long-polling GET)
+//! drains the outbox whole: that is what batches many queued packets into one write syscall or
+//! one polling response.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+use tokio::sync::Notify;
+
+use super::packet::Frame;
+
+/// Why an Engine.IO session ended. The strings are python-socketio's disconnect reasons.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloseReason {
+    /// The client sent a close packet `1`.
+    ClientClose,
+    /// No pong within `ping_timeout`.
+    PingTimeout,
+    /// The transport went away (TCP closed, WebSocket closed).
+    TransportClose,
+    /// The transport failed or the peer broke the protocol.
+    TransportError,
+    /// The server closed the session (shutdown, connect timeout).
+    ServerClose,
+}
+
+impl CloseReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CloseReason::ClientClose => "client disconnect",
+            CloseReason::PingTimeout => "ping timeout",
+            CloseReason::TransportClose => "transport close",
+            CloseReason::TransportError => "transport error",
+            CloseReason::ServerClose => "server disconnect",
+        }
+    }
+}
+
+/// What the HTTP request that opened the session looked like (the WSGI-style `environ`).
+#[derive(Debug, Clone)]
+pub struct Handshake {
+    pub method: String,
+    pub path: String,
+    pub query: String,
+    pub headers: Vec<(String, String)>,
+    pub remote_addr: SocketAddr,
+    pub local_addr: SocketAddr,
+}
+
+#[derive(Default)]
+struct Outbox {
+    frames: Vec<Frame>,
+    closed: Option<CloseReason>,
+}
+
+/// A live Engine.IO session, shared by the transport task and the Socket.IO layer.
+pub struct EngineSession {
+    pub sid: Arc<str>,
+    pub handshake: Arc<Handshake>,
+    outbox: Mutex<Outbox>,
+    notify: Notify,
+}
+
+impl EngineSession {
+    pub fn new(sid: Arc<str>, handshake: Arc<Handshake>) -> Arc<Self> {
+        Arc::new(EngineSession {
+            sid,
+            handshake,
+            outbox: Mutex::default(),
+            notify: Notify::new(),
+        })
+    }
+
+    /// Queues one frame; returns false (and drops it) once the session is closed.
+    pub fn send(&self, frame: Frame) -> bool {
+        {
+            let mut out = self.outbox.lock();
+            if out.closed.is_some() {
+                return false;
+            }
+            out.frames.push(frame);
+        }
+        self.notify.notify_one();
+        true
+    }
+
+    /// Queues several frames that must stay adjacent (a binary packet and its attachments).
+    pub fn send_all(&self, frames: &[Frame]) -> bool {
+        {
+            let mut out = self.outbox.lock();
+            if out.closed.is_some() {
+                return false;
+            }
+            out.frames.extend_from_slice(frames);
+        }
+        self.notify.notify_one();
+        true
+    }
+
+    /// Takes everything queued, plus the close reason if the session was closed.
+    ///
+    /// Frames queued before a close are still returned, so the transport can flush them before
+    /// it goes: a server-side close loses nothing that was sent before it.
+    pub fn take(&self) -> (Vec<Frame>, Option<CloseReason>) {
+        let mut out = self.outbox.lock();
+        (std::mem::take(&mut out.frames), out.closed)
+    }
+
+    pub fn has_pending(&self) -> bool {
+        !self.outbox.lock().frames.is_empty()
+    }
+
+    /// Marks the session closed (first reason wins) and wakes its transport.
+    /// Returns true if this call closed it.
+    pub fn close(&self, reason: CloseReason) -> bool {
+        let first = {
+            let mut out = self.outbox.lock();
+            if out.closed.is_some() {
+                false
+            } else {
+                out.closed = Some(reason);
+                true
+            }
+        };
+        self.notify.notify_one();
+        first
+    }
+
+    pub fn closed(&self) -> Option<CloseReason> {
+        self.outbox.lock().closed
+    }
+
+    /// Resolves when something was queued or the session was closed since the last wait.
+    pub async fn wait(&self) {
+        self.notify.notified().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+
+    fn session() -> Arc<EngineSession> {
+        let addr: SocketAddr = "127.0.0.1:1".parse().unwrap();
+        let hs = Handshake {
+            method: "GET".into(),
+            path: "/socket.io/".into(),
+            query: String::new(),
+            headers: vec![],
+            remote_addr: addr,
+            local_addr: addr,
+        };
+        EngineSession::new("s".into(), Arc::new(hs))
+    }
+
+    #[tokio::test]
+    async fn frames_queued_before_close_are_still_taken() {
+        let s = session();
+        assert!(s.send(Frame::Text(Bytes::from_static(b"4a"))));
+        assert!(s.close(CloseReason::ServerClose));
+        assert!(!s.close(CloseReason::PingTimeout), "first reason wins");
+        assert!(!s.send(Frame::PING), "nothing is queued after close");
+        s.wait().await; // a permit is stored, so this does not hang
+        let (frames, closed) = s.take();
+        assert_eq!(frames, vec![Frame::Text(Bytes::from_static(b"4a"))]);
+        assert_eq!(closed, Some(CloseReason::ServerClose));
+    }
+}

@@ -1,0 +1,51 @@
+//! Typed errors, one enum per layer.
+
+use thiserror::Error;
+
+/// A malformed Engine.IO packet or polling payload.
+#[derive(Debug, Error, PartialEq, Eq, Clone)]
+pub enum EngineError {
+    #[error("empty engine.io packet")]
+    Empty,
+    #[error("unknown engine.io packet type {0:?}")]
+    UnknownType(char),
+    #[error("invalid base64 in binary packet")]
+    Base64,
+    #[error("engine.io text packet is not valid UTF-8")]
+    Utf8,
+}
+
+/// A malformed Socket.IO packet.
+#[derive(Debug, Error, PartialEq, Eq, Clone)]
+pub enum ProtocolError {
+    #[error("empty socket.io packet")]
+    Empty,
+    #[error("unknown socket.io packet type {0:?}")]
+    UnknownType(char),
+    #[error("invalid attachment count")]
+    BadAttachments,
+    #[error("too many binary attachments ({0})")]
+    TooManyAttachments(u64),
+    #[error("invalid ack id")]
+    BadAckId,
+    #[error("invalid payload: {0}")]
+    BadPayload(&'static str),
+    #[error("unexpected binary attachment")]
+    UnexpectedAttachment,
+}
+
+/// Errors of the server engine as a whole (binding, listener, commands).
+#[derive(Debug, Error)]
+pub enum ServerError {
+    #[error("could not bind {addr}: {source}")]
+    Bind {
+        addr: String,
+        source: std::io::Error,
+    },
+    #[error("server is not running")]
+    NotRunning,
+    #[error("server is already running")]
+    AlreadyRunning,
+    #[error("i/o error: {0}")]
+    Io(#[from] std::io::Error),
+}

@@ -1,0 +1,2 @@
+//! Transports carrying Engine.IO sessions.
+pub mod websocket;

@@ -1,0 +1,174 @@
+//! The WebSocket transport: one task per connection reads frames, writes the session's outbox
+//! and runs the heartbeat, all from one `select!` loop (no split halves, no locks on the socket).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::{SinkExt, StreamExt};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::time::Instant;
+use tokio_tungstenite::tungstenite::error::{CapacityError, Error as WsError};
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
+use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
+use tokio_tungstenite::WebSocketStream;
+
+use crate::engineio::packet::{EnginePacket, Frame};
+use crate::engineio::session::{CloseReason, EngineSession};
+use crate::engineio::EngineHandler;
+
+/// tungstenite settings for a session: message and frame size capped at `max_payload` bytes.
+pub fn ws_config(max_payload: usize) -> WebSocketConfig {
+    WebSocketConfig::default()
+        .max_message_size(Some(max_payload))
+        .max_frame_size(Some(max_payload))
+        // Frames queued in one wake-up are written together; flush decides when bytes leave.
+        .write_buffer_size(0)
+}
+
+/// Heartbeat timing.
+#[derive(Clone, Copy, Debug)]
+pub struct Heartbeat {
+    pub interval: Duration,
+    pub timeout: Duration,
+}
+
+enum Step {
+    Continue,
+    Close(CloseReason),
+}
+
+/// Runs the session over `ws` until it ends; returns why.
+pub async fn run<S>(
+    mut ws: WebSocketStream<S>,
+    session: Arc<EngineSession>,
+    handler: Arc<dyn EngineHandler>,
+    heartbeat: Heartbeat,
+) -> CloseReason
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let mut awaiting_pong = false;
+    let timer = tokio::time::sleep(heartbeat.interval);
+    tokio::pin!(timer);
+
+    let reason = loop {
+        let step = tokio::select! {
+            biased;
+            () = session.wait() => match flush(&mut ws, &session).await {
+                Ok(None) => Step::Continue,
+                Ok(Some(reason)) => Step::Close(reason),
+                Err(()) => Step::Close(CloseReason::TransportError),
+            },
+            msg = ws.next() => on_frame(&mut ws, msg, &session, &handler, &mut awaiting_pong, &mut timer, heartbeat).await,
+            () = &mut timer => {
+                if awaiting_pong {
+                    Step::Close(CloseReason::PingTimeout)
+                } else {
+                    awaiting_pong = true;
+                    timer.as_mut().reset(Instant::now() + heartbeat.timeout);
+                    session.send(Frame::PING);
+                    Step::Continue
+                }
+            }
+        };
+        if let Step::Close(reason) = step {
+            break reason;
+        }
+    };
+    session.close(reason);
+    if reason == CloseReason::ServerClose {
+        // Flush what was queued before the close, then close cleanly.
+        let _ = flush(&mut ws, &session).await;
+        let _ = ws.close(None).await;
+    }
+    reason
+}
+
+async fn on_frame<S>(
+    ws: &mut WebSocketStream<S>,
+    msg: Option<Result<Message, WsError>>,
+    session: &Arc<EngineSession>,
+    handler: &Arc<dyn EngineHandler>,
+    awaiting_pong: &mut bool,
+    timer: &mut std::pin::Pin<&mut tokio::time::Sleep>,
+    heartbeat: Heartbeat,
+) -> Step
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let text = match msg {
+        Some(Ok(Message::Text(t))) => Bytes::from(t),
+        Some(Ok(Message::Binary(b))) => {
+            return match handler.on_binary(session, b) {
+                Ok(()) => Step::Continue,
+                Err(()) => Step::Close(CloseReason::TransportError),
+            };
+        }
+        Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => return Step::Continue,
+        Some(Ok(Message::Close(_))) | None => return Step::Close(CloseReason::TransportClose),
+        Some(Err(WsError::Capacity(CapacityError::MessageTooLong { .. }))) => {
+            // Oversized: close code 1009 and nothing else.
+            let frame = CloseFrame {
+                code: CloseCode::Size,
+                reason: Utf8Bytes::from_static(""),
+            };
+            let _ = ws.close(Some(frame)).await;
+            return Step::Close(CloseReason::TransportError);
+        }
+        Some(Err(_)) => return Step::Close(CloseReason::TransportError),
+    };
+    match EnginePacket::decode_text(text) {
+        Ok(EnginePacket::Message(body)) => match handler.on_message(session, body) {
+            Ok(()) => Step::Continue,
+            Err(()) => Step::Close(CloseReason::TransportError),
+        },
+        Ok(EnginePacket::Pong(_)) => {
+            if *awaiting_pong {
+                *awaiting_pong = false;
+                timer.as_mut().reset(Instant::now() + heartbeat.interval);
+            }
+            Step::Continue
+        }
+        Ok(EnginePacket::Ping(payload)) => {
+            // Only a probe is expected here; answer any ping so the peer's check passes.
+            let mut pong = Vec::with_capacity(1 + payload.len());
+            pong.push(b'3');
+            pong.extend_from_slice(&payload);
+            session.send(Frame::Text(pong.into()));
+            Step::Continue
+        }
+        Ok(EnginePacket::Close) => Step::Close(CloseReason::ClientClose),
+        Ok(EnginePacket::Upgrade | EnginePacket::Noop) => Step::Continue,
+        Ok(EnginePacket::Binary(data)) => match handler.on_binary(session, data) {
+            Ok(()) => Step::Continue,
+            Err(()) => Step::Close(CloseReason::TransportError),
+        },
+        Ok(EnginePacket::Open(_)) | Err(_) => Step::Close(CloseReason::TransportError),
+    }
+}
+
+/// Writes everything queued with one flush. `Ok(Some(reason))` when the session was closed.
+async fn flush<S>(
+    ws: &mut WebSocketStream<S>,
+    session: &EngineSession,
+) -> Result<Option<CloseReason>, ()>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let (frames, closed) = session.take();
+    if !frames.is_empty() {
+        for frame in frames {
+            let msg = match frame {
+                // SAFETY: text frames are built from `&str`s and ASCII by the encoder, or were
+                // checked as UTF-8 when received; they are valid UTF-8.
+                Frame::Text(b) => Message::Text(unsafe { Utf8Bytes::from_bytes_unchecked(b) }),
+                Frame::Binary(b) => Message::Binary(b),
+            };
+            ws.feed(msg).await.map_err(|_| ())?;
+        }
+        ws.flush().await.map_err(|_| ())?;
+    }
+    Ok(closed)
+}

@@ -1,0 +1,395 @@
+//! `ferrosio._ferrosio`: the thin PyO3 face of ferrosio-core.
+//!
+//! Every call here runs on the host (asyncio) thread with the GIL held and returns at once:
+//! commands go on the engine's FIFO queue; `drain` hands over a whole batch of inbound events.
+//! No Python object ever crosses to the engine thread.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use ferrosio_core::bridge::{Command, Inbound, Target};
+use ferrosio_core::engineio::packet::Frame;
+use ferrosio_core::socketio::packet::{encode_message, PacketType, SocketPacket};
+use ferrosio_core::{ServerConfig, ServerError, ServerHandle};
+use pyo3::create_exception;
+use pyo3::exceptions::{PyException, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyList, PyTuple};
+
+create_exception!(
+    _ferrosio,
+    FerrosioError,
+    PyException,
+    "Base class of every ferrosio error."
+);
+create_exception!(
+    _ferrosio,
+    EngineNotRunningError,
+    FerrosioError,
+    "The engine is not running."
+);
+
+fn to_pyerr(err: ServerError) -> PyErr {
+    match err {
+        ServerError::NotRunning => EngineNotRunningError::new_err(err.to_string()),
+        ServerError::Bind { source, addr } => pyo3::exceptions::PyOSError::new_err((
+            source.raw_os_error().unwrap_or(0),
+            format!("could not bind {addr}: {source}"),
+        )),
+        other => FerrosioError::new_err(other.to_string()),
+    }
+}
+
+const KIND_CONNECT: u8 = 0;
+const KIND_EVENT: u8 = 1;
+const KIND_ACK: u8 = 2;
+const KIND_DISCONNECT: u8 = 3;
+
+/// Builds the frames of one packet: the text packet, then its binary attachments.
+fn packet_frames(
+    kind: PacketType,
+    nsp: &str,
+    ack_id: Option<u64>,
+    data: &[u8],
+    attachments: Option<Vec<Vec<u8>>>,
+) -> PyResult<Vec<Frame>> {
+    if std::str::from_utf8(data).is_err() {
+        return Err(PyValueError::new_err("packet data must be UTF-8 JSON"));
+    }
+    let attachments = attachments.unwrap_or_default();
+    let kind = match (kind, attachments.is_empty()) {
+        (PacketType::Event, false) => PacketType::BinaryEvent,
+        (PacketType::Ack, false) => PacketType::BinaryAck,
+        (k, _) => k,
+    };
+    let mut frames = Vec::with_capacity(1 + attachments.len());
+    frames.push(Frame::Text(encode_message(
+        kind,
+        nsp,
+        ack_id,
+        attachments.len(),
+        data,
+    )));
+    frames.extend(
+        attachments
+            .into_iter()
+            .map(|a| Frame::Binary(Bytes::from(a))),
+    );
+    Ok(frames)
+}
+
+/// The running engine: an HTTP listener and its engine thread.
+#[pyclass(frozen, module = "ferrosio._ferrosio")]
+struct Engine {
+    handle: ServerHandle,
+}
+
+#[pymethods]
+impl Engine {
+    #[new]
+    #[pyo3(signature = (host, port, *, path = "/socket.io/", ping_interval_ms = 25_000, ping_timeout_ms = 20_000, max_payload = 1_000_000, connect_timeout_ms = 45_000, websocket = true, polling = true, upgrades = true))]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        py: Python<'_>,
+        host: &str,
+        port: u16,
+        path: &str,
+        ping_interval_ms: u64,
+        ping_timeout_ms: u64,
+        max_payload: usize,
+        connect_timeout_ms: u64,
+        websocket: bool,
+        polling: bool,
+        upgrades: bool,
+    ) -> PyResult<Self> {
+        let mut path = path.to_owned();
+        if !path.starts_with('/') {
+            path.insert(0, '/');
+        }
+        if !path.ends_with('/') {
+            path.push('/');
+        }
+        let config = ServerConfig {
+            path,
+            ping_interval: Duration::from_millis(ping_interval_ms),
+            ping_timeout: Duration::from_millis(ping_timeout_ms),
+            max_payload,
+            connect_timeout: Duration::from_millis(connect_timeout_ms),
+            allow_websocket: websocket,
+            allow_polling: polling,
+            allow_upgrades: upgrades,
+        };
+        let addr = if host.contains(':') {
+            format!("[{host}]:{port}")
+        } else {
+            format!("{host}:{port}")
+        };
+        let handle = py
+            .detach(|| ServerHandle::start(config, &addr))
+            .map_err(to_pyerr)?;
+        Ok(Engine { handle })
+    }
+
+    /// The bound port (useful with port 0).
+    #[getter]
+    fn port(&self) -> u16 {
+        self.handle.local_addr().port()
+    }
+
+    /// The fd that becomes readable when events are waiting.
+    fn wake_fd(&self) -> i32 {
+        self.handle.wake_fd()
+    }
+
+    fn is_running(&self) -> bool {
+        self.handle.is_running()
+    }
+
+    /// Every waiting event, in arrival order, as tuples (see `_ferrosio.pyi`).
+    fn drain<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
+        let items = self.handle.drain();
+        let out = PyList::empty(py);
+        for item in items {
+            let t = match item {
+                Inbound::Event {
+                    sid,
+                    nsp,
+                    ack_id,
+                    data,
+                    attachments,
+                } => (
+                    KIND_EVENT,
+                    &*sid,
+                    &*nsp,
+                    ack_id,
+                    PyBytes::new(py, &data),
+                    attachment_list(py, attachments)?,
+                )
+                    .into_pyobject(py)?,
+                Inbound::Ack {
+                    sid,
+                    nsp,
+                    ack_id,
+                    data,
+                    attachments,
+                } => (
+                    KIND_ACK,
+                    &*sid,
+                    &*nsp,
+                    Some(ack_id),
+                    PyBytes::new(py, &data),
+                    attachment_list(py, attachments)?,
+                )
+                    .into_pyobject(py)?,
+                Inbound::Connect {
+                    sid,
+                    nsp,
+                    eio_sid,
+                    auth,
+                    handshake,
+                } => {
+                    let headers: Vec<(&str, &str)> = handshake
+                        .headers
+                        .iter()
+                        .map(|(k, v)| (k.as_str(), v.as_str()))
+                        .collect();
+                    let environ = (
+                        handshake.method.as_str(),
+                        handshake.path.as_str(),
+                        handshake.query.as_str(),
+                        headers,
+                        handshake.remote_addr.ip().to_string(),
+                        handshake.remote_addr.port(),
+                        handshake.local_addr.ip().to_string(),
+                        handshake.local_addr.port(),
+                    )
+                        .into_pyobject(py)?;
+                    let auth = if auth.is_empty() {
+                        None
+                    } else {
+                        Some(PyBytes::new(py, &auth))
+                    };
+                    (KIND_CONNECT, &*sid, &*nsp, &*eio_sid, auth, environ).into_pyobject(py)?
+                }
+                Inbound::Disconnect { sid, nsp, reason } => (
+                    KIND_DISCONNECT,
+                    &*sid,
+                    &*nsp,
+                    reason.as_str(),
+                    py.None(),
+                    py.None(),
+                )
+                    .into_pyobject(py)?,
+            };
+            out.append(t)?;
+        }
+        Ok(out)
+    }
+
+    /// Emits an EVENT packet (`data` is the JSON array) to one socket (`to`) or to rooms.
+    #[pyo3(signature = (nsp, data, *, to = None, rooms = None, skip = None, attachments = None, ack_id = None))]
+    #[allow(clippy::too_many_arguments)]
+    fn emit(
+        &self,
+        nsp: &str,
+        data: &[u8],
+        to: Option<String>,
+        rooms: Option<Vec<String>>,
+        skip: Option<Vec<String>>,
+        attachments: Option<Vec<Vec<u8>>>,
+        ack_id: Option<u64>,
+    ) -> PyResult<()> {
+        let frames = packet_frames(PacketType::Event, nsp, ack_id, data, attachments)?;
+        let target = match to {
+            Some(sid) => Target::Socket(sid),
+            None => Target::Rooms {
+                rooms: rooms.unwrap_or_default(),
+                except: skip.unwrap_or_default(),
+            },
+        };
+        self.send(Command::Emit {
+            nsp: nsp.to_owned(),
+            target,
+            frames,
+        })
+    }
+
+    /// Sends an ACK packet (`data` is the JSON array of arguments).
+    #[pyo3(signature = (nsp, sid, ack_id, data, attachments = None))]
+    fn ack(
+        &self,
+        nsp: &str,
+        sid: String,
+        ack_id: u64,
+        data: &[u8],
+        attachments: Option<Vec<Vec<u8>>>,
+    ) -> PyResult<()> {
+        let frames = packet_frames(PacketType::Ack, nsp, Some(ack_id), data, attachments)?;
+        self.send(Command::Emit {
+            nsp: nsp.to_owned(),
+            target: Target::Socket(sid),
+            frames,
+        })
+    }
+
+    fn accept(&self, nsp: String, sid: String) -> PyResult<()> {
+        self.send(Command::Accept { nsp, sid })
+    }
+
+    /// Refuses a CONNECT; `data` is the CONNECT_ERROR JSON object.
+    fn reject(&self, nsp: String, sid: String, data: &[u8]) -> PyResult<()> {
+        if std::str::from_utf8(data).is_err() {
+            return Err(PyValueError::new_err("reject data must be UTF-8 JSON"));
+        }
+        self.send(Command::Reject {
+            nsp,
+            sid,
+            data: Bytes::copy_from_slice(data),
+        })
+    }
+
+    fn join(&self, nsp: String, sid: String, room: String) -> PyResult<()> {
+        self.send(Command::Join { nsp, sid, room })
+    }
+
+    fn leave(&self, nsp: String, sid: String, room: String) -> PyResult<()> {
+        self.send(Command::Leave { nsp, sid, room })
+    }
+
+    fn close_room(&self, nsp: String, room: String) -> PyResult<()> {
+        self.send(Command::CloseRoom { nsp, room })
+    }
+
+    fn disconnect(&self, nsp: String, sid: String) -> PyResult<()> {
+        self.send(Command::Disconnect { nsp, sid })
+    }
+
+    /// Graceful shutdown: flushes queued packets, closes every session, joins the thread.
+    #[pyo3(signature = (timeout_ms = 5_000))]
+    fn shutdown(&self, py: Python<'_>, timeout_ms: u64) {
+        py.detach(|| self.handle.shutdown(Duration::from_millis(timeout_ms)));
+    }
+}
+
+impl Engine {
+    fn send(&self, cmd: Command) -> PyResult<()> {
+        self.handle.command(cmd).map_err(to_pyerr)
+    }
+}
+
+fn attachment_list(py: Python<'_>, attachments: Vec<Bytes>) -> PyResult<Option<Bound<'_, PyList>>> {
+    if attachments.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(PyList::new(
+        py,
+        attachments.iter().map(|a| PyBytes::new(py, a)),
+    )?))
+}
+
+/// Encodes a Socket.IO packet as Engine.IO message text (codec entry point for benchmarks).
+#[pyfunction]
+#[pyo3(signature = (kind, nsp, data, ack_id = None, attachments = 0))]
+fn encode_packet<'py>(
+    py: Python<'py>,
+    kind: u8,
+    nsp: &str,
+    data: &[u8],
+    ack_id: Option<u64>,
+    attachments: usize,
+) -> PyResult<Bound<'py, PyBytes>> {
+    let kind = match kind {
+        0 => PacketType::Connect,
+        1 => PacketType::Disconnect,
+        2 => PacketType::Event,
+        3 => PacketType::Ack,
+        4 => PacketType::ConnectError,
+        5 => PacketType::BinaryEvent,
+        6 => PacketType::BinaryAck,
+        _ => return Err(PyValueError::new_err(format!("unknown packet type {kind}"))),
+    };
+    Ok(PyBytes::new(
+        py,
+        &encode_message(kind, nsp, ack_id, attachments, data),
+    ))
+}
+
+/// Decodes Socket.IO packet text (without the Engine.IO `4`) into
+/// `(type, nsp, ack_id, attachments, data)`; raises ValueError on malformed input.
+#[pyfunction]
+fn decode_packet<'py>(py: Python<'py>, text: &[u8]) -> PyResult<Bound<'py, PyTuple>> {
+    let p = SocketPacket::decode(Bytes::copy_from_slice(text))
+        .map_err(|e| PyValueError::new_err(e.to_string()))?;
+    let nsp = std::str::from_utf8(&p.nsp).map_err(|e| PyValueError::new_err(e.to_string()))?;
+    (
+        p.kind as u8,
+        nsp,
+        p.ack_id,
+        p.attachments,
+        PyBytes::new(py, &p.data),
+    )
+        .into_pyobject(py)
+}
+
+#[pymodule(gil_used = false)]
+mod _ferrosio {
+    #[pymodule_export]
+    use super::{decode_packet, encode_packet, Engine};
+
+    use super::*;
+
+    #[pymodule_init]
+    fn init(m: &Bound<'_, PyModule>) -> PyResult<()> {
+        m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+        m.add("FerrosioError", m.py().get_type::<FerrosioError>())?;
+        m.add(
+            "EngineNotRunningError",
+            m.py().get_type::<EngineNotRunningError>(),
+        )?;
+        m.add("KIND_CONNECT", KIND_CONNECT)?;
+        m.add("KIND_EVENT", KIND_EVENT)?;
+        m.add("KIND_ACK", KIND_ACK)?;
+        m.add("KIND_DISCONNECT", KIND_DISCONNECT)?;
+        Ok(())
+    }
+}
