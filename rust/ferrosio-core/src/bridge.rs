@@ -200,9 +200,10 @@ mod tests {
         }
     }
 
+    /// Consumes one wake-up byte if there is one.
     fn readable(q: &InboundQueue) -> bool {
         let mut b = [0u8; 1];
-        matches!((&q.wake_rx).peek(&mut b), Ok(1))
+        matches!((&q.wake_rx).read(&mut b), Ok(1))
     }
 
     #[test]

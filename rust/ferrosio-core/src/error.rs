@@ -32,6 +32,16 @@ pub enum ProtocolError {
     BadPayload(&'static str),
     #[error("unexpected binary attachment")]
     UnexpectedAttachment,
+    #[error("text packet while binary attachments were expected")]
+    MissingAttachments,
+    #[error("namespace is not valid UTF-8")]
+    BadNamespace,
+    #[error("a client may not send CONNECT_ERROR")]
+    UnexpectedConnectError,
+    #[error("unknown session")]
+    UnknownSession,
+    #[error("{0}")]
+    Engine(#[from] EngineError),
 }
 
 /// Errors of the server engine as a whole (binding, listener, commands).

@@ -18,6 +18,7 @@ use crate::bridge::{Command, DisconnectReason, Inbound, InboundQueue, Target};
 use crate::engineio::packet::Frame;
 use crate::engineio::session::{CloseReason, EngineSession};
 use crate::engineio::EngineHandler;
+use crate::error::ProtocolError;
 use crate::rooms::RoomIndex;
 use crate::sid::new_sid;
 
@@ -140,13 +141,20 @@ impl SocketIoLayer {
             .is_none_or(|c| !c.sockets.is_empty())
     }
 
-    fn on_packet(&self, session: &Arc<EngineSession>, packet: SocketPacket) -> Result<(), ()> {
-        let nsp_str = std::str::from_utf8(&packet.nsp).map_err(|_| ())?;
+    fn on_packet(
+        &self,
+        session: &Arc<EngineSession>,
+        packet: SocketPacket,
+    ) -> Result<(), ProtocolError> {
+        let nsp_str = std::str::from_utf8(&packet.nsp).map_err(|_| ProtocolError::BadNamespace)?;
         let mut reg = self.registry.lock();
         let reg = &mut *reg;
-        let conn = reg.connections.get_mut(&session.sid).ok_or(())?;
+        let conn = reg
+            .connections
+            .get_mut(&session.sid)
+            .ok_or(ProtocolError::UnknownSession)?;
         if conn.partial.is_some() {
-            return Err(()); // a text packet in the middle of a binary packet's attachments
+            return Err(ProtocolError::MissingAttachments); // a text packet in the middle of a binary packet's attachments
         }
         match packet.kind {
             PacketType::Connect => {
@@ -219,7 +227,7 @@ impl SocketIoLayer {
                     ));
                 }
             }
-            PacketType::ConnectError => return Err(()),
+            PacketType::ConnectError => return Err(ProtocolError::UnexpectedConnectError),
         }
         Ok(())
     }
@@ -273,12 +281,13 @@ impl SocketIoLayer {
                 let Some(ns) = reg.namespaces.get_mut(nsp.as_str()) else {
                     return;
                 };
-                let Some((sid, entry)) = ns.sockets.get_key_value_mut_compat(&sid) else {
+                let Some((sid, entry)) = ns.sockets.get_key_value(sid.as_str()) else {
                     return;
                 };
                 if entry.rooms.iter().any(|r| **r == *room) {
                     return;
                 }
+                let sid = sid.clone();
                 let name = ns.rooms.join(&room, &sid);
                 if let Some(entry) = ns.sockets.get_mut(&sid) {
                     entry.rooms.push(name);
@@ -337,17 +346,6 @@ impl SocketIoLayer {
             .values()
             .map(|c| c.session.clone())
             .collect()
-    }
-}
-
-trait GetKeyValueMutCompat {
-    fn get_key_value_mut_compat(&mut self, k: &str) -> Option<(Arc<str>, &mut SocketEntry)>;
-}
-
-impl GetKeyValueMutCompat for HashMap<Arc<str>, SocketEntry> {
-    fn get_key_value_mut_compat(&mut self, k: &str) -> Option<(Arc<str>, &mut SocketEntry)> {
-        let key = self.get_key_value(k)?.0.clone();
-        self.get_mut(k).map(|v| (key, v))
     }
 }
 
@@ -419,15 +417,21 @@ impl EngineHandler for SocketIoLayer {
         );
     }
 
-    fn on_message(&self, session: &Arc<EngineSession>, text: Bytes) -> Result<(), ()> {
-        let packet = SocketPacket::decode(text).map_err(|_| ())?;
+    fn on_message(&self, session: &Arc<EngineSession>, text: Bytes) -> Result<(), ProtocolError> {
+        let packet = SocketPacket::decode(text)?;
         self.on_packet(session, packet)
     }
 
-    fn on_binary(&self, session: &Arc<EngineSession>, data: Bytes) -> Result<(), ()> {
+    fn on_binary(&self, session: &Arc<EngineSession>, data: Bytes) -> Result<(), ProtocolError> {
         let mut reg = self.registry.lock();
-        let conn = reg.connections.get_mut(&session.sid).ok_or(())?;
-        let partial = conn.partial.as_mut().ok_or(())?;
+        let conn = reg
+            .connections
+            .get_mut(&session.sid)
+            .ok_or(ProtocolError::UnknownSession)?;
+        let partial = conn
+            .partial
+            .as_mut()
+            .ok_or(ProtocolError::UnexpectedAttachment)?;
         partial.attachments.push(data);
         if partial.attachments.len() == partial.expected {
             let p = conn.partial.take().expect("checked above");

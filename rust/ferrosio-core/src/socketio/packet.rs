@@ -198,21 +198,30 @@ pub fn encode_message(
     buf.put_u8(b'4');
     buf.put_u8(kind.digit());
     if kind.is_binary() {
-        let mut ibuf = itoa_buf(attachments as u64);
-        buf.extend_from_slice(ibuf.as_bytes());
+        put_decimal(&mut buf, attachments as u64);
         buf.put_u8(b'-');
-        ibuf.clear();
     }
     put_nsp(&mut buf, nsp);
     if let Some(id) = ack_id {
-        buf.extend_from_slice(itoa_buf(id).as_bytes());
+        put_decimal(&mut buf, id);
     }
     buf.extend_from_slice(data);
     buf.freeze()
 }
 
-fn itoa_buf(n: u64) -> String {
-    n.to_string()
+/// Writes `n` in decimal without allocating.
+fn put_decimal(buf: &mut BytesMut, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    buf.extend_from_slice(&digits[i..]);
 }
 
 /// `40{"sid":"…"}` / `40/nsp,{"sid":"…"}`: the server's CONNECT reply.

@@ -59,7 +59,7 @@ where
             () = session.wait() => match flush(&mut ws, &session).await {
                 Ok(None) => Step::Continue,
                 Ok(Some(reason)) => Step::Close(reason),
-                Err(()) => Step::Close(CloseReason::TransportError),
+                Err(_) => Step::Close(CloseReason::TransportError),
             },
             msg = ws.next() => on_frame(&mut ws, msg, &session, &handler, &mut awaiting_pong, &mut timer, heartbeat).await,
             () = &mut timer => {
@@ -103,7 +103,7 @@ where
         Some(Ok(Message::Binary(b))) => {
             return match handler.on_binary(session, b) {
                 Ok(()) => Step::Continue,
-                Err(()) => Step::Close(CloseReason::TransportError),
+                Err(_) => Step::Close(CloseReason::TransportError),
             };
         }
         Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => return Step::Continue,
@@ -122,7 +122,7 @@ where
     match EnginePacket::decode_text(text) {
         Ok(EnginePacket::Message(body)) => match handler.on_message(session, body) {
             Ok(()) => Step::Continue,
-            Err(()) => Step::Close(CloseReason::TransportError),
+            Err(_) => Step::Close(CloseReason::TransportError),
         },
         Ok(EnginePacket::Pong(_)) => {
             if *awaiting_pong {
@@ -143,7 +143,7 @@ where
         Ok(EnginePacket::Upgrade | EnginePacket::Noop) => Step::Continue,
         Ok(EnginePacket::Binary(data)) => match handler.on_binary(session, data) {
             Ok(()) => Step::Continue,
-            Err(()) => Step::Close(CloseReason::TransportError),
+            Err(_) => Step::Close(CloseReason::TransportError),
         },
         Ok(EnginePacket::Open(_)) | Err(_) => Step::Close(CloseReason::TransportError),
     }
@@ -153,7 +153,7 @@ where
 async fn flush<S>(
     ws: &mut WebSocketStream<S>,
     session: &EngineSession,
-) -> Result<Option<CloseReason>, ()>
+) -> Result<Option<CloseReason>, WsError>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
@@ -166,9 +166,9 @@ where
                 Frame::Text(b) => Message::Text(unsafe { Utf8Bytes::from_bytes_unchecked(b) }),
                 Frame::Binary(b) => Message::Binary(b),
             };
-            ws.feed(msg).await.map_err(|_| ())?;
+            ws.feed(msg).await?;
         }
-        ws.flush().await.map_err(|_| ())?;
+        ws.flush().await?;
     }
     Ok(closed)
 }
