@@ -17,11 +17,11 @@ __all__ = [
 ]
 
 
-class ConnectionError(FerrosioError):  # noqa: A001 - python-socketio's name
+class ConnectionError(FerrosioError):
     """A connection could not be made or was lost."""
 
 
-class ConnectionRefusedError(ConnectionError):  # noqa: A001 - python-socketio's name
+class ConnectionRefusedError(ConnectionError):
     """Raise from a ``connect`` handler to refuse the connection.
 
     ``ConnectionRefusedError("unauthorized")`` sends ``{"message": "unauthorized"}``;
@@ -44,5 +44,5 @@ class DisconnectedError(ConnectionError):
     """The peer went away before answering."""
 
 
-class TimeoutError(FerrosioError, builtins.TimeoutError):  # noqa: A001 - python-socketio's name
+class TimeoutError(FerrosioError, builtins.TimeoutError):
     """An acknowledgement did not arrive in time."""

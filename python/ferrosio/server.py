@@ -9,7 +9,7 @@ import inspect
 import itertools
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
-from typing import Any, TypeVar, Union
+from typing import Any, TypeAlias, TypeVar
 
 import orjson
 
@@ -20,7 +20,7 @@ __all__ = ["AsyncServer"]
 
 Handler = Callable[..., Any]
 F = TypeVar("F", bound=Handler)
-Origins = Union[str, list[str], Callable[[str], bool], None]
+Origins: TypeAlias = "str | list[str] | Callable[[str], bool] | None"
 
 default_logger = logging.getLogger("ferrosio.server")
 
@@ -113,7 +113,8 @@ class AsyncServer:
     :param namespaces: namespaces clients may connect to; ``"*"`` for any. By default, ``/`` and
         every namespace with handlers.
     :param always_connect: send the CONNECT reply before running the ``connect`` handler.
-    :param logger: ``True`` to log at INFO, a ``logging.Logger`` to use it, ``False`` for errors only.
+    :param logger: ``True`` to log at INFO, a ``logging.Logger`` to use it, ``False`` to log
+        errors only.
     :param connect_timeout: seconds a connection may stay without joining a namespace.
     :param socketio_path: the endpoint's path (``socket.io``).
     """
@@ -172,9 +173,7 @@ class AsyncServer:
         self._stopped: asyncio.Future[None] | None = None
 
     # ------------------------------------------------------------------ handlers ----
-    def on(
-        self, event: str, handler: Handler | None = None, namespace: str | None = None
-    ) -> Any:
+    def on(self, event: str, handler: Handler | None = None, namespace: str | None = None) -> Any:
         """Registers a handler for ``event`` (``"*"`` catches every event without one).
 
         Usable as ``sio.on("event", fn)`` or as a decorator ``@sio.on("event")``.
@@ -316,7 +315,9 @@ class AsyncServer:
             if sid is None:
                 raise ValueError("a callback needs a single recipient: pass to=<sid>")
             ack_id = self._register_ack(sid, callback)
-        engine.emit(nsp, text, to=sid, rooms=rooms, skip=skip, attachments=attachments, ack_id=ack_id)
+        engine.emit(
+            nsp, text, to=sid, rooms=rooms, skip=skip, attachments=attachments, ack_id=ack_id
+        )
 
     async def send(
         self,
@@ -459,8 +460,13 @@ class AsyncServer:
             except Exception:
                 self.logger.exception("ferrosio: error dispatching %r", item[:3])
 
-    def _handler(self, nsp: str, event: str) -> tuple[Handler | None, bool]:
-        """The handler for ``event``, and whether it is a catch-all (gets the event name)."""
+    def _handler(
+        self, nsp: str, event: str, catch_all: bool = True
+    ) -> tuple[Handler | None, bool]:
+        """The handler for ``event``, and whether it is a catch-all (gets the event name).
+
+        ``connect`` and ``disconnect`` never go to a catch-all, as in python-socketio.
+        """
         table = self.handlers.get(nsp)
         if table is not None:
             fn = table.get(event)
@@ -471,7 +477,7 @@ class AsyncServer:
             fn = getattr(ns, "on_" + event, None)
             if fn is not None:
                 return fn, False
-        if table is not None:
+        if catch_all and table is not None:
             fn = table.get("*")
             if fn is not None:
                 return fn, True
@@ -583,7 +589,7 @@ class AsyncServer:
             environ = self._environs[eio_sid] = _build_environ(raw)
         self._eio_refs[eio_sid] = self._eio_refs.get(eio_sid, 0) + 1
         s = self._sockets[sid] = _Socket(sid, nsp, eio_sid, environ)
-        fn, _ = self._handler(nsp, "connect")
+        fn, _ = self._handler(nsp, "connect", catch_all=False)
         if self.always_connect:
             s.connected = True
             engine.accept(nsp, sid)
@@ -653,7 +659,7 @@ class AsyncServer:
         self._forget(s)
         if not was_connected:
             return
-        fn, _ = self._handler(nsp, "disconnect")
+        fn, _ = self._handler(nsp, "disconnect", catch_all=False)
         if fn is not None:
             args = (sid, reason) if self._arity_of(fn) >= 2 else (sid,)
             self._run(fn, args, None)

@@ -1,0 +1,65 @@
+# ferrosio developer commands. `make help` lists them.
+#
+# Two virtual environments: .venv (development, editable `maturin develop` build) and
+# .ci-venv (recreated by `make test`: the release wheel installed as users get it, so a
+# packaging mistake fails the tests).
+
+PYTHON      ?= python3
+VENV        := .venv
+CI_VENV     := .ci-venv
+NODE_DEPS   := .deps/node
+SHARED      ?= ../shared
+WHEEL_DIR   := dist
+
+.PHONY: help dev wheel node-deps test test-rust test-python lint lint-rust lint-python demo bench bench-smoke clean
+
+help: ## this list
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
+
+$(VENV)/bin/python:
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q --upgrade pip
+	$(VENV)/bin/pip install -q maturin -r tests/requirements.txt -r requirements-dev.txt
+
+dev: $(VENV)/bin/python ## build the extension in place (debug-ish, fast) into .venv
+	. $(VENV)/bin/activate && maturin develop --release
+
+wheel: $(VENV)/bin/python ## build the release wheel into dist/
+	rm -rf $(WHEEL_DIR)
+	$(VENV)/bin/maturin build --release --out $(WHEEL_DIR)
+
+node-deps: ## npm packages for the peers: socket.io-client (tests), socket.io (reference server)
+	npm install --prefix tests/node --no-audit --no-fund --loglevel=error
+	mkdir -p $(NODE_DEPS) && cp $(SHARED)/reference/package.json $(NODE_DEPS)/
+	npm install --prefix $(NODE_DEPS) --no-audit --no-fund --loglevel=error
+
+test-rust: ## Rust unit tests of the core crate
+	cargo test -p ferrosio-core
+
+test-python: ## pytest against the installed wheel in .ci-venv (needs `make wheel node-deps`)
+	rm -rf $(CI_VENV)
+	$(PYTHON) -m venv $(CI_VENV)
+	$(CI_VENV)/bin/pip install -q --upgrade pip
+	$(CI_VENV)/bin/pip install -q $(WHEEL_DIR)/*.whl -r tests/requirements.txt
+	cd tests && NODE_PATH=$(CURDIR)/$(NODE_DEPS)/node_modules ../$(CI_VENV)/bin/python -c \
+		"import ferrosio, sys; assert 'site-packages' in ferrosio.__file__, ferrosio.__file__"
+	NODE_PATH=$(CURDIR)/$(NODE_DEPS)/node_modules $(CI_VENV)/bin/python -m pytest -p no:cacheprovider tests
+
+test: wheel node-deps test-rust test-python ## everything: build the wheel, install it fresh, run all tests
+
+lint-rust: ## cargo fmt --check and clippy -D warnings
+	cargo fmt --all --check
+	cargo clippy --all-targets -- -D warnings
+
+lint-python: $(VENV)/bin/python ## ruff and mypy --strict on python/
+	$(VENV)/bin/ruff check python tests examples benches
+	$(VENV)/bin/ruff format --check python
+	$(VENV)/bin/mypy
+
+lint: lint-rust lint-python ## all linters
+
+demo: dev node-deps ## run the reference app with a tiny page on http://127.0.0.1:5000
+	$(VENV)/bin/python examples/demo.py --port 5000
+
+clean: ## remove build products and virtual environments
+	rm -rf target $(WHEEL_DIR) $(VENV) $(CI_VENV) .deps tests/node/node_modules

@@ -1,0 +1,77 @@
+"""The native engine (Rust). Private: use :mod:`ferrosio` instead."""
+
+from typing import Any, Final
+
+__version__: Final[str]
+
+KIND_CONNECT: Final[int]
+KIND_EVENT: Final[int]
+KIND_ACK: Final[int]
+KIND_DISCONNECT: Final[int]
+
+class FerrosioError(Exception): ...
+class EngineNotRunningError(FerrosioError): ...
+
+# (method, path, query, headers, remote_ip, remote_port, local_ip, local_port)
+RawEnviron = tuple[str, str, str, list[tuple[str, str]], str, int, str, int]
+
+class Engine:
+    """An HTTP listener serving Engine.IO/Socket.IO on its own thread."""
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        *,
+        path: str = "/socket.io/",
+        ping_interval_ms: int = 25000,
+        ping_timeout_ms: int = 20000,
+        max_payload: int = 1000000,
+        connect_timeout_ms: int = 45000,
+        websocket: bool = True,
+        polling: bool = True,
+        upgrades: bool = True,
+    ) -> None: ...
+    @property
+    def port(self) -> int: ...
+    def wake_fd(self) -> int: ...
+    def is_running(self) -> bool: ...
+    def drain(self) -> list[tuple[Any, ...]]:
+        """Waiting events, oldest first:
+
+        - ``(KIND_CONNECT, sid, nsp, eio_sid, auth_json | None, RawEnviron)``
+        - ``(KIND_EVENT, sid, nsp, ack_id | None, json, attachments | None)``
+        - ``(KIND_ACK, sid, nsp, ack_id, json, attachments | None)``
+        - ``(KIND_DISCONNECT, sid, nsp, reason, None, None)``
+        """
+    def emit(
+        self,
+        nsp: str,
+        data: bytes,
+        *,
+        to: str | None = None,
+        rooms: list[str] | None = None,
+        skip: list[str] | None = None,
+        attachments: list[bytes] | None = None,
+        ack_id: int | None = None,
+    ) -> None: ...
+    def ack(
+        self,
+        nsp: str,
+        sid: str,
+        ack_id: int,
+        data: bytes,
+        attachments: list[bytes] | None = None,
+    ) -> None: ...
+    def accept(self, nsp: str, sid: str) -> None: ...
+    def reject(self, nsp: str, sid: str, data: bytes) -> None: ...
+    def join(self, nsp: str, sid: str, room: str) -> None: ...
+    def leave(self, nsp: str, sid: str, room: str) -> None: ...
+    def close_room(self, nsp: str, room: str) -> None: ...
+    def disconnect(self, nsp: str, sid: str) -> None: ...
+    def shutdown(self, timeout_ms: int = 5000) -> None: ...
+
+def encode_packet(
+    kind: int, nsp: str, data: bytes, ack_id: int | None = None, attachments: int = 0
+) -> bytes: ...
+def decode_packet(text: bytes) -> tuple[int, str, int | None, int, bytes]: ...
