@@ -31,6 +31,10 @@ class Engine:
         websocket: bool = True,
         polling: bool = True,
         upgrades: bool = True,
+        cors: str = "same-origin",
+        cors_origins: list[str] | None = None,
+        cors_credentials: bool = True,
+        static_files: list[tuple[str, str, str | None]] | None = None,
     ) -> None: ...
     @property
     def port(self) -> int: ...

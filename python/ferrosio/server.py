@@ -117,6 +117,10 @@ class AsyncServer:
         errors only.
     :param connect_timeout: seconds a connection may stay without joining a namespace.
     :param socketio_path: the endpoint's path (``socket.io``).
+    :param cors_credentials: send ``Access-Control-Allow-Credentials: true``.
+    :param allow_upgrades: let polling clients upgrade to WebSocket.
+    :param static_files: python-socketio's mapping of URL paths to files or folders (or to
+        ``{"filename": ..., "content_type": ...}``), served from the same port.
     """
 
     reason = _Reason
@@ -134,9 +138,15 @@ class AsyncServer:
         logger: bool | logging.Logger = False,
         connect_timeout: float = 45,
         socketio_path: str = "socket.io",
+        cors_credentials: bool = True,
+        allow_upgrades: bool = True,
+        static_files: dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
         self.cors_allowed_origins = cors_allowed_origins
+        self.cors_credentials = cors_credentials
+        self.allow_upgrades = allow_upgrades
+        self.static_files = dict(static_files or {})
         self.ping_interval = ping_interval
         self.ping_timeout = ping_timeout
         self.max_http_buffer_size = max_http_buffer_size
@@ -225,6 +235,9 @@ class AsyncServer:
             connect_timeout_ms=round(self.connect_timeout * 1000),
             websocket="websocket" in self.transports,
             polling="polling" in self.transports,
+            upgrades=self.allow_upgrades,
+            static_files=self._static_routes(),
+            **self._cors_options(),
         )
         self._loop.add_reader(self._engine.wake_fd(), self._drain)
         self.logger.info("ferrosio listening on %s:%d", host, self._engine.port)
@@ -252,6 +265,33 @@ class AsyncServer:
         self._engine = None
         if self._stopped is not None and not self._stopped.done():
             self._stopped.set_result(None)
+
+    def _cors_options(self) -> dict[str, Any]:
+        origins = self.cors_allowed_origins
+        if origins is None:
+            return {"cors": "same-origin", "cors_credentials": self.cors_credentials}
+        if origins == "*":
+            return {"cors": "any", "cors_credentials": self.cors_credentials}
+        if isinstance(origins, str):
+            origins = [origins]
+        if callable(origins):
+            raise NotImplementedError("a callable cors_allowed_origins is not supported yet")
+        if not origins:
+            return {"cors": "disabled", "cors_credentials": self.cors_credentials}
+        return {
+            "cors": "list",
+            "cors_origins": list(origins),
+            "cors_credentials": self.cors_credentials,
+        }
+
+    def _static_routes(self) -> list[tuple[str, str, str | None]]:
+        routes: list[tuple[str, str, str | None]] = []
+        for url, target in self.static_files.items():
+            if isinstance(target, dict):
+                routes.append((url, str(target["filename"]), target.get("content_type")))
+            else:
+                routes.append((url, str(target), None))
+        return routes
 
     @property
     def port(self) -> int | None:
@@ -460,9 +500,7 @@ class AsyncServer:
             except Exception:
                 self.logger.exception("ferrosio: error dispatching %r", item[:3])
 
-    def _handler(
-        self, nsp: str, event: str, catch_all: bool = True
-    ) -> tuple[Handler | None, bool]:
+    def _handler(self, nsp: str, event: str, catch_all: bool = True) -> tuple[Handler | None, bool]:
         """The handler for ``event``, and whether it is a catch-all (gets the event name).
 
         ``connect`` and ``disconnect`` never go to a catch-all, as in python-socketio.

@@ -1,6 +1,31 @@
 //! Server settings, with python-socketio's defaults.
 
+use std::path::PathBuf;
 use std::time::Duration;
+
+/// Which browser origins may connect (checked on polling and WebSocket requests alike).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CorsPolicy {
+    /// python-socketio's default: only pages served from the same host.
+    SameOrigin,
+    /// Any origin (reflected in `Access-Control-Allow-Origin`).
+    Any,
+    /// These origins (`scheme://host[:port]`).
+    List(Vec<String>),
+    /// No CORS headers and no origin check (a proxy in front handles it).
+    Disabled,
+}
+
+/// One entry of python-socketio's `static_files` mapping.
+#[derive(Debug, Clone)]
+pub struct StaticRoute {
+    /// The URL path (`/` or `/static`).
+    pub url: String,
+    /// A file, or a directory whose files are served under `url`.
+    pub path: PathBuf,
+    /// Overrides the type guessed from the file extension.
+    pub content_type: Option<String>,
+}
 
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
@@ -12,9 +37,14 @@ pub struct ServerConfig {
     pub max_payload: usize,
     /// How long a connection may stay without joining any namespace.
     pub connect_timeout: Duration,
+    /// How long a probe WebSocket may take to finish an upgrade.
+    pub upgrade_timeout: Duration,
     pub allow_websocket: bool,
     pub allow_polling: bool,
     pub allow_upgrades: bool,
+    pub cors: CorsPolicy,
+    pub cors_credentials: bool,
+    pub static_files: Vec<StaticRoute>,
 }
 
 impl Default for ServerConfig {
@@ -25,9 +55,13 @@ impl Default for ServerConfig {
             ping_timeout: Duration::from_secs(20),
             max_payload: 1_000_000,
             connect_timeout: Duration::from_secs(45),
+            upgrade_timeout: Duration::from_secs(10),
             allow_websocket: true,
             allow_polling: true,
             allow_upgrades: true,
+            cors: CorsPolicy::SameOrigin,
+            cors_credentials: true,
+            static_files: Vec::new(),
         }
     }
 }

@@ -9,14 +9,16 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::Full;
+use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use hyper::body::Incoming;
 use hyper::header::{
-    HeaderValue, CONNECTION, CONTENT_TYPE, SEC_WEBSOCKET_ACCEPT, SEC_WEBSOCKET_KEY,
-    SEC_WEBSOCKET_VERSION, UPGRADE,
+    HeaderName, HeaderValue, ACCESS_CONTROL_ALLOW_CREDENTIALS, ACCESS_CONTROL_ALLOW_HEADERS,
+    ACCESS_CONTROL_ALLOW_METHODS, ACCESS_CONTROL_ALLOW_ORIGIN, ACCESS_CONTROL_REQUEST_HEADERS,
+    CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, HOST, ORIGIN, SEC_WEBSOCKET_ACCEPT,
+    SEC_WEBSOCKET_KEY, SEC_WEBSOCKET_VERSION, UPGRADE,
 };
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use parking_lot::Mutex;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
@@ -25,14 +27,15 @@ use tokio_tungstenite::tungstenite::protocol::Role;
 use tokio_tungstenite::WebSocketStream;
 
 use crate::bridge::{Command, Inbound, InboundQueue};
-use crate::config::ServerConfig;
-use crate::engineio::packet::Frame;
-use crate::engineio::session::{CloseReason, EngineSession, Handshake};
+use crate::config::{CorsPolicy, ServerConfig};
+use crate::engineio::heartbeat;
+use crate::engineio::packet::{encode_payload, Frame};
+use crate::engineio::session::{CloseReason, EngineSession, Handshake, TransportKind};
 use crate::engineio::EngineHandler;
 use crate::error::ServerError;
 use crate::sid::new_sid;
 use crate::socketio::layer::SocketIoLayer;
-use crate::transport::websocket::{self, Heartbeat};
+use crate::transport::{polling, static_files, websocket};
 
 type HttpResponse = Response<Full<Bytes>>;
 
@@ -109,89 +112,33 @@ struct Engine {
     sessions: Mutex<HashMap<Arc<str>, Arc<EngineSession>>>,
 }
 
+/// Releases a polling GET/POST slot when the request ends, however it ends.
+struct SlotGuard<'a> {
+    session: &'a EngineSession,
+    get: bool,
+}
+
+impl Drop for SlotGuard<'_> {
+    fn drop(&mut self) {
+        if self.get {
+            self.session.release_get();
+        } else {
+            self.session.release_post();
+        }
+    }
+}
+
 impl Engine {
-    fn heartbeat(&self) -> Heartbeat {
-        Heartbeat {
-            interval: self.config.ping_interval,
-            timeout: self.config.ping_timeout,
-        }
-    }
-
-    fn open_session(
-        self: &Arc<Self>,
-        handshake: Handshake,
-        upgrades: &[&str],
-    ) -> Arc<EngineSession> {
-        let session = EngineSession::new(new_sid(), Arc::new(handshake));
-        let cfg = &self.config;
-        session.send(Frame::open(
-            &session.sid,
-            upgrades,
-            cfg.ping_interval.as_millis() as u64,
-            cfg.ping_timeout.as_millis() as u64,
-            cfg.max_payload,
-        ));
-        self.sessions
-            .lock()
-            .insert(session.sid.clone(), session.clone());
-        self.layer.on_open(&session);
-        // Close connections that never join a namespace (socket.io's connectTimeout).
-        let (engine, s) = (self.clone(), session.clone());
-        tokio::spawn(async move {
-            tokio::time::sleep(engine.layer.connect_timeout()).await;
-            if s.closed().is_none() && !engine.layer.has_sockets(&s.sid) {
-                s.close(CloseReason::ServerClose);
-            }
-        });
-        session
-    }
-
-    fn end_session(&self, session: &Arc<EngineSession>, reason: CloseReason) {
-        session.close(reason);
-        if self.sessions.lock().remove(&session.sid).is_some() {
-            self.layer.on_close(session, reason);
-        }
-    }
-
-    async fn handle(
-        self: Arc<Self>,
-        mut req: Request<Incoming>,
+    fn handshake(
+        &self,
+        req: &Request<Incoming>,
         remote: SocketAddr,
         local: SocketAddr,
-    ) -> Result<HttpResponse, Infallible> {
-        if req.uri().path() != self.config.path {
-            let mut res = Response::new(Full::new(Bytes::from_static(b"Not Found")));
-            *res.status_mut() = StatusCode::NOT_FOUND;
-            return Ok(res);
-        }
-        let query_string = req.uri().query().unwrap_or("").to_owned();
-        let query = EngineQuery::parse(&query_string);
-        if query.eio != Some("4") {
-            return Ok(HttpError::UnsupportedProtocolVersion.response());
-        }
-        let transport = match query.transport {
-            Some("websocket") if self.config.allow_websocket => "websocket",
-            Some("polling") if self.config.allow_polling => "polling",
-            _ => return Ok(HttpError::UnknownTransport.response()),
-        };
-        if transport == "polling" {
-            // Long-polling arrives with the next milestone; refuse it cleanly meanwhile.
-            return Ok(HttpError::UnknownTransport.response());
-        }
-        if req.method() != Method::GET {
-            return Ok(HttpError::BadHandshakeMethod.response());
-        }
-        if query.sid.is_some() {
-            // Upgrading a polling session: not before long-polling exists.
-            return Ok(HttpError::UnknownSid.response());
-        }
-        let Some(key) = websocket_key(&req) else {
-            return Ok(HttpError::BadRequest.response());
-        };
-        let handshake = Handshake {
+    ) -> Handshake {
+        Handshake {
             method: req.method().to_string(),
             path: req.uri().path().to_owned(),
-            query: query_string.clone(),
+            query: req.uri().query().unwrap_or("").to_owned(),
             headers: req
                 .headers()
                 .iter()
@@ -204,28 +151,278 @@ impl Engine {
                 .collect(),
             remote_addr: remote,
             local_addr: local,
+        }
+    }
+
+    fn open_session(
+        self: &Arc<Self>,
+        handshake: Handshake,
+        transport: TransportKind,
+    ) -> Arc<EngineSession> {
+        let session = EngineSession::new(new_sid(), Arc::new(handshake), transport);
+        let cfg = &self.config;
+        let upgrades: &[&str] =
+            if transport == TransportKind::Polling && cfg.allow_upgrades && cfg.allow_websocket {
+                &["websocket"]
+            } else {
+                &[]
+            };
+        session.send(Frame::open(
+            &session.sid,
+            upgrades,
+            cfg.ping_interval.as_millis() as u64,
+            cfg.ping_timeout.as_millis() as u64,
+            cfg.max_payload,
+        ));
+        self.sessions
+            .lock()
+            .insert(session.sid.clone(), session.clone());
+        self.layer.on_open(&session);
+        let (engine, s) = (self.clone(), session.clone());
+        tokio::spawn(async move {
+            let reason = heartbeat::run(
+                s.clone(),
+                engine.config.ping_interval,
+                engine.config.ping_timeout,
+            )
+            .await;
+            engine.end_session(&s, reason);
+        });
+        // Close connections that never join a namespace (socket.io's connectTimeout).
+        let (engine, s) = (self.clone(), session.clone());
+        tokio::spawn(async move {
+            tokio::select! {
+                () = tokio::time::sleep(engine.layer.connect_timeout()) => {
+                    if !engine.layer.has_sockets(&s.sid) {
+                        s.close(CloseReason::ServerClose);
+                    }
+                }
+                () = s.wait_closed() => {}
+            }
+        });
+        session
+    }
+
+    /// Forgets a session and tells the layer above; safe to call more than once.
+    fn end_session(&self, session: &Arc<EngineSession>, reason: CloseReason) {
+        session.close(reason);
+        if self.sessions.lock().remove(&session.sid).is_some() {
+            self.layer.on_close(session, reason);
+        }
+    }
+
+    /// The `Access-Control-*` headers for this request, or Err if its origin is refused.
+    fn cors_headers(
+        &self,
+        req: &Request<Incoming>,
+    ) -> Result<Vec<(HeaderName, HeaderValue)>, HttpError> {
+        let Some(origin) = req.headers().get(ORIGIN) else {
+            return Ok(Vec::new());
         };
+        let origin_str = origin.to_str().unwrap_or("");
+        let allowed = match &self.config.cors {
+            CorsPolicy::Disabled => return Ok(Vec::new()),
+            CorsPolicy::Any => true,
+            CorsPolicy::List(list) => list.iter().any(|o| o == origin_str),
+            CorsPolicy::SameOrigin => {
+                let host = req
+                    .headers()
+                    .get(HOST)
+                    .and_then(|h| h.to_str().ok())
+                    .unwrap_or("");
+                origin_str
+                    .split_once("://")
+                    .is_some_and(|(_, rest)| rest == host)
+            }
+        };
+        if !allowed {
+            return Err(HttpError::Forbidden);
+        }
+        let mut headers = vec![(ACCESS_CONTROL_ALLOW_ORIGIN, origin.clone())];
+        if self.config.cors_credentials {
+            headers.push((
+                ACCESS_CONTROL_ALLOW_CREDENTIALS,
+                HeaderValue::from_static("true"),
+            ));
+        }
+        Ok(headers)
+    }
+
+    async fn handle(
+        self: Arc<Self>,
+        req: Request<Incoming>,
+        remote: SocketAddr,
+        local: SocketAddr,
+    ) -> Result<HttpResponse, Infallible> {
+        if req.uri().path() != self.config.path {
+            return Ok(self.static_file(&req).await);
+        }
+        let cors = match self.cors_headers(&req) {
+            Ok(h) => h,
+            Err(e) => return Ok(e.response()),
+        };
+        let mut res = self.route(req, remote, local).await;
+        res.headers_mut().extend(cors);
+        Ok(res)
+    }
+
+    async fn route(
+        self: &Arc<Self>,
+        req: Request<Incoming>,
+        remote: SocketAddr,
+        local: SocketAddr,
+    ) -> HttpResponse {
+        if req.method() == Method::OPTIONS {
+            return preflight(&req);
+        }
+        let query = EngineQuery::parse(req.uri().query().unwrap_or(""));
+        if query.eio != Some("4") {
+            return HttpError::UnsupportedProtocolVersion.response();
+        }
+        let sid = query.sid.map(str::to_owned);
+        match query.transport {
+            Some("websocket") if self.config.allow_websocket => {
+                self.websocket(req, sid, remote, local)
+            }
+            Some("polling") if self.config.allow_polling => match sid {
+                None if req.method() == Method::GET => {
+                    let session = self
+                        .open_session(self.handshake(&req, remote, local), TransportKind::Polling);
+                    let (frames, _) = session.take();
+                    text_response(encode_payload(&frames))
+                }
+                None => HttpError::BadHandshakeMethod.response(),
+                Some(sid) => self.poll(req, &sid).await,
+            },
+            _ => HttpError::UnknownTransport.response(),
+        }
+    }
+
+    /// A GET or POST on an existing polling session.
+    async fn poll(self: &Arc<Self>, req: Request<Incoming>, sid: &str) -> HttpResponse {
+        let Some(session) = self.sessions.lock().get(sid).cloned() else {
+            return HttpError::UnknownSid.response();
+        };
+        if session.transport() == TransportKind::WebSocket {
+            return HttpError::BadRequest.response();
+        }
+        match *req.method() {
+            Method::GET => {
+                if !session.claim_get() {
+                    // Two GETs at once: the client is confused or hostile; end the session.
+                    self.end_session(&session, CloseReason::TransportError);
+                    return HttpError::BadRequest.response();
+                }
+                let _slot = SlotGuard {
+                    session: &session,
+                    get: true,
+                };
+                let body = polling::get(&session).await;
+                if let Some(reason) = session.closed() {
+                    self.end_session(&session, reason);
+                }
+                text_response(body)
+            }
+            Method::POST => {
+                if !session.claim_post() {
+                    self.end_session(&session, CloseReason::TransportError);
+                    return HttpError::BadRequest.response();
+                }
+                let _slot = SlotGuard {
+                    session: &session,
+                    get: false,
+                };
+                let max = self.config.max_payload;
+                let declared = req
+                    .headers()
+                    .get(CONTENT_LENGTH)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.parse::<usize>().ok());
+                if declared.is_some_and(|n| n > max) {
+                    self.end_session(&session, CloseReason::TransportError);
+                    return status_response(StatusCode::PAYLOAD_TOO_LARGE, "Payload Too Large");
+                }
+                let body = Limited::new(req.into_body(), max);
+                let body = match tokio::time::timeout(BODY_TIMEOUT, body.collect()).await {
+                    Ok(Ok(collected)) => collected.to_bytes(),
+                    Ok(Err(e)) if e.downcast_ref::<LengthLimitError>().is_some() => {
+                        self.end_session(&session, CloseReason::TransportError);
+                        return status_response(StatusCode::PAYLOAD_TOO_LARGE, "Payload Too Large");
+                    }
+                    _ => {
+                        self.end_session(&session, CloseReason::TransportError);
+                        return HttpError::BadRequest.response();
+                    }
+                };
+                let handler: Arc<dyn EngineHandler> = self.layer.clone();
+                if polling::post(&session, &handler, &body).is_err() {
+                    self.end_session(&session, CloseReason::TransportError);
+                    return HttpError::BadRequest.response();
+                }
+                let mut res = Response::new(Full::new(Bytes::from_static(b"ok")));
+                res.headers_mut()
+                    .insert(CONTENT_TYPE, HeaderValue::from_static("text/html"));
+                res
+            }
+            _ => HttpError::BadRequest.response(),
+        }
+    }
+
+    /// A WebSocket: a new session, or the upgrade of a polling one (`sid` given).
+    fn websocket(
+        self: &Arc<Self>,
+        mut req: Request<Incoming>,
+        sid: Option<String>,
+        remote: SocketAddr,
+        local: SocketAddr,
+    ) -> HttpResponse {
+        if req.method() != Method::GET {
+            return HttpError::BadHandshakeMethod.response();
+        }
+        let Some(accept) = websocket_key(&req) else {
+            return HttpError::BadRequest.response();
+        };
+        let upgrading = match sid {
+            None => None,
+            Some(sid) => {
+                let Some(session) = self.sessions.lock().get(sid.as_str()).cloned() else {
+                    return HttpError::UnknownSid.response();
+                };
+                if !self.config.allow_upgrades || !session.begin_upgrade() {
+                    return HttpError::BadRequest.response();
+                }
+                Some(session)
+            }
+        };
+        let handshake = self.handshake(&req, remote, local);
         let on_upgrade = hyper::upgrade::on(&mut req);
         let engine = self.clone();
         tokio::spawn(async move {
             let Ok(upgraded) = on_upgrade.await else {
+                if let Some(s) = &upgrading {
+                    s.abort_upgrade();
+                }
                 return;
             };
-            let io = TokioIo::new(upgraded);
-            let ws = WebSocketStream::from_raw_socket(
-                io,
+            let config = websocket::ws_config(engine.config.max_payload);
+            let mut ws = WebSocketStream::from_raw_socket(
+                TokioIo::new(upgraded),
                 Role::Server,
-                Some(websocket::ws_config(engine.config.max_payload)),
+                Some(config),
             )
             .await;
-            let session = engine.open_session(handshake, &[]);
-            let reason = websocket::run(
-                ws,
-                session.clone(),
-                engine.layer.clone(),
-                engine.heartbeat(),
-            )
-            .await;
+            let session = match upgrading {
+                Some(session) => {
+                    if !websocket::probe(&mut ws, &session, engine.config.upgrade_timeout).await {
+                        session.abort_upgrade();
+                        return;
+                    }
+                    session.finish_upgrade();
+                    session
+                }
+                None => engine.open_session(handshake, TransportKind::WebSocket),
+            };
+            let reason = websocket::run(ws, session.clone(), engine.layer.clone()).await;
             engine.end_session(&session, reason);
         });
         let mut res = Response::new(Full::new(Bytes::new()));
@@ -233,12 +430,64 @@ impl Engine {
         let h = res.headers_mut();
         h.insert(UPGRADE, HeaderValue::from_static("websocket"));
         h.insert(CONNECTION, HeaderValue::from_static("Upgrade"));
-        h.insert(
-            SEC_WEBSOCKET_ACCEPT,
-            HeaderValue::from_str(&key).unwrap_or(HeaderValue::from_static("")),
-        );
-        Ok(res)
+        if let Ok(v) = HeaderValue::from_str(&accept) {
+            h.insert(SEC_WEBSOCKET_ACCEPT, v);
+        }
+        res
     }
+
+    async fn static_file(&self, req: &Request<Incoming>) -> HttpResponse {
+        if req.method() != Method::GET && req.method() != Method::HEAD {
+            return status_response(StatusCode::NOT_FOUND, "Not Found");
+        }
+        let Some((path, content_type)) =
+            static_files::resolve(&self.config.static_files, req.uri().path())
+        else {
+            return status_response(StatusCode::NOT_FOUND, "Not Found");
+        };
+        match tokio::fs::read(&path).await {
+            Ok(data) => {
+                let mut res = Response::new(Full::new(Bytes::from(data)));
+                if let Ok(v) = HeaderValue::from_str(&content_type) {
+                    res.headers_mut().insert(CONTENT_TYPE, v);
+                }
+                res
+            }
+            Err(_) => status_response(StatusCode::NOT_FOUND, "Not Found"),
+        }
+    }
+}
+
+/// How long a POST body may take to arrive (bounds slow-body clients).
+const BODY_TIMEOUT: Duration = Duration::from_secs(30);
+
+fn preflight(req: &Request<Incoming>) -> HttpResponse {
+    let mut res = Response::new(Full::new(Bytes::new()));
+    *res.status_mut() = StatusCode::NO_CONTENT;
+    let h = res.headers_mut();
+    h.insert(
+        ACCESS_CONTROL_ALLOW_METHODS,
+        HeaderValue::from_static("GET, POST, OPTIONS"),
+    );
+    if let Some(requested) = req.headers().get(ACCESS_CONTROL_REQUEST_HEADERS) {
+        h.insert(ACCESS_CONTROL_ALLOW_HEADERS, requested.clone());
+    }
+    res
+}
+
+fn text_response(body: Bytes) -> HttpResponse {
+    let mut res = Response::new(Full::new(body));
+    res.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=UTF-8"),
+    );
+    res
+}
+
+fn status_response(status: StatusCode, text: &'static str) -> HttpResponse {
+    let mut res = Response::new(Full::new(Bytes::from_static(text.as_bytes())));
+    *res.status_mut() = status;
+    res
 }
 
 /// The `Sec-WebSocket-Accept` value for a valid upgrade request, else None.
@@ -383,7 +632,10 @@ async fn serve(
                 tokio::spawn(async move {
                     let service = hyper::service::service_fn(move |req| engine.clone().handle(req, remote, local));
                     let conn = hyper::server::conn::http1::Builder::new()
+                        // Bounded headers, and a deadline for them: slowloris costs little.
                         .max_buf_size(64 * 1024)
+                        .timer(TokioTimer::new())
+                        .header_read_timeout(Duration::from_secs(10))
                         .serve_connection(TokioIo::new(stream), service)
                         .with_upgrades();
                     let _ = conn.await;

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use ferrosio_core::bridge::{Command, Inbound, Target};
+use ferrosio_core::config::{CorsPolicy, StaticRoute};
 use ferrosio_core::engineio::packet::Frame;
 use ferrosio_core::socketio::packet::{encode_message, PacketType, SocketPacket};
 use ferrosio_core::{ServerConfig, ServerError, ServerHandle};
@@ -87,7 +88,7 @@ struct Engine {
 #[pymethods]
 impl Engine {
     #[new]
-    #[pyo3(signature = (host, port, *, path = "/socket.io/", ping_interval_ms = 25_000, ping_timeout_ms = 20_000, max_payload = 1_000_000, connect_timeout_ms = 45_000, websocket = true, polling = true, upgrades = true))]
+    #[pyo3(signature = (host, port, *, path = "/socket.io/", ping_interval_ms = 25_000, ping_timeout_ms = 20_000, max_payload = 1_000_000, connect_timeout_ms = 45_000, websocket = true, polling = true, upgrades = true, cors = "same-origin", cors_origins = None, cors_credentials = true, static_files = None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -101,7 +102,31 @@ impl Engine {
         websocket: bool,
         polling: bool,
         upgrades: bool,
+        cors: &str,
+        cors_origins: Option<Vec<String>>,
+        cors_credentials: bool,
+        static_files: Option<Vec<(String, String, Option<String>)>>,
     ) -> PyResult<Self> {
+        let cors = match cors {
+            "same-origin" => CorsPolicy::SameOrigin,
+            "any" => CorsPolicy::Any,
+            "disabled" => CorsPolicy::Disabled,
+            "list" => CorsPolicy::List(cors_origins.unwrap_or_default()),
+            other => {
+                return Err(PyValueError::new_err(format!(
+                    "unknown cors policy {other:?}"
+                )))
+            }
+        };
+        let static_files = static_files
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(url, path, content_type)| StaticRoute {
+                url,
+                path: path.into(),
+                content_type,
+            })
+            .collect();
         let mut path = path.to_owned();
         if !path.starts_with('/') {
             path.insert(0, '/');
@@ -118,6 +143,10 @@ impl Engine {
             allow_websocket: websocket,
             allow_polling: polling,
             allow_upgrades: upgrades,
+            cors,
+            cors_credentials,
+            static_files,
+            ..ServerConfig::default()
         };
         let addr = if host.contains(':') {
             format!("[{host}]:{port}")

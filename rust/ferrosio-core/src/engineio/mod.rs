@@ -1,9 +1,10 @@
 //! Engine.IO v4: packets, polling payloads, sessions and heartbeats.
+pub mod heartbeat;
 pub mod packet;
 pub mod session;
 
 pub use packet::{EnginePacket, Frame};
-pub use session::{CloseReason, EngineSession};
+pub use session::{CloseReason, EngineSession, TransportKind};
 
 use std::sync::Arc;
 

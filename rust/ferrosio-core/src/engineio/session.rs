@@ -5,6 +5,7 @@
 //! one polling response.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::Arc;
 
 use parking_lot::Mutex;
@@ -56,22 +57,119 @@ struct Outbox {
     closed: Option<CloseReason>,
 }
 
+/// Which transport carries a session now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum TransportKind {
+    Polling = 0,
+    /// A WebSocket is being probed; polling carries the session until the client sends `5`.
+    Upgrading = 1,
+    WebSocket = 2,
+}
+
 /// A live Engine.IO session, shared by the transport task and the Socket.IO layer.
 pub struct EngineSession {
     pub sid: Arc<str>,
     pub handshake: Arc<Handshake>,
     outbox: Mutex<Outbox>,
     notify: Notify,
+    closed_notify: Notify,
+    pong: Notify,
+    transport: AtomicU8,
+    /// At most one polling GET and one POST in flight.
+    get_in_flight: AtomicBool,
+    post_in_flight: AtomicBool,
 }
 
 impl EngineSession {
-    pub fn new(sid: Arc<str>, handshake: Arc<Handshake>) -> Arc<Self> {
+    pub fn new(sid: Arc<str>, handshake: Arc<Handshake>, transport: TransportKind) -> Arc<Self> {
         Arc::new(EngineSession {
             sid,
             handshake,
             outbox: Mutex::default(),
             notify: Notify::new(),
+            closed_notify: Notify::new(),
+            pong: Notify::new(),
+            transport: AtomicU8::new(transport as u8),
+            get_in_flight: AtomicBool::new(false),
+            post_in_flight: AtomicBool::new(false),
         })
+    }
+
+    pub fn transport(&self) -> TransportKind {
+        match self.transport.load(Ordering::Acquire) {
+            0 => TransportKind::Polling,
+            1 => TransportKind::Upgrading,
+            _ => TransportKind::WebSocket,
+        }
+    }
+
+    /// Polling -> Upgrading; false if the session is not on polling (already upgrading or
+    /// upgraded: a second WebSocket is refused).
+    pub fn begin_upgrade(&self) -> bool {
+        self.transport
+            .compare_exchange(
+                TransportKind::Polling as u8,
+                TransportKind::Upgrading as u8,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            )
+            .is_ok()
+    }
+
+    /// Upgrading -> WebSocket (the client sent `5`).
+    pub fn finish_upgrade(&self) {
+        self.transport
+            .store(TransportKind::WebSocket as u8, Ordering::Release);
+    }
+
+    /// Upgrading -> Polling (the probe WebSocket failed before `5`).
+    pub fn abort_upgrade(&self) {
+        let _ = self.transport.compare_exchange(
+            TransportKind::Upgrading as u8,
+            TransportKind::Polling as u8,
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        );
+    }
+
+    /// Claims the GET slot; false if a GET is already in flight.
+    pub fn claim_get(&self) -> bool {
+        !self.get_in_flight.swap(true, Ordering::AcqRel)
+    }
+
+    pub fn release_get(&self) {
+        self.get_in_flight.store(false, Ordering::Release);
+    }
+
+    /// Claims the POST slot; false if a POST is already in flight.
+    pub fn claim_post(&self) -> bool {
+        !self.post_in_flight.swap(true, Ordering::AcqRel)
+    }
+
+    pub fn release_post(&self) {
+        self.post_in_flight.store(false, Ordering::Release);
+    }
+
+    /// A pong arrived (on any transport).
+    pub fn pong_received(&self) {
+        self.pong.notify_one();
+    }
+
+    /// Resolves at the next pong (one that arrived before the wait counts).
+    pub async fn wait_pong(&self) {
+        self.pong.notified().await;
+    }
+
+    /// Resolves once the session is closed.
+    pub async fn wait_closed(&self) {
+        let notified = self.closed_notify.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        if self.closed().is_some() {
+            return;
+        }
+        notified.await;
     }
 
     /// Queues one frame; returns false (and drops it) once the session is closed.
@@ -126,6 +224,7 @@ impl EngineSession {
             }
         };
         self.notify.notify_one();
+        self.closed_notify.notify_waiters();
         first
     }
 
@@ -154,7 +253,7 @@ mod tests {
             remote_addr: addr,
             local_addr: addr,
         };
-        EngineSession::new("s".into(), Arc::new(hs))
+        EngineSession::new("s".into(), Arc::new(hs), TransportKind::WebSocket)
     }
 
     #[tokio::test]

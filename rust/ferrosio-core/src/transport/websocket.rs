@@ -1,5 +1,6 @@
-//! The WebSocket transport: one task per connection reads frames, writes the session's outbox
-//! and runs the heartbeat, all from one `select!` loop (no split halves, no locks on the socket).
+//! The WebSocket transport: one task per connection reads frames and writes the session's
+//! outbox from one `select!` loop (no split halves, no locks on the socket). The heartbeat
+//! runs beside it (see [`crate::engineio::heartbeat`]) and talks through the outbox.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -7,7 +8,6 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::error::{CapacityError, Error as WsError};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
@@ -27,13 +27,6 @@ pub fn ws_config(max_payload: usize) -> WebSocketConfig {
         .write_buffer_size(0)
 }
 
-/// Heartbeat timing.
-#[derive(Clone, Copy, Debug)]
-pub struct Heartbeat {
-    pub interval: Duration,
-    pub timeout: Duration,
-}
-
 enum Step {
     Continue,
     Close(CloseReason),
@@ -44,15 +37,10 @@ pub async fn run<S>(
     mut ws: WebSocketStream<S>,
     session: Arc<EngineSession>,
     handler: Arc<dyn EngineHandler>,
-    heartbeat: Heartbeat,
 ) -> CloseReason
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let mut awaiting_pong = false;
-    let timer = tokio::time::sleep(heartbeat.interval);
-    tokio::pin!(timer);
-
     let reason = loop {
         let step = tokio::select! {
             biased;
@@ -61,24 +49,14 @@ where
                 Ok(Some(reason)) => Step::Close(reason),
                 Err(_) => Step::Close(CloseReason::TransportError),
             },
-            msg = ws.next() => on_frame(&mut ws, msg, &session, &handler, &mut awaiting_pong, &mut timer, heartbeat).await,
-            () = &mut timer => {
-                if awaiting_pong {
-                    Step::Close(CloseReason::PingTimeout)
-                } else {
-                    awaiting_pong = true;
-                    timer.as_mut().reset(Instant::now() + heartbeat.timeout);
-                    session.send(Frame::PING);
-                    Step::Continue
-                }
-            }
+            msg = ws.next() => on_frame(&mut ws, msg, &session, &handler).await,
         };
         if let Step::Close(reason) = step {
             break reason;
         }
     };
     session.close(reason);
-    if reason == CloseReason::ServerClose {
+    if matches!(reason, CloseReason::ServerClose | CloseReason::PingTimeout) {
         // Flush what was queued before the close, then close cleanly.
         let _ = flush(&mut ws, &session).await;
         let _ = ws.close(None).await;
@@ -86,14 +64,48 @@ where
     reason
 }
 
+/// The upgrade handshake on a new WebSocket for a polling session: `2probe` -> `3probe`, a
+/// noop to release the pending GET, then the client's `5`. Returns false if the client did
+/// anything else, or took longer than `timeout`.
+pub async fn probe<S>(
+    ws: &mut WebSocketStream<S>,
+    session: &EngineSession,
+    timeout: Duration,
+) -> bool
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let handshake = async {
+        loop {
+            let Some(Ok(Message::Text(text))) = ws.next().await else {
+                return false;
+            };
+            match text.as_str() {
+                "2probe" => {
+                    if ws
+                        .send(Message::Text(Utf8Bytes::from_static("3probe")))
+                        .await
+                        .is_err()
+                    {
+                        return false;
+                    }
+                    session.send(Frame::NOOP);
+                }
+                "5" => return true,
+                _ => return false,
+            }
+        }
+    };
+    tokio::time::timeout(timeout, handshake)
+        .await
+        .unwrap_or(false)
+}
+
 async fn on_frame<S>(
     ws: &mut WebSocketStream<S>,
     msg: Option<Result<Message, WsError>>,
     session: &Arc<EngineSession>,
     handler: &Arc<dyn EngineHandler>,
-    awaiting_pong: &mut bool,
-    timer: &mut std::pin::Pin<&mut tokio::time::Sleep>,
-    heartbeat: Heartbeat,
 ) -> Step
 where
     S: AsyncRead + AsyncWrite + Unpin,
@@ -125,14 +137,10 @@ where
             Err(_) => Step::Close(CloseReason::TransportError),
         },
         Ok(EnginePacket::Pong(_)) => {
-            if *awaiting_pong {
-                *awaiting_pong = false;
-                timer.as_mut().reset(Instant::now() + heartbeat.interval);
-            }
+            session.pong_received();
             Step::Continue
         }
         Ok(EnginePacket::Ping(payload)) => {
-            // Only a probe is expected here; answer any ping so the peer's check passes.
             let mut pong = Vec::with_capacity(1 + payload.len());
             pong.push(b'3');
             pong.extend_from_slice(&payload);
@@ -161,6 +169,8 @@ where
     if !frames.is_empty() {
         for frame in frames {
             let msg = match frame {
+                // A noop only releases a polling GET; it means nothing on a WebSocket.
+                Frame::Text(b) if b.as_ref() == b"6" => continue,
                 // SAFETY: text frames are built from `&str`s and ASCII by the encoder, or were
                 // checked as UTF-8 when received; they are valid UTF-8.
                 Frame::Text(b) => Message::Text(unsafe { Utf8Bytes::from_bytes_unchecked(b) }),

@@ -1,0 +1,71 @@
+//! The HTTP long-polling transport: a GET takes everything queued (waiting until something
+//! is), a POST carries `\x1e`-separated packets in.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use crate::engineio::packet::{encode_payload, EnginePacket, Frame};
+use crate::engineio::session::{CloseReason, EngineSession};
+use crate::engineio::EngineHandler;
+use crate::error::EngineError;
+
+/// Waits until frames are queued or the session closes; returns the response body.
+///
+/// A closed session answers with what was still queued followed by a close packet `1`, so
+/// nothing sent before a server-side close is lost.
+pub async fn get(session: &EngineSession) -> Bytes {
+    loop {
+        let (frames, closed) = session.take();
+        if closed.is_some() {
+            let mut frames = frames;
+            frames.push(Frame::CLOSE);
+            return encode_payload(&frames);
+        }
+        if !frames.is_empty() {
+            return encode_payload(&frames);
+        }
+        session.wait().await;
+    }
+}
+
+/// Applies the packets of one POST body. An `Err` means the body was malformed (the caller
+/// answers 400 and closes the session); Socket.IO-level errors close the session themselves.
+pub fn post(
+    session: &Arc<EngineSession>,
+    handler: &Arc<dyn EngineHandler>,
+    body: &Bytes,
+) -> Result<(), EngineError> {
+    if std::str::from_utf8(body).is_err() {
+        return Err(EngineError::Utf8);
+    }
+    let packets = EnginePacket::decode_payload(body)?;
+    for packet in packets {
+        let result = match packet {
+            EnginePacket::Message(text) => handler.on_message(session, text),
+            EnginePacket::Binary(data) => handler.on_binary(session, data),
+            EnginePacket::Pong(_) => {
+                session.pong_received();
+                Ok(())
+            }
+            EnginePacket::Ping(payload) => {
+                let mut pong = Vec::with_capacity(1 + payload.len());
+                pong.push(b'3');
+                pong.extend_from_slice(&payload);
+                session.send(Frame::Text(pong.into()));
+                Ok(())
+            }
+            EnginePacket::Close => {
+                session.close(CloseReason::ClientClose);
+                return Ok(());
+            }
+            EnginePacket::Noop | EnginePacket::Upgrade => Ok(()),
+            EnginePacket::Open(_) => return Err(EngineError::UnknownType('0')),
+        };
+        if result.is_err() {
+            session.close(CloseReason::TransportError);
+            return Ok(());
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,103 @@
+//! Static files served from the same listener (python-socketio's `static_files`), so a page
+//! and its Socket.IO endpoint share one port.
+
+use std::path::{Component, Path, PathBuf};
+
+use crate::config::StaticRoute;
+
+/// The file for a request path, and its content type, if a route covers it.
+pub fn resolve(routes: &[StaticRoute], url_path: &str) -> Option<(PathBuf, String)> {
+    // Longest URL prefix first, so `/static` wins over `/`.
+    let mut best: Option<(&StaticRoute, &str)> = None;
+    for route in routes {
+        let base = route.url.trim_end_matches('/');
+        let rest = if url_path == route.url || url_path == base {
+            ""
+        } else if let Some(rest) = url_path.strip_prefix(base).filter(|r| r.starts_with('/')) {
+            rest
+        } else {
+            continue;
+        };
+        if !rest.trim_matches('/').is_empty() && !route.path.is_dir() {
+            continue; // a file route matches its URL exactly
+        }
+        if best.is_none_or(|(b, _)| b.url.len() < route.url.len()) {
+            best = Some((route, rest));
+        }
+    }
+    let (route, rest) = best?;
+    let mut file = route.path.clone();
+    let rest = rest.trim_start_matches('/');
+    if !rest.is_empty() {
+        let rel = Path::new(rest);
+        // Refuse `..` and absolute parts: nothing outside the route's folder.
+        if rel.components().any(|c| !matches!(c, Component::Normal(_))) {
+            return None;
+        }
+        file.push(rel);
+    }
+    if file.is_dir() {
+        file.push("index.html");
+    }
+    let content_type = route
+        .content_type
+        .clone()
+        .unwrap_or_else(|| guess_type(&file).to_owned());
+    Some((file, content_type))
+}
+
+fn guess_type(path: &Path) -> &'static str {
+    match path.extension().and_then(|e| e.to_str()).unwrap_or("") {
+        "html" | "htm" => "text/html; charset=utf-8",
+        "js" | "mjs" => "text/javascript; charset=utf-8",
+        "css" => "text/css; charset=utf-8",
+        "json" | "map" => "application/json",
+        "svg" => "image/svg+xml",
+        "png" => "image/png",
+        "jpg" | "jpeg" => "image/jpeg",
+        "gif" => "image/gif",
+        "ico" => "image/x-icon",
+        "wasm" => "application/wasm",
+        "txt" => "text/plain; charset=utf-8",
+        _ => "application/octet-stream",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn routes(dir: &Path) -> Vec<StaticRoute> {
+        vec![
+            StaticRoute {
+                url: "/".into(),
+                path: dir.join("index.html"),
+                content_type: None,
+            },
+            StaticRoute {
+                url: "/static".into(),
+                path: dir.to_path_buf(),
+                content_type: None,
+            },
+        ]
+    }
+
+    #[test]
+    fn maps_files_and_folders_and_refuses_traversal() {
+        let dir = std::env::temp_dir().join(format!("ferrosio-static-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("sub")).unwrap();
+        std::fs::write(dir.join("index.html"), "x").unwrap();
+        std::fs::write(dir.join("sub/app.js"), "x").unwrap();
+        let r = routes(&dir);
+        assert_eq!(resolve(&r, "/").unwrap().0, dir.join("index.html"));
+        let (f, t) = resolve(&r, "/static/sub/app.js").unwrap();
+        assert_eq!(
+            (f, t.as_str()),
+            (dir.join("sub/app.js"), "text/javascript; charset=utf-8")
+        );
+        assert!(resolve(&r, "/static/../etc/passwd").is_none());
+        assert!(resolve(&r, "/staticx/app.js").is_none());
+        assert!(resolve(&r, "/other").is_none());
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}
