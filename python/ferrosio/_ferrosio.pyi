@@ -8,6 +8,9 @@ KIND_CONNECT: Final[int]
 KIND_EVENT: Final[int]
 KIND_ACK: Final[int]
 KIND_DISCONNECT: Final[int]
+KIND_ENGINE_OPEN: Final[int]
+KIND_ENGINE_MESSAGE: Final[int]
+KIND_ENGINE_CLOSE: Final[int]
 
 class FerrosioError(Exception): ...
 class EngineNotRunningError(FerrosioError): ...
@@ -31,6 +34,7 @@ class Engine:
         websocket: bool = True,
         polling: bool = True,
         upgrades: bool = True,
+        engine_path: str | None = None,
         cors: str = "same-origin",
         cors_origins: list[str] | None = None,
         cors_credentials: bool = True,
@@ -47,6 +51,9 @@ class Engine:
         - ``(KIND_EVENT, sid, nsp, ack_id | None, json, attachments | None)``
         - ``(KIND_ACK, sid, nsp, ack_id, json, attachments | None)``
         - ``(KIND_DISCONNECT, sid, nsp, reason, None, None)``
+        - ``(KIND_ENGINE_OPEN, sid, "", "", None, RawEnviron)``
+        - ``(KIND_ENGINE_MESSAGE, sid, "", str | bytes, None, None)``
+        - ``(KIND_ENGINE_CLOSE, sid, "", reason, None, None)``
         """
     def emit(
         self,
@@ -73,6 +80,8 @@ class Engine:
     def leave(self, nsp: str, sid: str, room: str) -> None: ...
     def close_room(self, nsp: str, room: str) -> None: ...
     def disconnect(self, nsp: str, sid: str) -> None: ...
+    def engine_send(self, sid: str, data: str | bytes) -> None: ...
+    def engine_close(self, sid: str) -> None: ...
     def shutdown(self, timeout_ms: int = 5000) -> None: ...
 
 def encode_packet(

@@ -9,12 +9,22 @@ import inspect
 import itertools
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
-from typing import Any, TypeAlias, TypeVar
+from typing import Any, TypeAlias, TypeVar, overload
 
 import orjson
 
 from ferrosio import _codec, exceptions
-from ferrosio._ferrosio import KIND_ACK, KIND_CONNECT, KIND_DISCONNECT, KIND_EVENT, Engine
+from ferrosio._ferrosio import (
+    KIND_ACK,
+    KIND_CONNECT,
+    KIND_DISCONNECT,
+    KIND_ENGINE_CLOSE,
+    KIND_ENGINE_MESSAGE,
+    KIND_ENGINE_OPEN,
+    KIND_EVENT,
+    Engine,
+)
+from ferrosio.engineio import EngineIOEndpoint
 
 __all__ = ["AsyncServer"]
 
@@ -120,7 +130,9 @@ class AsyncServer:
     :param cors_credentials: send ``Access-Control-Allow-Credentials: true``.
     :param allow_upgrades: let polling clients upgrade to WebSocket.
     :param static_files: python-socketio's mapping of URL paths to files or folders (or to
-        ``{"filename": ..., "content_type": ...}``), served from the same port.
+                ``{"filename": ..., "content_type": ...}``), served from the same port.
+    :param engineio_path: also serve a bare Engine.IO endpoint at this path; its handlers are
+        registered on :attr:`engineio`.
     """
 
     reason = _Reason
@@ -141,12 +153,16 @@ class AsyncServer:
         cors_credentials: bool = True,
         allow_upgrades: bool = True,
         static_files: dict[str, Any] | None = None,
+        engineio_path: str | None = None,
         **kwargs: Any,
     ) -> None:
         self.cors_allowed_origins = cors_allowed_origins
         self.cors_credentials = cors_credentials
         self.allow_upgrades = allow_upgrades
         self.static_files = dict(static_files or {})
+        self.engineio: EngineIOEndpoint | None = (
+            EngineIOEndpoint(self, engineio_path) if engineio_path else None
+        )
         self.ping_interval = ping_interval
         self.ping_timeout = ping_timeout
         self.max_http_buffer_size = max_http_buffer_size
@@ -183,7 +199,17 @@ class AsyncServer:
         self._stopped: asyncio.Future[None] | None = None
 
     # ------------------------------------------------------------------ handlers ----
-    def on(self, event: str, handler: Handler | None = None, namespace: str | None = None) -> Any:
+    @overload
+    def on(
+        self, event: str, handler: None = None, namespace: str | None = None
+    ) -> Callable[[F], F]: ...
+
+    @overload
+    def on(self, event: str, handler: Handler, namespace: str | None = None) -> None: ...
+
+    def on(
+        self, event: str, handler: Handler | None = None, namespace: str | None = None
+    ) -> Callable[[F], F] | None:
         """Registers a handler for ``event`` (``"*"`` catches every event without one).
 
         Usable as ``sio.on("event", fn)`` or as a decorator ``@sio.on("event")``.
@@ -200,15 +226,21 @@ class AsyncServer:
             return None
         return register
 
-    def event(self, *args: Any, **kwargs: Any) -> Any:
-        """Decorator registering a handler named after the function: ``@sio.event``."""
-        if len(args) == 1 and not kwargs and callable(args[0]):
-            fn = args[0]
-            self.on(fn.__name__, fn)
-            return fn
+    @overload
+    def event(self, handler: F, /) -> F: ...
+
+    @overload
+    def event(self, *, namespace: str | None = None) -> Callable[[F], F]: ...
+
+    def event(self, handler: Any = None, /, *, namespace: str | None = None) -> Any:
+        """Registers a handler named after the function: ``@sio.event`` or
+        ``@sio.event(namespace="/chat")``."""
+        if handler is not None:
+            self.on(handler.__name__, handler)
+            return handler
 
         def deco(fn: F) -> F:
-            self.on(fn.__name__, fn, **kwargs)
+            self.on(fn.__name__, fn, namespace=namespace)
             return fn
 
         return deco
@@ -236,6 +268,7 @@ class AsyncServer:
             websocket="websocket" in self.transports,
             polling="polling" in self.transports,
             upgrades=self.allow_upgrades,
+            engine_path=self.engineio.path if self.engineio else None,
             static_files=self._static_routes(),
             **self._cors_options(),
         )
@@ -497,8 +530,29 @@ class AsyncServer:
                     self._on_connect(item[1], item[2], item[3], item[4], item[5])
                 elif kind == KIND_DISCONNECT:
                     self._on_disconnect(item[1], item[2], item[3])
+                else:
+                    self._on_engine(kind, item)
             except Exception:
                 self.logger.exception("ferrosio: error dispatching %r", item[:3])
+
+    def _on_engine(self, kind: int, item: tuple[Any, ...]) -> None:
+        endpoint = self.engineio
+        if endpoint is None:
+            return
+        sid = item[1]
+        if kind == KIND_ENGINE_OPEN:
+            fn = endpoint.handlers.get("connect")
+            args: tuple[Any, ...] = (sid, _build_environ(item[5]))
+        elif kind == KIND_ENGINE_MESSAGE:
+            fn = endpoint.handlers.get("message")
+            args = (sid, item[3])
+        elif kind == KIND_ENGINE_CLOSE:
+            fn = endpoint.handlers.get("disconnect")
+            args = (sid, item[3]) if fn is not None and self._arity_of(fn) >= 2 else (sid,)
+        else:
+            return
+        if fn is not None:
+            self._run(fn, args, None)
 
     def _handler(self, nsp: str, event: str, catch_all: bool = True) -> tuple[Handler | None, bool]:
         """The handler for ``event``, and whether it is a catch-all (gets the event name).

@@ -68,6 +68,21 @@ pub enum Inbound {
         nsp: Arc<str>,
         reason: DisconnectReason,
     },
+    /// The bare Engine.IO endpoint (if configured): a session opened.
+    EngineOpen {
+        sid: Arc<str>,
+        handshake: Arc<Handshake>,
+    },
+    /// A message on the bare Engine.IO endpoint (`binary`: it came as a binary packet).
+    EngineMessage {
+        sid: Arc<str>,
+        data: Bytes,
+        binary: bool,
+    },
+    EngineClose {
+        sid: Arc<str>,
+        reason: &'static str,
+    },
 }
 
 /// Who an emit goes to.
@@ -117,6 +132,15 @@ pub enum Command {
     },
     Disconnect {
         nsp: String,
+        sid: String,
+    },
+    /// Send on the bare Engine.IO endpoint.
+    EngineSend {
+        sid: String,
+        frames: Vec<Frame>,
+    },
+    /// Close a session of the bare Engine.IO endpoint.
+    EngineClose {
         sid: String,
     },
     /// Start a graceful shutdown; the engine thread exits when done.

@@ -29,8 +29,10 @@ pub struct StaticRoute {
 
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
-    /// The Engine.IO path, with leading and trailing slash (`/socket.io/`).
+    /// The Socket.IO endpoint's path, with leading and trailing slash (`/socket.io/`).
     pub path: String,
+    /// A bare Engine.IO endpoint's path, if any (`/engine.io/`).
+    pub engine_path: Option<String>,
     pub ping_interval: Duration,
     pub ping_timeout: Duration,
     /// `max_http_buffer_size`: the largest message (WebSocket) or POST body (polling), in bytes.
@@ -51,6 +53,7 @@ impl Default for ServerConfig {
     fn default() -> Self {
         ServerConfig {
             path: "/socket.io/".into(),
+            engine_path: None,
             ping_interval: Duration::from_secs(25),
             ping_timeout: Duration::from_secs(20),
             max_payload: 1_000_000,

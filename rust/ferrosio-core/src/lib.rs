@@ -9,6 +9,7 @@ pub mod bridge;
 pub mod config;
 pub mod engineio;
 pub mod error;
+pub mod raw_engine;
 pub mod rooms;
 pub mod server;
 pub mod sid;

@@ -33,6 +33,7 @@ use crate::engineio::packet::{encode_payload, Frame};
 use crate::engineio::session::{CloseReason, EngineSession, Handshake, TransportKind};
 use crate::engineio::EngineHandler;
 use crate::error::ServerError;
+use crate::raw_engine::RawEngineLayer;
 use crate::sid::new_sid;
 use crate::socketio::layer::SocketIoLayer;
 use crate::transport::{polling, static_files, websocket};
@@ -109,7 +110,18 @@ impl<'a> EngineQuery<'a> {
 struct Engine {
     config: ServerConfig,
     layer: Arc<SocketIoLayer>,
-    sessions: Mutex<HashMap<Arc<str>, Arc<EngineSession>>>,
+    raw: Option<Arc<RawEngineLayer>>,
+    sessions: Mutex<SessionTable>,
+}
+
+/// Live sessions by sid, with the endpoint each belongs to.
+type SessionTable = HashMap<Arc<str>, (Arc<EngineSession>, Endpoint)>;
+
+/// Which endpoint a session belongs to.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Endpoint {
+    SocketIo,
+    Engine,
 }
 
 /// Releases a polling GET/POST slot when the request ends, however it ends.
@@ -154,10 +166,27 @@ impl Engine {
         }
     }
 
+    fn handler(&self, endpoint: Endpoint) -> Arc<dyn EngineHandler> {
+        match (endpoint, &self.raw) {
+            (Endpoint::Engine, Some(raw)) => raw.clone(),
+            _ => self.layer.clone(),
+        }
+    }
+
+    /// The session `sid` if it belongs to `endpoint`.
+    fn session(&self, sid: &str, endpoint: Endpoint) -> Option<Arc<EngineSession>> {
+        self.sessions
+            .lock()
+            .get(sid)
+            .filter(|(_, e)| *e == endpoint)
+            .map(|(s, _)| s.clone())
+    }
+
     fn open_session(
         self: &Arc<Self>,
         handshake: Handshake,
         transport: TransportKind,
+        endpoint: Endpoint,
     ) -> Arc<EngineSession> {
         let session = EngineSession::new(new_sid(), Arc::new(handshake), transport);
         let cfg = &self.config;
@@ -176,8 +205,8 @@ impl Engine {
         ));
         self.sessions
             .lock()
-            .insert(session.sid.clone(), session.clone());
-        self.layer.on_open(&session);
+            .insert(session.sid.clone(), (session.clone(), endpoint));
+        self.handler(endpoint).on_open(&session);
         let (engine, s) = (self.clone(), session.clone());
         tokio::spawn(async move {
             let reason = heartbeat::run(
@@ -188,6 +217,9 @@ impl Engine {
             .await;
             engine.end_session(&s, reason);
         });
+        if endpoint == Endpoint::Engine {
+            return session;
+        }
         // Close connections that never join a namespace (socket.io's connectTimeout).
         let (engine, s) = (self.clone(), session.clone());
         tokio::spawn(async move {
@@ -206,8 +238,9 @@ impl Engine {
     /// Forgets a session and tells the layer above; safe to call more than once.
     fn end_session(&self, session: &Arc<EngineSession>, reason: CloseReason) {
         session.close(reason);
-        if self.sessions.lock().remove(&session.sid).is_some() {
-            self.layer.on_close(session, reason);
+        let removed = self.sessions.lock().remove(&session.sid);
+        if let Some((_, endpoint)) = removed {
+            self.handler(endpoint).on_close(session, reason);
         }
     }
 
@@ -254,14 +287,19 @@ impl Engine {
         remote: SocketAddr,
         local: SocketAddr,
     ) -> Result<HttpResponse, Infallible> {
-        if req.uri().path() != self.config.path {
+        let endpoint = if req.uri().path() == self.config.path {
+            Endpoint::SocketIo
+        } else if self.raw.is_some() && self.config.engine_path.as_deref() == Some(req.uri().path())
+        {
+            Endpoint::Engine
+        } else {
             return Ok(self.static_file(&req).await);
-        }
+        };
         let cors = match self.cors_headers(&req) {
             Ok(h) => h,
             Err(e) => return Ok(e.response()),
         };
-        let mut res = self.route(req, remote, local).await;
+        let mut res = self.route(req, remote, local, endpoint).await;
         res.headers_mut().extend(cors);
         Ok(res)
     }
@@ -271,6 +309,7 @@ impl Engine {
         req: Request<Incoming>,
         remote: SocketAddr,
         local: SocketAddr,
+        endpoint: Endpoint,
     ) -> HttpResponse {
         if req.method() == Method::OPTIONS {
             return preflight(&req);
@@ -282,29 +321,41 @@ impl Engine {
         let sid = query.sid.map(str::to_owned);
         match query.transport {
             Some("websocket") if self.config.allow_websocket => {
-                self.websocket(req, sid, remote, local)
+                self.websocket(req, sid, remote, local, endpoint)
             }
             Some("polling") if self.config.allow_polling => match sid {
                 None if req.method() == Method::GET => {
-                    let session = self
-                        .open_session(self.handshake(&req, remote, local), TransportKind::Polling);
+                    let session = self.open_session(
+                        self.handshake(&req, remote, local),
+                        TransportKind::Polling,
+                        endpoint,
+                    );
                     let (frames, _) = session.take();
                     text_response(encode_payload(&frames))
                 }
                 None => HttpError::BadHandshakeMethod.response(),
-                Some(sid) => self.poll(req, &sid).await,
+                Some(sid) => self.poll(req, &sid, endpoint).await,
             },
             _ => HttpError::UnknownTransport.response(),
         }
     }
 
     /// A GET or POST on an existing polling session.
-    async fn poll(self: &Arc<Self>, req: Request<Incoming>, sid: &str) -> HttpResponse {
-        let Some(session) = self.sessions.lock().get(sid).cloned() else {
+    async fn poll(
+        self: &Arc<Self>,
+        req: Request<Incoming>,
+        sid: &str,
+        endpoint: Endpoint,
+    ) -> HttpResponse {
+        let Some(session) = self.session(sid, endpoint) else {
             return HttpError::UnknownSid.response();
         };
         if session.transport() == TransportKind::WebSocket {
             return HttpError::BadRequest.response();
+        }
+        if session.pong_overdue() {
+            self.end_session(&session, CloseReason::PingTimeout);
+            return HttpError::UnknownSid.response();
         }
         match *req.method() {
             Method::GET => {
@@ -354,7 +405,7 @@ impl Engine {
                         return HttpError::BadRequest.response();
                     }
                 };
-                let handler: Arc<dyn EngineHandler> = self.layer.clone();
+                let handler = self.handler(endpoint);
                 if polling::post(&session, &handler, &body).is_err() {
                     self.end_session(&session, CloseReason::TransportError);
                     return HttpError::BadRequest.response();
@@ -375,6 +426,7 @@ impl Engine {
         sid: Option<String>,
         remote: SocketAddr,
         local: SocketAddr,
+        endpoint: Endpoint,
     ) -> HttpResponse {
         if req.method() != Method::GET {
             return HttpError::BadHandshakeMethod.response();
@@ -382,16 +434,22 @@ impl Engine {
         let Some(accept) = websocket_key(&req) else {
             return HttpError::BadRequest.response();
         };
-        let upgrading = match sid {
-            None => None,
+        let plan = match sid {
+            None => WsPlan::Open,
             Some(sid) => {
-                let Some(session) = self.sessions.lock().get(sid.as_str()).cloned() else {
+                let Some(session) = self.session(&sid, endpoint) else {
                     return HttpError::UnknownSid.response();
                 };
-                if !self.config.allow_upgrades || !session.begin_upgrade() {
+                if !self.config.allow_upgrades {
                     return HttpError::BadRequest.response();
                 }
-                Some(session)
+                // Already upgraded or upgrading: like the official server, complete the
+                // WebSocket handshake and then close that socket; the session is untouched.
+                if session.begin_upgrade() {
+                    WsPlan::Upgrade(session)
+                } else {
+                    WsPlan::Refuse
+                }
             }
         };
         let handshake = self.handshake(&req, remote, local);
@@ -399,7 +457,7 @@ impl Engine {
         let engine = self.clone();
         tokio::spawn(async move {
             let Ok(upgraded) = on_upgrade.await else {
-                if let Some(s) = &upgrading {
+                if let WsPlan::Upgrade(s) = &plan {
                     s.abort_upgrade();
                 }
                 return;
@@ -411,8 +469,12 @@ impl Engine {
                 Some(config),
             )
             .await;
-            let session = match upgrading {
-                Some(session) => {
+            let session = match plan {
+                WsPlan::Refuse => {
+                    let _ = ws.close(None).await;
+                    return;
+                }
+                WsPlan::Upgrade(session) => {
                     if !websocket::probe(&mut ws, &session, engine.config.upgrade_timeout).await {
                         session.abort_upgrade();
                         return;
@@ -420,9 +482,9 @@ impl Engine {
                     session.finish_upgrade();
                     session
                 }
-                None => engine.open_session(handshake, TransportKind::WebSocket),
+                WsPlan::Open => engine.open_session(handshake, TransportKind::WebSocket, endpoint),
             };
-            let reason = websocket::run(ws, session.clone(), engine.layer.clone()).await;
+            let reason = websocket::run(ws, session.clone(), engine.handler(endpoint)).await;
             engine.end_session(&session, reason);
         });
         let mut res = Response::new(Full::new(Bytes::new()));
@@ -456,6 +518,34 @@ impl Engine {
             Err(_) => status_response(StatusCode::NOT_FOUND, "Not Found"),
         }
     }
+}
+
+impl Engine {
+    fn execute(&self, cmd: Command) {
+        match cmd {
+            Command::EngineSend { sid, frames } => {
+                if let Some(raw) = &self.raw {
+                    raw.send(&sid, &frames);
+                }
+            }
+            Command::EngineClose { sid } => {
+                if let Some(raw) = &self.raw {
+                    raw.close(&sid);
+                }
+            }
+            other => self.layer.execute(other),
+        }
+    }
+}
+
+/// What a WebSocket request leads to.
+enum WsPlan {
+    /// A new session on this WebSocket.
+    Open,
+    /// The upgrade of this polling session.
+    Upgrade(Arc<EngineSession>),
+    /// The session is already upgraded or upgrading: accept, then close this socket.
+    Refuse,
 }
 
 /// How long a POST body may take to arrive (bounds slow-body clients).
@@ -533,10 +623,14 @@ impl ServerHandle {
             .enable_all()
             .build()?;
         let layer = SocketIoLayer::new(inbound.clone(), config.connect_timeout);
+        let raw = config
+            .engine_path
+            .as_ref()
+            .map(|_| RawEngineLayer::new(inbound.clone()));
         let thread = std::thread::Builder::new()
             .name("ferrosio-io".into())
             .spawn(move || {
-                runtime.block_on(serve(listener, config, layer, rx));
+                runtime.block_on(serve(listener, config, layer, raw, rx));
             })?;
         Ok(ServerHandle {
             commands: tx,
@@ -591,6 +685,7 @@ async fn serve(
     listener: std::net::TcpListener,
     config: ServerConfig,
     layer: Arc<SocketIoLayer>,
+    raw: Option<Arc<RawEngineLayer>>,
     mut commands: mpsc::UnboundedReceiver<Command>,
 ) {
     let Ok(listener) = TcpListener::from_std(listener) else {
@@ -599,6 +694,7 @@ async fn serve(
     let engine = Arc::new(Engine {
         config,
         layer,
+        raw,
         sessions: Mutex::default(),
     });
     let grace = loop {
@@ -608,8 +704,8 @@ async fn serve(
                 // The host dropped its handle: stop without waiting.
                 None => break Duration::ZERO,
                 Some(Command::Shutdown { timeout_ms }) => break Duration::from_millis(timeout_ms),
-                Some(cmd) => {
-                    engine.layer.execute(cmd);
+                                Some(cmd) => {
+                    engine.execute(cmd);
                     // Apply whatever else is queued before going back to the sockets.
                     let mut stop = None;
                     while let Ok(cmd) = commands.try_recv() {
@@ -617,7 +713,7 @@ async fn serve(
                             stop = Some(Duration::from_millis(timeout_ms));
                             break;
                         }
-                        engine.layer.execute(cmd);
+                                                engine.execute(cmd);
                     }
                     if let Some(grace) = stop {
                         break grace;
@@ -645,7 +741,12 @@ async fn serve(
     };
     drop(listener);
     // Graceful: every session flushes what is queued, then closes.
-    let sessions: Vec<_> = engine.sessions.lock().values().cloned().collect();
+    let sessions: Vec<_> = engine
+        .sessions
+        .lock()
+        .values()
+        .map(|(s, _)| s.clone())
+        .collect();
     for s in &sessions {
         s.close(CloseReason::ServerClose);
     }

@@ -10,6 +10,7 @@ use bytes::Bytes;
 use ferrosio_core::bridge::{Command, Inbound, Target};
 use ferrosio_core::config::{CorsPolicy, StaticRoute};
 use ferrosio_core::engineio::packet::Frame;
+use ferrosio_core::engineio::session::Handshake;
 use ferrosio_core::socketio::packet::{encode_message, PacketType, SocketPacket};
 use ferrosio_core::{ServerConfig, ServerError, ServerHandle};
 use pyo3::create_exception;
@@ -45,6 +46,9 @@ const KIND_CONNECT: u8 = 0;
 const KIND_EVENT: u8 = 1;
 const KIND_ACK: u8 = 2;
 const KIND_DISCONNECT: u8 = 3;
+const KIND_ENGINE_OPEN: u8 = 4;
+const KIND_ENGINE_MESSAGE: u8 = 5;
+const KIND_ENGINE_CLOSE: u8 = 6;
 
 /// Builds the frames of one packet: the text packet, then its binary attachments.
 fn packet_frames(
@@ -88,7 +92,7 @@ struct Engine {
 #[pymethods]
 impl Engine {
     #[new]
-    #[pyo3(signature = (host, port, *, path = "/socket.io/", ping_interval_ms = 25_000, ping_timeout_ms = 20_000, max_payload = 1_000_000, connect_timeout_ms = 45_000, websocket = true, polling = true, upgrades = true, cors = "same-origin", cors_origins = None, cors_credentials = true, static_files = None))]
+    #[pyo3(signature = (host, port, *, path = "/socket.io/", ping_interval_ms = 25_000, ping_timeout_ms = 20_000, max_payload = 1_000_000, connect_timeout_ms = 45_000, websocket = true, polling = true, upgrades = true, engine_path = None, cors = "same-origin", cors_origins = None, cors_credentials = true, static_files = None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -102,6 +106,7 @@ impl Engine {
         websocket: bool,
         polling: bool,
         upgrades: bool,
+        engine_path: Option<String>,
         cors: &str,
         cors_origins: Option<Vec<String>>,
         cors_credentials: bool,
@@ -143,6 +148,10 @@ impl Engine {
             allow_websocket: websocket,
             allow_polling: polling,
             allow_upgrades: upgrades,
+            engine_path: engine_path.map(|p| {
+                let p = p.trim_matches('/');
+                format!("/{p}/")
+            }),
             cors,
             cors_credentials,
             static_files,
@@ -217,28 +226,30 @@ impl Engine {
                     auth,
                     handshake,
                 } => {
-                    let headers: Vec<(&str, &str)> = handshake
-                        .headers
-                        .iter()
-                        .map(|(k, v)| (k.as_str(), v.as_str()))
-                        .collect();
-                    let environ = (
-                        handshake.method.as_str(),
-                        handshake.path.as_str(),
-                        handshake.query.as_str(),
-                        headers,
-                        handshake.remote_addr.ip().to_string(),
-                        handshake.remote_addr.port(),
-                        handshake.local_addr.ip().to_string(),
-                        handshake.local_addr.port(),
-                    )
-                        .into_pyobject(py)?;
+                    let environ = environ_tuple(py, &handshake)?;
                     let auth = if auth.is_empty() {
                         None
                     } else {
                         Some(PyBytes::new(py, &auth))
                     };
                     (KIND_CONNECT, &*sid, &*nsp, &*eio_sid, auth, environ).into_pyobject(py)?
+                }
+                Inbound::EngineOpen { sid, handshake } => {
+                    let environ = environ_tuple(py, &handshake)?;
+                    (KIND_ENGINE_OPEN, &*sid, "", "", py.None(), environ).into_pyobject(py)?
+                }
+                Inbound::EngineMessage { sid, data, binary } => {
+                    let data = if binary {
+                        PyBytes::new(py, &data).into_any()
+                    } else {
+                        pyo3::types::PyString::new(py, &String::from_utf8_lossy(&data)).into_any()
+                    };
+                    (KIND_ENGINE_MESSAGE, &*sid, "", data, py.None(), py.None())
+                        .into_pyobject(py)?
+                }
+                Inbound::EngineClose { sid, reason } => {
+                    (KIND_ENGINE_CLOSE, &*sid, "", reason, py.None(), py.None())
+                        .into_pyobject(py)?
                 }
                 Inbound::Disconnect { sid, nsp, reason } => (
                     KIND_DISCONNECT,
@@ -333,6 +344,32 @@ impl Engine {
         self.send(Command::Disconnect { nsp, sid })
     }
 
+    /// Sends a message on the bare Engine.IO endpoint: `str` as text, `bytes` as binary.
+    fn engine_send(&self, sid: String, data: &Bound<'_, PyAny>) -> PyResult<()> {
+        let frame = if let Ok(text) = data.cast::<pyo3::types::PyString>() {
+            let text = text.to_str()?;
+            let mut buf = Vec::with_capacity(text.len() + 1);
+            buf.push(b'4');
+            buf.extend_from_slice(text.as_bytes());
+            Frame::Text(Bytes::from(buf))
+        } else if let Ok(bytes) = data.cast::<PyBytes>() {
+            Frame::Binary(Bytes::copy_from_slice(bytes.as_bytes()))
+        } else {
+            return Err(pyo3::exceptions::PyTypeError::new_err(
+                "data must be str or bytes",
+            ));
+        };
+        self.send(Command::EngineSend {
+            sid,
+            frames: vec![frame],
+        })
+    }
+
+    /// Closes a session of the bare Engine.IO endpoint.
+    fn engine_close(&self, sid: String) -> PyResult<()> {
+        self.send(Command::EngineClose { sid })
+    }
+
     /// Graceful shutdown: flushes queued packets, closes every session, joins the thread.
     #[pyo3(signature = (timeout_ms = 5_000))]
     fn shutdown(&self, py: Python<'_>, timeout_ms: u64) {
@@ -344,6 +381,26 @@ impl Engine {
     fn send(&self, cmd: Command) -> PyResult<()> {
         self.handle.command(cmd).map_err(to_pyerr)
     }
+}
+
+/// `(method, path, query, headers, remote_ip, remote_port, local_ip, local_port)`.
+fn environ_tuple<'py>(py: Python<'py>, hs: &Handshake) -> PyResult<Bound<'py, PyTuple>> {
+    let headers: Vec<(&str, &str)> = hs
+        .headers
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    (
+        hs.method.as_str(),
+        hs.path.as_str(),
+        hs.query.as_str(),
+        headers,
+        hs.remote_addr.ip().to_string(),
+        hs.remote_addr.port(),
+        hs.local_addr.ip().to_string(),
+        hs.local_addr.port(),
+    )
+        .into_pyobject(py)
 }
 
 fn attachment_list(py: Python<'_>, attachments: Vec<Bytes>) -> PyResult<Option<Bound<'_, PyList>>> {
@@ -419,6 +476,9 @@ mod _ferrosio {
         m.add("KIND_EVENT", KIND_EVENT)?;
         m.add("KIND_ACK", KIND_ACK)?;
         m.add("KIND_DISCONNECT", KIND_DISCONNECT)?;
+        m.add("KIND_ENGINE_OPEN", KIND_ENGINE_OPEN)?;
+        m.add("KIND_ENGINE_MESSAGE", KIND_ENGINE_MESSAGE)?;
+        m.add("KIND_ENGINE_CLOSE", KIND_ENGINE_CLOSE)?;
         Ok(())
     }
 }

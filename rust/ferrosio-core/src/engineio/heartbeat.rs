@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::FutureExt;
+use tokio::time::Instant;
 
 use super::packet::Frame;
 use super::session::{CloseReason, EngineSession};
@@ -15,19 +16,24 @@ pub async fn run(
     interval: Duration,
     timeout: Duration,
 ) -> CloseReason {
+    // Deadlines follow the schedule, not the (slightly late) timer wake-ups, so a peer that
+    // waits exactly interval + timeout finds the session closed.
+    let mut next_ping = Instant::now() + interval;
     loop {
         tokio::select! {
-            () = tokio::time::sleep(interval) => {}
+            () = tokio::time::sleep_until(next_ping) => {}
             () = session.wait_closed() => break,
         }
         // A pong nobody asked for must not answer the ping below.
         let _ = session.wait_pong().now_or_never();
+        let deadline = next_ping + timeout;
+        session.ping_sent(deadline);
         if !session.send(Frame::PING) {
             break;
         }
         tokio::select! {
-            () = session.wait_pong() => {}
-            () = tokio::time::sleep(timeout) => {
+            () = session.wait_pong() => next_ping = Instant::now() + interval,
+            () = tokio::time::sleep_until(deadline) => {
                 session.close(CloseReason::PingTimeout);
                 break;
             }

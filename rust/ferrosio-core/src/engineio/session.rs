@@ -79,6 +79,8 @@ pub struct EngineSession {
     /// At most one polling GET and one POST in flight.
     get_in_flight: AtomicBool,
     post_in_flight: AtomicBool,
+    /// When the pong for the last ping is due, while one is awaited.
+    pong_deadline: Mutex<Option<tokio::time::Instant>>,
 }
 
 impl EngineSession {
@@ -93,6 +95,7 @@ impl EngineSession {
             transport: AtomicU8::new(transport as u8),
             get_in_flight: AtomicBool::new(false),
             post_in_flight: AtomicBool::new(false),
+            pong_deadline: Mutex::new(None),
         })
     }
 
@@ -153,7 +156,21 @@ impl EngineSession {
 
     /// A pong arrived (on any transport).
     pub fn pong_received(&self) {
+        *self.pong_deadline.lock() = None;
         self.pong.notify_one();
+    }
+
+    /// Records that a ping went out and its pong is due by `deadline`.
+    pub fn ping_sent(&self, deadline: tokio::time::Instant) {
+        *self.pong_deadline.lock() = Some(deadline);
+    }
+
+    /// True if a pong is overdue. Requests check this, so a session whose deadline passed is
+    /// treated as timed out even if its heartbeat task has not run yet.
+    pub fn pong_overdue(&self) -> bool {
+        self.pong_deadline
+            .lock()
+            .is_some_and(|d| tokio::time::Instant::now() >= d)
     }
 
     /// Resolves at the next pong (one that arrived before the wait counts).

@@ -334,7 +334,8 @@ impl SocketIoLayer {
                     reason: DisconnectReason::ServerDisconnect,
                 });
             }
-            Command::Shutdown { .. } => {}
+            Command::Shutdown { .. } | Command::EngineSend { .. } | Command::EngineClose { .. } => {
+            }
         }
     }
 

@@ -12,14 +12,18 @@ use crate::error::EngineError;
 
 /// Waits until frames are queued or the session closes; returns the response body.
 ///
-/// A closed session answers with what was still queued followed by a close packet `1`, so
-/// nothing sent before a server-side close is lost.
+/// A closed session answers with what was still queued, so nothing sent before a close is
+/// lost, followed by a close packet `1` when the server closed it, or a noop `6` when the
+/// client did (as the official server does).
 pub async fn get(session: &EngineSession) -> Bytes {
     loop {
-        let (frames, closed) = session.take();
-        if closed.is_some() {
-            let mut frames = frames;
-            frames.push(Frame::CLOSE);
+        let (mut frames, closed) = session.take();
+        if let Some(reason) = closed {
+            frames.push(if reason == CloseReason::ClientClose {
+                Frame::NOOP
+            } else {
+                Frame::CLOSE
+            });
             return encode_payload(&frames);
         }
         if !frames.is_empty() {
