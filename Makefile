@@ -28,8 +28,9 @@ wheel: $(VENV)/bin/python ## build the release wheel into dist/
 	rm -rf $(WHEEL_DIR)
 	$(VENV)/bin/maturin build --release --out $(WHEEL_DIR)
 
-node-deps: ## npm packages for the peers: socket.io-client (tests), socket.io (reference server)
+node-deps: ## npm packages for the peers: socket.io-client, playwright-core, socket.io (reference)
 	npm install --prefix tests/node --no-audit --no-fund --loglevel=error
+	npm install --prefix tests/browser --no-audit --no-fund --loglevel=error
 	mkdir -p $(NODE_DEPS) && cp $(SHARED)/reference/package.json $(NODE_DEPS)/
 	npm install --prefix $(NODE_DEPS) --no-audit --no-fund --loglevel=error
 
@@ -58,8 +59,8 @@ lint-python: $(VENV)/bin/python ## ruff and mypy --strict on python/
 
 lint: lint-rust lint-python ## all linters
 
-demo: dev node-deps ## run the reference app with a tiny page on http://127.0.0.1:5000
+demo: dev node-deps ## run the chat demo on http://127.0.0.1:5000 (add ?transport=polling)
 	$(VENV)/bin/python examples/demo.py --port 5000
 
 clean: ## remove build products and virtual environments
-	rm -rf target $(WHEEL_DIR) $(VENV) $(CI_VENV) .deps tests/node/node_modules
+	rm -rf target $(WHEEL_DIR) $(VENV) $(CI_VENV) .deps tests/node/node_modules tests/browser/node_modules
