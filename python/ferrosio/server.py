@@ -8,7 +8,7 @@ import contextvars
 import inspect
 import itertools
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from typing import Any, TypeAlias, TypeVar, overload
 
 import orjson
@@ -46,6 +46,10 @@ def ack_requested() -> bool:
     ack (the reference app's ``echo``) use it.
     """
     return _ack_requested.get()
+
+
+# Handler results that are surely not awaitable: skips inspect.isawaitable on the hot path.
+_PLAIN_RESULTS = frozenset({type(None), tuple, list, dict, str, int, float, bool, bytes})
 
 
 class _Reason:
@@ -585,7 +589,7 @@ class AsyncServer:
     def _run(
         self,
         fn: Handler,
-        args: tuple[Any, ...],
+        args: Sequence[Any],
         done: Callable[[Any], None] | None,
         failed: Callable[[BaseException], None] | None = None,
         ack: bool = False,
@@ -594,10 +598,8 @@ class AsyncServer:
         token = _ack_requested.set(ack)
         try:
             result = fn(*args)
-            if inspect.isawaitable(result):
-                task = asyncio.ensure_future(self._finish(result, done, failed))
-                self._tasks.add(task)
-                task.add_done_callback(self._tasks.discard)
+            if type(result) not in _PLAIN_RESULTS and inspect.isawaitable(result):
+                self._spawn(self._finish(result, done, failed))
                 return
         except Exception as exc:
             if failed is not None:
@@ -633,26 +635,54 @@ class AsyncServer:
     def _on_event(
         self, sid: str, nsp: str, ack_id: int | None, data: bytes, attachments: list[bytes] | None
     ) -> None:
+        # The hot path: keep it free of per-event closures and needless calls.
         s = self._sockets.get(sid)
         if s is None or not s.connected:
             return
-        payload = _codec.decode(data, attachments)
-        event, args = payload[0], payload[1:]
+        payload = orjson.loads(data) if attachments is None else _codec.decode(data, attachments)
+        event = payload[0]
         fn, catch_all = self._handler(nsp, event)
-        done: Callable[[Any], None] | None = None
-        if ack_id is not None:
-            engine = self._core()
-
-            def done(result: Any, _id: int = ack_id) -> None:
-                text, atts = _codec.encode(_codec.ack_args(result))
-                engine.ack(nsp, sid, _id, text, atts)
-
         if fn is None:
-            if done is not None:
-                done(None)  # python-socketio answers an unhandled event's ack with no args
+            if ack_id is not None:  # python-socketio answers an unhandled event with an empty ack
+                self._send_ack(nsp, sid, ack_id, None)
             return
-        call_args = (event, sid, *args) if catch_all else (sid, *args)
-        self._run(fn, call_args, done, ack=ack_id is not None)
+        payload[0] = sid
+        if catch_all:
+            payload.insert(0, event)
+        if ack_id is None:
+            self._run(fn, payload, None)
+            return
+        token = _ack_requested.set(True)
+        try:
+            result = fn(*payload)
+        except Exception:
+            self.logger.exception("ferrosio: handler %s raised", getattr(fn, "__name__", fn))
+            return
+        finally:
+            _ack_requested.reset(token)
+        if type(result) in _PLAIN_RESULTS or not inspect.isawaitable(result):
+            self._send_ack(nsp, sid, ack_id, result)
+            return
+        self._spawn(self._finish_ack(result, nsp, sid, ack_id))
+
+    def _send_ack(self, nsp: str, sid: str, ack_id: int, result: Any) -> None:
+        """Sends a handler's return value as the ack (None: no args, tuple: several)."""
+        text, attachments = _codec.encode(_codec.ack_args(result))
+        self._core().ack(nsp, sid, ack_id, text, attachments)
+
+    async def _finish_ack(self, aw: Awaitable[Any], nsp: str, sid: str, ack_id: int) -> None:
+        try:
+            result = await aw
+        except Exception:
+            self.logger.exception("ferrosio: handler raised")
+            return
+        if self._engine is not None:
+            self._send_ack(nsp, sid, ack_id, result)
+
+    def _spawn(self, coro: Awaitable[Any]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     def _on_ack(self, sid: str, ack_id: int, data: bytes, attachments: list[bytes] | None) -> None:
         entry = self._acks.get(ack_id)
