@@ -523,7 +523,16 @@ class AsyncServer:
         engine = self._engine
         if engine is None:
             return
-        for item in engine.drain():
+        engine.begin_batch()
+        try:
+            self._dispatch(engine.drain())
+        finally:
+            # shut down meanwhile: nothing is listening any more
+            with contextlib.suppress(exceptions.EngineNotRunningError):
+                engine.end_batch()
+
+    def _dispatch(self, items: list[tuple[Any, ...]]) -> None:
+        for item in items:
             kind = item[0]
             try:
                 if kind == KIND_EVENT:

@@ -143,6 +143,8 @@ pub enum Command {
     EngineClose {
         sid: String,
     },
+    /// Several commands sent as one message (one wake-up of the engine thread), applied in order.
+    Batch(Vec<Command>),
     /// Start a graceful shutdown; the engine thread exits when done.
     Shutdown {
         timeout_ms: u64,

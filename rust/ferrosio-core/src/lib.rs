@@ -6,6 +6,7 @@
 //! Nothing here knows about Python.
 
 pub mod bridge;
+pub mod client;
 pub mod config;
 pub mod engineio;
 pub mod error;

@@ -533,6 +533,11 @@ impl Engine {
                     raw.close(&sid);
                 }
             }
+            Command::Batch(cmds) => {
+                for cmd in cmds {
+                    self.execute(cmd);
+                }
+            }
             other => self.layer.execute(other),
         }
     }

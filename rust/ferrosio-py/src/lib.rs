@@ -4,6 +4,8 @@
 //! commands go on the engine's FIFO queue; `drain` hands over a whole batch of inbound events.
 //! No Python object ever crosses to the engine thread.
 
+mod client;
+
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -13,6 +15,8 @@ use ferrosio_core::engineio::packet::Frame;
 use ferrosio_core::engineio::session::Handshake;
 use ferrosio_core::socketio::packet::{encode_message, PacketType, SocketPacket};
 use ferrosio_core::{ServerConfig, ServerError, ServerHandle};
+use std::sync::Mutex;
+
 use pyo3::create_exception;
 use pyo3::exceptions::{PyException, PyValueError};
 use pyo3::prelude::*;
@@ -87,6 +91,8 @@ fn packet_frames(
 #[pyclass(frozen, module = "ferrosio._ferrosio")]
 struct Engine {
     handle: ServerHandle,
+    /// Commands held back while a batch is open (see `begin_batch`).
+    batch: Mutex<Option<Vec<Command>>>,
 }
 
 #[pymethods]
@@ -165,7 +171,10 @@ impl Engine {
         let handle = py
             .detach(|| ServerHandle::start(config, &addr))
             .map_err(to_pyerr)?;
-        Ok(Engine { handle })
+        Ok(Engine {
+            handle,
+            batch: Mutex::new(None),
+        })
     }
 
     /// The bound port (useful with port 0).
@@ -370,6 +379,34 @@ impl Engine {
         self.send(Command::EngineClose { sid })
     }
 
+    /// Holds commands back until `end_batch`, which sends them as one message: a drain that
+    /// answers fifty events wakes the engine thread once, not fifty times. Order is kept.
+    fn begin_batch(&self) -> PyResult<()> {
+        let mut batch = self
+            .batch
+            .lock()
+            .map_err(|_| FerrosioError::new_err("batch lock poisoned"))?;
+        if batch.is_none() {
+            *batch = Some(Vec::new());
+        }
+        Ok(())
+    }
+
+    /// Sends the commands held since `begin_batch`.
+    fn end_batch(&self) -> PyResult<()> {
+        let held = self
+            .batch
+            .lock()
+            .map_err(|_| FerrosioError::new_err("batch lock poisoned"))?
+            .take();
+        match held {
+            Some(cmds) if !cmds.is_empty() => {
+                self.handle.command(Command::Batch(cmds)).map_err(to_pyerr)
+            }
+            _ => Ok(()),
+        }
+    }
+
     /// Graceful shutdown: flushes queued packets, closes every session, joins the thread.
     #[pyo3(signature = (timeout_ms = 5_000))]
     fn shutdown(&self, py: Python<'_>, timeout_ms: u64) {
@@ -379,6 +416,15 @@ impl Engine {
 
 impl Engine {
     fn send(&self, cmd: Command) -> PyResult<()> {
+        if let Some(batch) = self
+            .batch
+            .lock()
+            .map_err(|_| FerrosioError::new_err("batch lock poisoned"))?
+            .as_mut()
+        {
+            batch.push(cmd);
+            return Ok(());
+        }
         self.handle.command(cmd).map_err(to_pyerr)
     }
 }
@@ -461,6 +507,8 @@ fn decode_packet<'py>(py: Python<'py>, text: &[u8]) -> PyResult<Bound<'py, PyTup
 mod _ferrosio {
     #[pymodule_export]
     use super::{decode_packet, encode_packet, Engine};
+    #[pymodule_export]
+    use super::client::ClientEngine;
 
     use super::*;
 

@@ -334,8 +334,10 @@ impl SocketIoLayer {
                     reason: DisconnectReason::ServerDisconnect,
                 });
             }
-            Command::Shutdown { .. } | Command::EngineSend { .. } | Command::EngineClose { .. } => {
-            }
+            Command::Shutdown { .. }
+            | Command::Batch(_)
+            | Command::EngineSend { .. }
+            | Command::EngineClose { .. } => {}
         }
     }
 

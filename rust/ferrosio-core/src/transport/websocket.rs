@@ -25,7 +25,13 @@ pub fn ws_config(max_payload: usize) -> WebSocketConfig {
         .max_frame_size(Some(max_payload))
         // Frames queued in one wake-up are written together; flush decides when bytes leave.
         .write_buffer_size(0)
+        // tungstenite allocates this per connection and zero-fills it before every read:
+        // 128 KiB (its default) costs a large memset per read and memory per idle socket.
+        .read_buffer_size(READ_BUFFER)
 }
+
+/// Read buffer per WebSocket; larger messages still arrive, in more reads.
+const READ_BUFFER: usize = 4096;
 
 enum Step {
     Continue,
