@@ -375,3 +375,72 @@ async def test_graceful_shutdown_flushes_queued_packets(clients) -> None:
     await until(lambda: not c.connected, "client disconnected")
     assert got == list(range(500))
     assert reasons == ["server disconnect"]
+
+
+def _polling_handshake(
+    port: int, headers: dict[str, str], query: str = ""
+) -> tuple[int, dict[str, str]]:
+    import urllib.error
+    import urllib.request
+
+    url = f"http://127.0.0.1:{port}/socket.io/?EIO=4&transport=polling{query}"
+    req = urllib.request.Request(url, headers=headers)
+    try:
+        with urllib.request.urlopen(req, timeout=WAIT) as r:
+            return r.status, {k.lower(): v for k, v in r.headers.items()}
+    except urllib.error.HTTPError as e:
+        return e.code, {k.lower(): v for k, v in e.headers.items()}
+
+
+async def test_allow_request_refuses_before_a_session_exists(make_server) -> None:
+    environs: list[dict[str, Any]] = []
+
+    def allow(environ: dict[str, Any]) -> bool:
+        environs.append(environ)
+        return environ.get("HTTP_X_TOKEN") == "ok"
+
+    sio = ferrosio.AsyncServer(allow_request=allow)
+    connects: list[str] = []
+    sio.on("connect", lambda sid, environ: connects.append(sid))
+    url = await make_server(sio)
+    ok = socketio.AsyncClient(reconnection=False)
+    await ok.connect(url, transports=["websocket"], headers={"X-Token": "ok"}, wait_timeout=5)
+    await ok.disconnect()
+    for transports in (["websocket"], ["polling"]):
+        bad = socketio.AsyncClient(reconnection=False)
+        with pytest.raises(socketio.exceptions.ConnectionError):
+            await bad.connect(url, transports=transports, headers={"X-Token": "no"}, wait_timeout=5)
+        await bad.disconnect()
+    port = int(url.rsplit(":", 1)[1])
+    status, _ = await asyncio.to_thread(_polling_handshake, port, {"X-Token": "no"})
+    assert status == 403
+    assert len(connects) == 1
+    assert [e.get("HTTP_X_TOKEN") for e in environs] == ["ok", "no", "no", "no"]
+
+
+async def test_async_allow_request_and_callable_cors(make_server) -> None:
+    async def allow(environ: dict[str, Any]) -> bool:
+        await asyncio.sleep(0)
+        return "let=me" in environ["QUERY_STRING"]
+
+    asked: list[str] = []
+
+    def origins(origin: str) -> bool:
+        asked.append(origin)
+        return origin.endswith(".example")
+
+    sio = ferrosio.AsyncServer(allow_request=allow, cors_allowed_origins=origins)
+    url = await make_server(sio)
+    port = int(url.rsplit(":", 1)[1])
+    c = socketio.AsyncClient(reconnection=False)
+    await c.connect(f"{url}?let=me", transports=["websocket"], wait_timeout=5)
+    await c.disconnect()
+    good = {"Origin": "http://app.example"}
+    status, headers = await asyncio.to_thread(_polling_handshake, port, good, "&let=me")
+    assert status == 200
+    assert headers["access-control-allow-origin"] == "http://app.example"
+    status, _ = await asyncio.to_thread(_polling_handshake, port, good)
+    assert status == 403  # the origin passes, allow_request does not (no "let=me")
+    status, _ = await asyncio.to_thread(_polling_handshake, port, {"Origin": "http://evil.test"})
+    assert status == 403
+    assert asked == ["http://app.example", "http://evil.test"]  # each origin asked once

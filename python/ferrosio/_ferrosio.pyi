@@ -11,6 +11,7 @@ KIND_DISCONNECT: Final[int]
 KIND_ENGINE_OPEN: Final[int]
 KIND_ENGINE_MESSAGE: Final[int]
 KIND_ENGINE_CLOSE: Final[int]
+KIND_AUTHORIZE: Final[int]
 
 class FerrosioError(Exception): ...
 class EngineNotRunningError(FerrosioError): ...
@@ -39,6 +40,7 @@ class Engine:
         cors_origins: list[str] | None = None,
         cors_credentials: bool = True,
         static_files: list[tuple[str, str, str | None]] | None = None,
+        authorize_requests: bool = False,
     ) -> None: ...
     @property
     def port(self) -> int: ...
@@ -54,6 +56,7 @@ class Engine:
         - ``(KIND_ENGINE_OPEN, sid, "", "", None, RawEnviron)``
         - ``(KIND_ENGINE_MESSAGE, sid, "", str | bytes, None, None)``
         - ``(KIND_ENGINE_CLOSE, sid, "", reason, None, None)``
+        - ``(KIND_AUTHORIZE, id, origin | None, check_request, None, RawEnviron)``
         """
     def emit(
         self,
@@ -82,9 +85,74 @@ class Engine:
     def disconnect(self, nsp: str, sid: str) -> None: ...
     def engine_send(self, sid: str, data: str | bytes) -> None: ...
     def engine_close(self, sid: str) -> None: ...
+    def authorize(self, id: int, origin_ok: bool, request_ok: bool) -> None: ...
     def begin_batch(self) -> None: ...
     def end_batch(self) -> None: ...
     def shutdown(self, timeout_ms: int = 5000) -> None: ...
+
+class ClientEngine:
+    """A Socket.IO client connection engine on its own thread: one connection attempt at a
+    time, numbered by the caller with a generation ``gen``; records and commands of another
+    generation never mix with the current one."""
+
+    OPEN: Final[int]
+    UPGRADED: Final[int]
+    CONNECT: Final[int]
+    CONNECT_ERROR: Final[int]
+    EVENT: Final[int]
+    ACK: Final[int]
+    DISCONNECT: Final[int]
+    CLOSED: Final[int]
+
+    def __init__(self) -> None: ...
+    def wake_fd(self) -> int: ...
+    def is_running(self) -> bool: ...
+    def drain(self) -> list[tuple[Any, ...]]:
+        """Waiting records, oldest first:
+
+        - ``(OPEN, gen, eio_sid, transport, open_packet_json, None)``
+        - ``(UPGRADED, gen, "", "websocket", None, None)``
+        - ``(CONNECT, gen, nsp, None, connect_json, None)``
+        - ``(CONNECT_ERROR, gen, nsp, None, error_json, None)``
+        - ``(EVENT, gen, nsp, ack_id | None, json, attachments | None)``
+        - ``(ACK, gen, nsp, ack_id, json, attachments | None)``
+        - ``(DISCONNECT, gen, nsp, None, None, None)``
+        - ``(CLOSED, gen, "", reason, detail, None)``: always the last record of a generation
+        """
+    def connect(
+        self,
+        gen: int,
+        host: str,
+        port: int,
+        path: str,
+        query: str = "",
+        headers: list[tuple[str, str]] | None = None,
+        *,
+        websocket: bool = True,
+        polling: bool = True,
+        upgrade: bool = True,
+        request_timeout_ms: int = 5000,
+    ) -> None: ...
+    def emit(
+        self,
+        gen: int,
+        nsp: str,
+        data: bytes,
+        ack_id: int | None = None,
+        attachments: list[bytes] | None = None,
+    ) -> None: ...
+    def ack(
+        self,
+        gen: int,
+        nsp: str,
+        ack_id: int,
+        data: bytes,
+        attachments: list[bytes] | None = None,
+    ) -> None: ...
+    def connect_namespace(self, gen: int, nsp: str, auth: bytes | None = None) -> None: ...
+    def disconnect_namespace(self, gen: int, nsp: str) -> None: ...
+    def close(self, gen: int) -> None: ...
+    def shutdown(self) -> None: ...
 
 def encode_packet(
     kind: int, nsp: str, data: bytes, ack_id: int | None = None, attachments: int = 0

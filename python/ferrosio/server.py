@@ -16,6 +16,7 @@ import orjson
 from ferrosio import _codec, exceptions
 from ferrosio._ferrosio import (
     KIND_ACK,
+    KIND_AUTHORIZE,
     KIND_CONNECT,
     KIND_DISCONNECT,
     KIND_ENGINE_CLOSE,
@@ -135,6 +136,8 @@ class AsyncServer:
     :param allow_upgrades: let polling clients upgrade to WebSocket.
     :param static_files: python-socketio's mapping of URL paths to files or folders (or to
                 ``{"filename": ..., "content_type": ...}``), served from the same port.
+    :param allow_request: called with the environ of every request that would open a
+        session, before the session exists; a false result refuses it with 403 (sync or async).
     :param engineio_path: also serve a bare Engine.IO endpoint at this path; its handlers are
         registered on :attr:`engineio`.
     """
@@ -158,12 +161,14 @@ class AsyncServer:
         allow_upgrades: bool = True,
         static_files: dict[str, Any] | None = None,
         engineio_path: str | None = None,
+        allow_request: Callable[[dict[str, Any]], bool | Awaitable[bool]] | None = None,
         **kwargs: Any,
     ) -> None:
         self.cors_allowed_origins = cors_allowed_origins
         self.cors_credentials = cors_credentials
         self.allow_upgrades = allow_upgrades
         self.static_files = dict(static_files or {})
+        self.allow_request = allow_request
         self.engineio: EngineIOEndpoint | None = (
             EngineIOEndpoint(self, engineio_path) if engineio_path else None
         )
@@ -274,6 +279,7 @@ class AsyncServer:
             upgrades=self.allow_upgrades,
             engine_path=self.engineio.path if self.engineio else None,
             static_files=self._static_routes(),
+            authorize_requests=self.allow_request is not None,
             **self._cors_options(),
         )
         self._loop.add_reader(self._engine.wake_fd(), self._drain)
@@ -312,7 +318,7 @@ class AsyncServer:
         if isinstance(origins, str):
             origins = [origins]
         if callable(origins):
-            raise NotImplementedError("a callable cors_allowed_origins is not supported yet")
+            return {"cors": "host", "cors_credentials": self.cors_credentials}
         if not origins:
             return {"cors": "disabled", "cors_credentials": self.cors_credentials}
         return {
@@ -543,6 +549,8 @@ class AsyncServer:
                     self._on_connect(item[1], item[2], item[3], item[4], item[5])
                 elif kind == KIND_DISCONNECT:
                     self._on_disconnect(item[1], item[2], item[3])
+                elif kind == KIND_AUTHORIZE:
+                    self._authorize(item[1], item[2], item[3], item[5])
                 else:
                     self._on_engine(kind, item)
             except Exception:
@@ -566,6 +574,44 @@ class AsyncServer:
             return
         if fn is not None:
             self._run(fn, args, None)
+
+    def _authorize(
+        self, request_id: int, origin: str | None, check_request: bool, raw: tuple[Any, ...]
+    ) -> None:
+        """Answers the engine: is this origin allowed, may this request open a session?"""
+        engine = self._core()
+        origin_ok = True
+        if origin is not None:
+            policy = self.cors_allowed_origins
+            try:
+                origin_ok = bool(policy(origin)) if callable(policy) else False
+            except Exception:
+                self.logger.exception("ferrosio: cors_allowed_origins raised; origin refused")
+                origin_ok = False
+        hook = self.allow_request
+        if not check_request or hook is None or not origin_ok:
+            engine.authorize(request_id, origin_ok, True)
+            return
+        try:
+            verdict = hook(_build_environ(raw))
+        except Exception:
+            self.logger.exception("ferrosio: allow_request raised; request refused")
+            engine.authorize(request_id, origin_ok, False)
+            return
+        if not inspect.isawaitable(verdict):
+            engine.authorize(request_id, origin_ok, bool(verdict))
+            return
+
+        async def finish(aw: Awaitable[Any]) -> None:
+            try:
+                allowed = bool(await aw)
+            except Exception:
+                self.logger.exception("ferrosio: allow_request raised; request refused")
+                allowed = False
+            if self._engine is not None:
+                self._engine.authorize(request_id, origin_ok, allowed)
+
+        self._spawn(finish(verdict))
 
     def _handler(self, nsp: str, event: str, catch_all: bool = True) -> tuple[Handler | None, bool]:
         """The handler for ``event``, and whether it is a catch-all (gets the event name).

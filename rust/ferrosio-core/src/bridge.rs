@@ -83,6 +83,15 @@ pub enum Inbound {
         sid: Arc<str>,
         reason: &'static str,
     },
+    /// The host must decide on a request before anything else happens to it: whether its
+    /// origin is allowed (`origin` is set) and/or whether the request may open a session
+    /// (`check_request`). Answered with [`Command::Authorize`].
+    Authorize {
+        id: u64,
+        origin: Option<String>,
+        check_request: bool,
+        handshake: Arc<Handshake>,
+    },
 }
 
 /// Who an emit goes to.
@@ -142,6 +151,12 @@ pub enum Command {
     /// Close a session of the bare Engine.IO endpoint.
     EngineClose {
         sid: String,
+    },
+    /// The host's answer to [`Inbound::Authorize`].
+    Authorize {
+        id: u64,
+        origin_ok: bool,
+        request_ok: bool,
     },
     /// Several commands sent as one message (one wake-up of the engine thread), applied in order.
     Batch(Vec<Command>),

@@ -14,6 +14,8 @@ pub enum CorsPolicy {
     List(Vec<String>),
     /// No CORS headers and no origin check (a proxy in front handles it).
     Disabled,
+    /// The host decides per origin (a Python callable); answers are cached per origin.
+    Host,
 }
 
 /// One entry of python-socketio's `static_files` mapping.
@@ -47,6 +49,8 @@ pub struct ServerConfig {
     pub cors: CorsPolicy,
     pub cors_credentials: bool,
     pub static_files: Vec<StaticRoute>,
+    /// Ask the host before opening a session (an `allow_request` hook).
+    pub authorize_requests: bool,
 }
 
 impl Default for ServerConfig {
@@ -65,6 +69,7 @@ impl Default for ServerConfig {
             cors: CorsPolicy::SameOrigin,
             cors_credentials: true,
             static_files: Vec::new(),
+            authorize_requests: false,
         }
     }
 }

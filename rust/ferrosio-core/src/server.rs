@@ -109,6 +109,8 @@ impl<'a> EngineQuery<'a> {
 /// Shared state of the engine thread.
 struct Engine {
     config: ServerConfig,
+    gate: HostGate,
+    inbound: Arc<InboundQueue>,
     layer: Arc<SocketIoLayer>,
     raw: Option<Arc<RawEngineLayer>>,
     sessions: Mutex<SessionTable>,
@@ -257,6 +259,7 @@ impl Engine {
             CorsPolicy::Disabled => return Ok(Vec::new()),
             CorsPolicy::Any => true,
             CorsPolicy::List(list) => list.iter().any(|o| o == origin_str),
+            CorsPolicy::Host => self.gate.origin_allowed(origin_str) == Some(true),
             CorsPolicy::SameOrigin => {
                 let host = req
                     .headers()
@@ -295,6 +298,9 @@ impl Engine {
         } else {
             return Ok(self.static_file(&req).await);
         };
+        if let Some(refusal) = self.ask_host(&req, remote, local).await {
+            return Ok(refusal.response());
+        }
         let cors = match self.cors_headers(&req) {
             Ok(h) => h,
             Err(e) => return Ok(e.response()),
@@ -302,6 +308,44 @@ impl Engine {
         let mut res = self.route(req, remote, local, endpoint).await;
         res.headers_mut().extend(cors);
         Ok(res)
+    }
+
+    /// Lets the host decide what only it can: a callable CORS policy (once per origin) and an
+    /// `allow_request` hook (once per new session). None means go ahead.
+    async fn ask_host(
+        &self,
+        req: &Request<Incoming>,
+        remote: SocketAddr,
+        local: SocketAddr,
+    ) -> Option<HttpError> {
+        let origin = req.headers().get(ORIGIN).and_then(|v| v.to_str().ok());
+        let ask_origin = self.config.cors == CorsPolicy::Host
+            && origin.is_some_and(|o| self.gate.origin_allowed(o).is_none());
+        let query = EngineQuery::parse(req.uri().query().unwrap_or(""));
+        let opens_session =
+            req.method() == Method::GET && query.sid.is_none() && query.transport.is_some();
+        let ask_request = self.config.authorize_requests && opens_session;
+        if !ask_origin && !ask_request {
+            return None;
+        }
+        let asked_origin = if ask_origin {
+            origin.map(str::to_owned)
+        } else {
+            None
+        };
+        let verdict = self
+            .gate
+            .ask(
+                &self.inbound,
+                asked_origin.clone(),
+                ask_request,
+                Arc::new(self.handshake(req, remote, local)),
+            )
+            .await;
+        if let Some(origin) = asked_origin {
+            self.gate.remember_origin(origin, verdict.origin_ok);
+        }
+        (!verdict.request_ok || (ask_origin && !verdict.origin_ok)).then_some(HttpError::Forbidden)
     }
 
     async fn route(
@@ -533,12 +577,95 @@ impl Engine {
                     raw.close(&sid);
                 }
             }
+            Command::Authorize {
+                id,
+                origin_ok,
+                request_ok,
+            } => {
+                self.gate.answer(
+                    id,
+                    Verdict {
+                        origin_ok,
+                        request_ok,
+                    },
+                );
+            }
             Command::Batch(cmds) => {
                 for cmd in cmds {
                     self.execute(cmd);
                 }
             }
             other => self.layer.execute(other),
+        }
+    }
+}
+
+/// The host's decision about one request.
+#[derive(Clone, Copy, Debug)]
+struct Verdict {
+    origin_ok: bool,
+    request_ok: bool,
+}
+
+/// Questions to the host that a request waits on, and the host's cached CORS answers.
+#[derive(Default)]
+struct HostGate {
+    next_id: std::sync::atomic::AtomicU64,
+    pending: Mutex<HashMap<u64, tokio::sync::oneshot::Sender<Verdict>>>,
+    origins: Mutex<HashMap<String, bool>>,
+}
+
+/// How long a request waits for the host to decide; silence is a refusal.
+const HOST_DECISION_TIMEOUT: Duration = Duration::from_secs(10);
+/// Distinct origins whose CORS answer is remembered.
+const ORIGIN_CACHE_LIMIT: usize = 1024;
+
+impl HostGate {
+    fn origin_allowed(&self, origin: &str) -> Option<bool> {
+        self.origins.lock().get(origin).copied()
+    }
+
+    fn remember_origin(&self, origin: String, allowed: bool) {
+        let mut origins = self.origins.lock();
+        if origins.len() >= ORIGIN_CACHE_LIMIT {
+            origins.clear(); // bounded memory under origin-spraying clients
+        }
+        origins.insert(origin, allowed);
+    }
+
+    async fn ask(
+        &self,
+        inbound: &InboundQueue,
+        origin: Option<String>,
+        check_request: bool,
+        handshake: Arc<Handshake>,
+    ) -> Verdict {
+        let id = self
+            .next_id
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.pending.lock().insert(id, tx);
+        inbound.push(Inbound::Authorize {
+            id,
+            origin,
+            check_request,
+            handshake,
+        });
+        let refused = Verdict {
+            origin_ok: false,
+            request_ok: false,
+        };
+        let verdict = tokio::time::timeout(HOST_DECISION_TIMEOUT, rx)
+            .await
+            .ok()
+            .and_then(Result::ok);
+        self.pending.lock().remove(&id);
+        verdict.unwrap_or(refused)
+    }
+
+    fn answer(&self, id: u64, verdict: Verdict) {
+        if let Some(tx) = self.pending.lock().remove(&id) {
+            let _ = tx.send(verdict);
         }
     }
 }
@@ -627,15 +754,21 @@ impl ServerHandle {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
-        let layer = SocketIoLayer::new(inbound.clone(), config.connect_timeout);
-        let raw = config
-            .engine_path
-            .as_ref()
-            .map(|_| RawEngineLayer::new(inbound.clone()));
+        let engine = Arc::new(Engine {
+            layer: SocketIoLayer::new(inbound.clone(), config.connect_timeout),
+            raw: config
+                .engine_path
+                .as_ref()
+                .map(|_| RawEngineLayer::new(inbound.clone())),
+            inbound: inbound.clone(),
+            gate: HostGate::default(),
+            sessions: Mutex::default(),
+            config,
+        });
         let thread = std::thread::Builder::new()
             .name("ferrosio-io".into())
             .spawn(move || {
-                runtime.block_on(serve(listener, config, layer, raw, rx));
+                runtime.block_on(serve(listener, engine, rx));
             })?;
         Ok(ServerHandle {
             commands: tx,
@@ -688,20 +821,13 @@ impl Drop for ServerHandle {
 
 async fn serve(
     listener: std::net::TcpListener,
-    config: ServerConfig,
-    layer: Arc<SocketIoLayer>,
-    raw: Option<Arc<RawEngineLayer>>,
+    engine: Arc<Engine>,
     mut commands: mpsc::UnboundedReceiver<Command>,
 ) {
     let Ok(listener) = TcpListener::from_std(listener) else {
         return;
     };
-    let engine = Arc::new(Engine {
-        config,
-        layer,
-        raw,
-        sessions: Mutex::default(),
-    });
+
     let grace = loop {
         tokio::select! {
             biased;

@@ -6,7 +6,9 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use ferrosio_core::client::{ClientCommand, ClientError, ClientHandle, ClientInbound, ConnectTarget};
+use ferrosio_core::client::{
+    ClientCommand, ClientError, ClientHandle, ClientInbound, ConnectTarget,
+};
 use ferrosio_core::engineio::packet::Frame;
 use ferrosio_core::socketio::packet::{encode_message, PacketType};
 use pyo3::exceptions::PyValueError;

@@ -53,6 +53,7 @@ const KIND_DISCONNECT: u8 = 3;
 const KIND_ENGINE_OPEN: u8 = 4;
 const KIND_ENGINE_MESSAGE: u8 = 5;
 const KIND_ENGINE_CLOSE: u8 = 6;
+const KIND_AUTHORIZE: u8 = 7;
 
 /// Builds the frames of one packet: the text packet, then its binary attachments.
 fn packet_frames(
@@ -98,7 +99,7 @@ struct Engine {
 #[pymethods]
 impl Engine {
     #[new]
-    #[pyo3(signature = (host, port, *, path = "/socket.io/", ping_interval_ms = 25_000, ping_timeout_ms = 20_000, max_payload = 1_000_000, connect_timeout_ms = 45_000, websocket = true, polling = true, upgrades = true, engine_path = None, cors = "same-origin", cors_origins = None, cors_credentials = true, static_files = None))]
+    #[pyo3(signature = (host, port, *, path = "/socket.io/", ping_interval_ms = 25_000, ping_timeout_ms = 20_000, max_payload = 1_000_000, connect_timeout_ms = 45_000, websocket = true, polling = true, upgrades = true, engine_path = None, cors = "same-origin", cors_origins = None, cors_credentials = true, static_files = None, authorize_requests = false))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -117,11 +118,13 @@ impl Engine {
         cors_origins: Option<Vec<String>>,
         cors_credentials: bool,
         static_files: Option<Vec<(String, String, Option<String>)>>,
+        authorize_requests: bool,
     ) -> PyResult<Self> {
         let cors = match cors {
             "same-origin" => CorsPolicy::SameOrigin,
             "any" => CorsPolicy::Any,
             "disabled" => CorsPolicy::Disabled,
+            "host" => CorsPolicy::Host,
             "list" => CorsPolicy::List(cors_origins.unwrap_or_default()),
             other => {
                 return Err(PyValueError::new_err(format!(
@@ -161,6 +164,7 @@ impl Engine {
             cors,
             cors_credentials,
             static_files,
+            authorize_requests,
             ..ServerConfig::default()
         };
         let addr = if host.contains(':') {
@@ -242,6 +246,23 @@ impl Engine {
                         Some(PyBytes::new(py, &auth))
                     };
                     (KIND_CONNECT, &*sid, &*nsp, &*eio_sid, auth, environ).into_pyobject(py)?
+                }
+                Inbound::Authorize {
+                    id,
+                    origin,
+                    check_request,
+                    handshake,
+                } => {
+                    let environ = environ_tuple(py, &handshake)?;
+                    (
+                        KIND_AUTHORIZE,
+                        id,
+                        origin,
+                        check_request,
+                        py.None(),
+                        environ,
+                    )
+                        .into_pyobject(py)?
                 }
                 Inbound::EngineOpen { sid, handshake } => {
                     let environ = environ_tuple(py, &handshake)?;
@@ -379,6 +400,15 @@ impl Engine {
         self.send(Command::EngineClose { sid })
     }
 
+    /// Answers an authorization question (`KIND_AUTHORIZE`); the request waits for this.
+    fn authorize(&self, id: u64, origin_ok: bool, request_ok: bool) -> PyResult<()> {
+        self.send(Command::Authorize {
+            id,
+            origin_ok,
+            request_ok,
+        })
+    }
+
     /// Holds commands back until `end_batch`, which sends them as one message: a drain that
     /// answers fifty events wakes the engine thread once, not fifty times. Order is kept.
     fn begin_batch(&self) -> PyResult<()> {
@@ -506,9 +536,9 @@ fn decode_packet<'py>(py: Python<'py>, text: &[u8]) -> PyResult<Bound<'py, PyTup
 #[pymodule(gil_used = false)]
 mod _ferrosio {
     #[pymodule_export]
-    use super::{decode_packet, encode_packet, Engine};
-    #[pymodule_export]
     use super::client::ClientEngine;
+    #[pymodule_export]
+    use super::{decode_packet, encode_packet, Engine};
 
     use super::*;
 
@@ -527,6 +557,7 @@ mod _ferrosio {
         m.add("KIND_ENGINE_OPEN", KIND_ENGINE_OPEN)?;
         m.add("KIND_ENGINE_MESSAGE", KIND_ENGINE_MESSAGE)?;
         m.add("KIND_ENGINE_CLOSE", KIND_ENGINE_CLOSE)?;
+        m.add("KIND_AUTHORIZE", KIND_AUTHORIZE)?;
         Ok(())
     }
 }

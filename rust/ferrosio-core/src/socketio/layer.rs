@@ -336,6 +336,7 @@ impl SocketIoLayer {
             }
             Command::Shutdown { .. }
             | Command::Batch(_)
+            | Command::Authorize { .. }
             | Command::EngineSend { .. }
             | Command::EngineClose { .. } => {}
         }
