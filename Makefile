@@ -11,7 +11,7 @@ NODE_DEPS   := .deps/node
 SHARED      ?= ../shared
 WHEEL_DIR   := dist
 
-.PHONY: help dev wheel node-deps test test-rust test-python lint lint-rust lint-python demo bench bench-smoke clean
+.PHONY: help dev wheel client-bundle node-deps test test-rust test-python lint lint-rust lint-python demo bench bench-smoke clean
 
 help: ## this list
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -28,8 +28,10 @@ wheel: $(VENV)/bin/python ## build the release wheel into dist/
 	rm -rf $(WHEEL_DIR)
 	$(VENV)/bin/maturin build --release --out $(WHEEL_DIR)
 
-node-deps: ## npm packages for the peers: socket.io-client, playwright-core, socket.io (reference)
+client-bundle: ## the official socket.io-client (tests, and the browser bundle the demo serves)
 	npm install --prefix tests/node --no-audit --no-fund --loglevel=error
+
+node-deps: client-bundle ## npm packages for the peers: + playwright-core, socket.io (reference server)
 	npm install --prefix tests/browser --no-audit --no-fund --loglevel=error
 	mkdir -p $(NODE_DEPS) && cp $(SHARED)/reference/package.json $(NODE_DEPS)/
 	npm install --prefix $(NODE_DEPS) --no-audit --no-fund --loglevel=error
@@ -59,7 +61,7 @@ lint-python: $(VENV)/bin/python ## ruff and mypy --strict on python/
 
 lint: lint-rust lint-python ## all linters
 
-demo: dev node-deps ## run the chat demo on http://127.0.0.1:5000 (add ?transport=polling)
+demo: dev client-bundle ## run the chat demo on http://127.0.0.1:5000 (add ?transport=polling)
 	$(VENV)/bin/python examples/demo.py --port 5000
 
 clean: ## remove build products and virtual environments

@@ -444,3 +444,44 @@ async def test_async_allow_request_and_callable_cors(make_server) -> None:
     status, _ = await asyncio.to_thread(_polling_handshake, port, {"Origin": "http://evil.test"})
     assert status == 403
     assert asked == ["http://app.example", "http://evil.test"]  # each origin asked once
+
+
+async def test_always_connect_accepts_first_and_a_refusal_disconnects(make_server) -> None:
+    sio = ferrosio.AsyncServer(always_connect=True)
+    reasons: list[str] = []
+
+    @sio.on("connect")
+    async def connect(sid: str, environ: dict[str, Any], auth: Any) -> bool:
+        await asyncio.sleep(0.05)  # the client is already connected meanwhile
+        return auth != {"refuse": True}
+
+    sio.on("disconnect", lambda sid, reason: reasons.append(reason))
+    url = await make_server(sio)
+    ok = socketio.AsyncClient(reconnection=False)
+    await ok.connect(url, transports=["websocket"], auth={}, wait_timeout=5)
+    assert ok.connected
+    await ok.disconnect()
+    refused = socketio.AsyncClient(reconnection=False)
+    gone: list[Any] = []
+    refused.on("disconnect", lambda *a: gone.append(a))
+    await refused.connect(url, transports=["websocket"], auth={"refuse": True}, wait_timeout=5)
+    await until(lambda: bool(gone), "refused client is disconnected")
+    await until(lambda: "server disconnect" in reasons, "server-side reason")
+
+
+async def test_namespaces_option(make_server) -> None:
+    open_sio = ferrosio.AsyncServer(namespaces="*")
+    url = await make_server(open_sio)
+    c = socketio.AsyncClient(reconnection=False)
+    await c.connect(url, transports=["websocket"], namespaces=["/anything"], wait_timeout=5)
+    await c.disconnect()
+    listed = ferrosio.AsyncServer(namespaces=["/a"])
+    url = await make_server(listed)
+    c = socketio.AsyncClient(reconnection=False)
+    await c.connect(url, transports=["websocket"], namespaces=["/a"], wait_timeout=5)
+    await c.disconnect()
+    for refused in (["/b"], ["/"]):  # "/" too: the list replaces the default ["/"]
+        c = socketio.AsyncClient(reconnection=False)
+        with pytest.raises(socketio.exceptions.ConnectionError):
+            await c.connect(url, transports=["websocket"], namespaces=refused, wait_timeout=5)
+        await c.disconnect()

@@ -635,11 +635,11 @@ class AsyncServer:
         return None, False
 
     def _namespace_allowed(self, nsp: str) -> bool:
-        if self.namespaces == "*":
+        """python-socketio's rule: a namespace with handlers, or listed in ``namespaces``
+        (``["/"]`` by default, ``"*"`` for any)."""
+        if nsp in self.handlers or nsp in self.namespace_handlers or self.namespaces == "*":
             return True
-        if self.namespaces is not None and nsp in self.namespaces:
-            return True
-        return nsp == "/" or nsp in self.handlers or nsp in self.namespace_handlers
+        return nsp in (self.namespaces if self.namespaces is not None else ["/"])
 
     def _run(
         self,
