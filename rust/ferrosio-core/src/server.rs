@@ -14,8 +14,8 @@ use hyper::body::Incoming;
 use hyper::header::{
     HeaderName, HeaderValue, ACCESS_CONTROL_ALLOW_CREDENTIALS, ACCESS_CONTROL_ALLOW_HEADERS,
     ACCESS_CONTROL_ALLOW_METHODS, ACCESS_CONTROL_ALLOW_ORIGIN, ACCESS_CONTROL_REQUEST_HEADERS,
-    CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, HOST, ORIGIN, SEC_WEBSOCKET_ACCEPT,
-    SEC_WEBSOCKET_KEY, SEC_WEBSOCKET_VERSION, UPGRADE,
+    CACHE_CONTROL, CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, HOST, ORIGIN, SEC_WEBSOCKET_ACCEPT,
+    SEC_WEBSOCKET_KEY, SEC_WEBSOCKET_VERSION, UPGRADE, VARY,
 };
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -261,20 +261,27 @@ impl Engine {
             CorsPolicy::List(list) => list.iter().any(|o| o == origin_str),
             CorsPolicy::Host => self.gate.origin_allowed(origin_str) == Some(true),
             CorsPolicy::SameOrigin => {
-                let host = req
-                    .headers()
-                    .get(HOST)
-                    .and_then(|h| h.to_str().ok())
-                    .unwrap_or("");
+                let header = |name| {
+                    req.headers()
+                        .get(name)
+                        .and_then(|h: &HeaderValue| h.to_str().ok())
+                };
+                let host = header(HOST).unwrap_or("");
+                // Behind a TLS-terminating proxy the page's scheme is the forwarded one.
+                let scheme = header(HeaderName::from_static("x-forwarded-proto")).unwrap_or("http");
                 origin_str
                     .split_once("://")
-                    .is_some_and(|(_, rest)| rest == host)
+                    .is_some_and(|(s, rest)| s.eq_ignore_ascii_case(scheme) && rest == host)
             }
         };
         if !allowed {
             return Err(HttpError::Forbidden);
         }
-        let mut headers = vec![(ACCESS_CONTROL_ALLOW_ORIGIN, origin.clone())];
+        // The answer depends on Origin: caches must not reuse it for another origin.
+        let mut headers = vec![
+            (ACCESS_CONTROL_ALLOW_ORIGIN, origin.clone()),
+            (VARY, HeaderValue::from_static("Origin")),
+        ];
         if self.config.cors_credentials {
             headers.push((
                 ACCESS_CONTROL_ALLOW_CREDENTIALS,
@@ -694,15 +701,22 @@ fn preflight(req: &Request<Incoming>) -> HttpResponse {
     if let Some(requested) = req.headers().get(ACCESS_CONTROL_REQUEST_HEADERS) {
         h.insert(ACCESS_CONTROL_ALLOW_HEADERS, requested.clone());
     }
+    h.insert(
+        VARY,
+        HeaderValue::from_static("Origin, Access-Control-Request-Headers"),
+    );
     res
 }
 
 fn text_response(body: Bytes) -> HttpResponse {
     let mut res = Response::new(Full::new(body));
-    res.headers_mut().insert(
+    let h = res.headers_mut();
+    h.insert(
         CONTENT_TYPE,
         HeaderValue::from_static("text/plain; charset=UTF-8"),
     );
+    // Polling responses are one-off messages: never cache them.
+    h.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
     res
 }
 

@@ -6,7 +6,12 @@ use std::path::{Component, Path, PathBuf};
 use crate::config::StaticRoute;
 
 /// The file for a request path, and its content type, if a route covers it.
-pub fn resolve(routes: &[StaticRoute], url_path: &str) -> Option<(PathBuf, String)> {
+pub fn resolve(routes: &[StaticRoute], raw_path: &str) -> Option<(PathBuf, String)> {
+    // `/a%20b.txt` names the file `a b.txt`; a decoded `..` is refused below like any other.
+    let decoded = percent_encoding::percent_decode_str(raw_path)
+        .decode_utf8()
+        .ok()?;
+    let url_path: &str = &decoded;
     // Longest URL prefix first, so `/static` wins over `/`.
     let mut best: Option<(&StaticRoute, &str)> = None;
     for route in routes {
@@ -98,6 +103,12 @@ mod tests {
         assert!(resolve(&r, "/static/../etc/passwd").is_none());
         assert!(resolve(&r, "/staticx/app.js").is_none());
         assert!(resolve(&r, "/other").is_none());
+        assert!(resolve(&r, "/static/%2e%2e/etc/passwd").is_none());
+        std::fs::write(dir.join("a b.txt"), "x").unwrap();
+        assert_eq!(
+            resolve(&r, "/static/a%20b.txt").unwrap().0,
+            dir.join("a b.txt")
+        );
         std::fs::remove_dir_all(dir).unwrap();
     }
 }
