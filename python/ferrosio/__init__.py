@@ -18,6 +18,7 @@ from __future__ import annotations
 from ferrosio import exceptions
 from ferrosio._ferrosio import __version__
 from ferrosio._run import run
+from ferrosio.client import AsyncClient, AsyncClientNamespace
 from ferrosio.namespace import AsyncNamespace
 from ferrosio.server import AsyncServer, ack_requested
 
@@ -25,6 +26,8 @@ Server = AsyncServer
 Namespace = AsyncNamespace
 
 __all__ = [
+    "AsyncClient",
+    "AsyncClientNamespace",
     "AsyncNamespace",
     "AsyncServer",
     "Namespace",

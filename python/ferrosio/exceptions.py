@@ -8,6 +8,8 @@ from typing import Any
 from ferrosio._ferrosio import EngineNotRunningError, FerrosioError
 
 __all__ = [
+    "BadNamespaceError",
+    "BufferFullError",
     "ConnectionError",
     "ConnectionRefusedError",
     "DisconnectedError",
@@ -46,3 +48,12 @@ class DisconnectedError(ConnectionError):
 
 class TimeoutError(FerrosioError, builtins.TimeoutError):
     """An acknowledgement did not arrive in time."""
+
+
+class BadNamespaceError(FerrosioError):
+    """The client's namespace is not connected and will not be (never requested, refused, or
+    disconnected by the server or by ``AsyncClient.disconnect``)."""
+
+
+class BufferFullError(FerrosioError):
+    """The client's offline buffer (or retry queue) of the namespace is full."""

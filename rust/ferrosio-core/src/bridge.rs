@@ -166,20 +166,24 @@ pub enum Command {
     },
 }
 
-/// The inbound queue plus its wake-up socket.
-pub struct InboundQueue {
-    items: Mutex<Vec<Inbound>>,
+/// A batch queue to the host plus its wake-up socket; generic so the server and the client
+/// engines share it.
+pub struct WakeQueue<T> {
+    items: Mutex<Vec<T>>,
     armed: AtomicBool,
     wake_tx: UnixStream,
     wake_rx: UnixStream,
 }
 
-impl InboundQueue {
+/// The server's inbound queue.
+pub type InboundQueue = WakeQueue<Inbound>;
+
+impl<T> WakeQueue<T> {
     pub fn new() -> std::io::Result<Arc<Self>> {
         let (wake_tx, wake_rx) = UnixStream::pair()?;
         wake_tx.set_nonblocking(true)?;
         wake_rx.set_nonblocking(true)?;
-        Ok(Arc::new(InboundQueue {
+        Ok(Arc::new(WakeQueue {
             items: Mutex::new(Vec::with_capacity(256)),
             armed: AtomicBool::new(false),
             wake_tx,
@@ -193,14 +197,22 @@ impl InboundQueue {
         self.wake_rx.as_raw_fd()
     }
 
-    pub fn push(&self, item: Inbound) {
+    pub fn push(&self, item: T) {
         self.items.lock().push(item);
         self.wake();
     }
 
-    pub fn push_many(&self, items: impl IntoIterator<Item = Inbound>) {
-        self.items.lock().extend(items);
-        self.wake();
+    /// Appends a batch; wakes the host only if the batch was not empty.
+    pub fn push_many(&self, items: impl IntoIterator<Item = T>) {
+        let added = {
+            let mut queue = self.items.lock();
+            let before = queue.len();
+            queue.extend(items);
+            queue.len() > before
+        };
+        if added {
+            self.wake();
+        }
     }
 
     fn wake(&self) {
@@ -212,7 +224,7 @@ impl InboundQueue {
 
     /// Takes every queued item. Clears the wake-up first, so an item pushed during the drain
     /// arms a new wake-up instead of being stranded.
-    pub fn drain(&self) -> Vec<Inbound> {
+    pub fn drain(&self) -> Vec<T> {
         let mut buf = [0u8; 64];
         loop {
             match (&self.wake_rx).read(&mut buf) {
@@ -242,7 +254,7 @@ mod tests {
     }
 
     /// Consumes one wake-up byte if there is one.
-    fn readable(q: &InboundQueue) -> bool {
+    fn readable<T>(q: &WakeQueue<T>) -> bool {
         let mut b = [0u8; 1];
         matches!((&q.wake_rx).read(&mut b), Ok(1))
     }
@@ -266,5 +278,15 @@ mod tests {
         assert!(!readable(&q), "drain consumed the wake-up");
         q.push(event(0));
         assert!(readable(&q), "a push after a drain wakes again");
+    }
+
+    #[test]
+    fn an_empty_batch_does_not_wake() {
+        let q = WakeQueue::<u32>::new().unwrap();
+        q.push_many(Vec::new());
+        assert!(!readable(&q));
+        q.push_many(vec![1, 2]);
+        assert!(readable(&q));
+        assert_eq!(q.drain(), vec![1, 2]);
     }
 }

@@ -219,6 +219,8 @@ struct End {
     reason: ClientCloseReason,
     detail: String,
     next: Option<ClientCommand>,
+    /// A `Close` that flushed everything: end the WebSocket with a close frame too.
+    graceful: bool,
 }
 
 impl End {
@@ -227,6 +229,7 @@ impl End {
             reason,
             detail: detail.into(),
             next: None,
+            graceful: false,
         }
     }
 }
@@ -323,6 +326,7 @@ impl State {
                 reason: ClientCloseReason::ClientDisconnect,
                 detail: "client closed the connection".into(),
                 next: Some(next),
+                graceful: false,
             }),
         }
     }
@@ -382,7 +386,9 @@ pub(super) async fn run(
         extra,
     } = opened;
     let sid = open.sid.clone();
-    let ping_window = Duration::from_millis(open.ping_interval + open.ping_timeout);
+    // (clamped: a server's absurd values must not overflow the deadline arithmetic)
+    let ping_window = Duration::from_millis(open.ping_interval.saturating_add(open.ping_timeout))
+        .min(Duration::from_secs(86_400 * 365));
     let max_payload = open
         .max_payload
         .map_or(1_000_000, |m| usize::try_from(m).unwrap_or(usize::MAX))
@@ -446,7 +452,7 @@ pub(super) async fn run(
         polling_paused = true;
         probe_fut = Some(Box::pin(probe(target.clone(), sid.clone())));
     }
-    out.push_many(&mut st.batch);
+    out.push_many(st.batch.drain(..));
 
     let ping_sleep = tokio::time::sleep_until(st.ping_deadline);
     tokio::pin!(ping_sleep);
@@ -462,7 +468,9 @@ pub(super) async fn run(
             upgrade_ws = None;
             polling_paused = true;
             if st.outbox.is_empty() && write_fut.is_none() {
-                break End::new(ClientCloseReason::ClientDisconnect, "client disconnect");
+                let mut end = End::new(ClientCloseReason::ClientDisconnect, "client disconnect");
+                end.graceful = true;
+                break end;
             }
         }
         if upgrade_ws.is_some() && get_fut.is_none() && write_fut.is_none() {
@@ -515,7 +523,7 @@ pub(super) async fn run(
                 }));
             }
         }
-        out.push_many(&mut st.batch);
+        out.push_many(st.batch.drain(..));
         if st.ping_deadline != armed {
             armed = st.ping_deadline;
             ping_sleep.as_mut().reset(armed);
@@ -604,13 +612,13 @@ pub(super) async fn run(
         }
     };
 
-    if end.reason == ClientCloseReason::ClientDisconnect {
+    if end.graceful {
         if let Some(mut sink) = ws_sink.take() {
             let _ = tokio::time::timeout(Duration::from_millis(500), sink.close()).await;
         }
     }
     st.batch.push(closed(end.reason, end.detail));
-    out.push_many(&mut st.batch);
+    out.push_many(st.batch.drain(..));
     end.next
 }
 

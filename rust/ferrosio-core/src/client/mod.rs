@@ -12,7 +12,6 @@
 mod conn;
 pub mod decoder;
 mod http;
-pub mod queue;
 
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -22,8 +21,8 @@ use bytes::Bytes;
 use parking_lot::Mutex;
 use tokio::sync::mpsc;
 
+pub use crate::bridge::WakeQueue;
 use crate::engineio::packet::Frame;
-pub use queue::WakeQueue;
 
 /// Why a connection ended (python-socketio's reason strings, plus `connect error` when the
 /// Engine.IO handshake itself failed).
