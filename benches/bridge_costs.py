@@ -68,12 +68,27 @@ async def main() -> None:
             return items
 
     sio._engine = Counting()  # type: ignore[assignment]
-    cmd = ["node", str(LOADGEN), "--scenario", "echo-ack", "--port", str(port),
-           "--conns", str(a.conns), "--inflight", str(a.inflight),
-           "--duration", str(a.duration), "--warmup", "1",
-           "--payload-bytes", str(a.payload_bytes)]
-    proc = await asyncio.create_subprocess_exec(*cmd, stdout=subprocess.PIPE,
-                                                stderr=subprocess.DEVNULL)
+    cmd = [
+        "node",
+        str(LOADGEN),
+        "--scenario",
+        "echo-ack",
+        "--port",
+        str(port),
+        "--conns",
+        str(a.conns),
+        "--inflight",
+        str(a.inflight),
+        "--duration",
+        str(a.duration),
+        "--warmup",
+        "1",
+        "--payload-bytes",
+        str(a.payload_bytes),
+    ]
+    proc = await asyncio.create_subprocess_exec(
+        *cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL
+    )
     # measure only the window: skip connect + warm-up
     await asyncio.sleep(1.5)
     cpu0, d0, t0 = thread_cpu(), list(drains), time.monotonic()
@@ -84,16 +99,24 @@ async def main() -> None:
     await sio.shutdown()
     acks = result["results"]["acks_per_s"] * (t1 - t0)
     events = d1[1] - d0[1]
-    print(json.dumps({
-        "acks_per_s": round(result["results"]["acks_per_s"]),
-        "rtt_p50_us": result["results"]["rtt_us"]["p50"],
-        "events_per_wakeup": round(events / max(1, d1[0] - d0[0]), 1),
-        "python_thread_us_per_msg": round(
-            1e6 * (cpu1.get("python", 0) - cpu0.get("python", 0)) / max(1, acks), 2),
-        "engine_thread_us_per_msg": round(
-            1e6 * (cpu1.get("ferrosio-io", 0) - cpu0.get("ferrosio-io", 0)) / max(1, acks), 2),
-        "threads": {k: round(cpu1[k] - cpu0.get(k, 0), 2) for k in cpu1},
-    }, indent=1))
+    print(
+        json.dumps(
+            {
+                "acks_per_s": round(result["results"]["acks_per_s"]),
+                "rtt_p50_us": result["results"]["rtt_us"]["p50"],
+                "events_per_wakeup": round(events / max(1, d1[0] - d0[0]), 1),
+                "python_thread_us_per_msg": round(
+                    1e6 * (cpu1.get("python", 0) - cpu0.get("python", 0)) / max(1, acks), 2
+                ),
+                "engine_thread_us_per_msg": round(
+                    1e6 * (cpu1.get("ferrosio-io", 0) - cpu0.get("ferrosio-io", 0)) / max(1, acks),
+                    2,
+                ),
+                "threads": {k: round(cpu1[k] - cpu0.get(k, 0), 2) for k in cpu1},
+            },
+            indent=1,
+        )
+    )
 
 
 if __name__ == "__main__":
