@@ -516,6 +516,57 @@ fn encode_packet<'py>(
     ))
 }
 
+/// Joins Engine.IO packets into one polling payload (codec entry point for benchmarks):
+/// `str` items are packet text (`4hello`), `bytes` items binary messages (`b<base64>`).
+#[pyfunction]
+fn encode_payload<'py>(
+    py: Python<'py>,
+    items: &Bound<'py, PyList>,
+) -> PyResult<Bound<'py, PyBytes>> {
+    let mut frames = Vec::with_capacity(items.len());
+    for item in items.iter() {
+        if let Ok(text) = item.cast::<pyo3::types::PyString>() {
+            frames.push(Frame::Text(Bytes::copy_from_slice(
+                text.to_str()?.as_bytes(),
+            )));
+        } else if let Ok(data) = item.cast::<PyBytes>() {
+            frames.push(Frame::Binary(Bytes::copy_from_slice(data.as_bytes())));
+        } else {
+            return Err(pyo3::exceptions::PyTypeError::new_err(
+                "items must be str or bytes",
+            ));
+        }
+    }
+    Ok(PyBytes::new(
+        py,
+        &ferrosio_core::engineio::packet::encode_payload(&frames),
+    ))
+}
+
+/// Splits a polling payload into packets: `str` packet text, `bytes` for binary messages.
+/// Raises ValueError on malformed input.
+#[pyfunction]
+fn decode_payload<'py>(py: Python<'py>, body: &[u8]) -> PyResult<Bound<'py, PyList>> {
+    use ferrosio_core::engineio::packet::{EnginePacket, RECORD_SEPARATOR};
+    let body = Bytes::copy_from_slice(body);
+    // Validate the whole payload first, exactly as the server does.
+    let packets =
+        EnginePacket::decode_payload(&body).map_err(|e| PyValueError::new_err(e.to_string()))?;
+    let out = PyList::empty(py);
+    for (packet, record) in packets
+        .into_iter()
+        .zip(body.split(|b| *b == RECORD_SEPARATOR))
+    {
+        match packet {
+            EnginePacket::Binary(data) => out.append(PyBytes::new(py, &data))?,
+            _ => out.append(
+                std::str::from_utf8(record).map_err(|e| PyValueError::new_err(e.to_string()))?,
+            )?,
+        }
+    }
+    Ok(out)
+}
+
 /// Decodes Socket.IO packet text (without the Engine.IO `4`) into
 /// `(type, nsp, ack_id, attachments, data)`; raises ValueError on malformed input.
 #[pyfunction]
@@ -538,7 +589,7 @@ mod _ferrosio {
     #[pymodule_export]
     use super::client::ClientEngine;
     #[pymodule_export]
-    use super::{decode_packet, encode_packet, Engine};
+    use super::{decode_packet, decode_payload, encode_packet, encode_payload, Engine};
 
     use super::*;
 
