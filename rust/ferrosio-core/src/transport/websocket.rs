@@ -23,8 +23,9 @@ pub fn ws_config(max_payload: usize) -> WebSocketConfig {
     WebSocketConfig::default()
         .max_message_size(Some(max_payload))
         .max_frame_size(Some(max_payload))
-        // Frames queued in one wake-up are written together; flush decides when bytes leave.
-        .write_buffer_size(0)
+        // Frames fed in one wake-up accumulate and leave with the flush, in one write. (0 would
+        // write every frame eagerly: a syscall per message.)
+        .write_buffer_size(WRITE_BUFFER)
         // tungstenite allocates this per connection and zero-fills it before every read:
         // 128 KiB (its default) costs a large memset per read and memory per idle socket.
         .read_buffer_size(READ_BUFFER)
@@ -32,6 +33,8 @@ pub fn ws_config(max_payload: usize) -> WebSocketConfig {
 
 /// Read buffer per WebSocket; larger messages still arrive, in more reads.
 const READ_BUFFER: usize = 4096;
+/// Bytes of fed frames that make tungstenite write before the flush (bounds one write).
+const WRITE_BUFFER: usize = 64 * 1024;
 
 enum Step {
     Continue,
