@@ -538,19 +538,20 @@ class AsyncServer:
                 engine.end_batch()
 
     def _dispatch(self, items: list[tuple[Any, ...]]) -> None:
+        on_event = self._on_event
         for item in items:
-            kind = item[0]
+            kind, a, b, c, d, e = item
             try:
                 if kind == KIND_EVENT:
-                    self._on_event(item[1], item[2], item[3], item[4], item[5])
+                    on_event(a, b, c, d, e)
                 elif kind == KIND_ACK:
-                    self._on_ack(item[1], item[3], item[4], item[5])
+                    self._on_ack(a, c, d, e)
                 elif kind == KIND_CONNECT:
-                    self._on_connect(item[1], item[2], item[3], item[4], item[5])
+                    self._on_connect(a, b, c, d, e)
                 elif kind == KIND_DISCONNECT:
-                    self._on_disconnect(item[1], item[2], item[3])
+                    self._on_disconnect(a, b, c)
                 elif kind == KIND_AUTHORIZE:
-                    self._authorize(item[1], item[2], item[3], item[5])
+                    self._authorize(a, b, c, e)
                 else:
                     self._on_engine(kind, item)
             except Exception:
@@ -722,8 +723,15 @@ class AsyncServer:
 
     def _send_ack(self, nsp: str, sid: str, ack_id: int, result: Any) -> None:
         """Sends a handler's return value as the ack (None: no args, tuple: several)."""
-        text, attachments = _codec.encode(_codec.ack_args(result))
-        self._core().ack(nsp, sid, ack_id, text, attachments)
+        engine = self._engine
+        if engine is None:
+            return  # shut down while the handler ran
+        args = _codec.ack_args(result)
+        try:
+            engine.ack(nsp, sid, ack_id, orjson.dumps(args))
+        except TypeError:  # binary values (or non-str keys): the general encoder
+            text, attachments = _codec.encode(args)
+            engine.ack(nsp, sid, ack_id, text, attachments)
 
     async def _finish_ack(self, aw: Awaitable[Any], nsp: str, sid: str, ack_id: int) -> None:
         try:
