@@ -47,6 +47,7 @@ test-python: ## pytest against the installed wheel in .ci-venv (needs `make whee
 	cd tests && NODE_PATH=$(CURDIR)/$(NODE_DEPS)/node_modules ../$(CI_VENV)/bin/python -c \
 		"import ferrosio, sys; assert 'site-packages' in ferrosio.__file__, ferrosio.__file__"
 	NODE_PATH=$(CURDIR)/$(NODE_DEPS)/node_modules $(CI_VENV)/bin/python -m pytest -p no:cacheprovider tests
+	FERROSIO_SHARED=$(abspath $(SHARED)) $(CI_VENV)/bin/python -m pytest -p no:cacheprovider benches/test_e2e_smoke.py
 
 test: wheel node-deps test-rust test-python ## everything: build the wheel, install it fresh, run all tests
 
@@ -60,6 +61,12 @@ lint-python: $(VENV)/bin/python ## ruff and mypy --strict on python/
 	$(VENV)/bin/mypy
 
 lint: lint-rust lint-python ## all linters
+
+bench: dev ## benchmarks: codec + end to end vs python-socketio and Node (~20 min) -> benches/results/<date>.md
+	FERROSIO_SHARED=$(abspath $(SHARED)) $(VENV)/bin/python benches/e2e.py
+
+bench-smoke: ## the benchmark suite in smoke mode (checks only, no timing asserted)
+	FERROSIO_SHARED=$(abspath $(SHARED)) $(VENV)/bin/python -m pytest -p no:cacheprovider benches/test_e2e_smoke.py
 
 demo: dev client-bundle ## run the chat demo on http://127.0.0.1:5000 (add ?transport=polling)
 	$(VENV)/bin/python examples/demo.py --port 5000

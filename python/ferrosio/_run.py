@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from ferrosio.server import AsyncServer
@@ -30,10 +30,18 @@ def run(
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
         await server.start(host, port)
+        signalled = asyncio.ensure_future(stop.wait())
+        stopped = server._stopped  # fails if the engine bridge breaks
+        waiting: set[asyncio.Future[Any]] = {signalled}
+        if stopped is not None:
+            waiting.add(stopped)
         try:
-            await stop.wait()
+            await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
         finally:
+            signalled.cancel()
             await server.shutdown(shutdown_timeout)
+        if stopped is not None and stopped.done() and stopped.exception() is not None:
+            raise stopped.exception()  # type: ignore[misc]
 
     if use_uvloop:
         try:

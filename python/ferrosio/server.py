@@ -529,13 +529,22 @@ class AsyncServer:
         engine = self._engine
         if engine is None:
             return
-        engine.begin_batch()
         try:
-            self._dispatch(engine.drain())
-        finally:
-            # shut down meanwhile: nothing is listening any more
-            with contextlib.suppress(exceptions.EngineNotRunningError):
-                engine.end_batch()
+            engine.begin_batch()
+            try:
+                self._dispatch(engine.drain())  # per-event errors are caught in there
+            finally:
+                # shut down meanwhile: nothing is listening any more
+                with contextlib.suppress(exceptions.EngineNotRunningError):
+                    engine.end_batch()
+        except Exception as exc:
+            # The bridge itself failed (e.g. a Python layer newer than the native module):
+            # the wake-up fd would stay readable and this would spin, so stop serving instead.
+            self.logger.critical("ferrosio: the engine bridge failed; stopping", exc_info=exc)
+            if self._loop is not None:
+                self._loop.remove_reader(engine.wake_fd())
+            if self._stopped is not None and not self._stopped.done():
+                self._stopped.set_exception(exc)
 
     def _dispatch(self, items: list[tuple[Any, ...]]) -> None:
         on_event = self._on_event

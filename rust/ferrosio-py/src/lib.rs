@@ -510,6 +510,18 @@ fn encode_packet<'py>(
         6 => PacketType::BinaryAck,
         _ => return Err(PyValueError::new_err(format!("unknown packet type {kind}"))),
     };
+    // Attachments only travel with the binary types: upgrade EVENT/ACK, refuse the rest.
+    let kind = match (kind, attachments) {
+        (k, 0) => k,
+        (PacketType::Event | PacketType::BinaryEvent, _) => PacketType::BinaryEvent,
+        (PacketType::Ack | PacketType::BinaryAck, _) => PacketType::BinaryAck,
+        (k, _) => {
+            return Err(PyValueError::new_err(format!(
+                "packet type {} cannot carry attachments",
+                k as u8
+            )))
+        }
+    };
     Ok(PyBytes::new(
         py,
         &encode_message(kind, nsp, ack_id, attachments, data),

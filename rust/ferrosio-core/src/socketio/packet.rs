@@ -90,7 +90,9 @@ impl SocketPacket {
             while i < bytes.len() && bytes[i] != b',' {
                 i += 1;
             }
-            let nsp = text.slice(start..i);
+            // v4 clients appended a query to the namespace (`/admin?x=1`); it is not part of it.
+            let end = memchr::memchr(b'?', &bytes[start..i]).map_or(i, |q| start + q);
+            let nsp = text.slice(start..end);
             if i < bytes.len() {
                 i += 1; // the comma
             }
@@ -261,6 +263,8 @@ mod tests {
         let p = d("0/custom").unwrap();
         assert_eq!(&p.nsp[..], b"/custom");
         assert!(p.data.is_empty());
+        let p = d("2/admin?x=1,[\"a\"]").unwrap();
+        assert_eq!(&p.nsp[..], b"/admin");
         let p = d("0/custom,").unwrap();
         assert_eq!(&p.nsp[..], b"/custom");
         assert_eq!(
