@@ -30,12 +30,13 @@ import random
 import urllib.parse
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
-from typing import Any, TypeVar, overload
+from typing import Any
 
 import orjson
 
 from ferrosio import _codec, exceptions
 from ferrosio._ferrosio import ClientEngine
+from ferrosio._handlers import Handler, HandlerRegistry
 
 __all__ = [
     "AsyncClient",
@@ -44,8 +45,6 @@ __all__ = [
     "BufferFullError",
 ]
 
-Handler = Callable[..., Any]
-F = TypeVar("F", bound=Handler)
 
 default_logger = logging.getLogger("ferrosio.client")
 
@@ -142,20 +141,6 @@ class _Namespace:
         self.ids = 0
 
 
-def _positional_arity(fn: Handler) -> int:
-    try:
-        sig = inspect.signature(fn)
-    except (TypeError, ValueError):
-        return 99
-    n = 0
-    for p in sig.parameters.values():
-        if p.kind is p.VAR_POSITIONAL:
-            return 99
-        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD):
-            n += 1
-    return n
-
-
 async def _real(value: Any) -> Any:
     """A value, or the result of calling it (awaited if need be): ``auth`` and ``headers``
     may be callables, evaluated on every (re)connection."""
@@ -213,7 +198,7 @@ class AsyncClientNamespace:
         await self.client.disconnect()
 
 
-class AsyncClient:
+class AsyncClient(HandlerRegistry):
     """A Socket.IO client. Handlers run on the running asyncio loop; the network runs in Rust.
 
     The arguments follow python-socketio's ``AsyncClient`` and socket.io-client's options.
@@ -322,51 +307,6 @@ class AsyncClient:
         self._timer_at = math.inf
 
     # ------------------------------------------------------------------ handlers ----
-    @overload
-    def on(
-        self, event: str, handler: None = None, namespace: str | None = None
-    ) -> Callable[[F], F]: ...
-
-    @overload
-    def on(self, event: str, handler: Handler, namespace: str | None = None) -> None: ...
-
-    def on(
-        self, event: str, handler: Handler | None = None, namespace: str | None = None
-    ) -> Callable[[F], F] | None:
-        """Registers a handler for ``event`` in ``namespace`` (``"*"``: any event without a
-        handler of its own, called with the event name first; namespace ``"*"``: any
-        namespace, called with the namespace name first)."""
-        nsp = namespace or "/"
-
-        def register(fn: F) -> F:
-            self.handlers.setdefault(nsp, {})[event] = fn
-            self._arity[fn] = _positional_arity(fn)
-            return fn
-
-        if handler is not None:
-            register(handler)
-            return None
-        return register
-
-    @overload
-    def event(self, handler: F, /) -> F: ...
-
-    @overload
-    def event(self, /, *, namespace: str | None = None) -> Callable[[F], F]: ...
-
-    def event(self, handler: Any = None, /, *, namespace: str | None = None) -> Any:
-        """Registers a handler named after the function: ``@client.event`` or
-        ``@client.event(namespace="/chat")``."""
-        if handler is not None:
-            self.on(handler.__name__, handler)
-            return handler
-
-        def deco(fn: F) -> F:
-            self.on(fn.__name__, fn, namespace=namespace)
-            return fn
-
-        return deco
-
     def register_namespace(self, namespace_handler: AsyncClientNamespace) -> None:
         """Registers a class-based namespace (an :class:`AsyncClientNamespace`)."""
         namespace_handler._client = self
@@ -1139,10 +1079,7 @@ class AsyncClient:
         fn, full = self._event_handler("disconnect", nsp, [reason])
         if fn is None:
             return
-        n = self._arity.get(fn)
-        if n is None:
-            n = self._arity[fn] = _positional_arity(fn)
-        if n < len(full):  # an older handler without the reason argument
+        if self._arity_of(fn) < len(full):  # an older handler without the reason argument
             full = full[:-1]
         self._call(fn, full)
 

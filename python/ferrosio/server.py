@@ -9,7 +9,7 @@ import inspect
 import itertools
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
-from typing import Any, TypeAlias, TypeVar, overload
+from typing import Any, TypeAlias
 
 import orjson
 
@@ -25,12 +25,11 @@ from ferrosio._ferrosio import (
     KIND_EVENT,
     Engine,
 )
+from ferrosio._handlers import Handler, HandlerRegistry
 from ferrosio.engineio import EngineIOEndpoint
 
 __all__ = ["AsyncServer"]
 
-Handler = Callable[..., Any]
-F = TypeVar("F", bound=Handler)
 Origins: TypeAlias = "str | list[str] | Callable[[str], bool] | None"
 
 default_logger = logging.getLogger("ferrosio.server")
@@ -76,21 +75,6 @@ class _Socket:
         self.connected = False
 
 
-def _positional_arity(fn: Handler) -> int:
-    """How many positional arguments ``fn`` takes (a large number for ``*args``)."""
-    try:
-        sig = inspect.signature(fn)
-    except (TypeError, ValueError):
-        return 99
-    n = 0
-    for p in sig.parameters.values():
-        if p.kind is p.VAR_POSITIONAL:
-            return 99
-        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD):
-            n += 1
-    return n
-
-
 def _build_environ(raw: tuple[Any, ...]) -> dict[str, Any]:
     method, path, query, headers, remote_ip, remote_port, local_ip, local_port = raw
     environ: dict[str, Any] = {
@@ -114,7 +98,7 @@ def _build_environ(raw: tuple[Any, ...]) -> dict[str, Any]:
     return environ
 
 
-class AsyncServer:
+class AsyncServer(HandlerRegistry):
     """A Socket.IO server. Handlers run on the running asyncio loop; the network runs in Rust.
 
     The arguments follow python-socketio's ``AsyncServer``. Intervals are in seconds and may be
@@ -208,52 +192,6 @@ class AsyncServer:
         self._stopped: asyncio.Future[None] | None = None
 
     # ------------------------------------------------------------------ handlers ----
-    @overload
-    def on(
-        self, event: str, handler: None = None, namespace: str | None = None
-    ) -> Callable[[F], F]: ...
-
-    @overload
-    def on(self, event: str, handler: Handler, namespace: str | None = None) -> None: ...
-
-    def on(
-        self, event: str, handler: Handler | None = None, namespace: str | None = None
-    ) -> Callable[[F], F] | None:
-        """Registers a handler for ``event`` (``"*"`` catches every event without one).
-
-        Usable as ``sio.on("event", fn)`` or as a decorator ``@sio.on("event")``.
-        """
-        nsp = namespace or "/"
-
-        def register(fn: F) -> F:
-            self.handlers.setdefault(nsp, {})[event] = fn
-            self._arity[fn] = _positional_arity(fn)
-            return fn
-
-        if handler is not None:
-            register(handler)
-            return None
-        return register
-
-    @overload
-    def event(self, handler: F, /) -> F: ...
-
-    @overload
-    def event(self, /, *, namespace: str | None = None) -> Callable[[F], F]: ...
-
-    def event(self, handler: Any = None, /, *, namespace: str | None = None) -> Any:
-        """Registers a handler named after the function: ``@sio.event`` or
-        ``@sio.event(namespace="/chat")``."""
-        if handler is not None:
-            self.on(handler.__name__, handler)
-            return handler
-
-        def deco(fn: F) -> F:
-            self.on(fn.__name__, fn, namespace=namespace)
-            return fn
-
-        return deco
-
     def register_namespace(self, namespace_handler: Any) -> None:
         """Registers a class-based namespace (an :class:`ferrosio.AsyncNamespace`)."""
         namespace_handler._set_server(self)
@@ -797,12 +735,6 @@ class AsyncServer:
             lambda result: self._connect_result(s, result),
             lambda exc: self._connect_failed(s, exc),
         )
-
-    def _arity_of(self, fn: Handler) -> int:
-        n = self._arity.get(fn)
-        if n is None:
-            n = self._arity[fn] = _positional_arity(fn)
-        return n
 
     def _connect_result(self, s: _Socket, result: Any) -> None:
         if result is False:

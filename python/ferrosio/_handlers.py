@@ -1,0 +1,85 @@
+"""Handler tables and the decorators that fill them, shared by the server and the client."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from typing import Any, TypeVar, overload
+
+Handler = Callable[..., Any]
+F = TypeVar("F", bound=Handler)
+
+
+def positional_arity(fn: Handler) -> int:
+    """How many positional arguments ``fn`` takes (a large number for ``*args``)."""
+    try:
+        sig = inspect.signature(fn)
+    except (TypeError, ValueError):
+        return 99
+    n = 0
+    for p in sig.parameters.values():
+        if p.kind is p.VAR_POSITIONAL:
+            return 99
+        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD):
+            n += 1
+    return n
+
+
+class HandlerRegistry:
+    """``on()`` / ``event()`` registration into ``handlers[namespace][event]``."""
+
+    handlers: dict[str, dict[str, Handler]]
+    _arity: dict[Handler, int]
+
+    @overload
+    def on(
+        self, event: str, handler: None = None, namespace: str | None = None
+    ) -> Callable[[F], F]: ...
+
+    @overload
+    def on(self, event: str, handler: Handler, namespace: str | None = None) -> None: ...
+
+    def on(
+        self, event: str, handler: Handler | None = None, namespace: str | None = None
+    ) -> Callable[[F], F] | None:
+        """Registers a handler for ``event`` in ``namespace`` (``/`` by default).
+
+        ``"*"`` as the event catches every event without a handler of its own (called with the
+        event name first). Usable as ``x.on("event", fn)`` or as a decorator ``@x.on("event")``.
+        """
+        nsp = namespace or "/"
+
+        def register(fn: F) -> F:
+            self.handlers.setdefault(nsp, {})[event] = fn
+            self._arity[fn] = positional_arity(fn)
+            return fn
+
+        if handler is not None:
+            register(handler)
+            return None
+        return register
+
+    @overload
+    def event(self, handler: F, /) -> F: ...
+
+    @overload
+    def event(self, /, *, namespace: str | None = None) -> Callable[[F], F]: ...
+
+    def event(self, handler: Any = None, /, *, namespace: str | None = None) -> Any:
+        """Registers a handler named after the function: ``@x.event`` or
+        ``@x.event(namespace="/chat")``."""
+        if handler is not None:
+            self.on(handler.__name__, handler)
+            return handler
+
+        def deco(fn: F) -> F:
+            self.on(fn.__name__, fn, namespace=namespace)
+            return fn
+
+        return deco
+
+    def _arity_of(self, fn: Handler) -> int:
+        n = self._arity.get(fn)
+        if n is None:
+            n = self._arity[fn] = positional_arity(fn)
+        return n
