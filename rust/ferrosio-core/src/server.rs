@@ -209,30 +209,28 @@ impl Engine {
             .lock()
             .insert(session.sid.clone(), (session.clone(), endpoint));
         self.handler(endpoint).on_open(&session);
+        // One task per session for its timers: the heartbeat, and on the Socket.IO endpoint the
+        // connect timeout (socket.io's connectTimeout: close if no namespace was joined).
         let (engine, s) = (self.clone(), session.clone());
+        let connect_deadline =
+            (endpoint == Endpoint::SocketIo).then(|| engine.layer.connect_timeout());
         tokio::spawn(async move {
-            let reason = heartbeat::run(
-                s.clone(),
-                engine.config.ping_interval,
-                engine.config.ping_timeout,
-            )
-            .await;
-            engine.end_session(&s, reason);
-        });
-        if endpoint == Endpoint::Engine {
-            return session;
-        }
-        // Close connections that never join a namespace (socket.io's connectTimeout).
-        let (engine, s) = (self.clone(), session.clone());
-        tokio::spawn(async move {
-            tokio::select! {
-                () = tokio::time::sleep(engine.layer.connect_timeout()) => {
+            let cfg = &engine.config;
+            let heartbeat = heartbeat::run(s.clone(), cfg.ping_interval, cfg.ping_timeout);
+            let connect_check = async {
+                if let Some(deadline) = connect_deadline {
+                    tokio::time::sleep(deadline).await;
                     if !engine.layer.has_sockets(&s.sid) {
                         s.close(CloseReason::ServerClose);
                     }
                 }
-                () = s.wait_closed() => {}
-            }
+                s.wait_closed().await;
+            };
+            let reason = tokio::select! {
+                reason = heartbeat => reason,
+                () = connect_check => s.closed().unwrap_or(CloseReason::ServerClose),
+            };
+            engine.end_session(&s, reason);
         });
         session
     }
