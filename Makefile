@@ -57,7 +57,7 @@ lint-rust: ## cargo fmt --check and clippy -D warnings
 
 lint-python: $(VENV)/bin/python ## ruff and mypy --strict on python/
 	$(VENV)/bin/ruff check python tests examples benches
-	$(VENV)/bin/ruff format --check python
+	$(VENV)/bin/ruff format --check python tests examples benches
 	$(VENV)/bin/mypy
 
 lint: lint-rust lint-python ## all linters
