@@ -54,8 +54,6 @@ pub enum ServerError {
     },
     #[error("server is not running")]
     NotRunning,
-    #[error("server is already running")]
-    AlreadyRunning,
     #[error("i/o error: {0}")]
     Io(#[from] std::io::Error),
 }

@@ -80,7 +80,6 @@ pub enum Frame {
 
 impl Frame {
     pub const PING: Frame = Frame::Text(Bytes::from_static(b"2"));
-    pub const PONG_PROBE: Frame = Frame::Text(Bytes::from_static(b"3probe"));
     pub const CLOSE: Frame = Frame::Text(Bytes::from_static(b"1"));
     pub const NOOP: Frame = Frame::Text(Bytes::from_static(b"6"));
 

@@ -224,10 +224,6 @@ impl EngineSession {
         (std::mem::take(&mut out.frames), out.closed)
     }
 
-    pub fn has_pending(&self) -> bool {
-        !self.outbox.lock().frames.is_empty()
-    }
-
     /// Marks the session closed (first reason wins) and wakes its transport.
     /// Returns true if this call closed it.
     pub fn close(&self, reason: CloseReason) -> bool {
