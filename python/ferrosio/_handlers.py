@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import logging
 from collections.abc import Callable
 from typing import Any, TypeVar, overload
 
@@ -23,6 +24,18 @@ def positional_arity(fn: Handler) -> int:
         if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD):
             n += 1
     return n
+
+
+def resolve_logger(logger: bool | logging.Logger, default: logging.Logger) -> logging.Logger:
+    """python-socketio's ``logger=`` rule: a Logger is used as is; True logs at INFO; False
+    leaves errors only (unless the application configured the default logger itself)."""
+    if isinstance(logger, logging.Logger):
+        return logger
+    if logger:
+        default.setLevel(logging.INFO)
+    elif default.level == logging.NOTSET:
+        default.setLevel(logging.ERROR)
+    return default
 
 
 class HandlerRegistry:

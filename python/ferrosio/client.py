@@ -36,7 +36,7 @@ import orjson
 
 from ferrosio import _codec, exceptions
 from ferrosio._ferrosio import ClientEngine
-from ferrosio._handlers import Handler, HandlerRegistry
+from ferrosio._handlers import Handler, HandlerRegistry, resolve_logger
 
 __all__ = [
     "AsyncClient",
@@ -260,14 +260,7 @@ class AsyncClient(HandlerRegistry):
         self.ack_timeout = ack_timeout
         self.max_buffered = max_buffered
         self.request_timeout = request_timeout
-        if isinstance(logger, logging.Logger):
-            self.logger = logger
-        else:
-            self.logger = default_logger
-            if logger:
-                self.logger.setLevel(logging.INFO)
-            elif self.logger.level == logging.NOTSET:
-                self.logger.setLevel(logging.ERROR)
+        self.logger = resolve_logger(logger, default_logger)
 
         self.handlers: dict[str, dict[str, Handler]] = {}
         self.namespace_handlers: dict[str, AsyncClientNamespace] = {}

@@ -25,7 +25,7 @@ from ferrosio._ferrosio import (
     KIND_EVENT,
     Engine,
 )
-from ferrosio._handlers import Handler, HandlerRegistry
+from ferrosio._handlers import Handler, HandlerRegistry, resolve_logger
 from ferrosio.engineio import EngineIOEndpoint
 
 __all__ = ["AsyncServer"]
@@ -169,14 +169,7 @@ class AsyncServer(HandlerRegistry):
         self.always_connect = always_connect
         self.connect_timeout = connect_timeout
         self.socketio_path = socketio_path
-        if isinstance(logger, logging.Logger):
-            self.logger = logger
-        else:
-            self.logger = default_logger
-            if logger:
-                self.logger.setLevel(logging.INFO)
-            elif self.logger.level == logging.NOTSET:
-                self.logger.setLevel(logging.ERROR)
+        self.logger = resolve_logger(logger, default_logger)
         self.handlers: dict[str, dict[str, Handler]] = {}
         self.namespace_handlers: dict[str, Any] = {}
         self._arity: dict[Handler, int] = {}
