@@ -20,11 +20,9 @@ use hyper::header::{
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use parking_lot::Mutex;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
-use tokio_tungstenite::tungstenite::protocol::Role;
-use tokio_tungstenite::WebSocketStream;
 
 use crate::bridge::{Command, Inbound, InboundQueue};
 use crate::config::{CorsPolicy, ServerConfig};
@@ -36,7 +34,8 @@ use crate::error::ServerError;
 use crate::raw_engine::RawEngineLayer;
 use crate::sid::new_sid;
 use crate::socketio::layer::SocketIoLayer;
-use crate::transport::{polling, static_files, websocket};
+use crate::transport::websocket::{self, WsConn};
+use crate::transport::{polling, static_files};
 
 type HttpResponse = Response<Full<Bytes>>;
 
@@ -149,23 +148,19 @@ impl Engine {
         remote: SocketAddr,
         local: SocketAddr,
     ) -> Handshake {
-        Handshake {
-            method: req.method().to_string(),
-            path: req.uri().path().to_owned(),
-            query: req.uri().query().unwrap_or("").to_owned(),
-            headers: req
-                .headers()
-                .iter()
-                .map(|(k, v)| {
-                    (
-                        k.as_str().to_owned(),
-                        String::from_utf8_lossy(v.as_bytes()).into_owned(),
-                    )
-                })
-                .collect(),
-            remote_addr: remote,
-            local_addr: local,
-        }
+        let values: Vec<(&str, std::borrow::Cow<'_, str>)> = req
+            .headers()
+            .iter()
+            .map(|(k, v)| (k.as_str(), String::from_utf8_lossy(v.as_bytes())))
+            .collect();
+        Handshake::new(
+            req.method().as_str(),
+            req.uri().path(),
+            req.uri().query().unwrap_or(""),
+            values.iter().map(|(k, v)| (*k, v.as_ref())),
+            remote,
+            local,
+        )
     }
 
     fn handler(&self, endpoint: Endpoint) -> Arc<dyn EngineHandler> {
@@ -216,20 +211,13 @@ impl Engine {
             (endpoint == Endpoint::SocketIo).then(|| engine.layer.connect_timeout());
         tokio::spawn(async move {
             let cfg = &engine.config;
-            let heartbeat = heartbeat::run(s.clone(), cfg.ping_interval, cfg.ping_timeout);
-            let connect_check = async {
-                if let Some(deadline) = connect_deadline {
-                    tokio::time::sleep(deadline).await;
-                    if !engine.layer.has_sockets(&s.sid) {
-                        s.close(CloseReason::ServerClose);
-                    }
-                }
-                s.wait_closed().await;
-            };
-            let reason = tokio::select! {
-                reason = heartbeat => reason,
-                () = connect_check => s.closed().unwrap_or(CloseReason::ServerClose),
-            };
+            let connect = connect_deadline.map(|after| {
+                (tokio::time::Instant::now() + after, || {
+                    engine.layer.has_sockets(&s.sid)
+                })
+            });
+            let reason =
+                heartbeat::run(s.clone(), cfg.ping_interval, cfg.ping_timeout, connect).await;
             engine.end_session(&s, reason);
         });
         session
@@ -503,35 +491,16 @@ impl Engine {
         };
         let handshake = self.handshake(&req, remote, local);
         let on_upgrade = hyper::upgrade::on(&mut req);
+        // Boxed, and finished before the session runs: the upgrade's state is not kept for the
+        // connection's lifetime (a task's size is memory per idle connection).
+        let start = Box::pin(
+            self.clone()
+                .start_websocket(on_upgrade, plan, handshake, endpoint),
+        );
         let engine = self.clone();
         tokio::spawn(async move {
-            let Ok(upgraded) = on_upgrade.await else {
-                if let WsPlan::Upgrade(s) = &plan {
-                    s.abort_upgrade();
-                }
+            let Some((ws, session)) = start.await else {
                 return;
-            };
-            let config = websocket::ws_config(engine.config.max_payload);
-            let mut ws = WebSocketStream::from_raw_socket(
-                TokioIo::new(upgraded),
-                Role::Server,
-                Some(config),
-            )
-            .await;
-            let session = match plan {
-                WsPlan::Refuse => {
-                    let _ = ws.close(None).await;
-                    return;
-                }
-                WsPlan::Upgrade(session) => {
-                    if !websocket::probe(&mut ws, &session, engine.config.upgrade_timeout).await {
-                        session.abort_upgrade();
-                        return;
-                    }
-                    session.finish_upgrade();
-                    session
-                }
-                WsPlan::Open => engine.open_session(handshake, TransportKind::WebSocket, endpoint),
             };
             let reason = websocket::run(ws, session.clone(), engine.handler(endpoint)).await;
             engine.end_session(&session, reason);
@@ -545,6 +514,52 @@ impl Engine {
             h.insert(SEC_WEBSOCKET_ACCEPT, v);
         }
         res
+    }
+
+    /// Completes a WebSocket upgrade: the socket back from hyper, then the new session, or the
+    /// probe of the polling session being upgraded. None if the connection ends there.
+    async fn start_websocket(
+        self: Arc<Self>,
+        on_upgrade: hyper::upgrade::OnUpgrade,
+        plan: WsPlan,
+        handshake: Handshake,
+        endpoint: Endpoint,
+    ) -> Option<(WsConn, Arc<EngineSession>)> {
+        let Ok(upgraded) = on_upgrade.await else {
+            if let WsPlan::Upgrade(s) = &plan {
+                s.abort_upgrade();
+            }
+            return None;
+        };
+        // Every connection is served over TokioIo<TcpStream>, so this gives the socket
+        // back (and what the client sent after its request).
+        let Ok(parts) = upgraded.downcast::<TokioIo<TcpStream>>() else {
+            if let WsPlan::Upgrade(s) = &plan {
+                s.abort_upgrade();
+            }
+            return None;
+        };
+        let hyper::upgrade::Parts { io, read_buf, .. } = parts;
+        let mut ws = WsConn::new(io.into_inner(), &read_buf, self.config.max_payload);
+        // Its allocation is hyper's whole read buffer: not something to keep per socket.
+        drop(read_buf);
+        let session = match plan {
+            WsPlan::Refuse => {
+                ws.refuse().await;
+                return None;
+            }
+            WsPlan::Upgrade(session) => {
+                let timeout = self.config.upgrade_timeout;
+                if !websocket::probe(&mut ws, &session, timeout).await {
+                    session.abort_upgrade();
+                    return None;
+                }
+                session.finish_upgrade();
+                session
+            }
+            WsPlan::Open => self.open_session(handshake, TransportKind::WebSocket, endpoint),
+        };
+        Some((ws, session))
     }
 
     async fn static_file(&self, req: &Request<Incoming>) -> HttpResponse {

@@ -2,3 +2,4 @@
 pub mod polling;
 pub mod static_files;
 pub mod websocket;
+pub mod wsframe;

@@ -1,106 +1,343 @@
 //! The WebSocket transport: one task per connection reads frames and writes the session's
-//! outbox from one `select!` loop (no split halves, no locks on the socket). The heartbeat
-//! runs beside it (see [`crate::engineio::heartbeat`]) and talks through the outbox.
+//! outbox from one `select!` loop. The heartbeat runs beside it (see
+//! [`crate::engineio::heartbeat`]) and talks through the outbox.
+//!
+//! Memory and syscalls are what this module is about. Reads go into one scratch buffer per
+//! thread, so an idle connection holds no read buffer (only an incomplete frame is copied out).
+//! Everything queued in one wake-up leaves in one `write`; what the socket does not take waits
+//! in a backlog that is freed as soon as it drains.
 
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::future::poll_fn;
+use std::io;
+use std::ops::ControlFlow;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
-use bytes::Bytes;
-use futures_util::{SinkExt, StreamExt};
-use tokio::io::{AsyncRead, AsyncWrite};
-use tokio_tungstenite::tungstenite::error::{CapacityError, Error as WsError};
-use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
-use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
-use tokio_tungstenite::WebSocketStream;
+use tokio::io::{AsyncRead, ReadBuf};
+use tokio::net::tcp::ReadHalf;
+use tokio::net::TcpStream;
 
+use super::wsframe::{
+    write_close, write_frame, WsFrameError, WsMessage, WsReader, OP_BINARY, OP_PONG, OP_TEXT,
+};
 use crate::engineio::packet::{EnginePacket, Frame};
 use crate::engineio::session::{CloseReason, EngineSession};
 use crate::engineio::EngineHandler;
 
-/// tungstenite settings for a session: message and frame size capped at `max_payload` bytes.
-pub fn ws_config(max_payload: usize) -> WebSocketConfig {
-    WebSocketConfig::default()
-        .max_message_size(Some(max_payload))
-        .max_frame_size(Some(max_payload))
-        // Frames fed in one wake-up accumulate and leave with the flush, in one write. (0 would
-        // write every frame eagerly: a syscall per message.)
-        .write_buffer_size(WRITE_BUFFER)
-        // tungstenite allocates this per connection and zero-fills it before every read:
-        // 128 KiB (its default) costs a large memset per read and memory per idle socket.
-        .read_buffer_size(READ_BUFFER)
+/// One read takes at most this much; a full read leaves the socket readable and is repeated.
+const READ_SCRATCH_LEN: usize = 64 * 1024;
+/// The write scratch keeps this much capacity between flushes; a larger one is given back.
+const WRITE_SCRATCH_KEEP: usize = 256 * 1024;
+/// How long a closing connection may take to write its last frames.
+const CLOSE_LINGER: Duration = Duration::from_secs(5);
+
+thread_local! {
+    static READ_SCRATCH: RefCell<Box<[u8]>> =
+        RefCell::new(vec![0; READ_SCRATCH_LEN].into_boxed_slice());
+    static WRITE_SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
 
-/// Read buffer per WebSocket; larger messages still arrive, in more reads.
-const READ_BUFFER: usize = 4096;
-/// Bytes of fed frames that make tungstenite write before the flush (bounds one write).
-const WRITE_BUFFER: usize = 64 * 1024;
+/// A server-side WebSocket over an upgraded TCP connection.
+pub struct WsConn {
+    stream: TcpStream,
+    reader: WsReader,
+    /// Messages read but not handled yet: those that came with the upgrade request, or after
+    /// the probe's `5` in the same read.
+    queued: VecDeque<WsMessage>,
+    /// Encoded frames the socket has not taken yet; unallocated when caught up.
+    backlog: Vec<u8>,
+    max_payload: usize,
+    /// A bad frame among the early bytes: the connection closes with its code once run.
+    broken: Option<WsFrameError>,
+}
+
+impl WsConn {
+    /// Wraps `stream` after the 101 response; `early` is what the client sent after its
+    /// request, already read by the HTTP layer.
+    pub fn new(stream: TcpStream, early: &[u8], max_payload: usize) -> Self {
+        let mut conn = WsConn {
+            stream,
+            reader: WsReader::default(),
+            queued: VecDeque::new(),
+            backlog: Vec::new(),
+            max_payload,
+            broken: None,
+        };
+        if !early.is_empty() {
+            let queued = &mut conn.queued;
+            let fed = conn.reader.feed(early, max_payload, &mut |m| {
+                queued.push_back(m);
+                ControlFlow::Continue(())
+            });
+            conn.broken = fed.err();
+        }
+        conn
+    }
+
+    /// Sends a close frame and ends the connection (a second WebSocket for an upgraded session).
+    pub async fn refuse(mut self) {
+        let mut frame = Vec::new();
+        write_close(&mut frame, None);
+        let _ = write_or_queue(&self.stream, &mut self.backlog, &frame);
+        linger(&self.stream, &mut self.backlog).await;
+    }
+}
 
 enum Step {
     Continue,
     Close(CloseReason),
+    /// The client broke the WebSocket protocol: close with this error's code.
+    Fail(WsFrameError),
 }
 
-/// Runs the session over `ws` until it ends; returns why.
-pub async fn run<S>(
-    mut ws: WebSocketStream<S>,
+enum ReadFailure {
+    Closed,
+    Frame(WsFrameError),
+}
+
+/// Waits until the socket is readable, reads once into the thread's scratch buffer and feeds
+/// the bytes to `reader`, which hands each complete message to `on_message`.
+async fn read_once<F>(
+    rd: &mut ReadHalf<'_>,
+    reader: &mut WsReader,
+    max_payload: usize,
+    mut on_message: F,
+) -> Result<ControlFlow<()>, ReadFailure>
+where
+    F: FnMut(WsMessage) -> ControlFlow<()>,
+{
+    poll_fn(|cx| {
+        READ_SCRATCH.with_borrow_mut(|scratch| {
+            let mut buf = ReadBuf::new(scratch);
+            // AsyncRead (not try_read): tokio treats a short read as "drained", which saves the
+            // extra read that would only return EAGAIN.
+            match Pin::new(&mut *rd).poll_read(cx, &mut buf) {
+                Poll::Pending => Poll::Pending,
+                Poll::Ready(Err(_)) => Poll::Ready(Err(ReadFailure::Closed)),
+                Poll::Ready(Ok(())) if buf.filled().is_empty() => {
+                    Poll::Ready(Err(ReadFailure::Closed))
+                }
+                Poll::Ready(Ok(())) => Poll::Ready(
+                    reader
+                        .feed(buf.filled(), max_payload, &mut on_message)
+                        .map_err(ReadFailure::Frame),
+                ),
+            }
+        })
+    })
+    .await
+}
+
+/// Writes `bytes` as far as the socket takes them now; the rest joins the backlog.
+fn write_or_queue(sock: &TcpStream, backlog: &mut Vec<u8>, bytes: &[u8]) -> io::Result<()> {
+    if !backlog.is_empty() {
+        backlog.extend_from_slice(bytes);
+        return Ok(());
+    }
+    match sock.try_write(bytes) {
+        Ok(n) => backlog.extend_from_slice(&bytes[n..]),
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => backlog.extend_from_slice(bytes),
+        Err(e) => return Err(e),
+    }
+    Ok(())
+}
+
+/// Writes as much of the backlog as the socket takes; frees it once empty.
+fn write_backlog(sock: &TcpStream, backlog: &mut Vec<u8>) -> io::Result<()> {
+    while !backlog.is_empty() {
+        match sock.try_write(backlog) {
+            Ok(n) => {
+                backlog.drain(..n);
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+            Err(e) => return Err(e),
+        }
+    }
+    *backlog = Vec::new();
+    Ok(())
+}
+
+/// Writes the whole backlog, waiting for the socket as needed.
+async fn drain(sock: &TcpStream, backlog: &mut Vec<u8>) -> io::Result<()> {
+    loop {
+        write_backlog(sock, backlog)?;
+        if backlog.is_empty() {
+            return Ok(());
+        }
+        sock.writable().await?;
+    }
+}
+
+/// Gives a closing connection up to [`CLOSE_LINGER`] to write its last frames. Boxed: the
+/// state of this wait would otherwise be part of every connection's task, idle or not.
+async fn linger(sock: &TcpStream, backlog: &mut Vec<u8>) {
+    let _ = Box::pin(tokio::time::timeout(CLOSE_LINGER, drain(sock, backlog))).await;
+}
+
+/// Encodes everything queued on the session and writes it in one go.
+/// `Ok(Some(reason))` when the session was closed.
+fn flush(
+    sock: &TcpStream,
+    backlog: &mut Vec<u8>,
+    session: &EngineSession,
+) -> io::Result<Option<CloseReason>> {
+    let (frames, closed) = session.take();
+    if frames.is_empty() {
+        return Ok(closed);
+    }
+    WRITE_SCRATCH.with_borrow_mut(|buf| {
+        buf.clear();
+        for frame in &frames {
+            match frame {
+                // A noop only releases a polling GET; it means nothing on a WebSocket.
+                Frame::Text(b) if b.as_ref() == b"6" => {}
+                Frame::Text(b) => write_frame(buf, OP_TEXT, b),
+                Frame::Binary(b) => write_frame(buf, OP_BINARY, b),
+            }
+        }
+        let written = write_or_queue(sock, backlog, buf);
+        if buf.capacity() > WRITE_SCRATCH_KEEP {
+            *buf = Vec::new();
+        }
+        written
+    })?;
+    Ok(closed)
+}
+
+/// Runs the session over `conn` until it ends; returns why.
+pub async fn run(
+    mut conn: WsConn,
     session: Arc<EngineSession>,
     handler: Arc<dyn EngineHandler>,
-) -> CloseReason
-where
-    S: AsyncRead + AsyncWrite + Unpin,
-{
-    let reason = loop {
-        let step = tokio::select! {
+) -> CloseReason {
+    let WsConn {
+        stream,
+        reader,
+        queued,
+        backlog,
+        max_payload,
+        broken,
+    } = &mut conn;
+    let max_payload = *max_payload;
+    let (mut rd, wr) = stream.split();
+    let sock: &TcpStream = wr.as_ref();
+
+    let mut step = match broken.take() {
+        Some(err) => Step::Fail(err),
+        None => Step::Continue,
+    };
+    while matches!(step, Step::Continue) {
+        let Some(msg) = queued.pop_front() else { break };
+        step = on_message(msg, &session, &*handler, sock, backlog);
+    }
+    *queued = VecDeque::new();
+
+    while matches!(step, Step::Continue) {
+        let mut stop = Step::Continue;
+        step = tokio::select! {
             biased;
-            () = session.wait() => match flush(&mut ws, &session).await {
+            () = session.wait() => match flush(sock, backlog, &session) {
                 Ok(None) => Step::Continue,
                 Ok(Some(reason)) => Step::Close(reason),
                 Err(_) => Step::Close(CloseReason::TransportError),
             },
-            msg = ws.next() => on_frame(&mut ws, msg, &session, &handler).await,
+            read = read_once(&mut rd, reader, max_payload, |msg| {
+                match on_message(msg, &session, &*handler, sock, backlog) {
+                    Step::Continue => ControlFlow::Continue(()),
+                    other => {
+                        stop = other;
+                        ControlFlow::Break(())
+                    }
+                }
+            }) => match read {
+                Ok(_) => stop,
+                Err(ReadFailure::Closed) => Step::Close(CloseReason::TransportClose),
+                Err(ReadFailure::Frame(err)) => Step::Fail(err),
+            },
+            ready = sock.writable(), if !backlog.is_empty() => {
+                match ready.and_then(|()| write_backlog(sock, backlog)) {
+                    Ok(()) => Step::Continue,
+                    Err(_) => Step::Close(CloseReason::TransportError),
+                }
+            },
         };
-        if let Step::Close(reason) = step {
-            break reason;
+    }
+
+    let reason = match step {
+        Step::Close(reason) => reason,
+        Step::Fail(err) => {
+            // The client sent bad frames: tell it why (1002, 1007 or 1009), nothing else.
+            let mut frame = Vec::new();
+            write_close(&mut frame, Some(err.close_code()));
+            backlog.clear();
+            let _ = write_or_queue(sock, backlog, &frame);
+            linger(sock, backlog).await;
+            CloseReason::TransportError
         }
+        Step::Continue => CloseReason::TransportError,
     };
     session.close(reason);
     if matches!(reason, CloseReason::ServerClose | CloseReason::PingTimeout) {
         // Flush what was queued before the close, then close cleanly.
-        let _ = flush(&mut ws, &session).await;
-        let _ = ws.close(None).await;
+        let _ = flush(sock, backlog, &session);
+        let mut frame = Vec::new();
+        write_close(&mut frame, None);
+        let _ = write_or_queue(sock, backlog, &frame);
+        linger(sock, backlog).await;
     }
     reason
 }
 
 /// The upgrade handshake on a new WebSocket for a polling session: `2probe` -> `3probe`, a
 /// noop to release the pending GET, then the client's `5`. Returns false if the client did
-/// anything else, or took longer than `timeout`.
-pub async fn probe<S>(
-    ws: &mut WebSocketStream<S>,
-    session: &EngineSession,
-    timeout: Duration,
-) -> bool
-where
-    S: AsyncRead + AsyncWrite + Unpin,
-{
+/// anything else, or took longer than `timeout`. Messages after the `5` stay queued for
+/// [`run`].
+pub async fn probe(conn: &mut WsConn, session: &EngineSession, timeout: Duration) -> bool {
+    let WsConn {
+        stream,
+        reader,
+        queued,
+        backlog,
+        max_payload,
+        broken,
+    } = conn;
+    if broken.is_some() {
+        return false;
+    }
+    let max_payload = *max_payload;
+    let (mut rd, wr) = stream.split();
+    let sock: &TcpStream = wr.as_ref();
     let handshake = async {
         loop {
-            let Some(Ok(Message::Text(text))) = ws.next().await else {
-                return false;
+            let Some(msg) = queued.pop_front() else {
+                let read = read_once(&mut rd, reader, max_payload, |m| {
+                    queued.push_back(m);
+                    ControlFlow::Continue(())
+                })
+                .await;
+                if read.is_err() {
+                    return false;
+                }
+                continue;
             };
-            match text.as_str() {
-                "2probe" => {
-                    if ws
-                        .send(Message::Text(Utf8Bytes::from_static("3probe")))
-                        .await
+            match msg {
+                WsMessage::Text(t) if t.as_ref() == b"2probe" => {
+                    let mut frame = Vec::new();
+                    write_frame(&mut frame, OP_TEXT, b"3probe");
+                    if write_or_queue(sock, backlog, &frame)
+                        .and_then(|()| write_backlog(sock, backlog))
                         .is_err()
                     {
                         return false;
                     }
                     session.send(Frame::NOOP);
                 }
-                "5" => return true,
+                WsMessage::Text(t) if t.as_ref() == b"5" => return true,
+                WsMessage::Ping(_) | WsMessage::Pong => {}
                 _ => return false,
             }
         }
@@ -110,35 +347,38 @@ where
         .unwrap_or(false)
 }
 
-async fn on_frame<S>(
-    ws: &mut WebSocketStream<S>,
-    msg: Option<Result<Message, WsError>>,
+fn on_message(
+    msg: WsMessage,
     session: &Arc<EngineSession>,
-    handler: &Arc<dyn EngineHandler>,
-) -> Step
-where
-    S: AsyncRead + AsyncWrite + Unpin,
-{
+    handler: &dyn EngineHandler,
+    sock: &TcpStream,
+    backlog: &mut Vec<u8>,
+) -> Step {
     let text = match msg {
-        Some(Ok(Message::Text(t))) => Bytes::from(t),
-        Some(Ok(Message::Binary(b))) => {
+        WsMessage::Text(t) => t,
+        WsMessage::Binary(b) => {
             return match handler.on_binary(session, b) {
                 Ok(()) => Step::Continue,
                 Err(_) => Step::Close(CloseReason::TransportError),
             };
         }
-        Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => return Step::Continue,
-        Some(Ok(Message::Close(_))) | None => return Step::Close(CloseReason::TransportClose),
-        Some(Err(WsError::Capacity(CapacityError::MessageTooLong { .. }))) => {
-            // Oversized: close code 1009 and nothing else.
-            let frame = CloseFrame {
-                code: CloseCode::Size,
-                reason: Utf8Bytes::from_static(""),
+        WsMessage::Ping(payload) => {
+            let mut frame = Vec::new();
+            write_frame(&mut frame, OP_PONG, &payload);
+            return match write_or_queue(sock, backlog, &frame) {
+                Ok(()) => Step::Continue,
+                Err(_) => Step::Close(CloseReason::TransportError),
             };
-            let _ = ws.close(Some(frame)).await;
-            return Step::Close(CloseReason::TransportError);
         }
-        Some(Err(_)) => return Step::Close(CloseReason::TransportError),
+        WsMessage::Pong => return Step::Continue,
+        WsMessage::Close(code) => {
+            // Answer the close handshake (echoing the code), then go.
+            let mut frame = Vec::new();
+            write_close(&mut frame, code);
+            let _ = write_or_queue(sock, backlog, &frame);
+            let _ = write_backlog(sock, backlog);
+            return Step::Close(CloseReason::TransportClose);
+        }
     };
     match EnginePacket::decode_text(text) {
         Ok(EnginePacket::Message(body)) => match handler.on_message(session, body) {
@@ -164,30 +404,4 @@ where
         },
         Ok(EnginePacket::Open(_)) | Err(_) => Step::Close(CloseReason::TransportError),
     }
-}
-
-/// Writes everything queued with one flush. `Ok(Some(reason))` when the session was closed.
-async fn flush<S>(
-    ws: &mut WebSocketStream<S>,
-    session: &EngineSession,
-) -> Result<Option<CloseReason>, WsError>
-where
-    S: AsyncRead + AsyncWrite + Unpin,
-{
-    let (frames, closed) = session.take();
-    if !frames.is_empty() {
-        for frame in frames {
-            let msg = match frame {
-                // A noop only releases a polling GET; it means nothing on a WebSocket.
-                Frame::Text(b) if b.as_ref() == b"6" => continue,
-                // SAFETY: text frames are built from `&str`s and ASCII by the encoder, or were
-                // checked as UTF-8 when received; they are valid UTF-8.
-                Frame::Text(b) => Message::Text(unsafe { Utf8Bytes::from_bytes_unchecked(b) }),
-                Frame::Binary(b) => Message::Binary(b),
-            };
-            ws.feed(msg).await?;
-        }
-        ws.flush().await?;
-    }
-    Ok(closed)
 }
