@@ -461,15 +461,11 @@ impl Engine {
 
 /// `(method, path, query, headers, remote_ip, remote_port, local_ip, local_port)`.
 fn environ_tuple<'py>(py: Python<'py>, hs: &Handshake) -> PyResult<Bound<'py, PyTuple>> {
-    let headers: Vec<(&str, &str)> = hs
-        .headers
-        .iter()
-        .map(|(k, v)| (k.as_str(), v.as_str()))
-        .collect();
+    let headers: Vec<(&str, &str)> = hs.headers().collect();
     (
-        hs.method.as_str(),
-        hs.path.as_str(),
-        hs.query.as_str(),
+        hs.method(),
+        hs.path(),
+        hs.query(),
         headers,
         hs.remote_addr.ip().to_string(),
         hs.remote_addr.port(),

@@ -11,33 +11,61 @@ use super::packet::Frame;
 use super::session::{CloseReason, EngineSession};
 
 /// Runs until the session closes; returns why it closed.
-pub async fn run(
+///
+/// `connect`: a deadline by which `joined()` must hold, else the session closes (Socket.IO's
+/// connect timeout). One loop and one timer serve both, as this future lives as long as its
+/// session: its size is memory per idle connection.
+pub async fn run<F: Fn() -> bool>(
     session: Arc<EngineSession>,
     interval: Duration,
     timeout: Duration,
+    mut connect: Option<(Instant, F)>,
 ) -> CloseReason {
     // Deadlines follow the schedule, not the (slightly late) timer wake-ups, so a peer that
     // waits exactly interval + timeout finds the session closed.
     let mut next_ping = Instant::now() + interval;
+    let mut pong_due: Option<Instant> = None;
     loop {
+        let mut wake = pong_due.unwrap_or(next_ping);
+        if let Some((at, _)) = &connect {
+            wake = wake.min(*at);
+        }
         tokio::select! {
-            () = tokio::time::sleep_until(next_ping) => {}
+            () = tokio::time::sleep_until(wake) => {}
+            () = session.wait_pong(), if pong_due.is_some() => {
+                pong_due = None;
+                next_ping = Instant::now() + interval;
+                continue;
+            }
             () = session.wait_closed() => break,
         }
-        // A pong nobody asked for must not answer the ping below.
-        let _ = session.wait_pong().now_or_never();
-        let deadline = next_ping + timeout;
-        session.ping_sent(deadline);
-        if !session.send(Frame::PING) {
-            break;
+        let now = Instant::now();
+        if let Some((at, joined)) = &connect {
+            if now >= *at {
+                if !joined() {
+                    session.close(CloseReason::ServerClose);
+                    break;
+                }
+                connect = None;
+            }
         }
-        tokio::select! {
-            () = session.wait_pong() => next_ping = Instant::now() + interval,
-            () = tokio::time::sleep_until(deadline) => {
+        match pong_due {
+            Some(due) if now >= due => {
                 session.close(CloseReason::PingTimeout);
                 break;
             }
-            () = session.wait_closed() => break,
+            Some(_) => {}
+            None if now >= next_ping => {
+                // A pong nobody asked for must not answer this ping.
+                let _ = session.wait_pong().now_or_never();
+                let deadline = next_ping + timeout;
+                session.ping_sent(deadline);
+                if !session.send(Frame::PING) {
+                    break;
+                }
+                pong_due = Some(deadline);
+            }
+            None => {}
         }
     }
     session.closed().unwrap_or(CloseReason::ServerClose)
@@ -48,16 +76,50 @@ mod tests {
     use super::*;
     use crate::engineio::session::{Handshake, TransportKind};
 
+    const NO_CONNECT_CHECK: Option<(Instant, fn() -> bool)> = None;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_session_without_a_namespace_closes_at_the_connect_deadline() {
+        let s = session();
+        let start = Instant::now();
+        let check = Some((start + Duration::from_millis(450), || false));
+        let reason = run(
+            s.clone(),
+            Duration::from_millis(300),
+            Duration::from_millis(1000),
+            check,
+        )
+        .await;
+        assert_eq!(reason, CloseReason::ServerClose);
+        assert_eq!(Instant::now() - start, Duration::from_millis(450));
+        assert_eq!(
+            s.take().0,
+            vec![Frame::PING],
+            "the ping at 300 ms went out first"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_joined_session_outlives_the_connect_deadline() {
+        let s = session();
+        let check = Some((Instant::now() + Duration::from_millis(100), || true));
+        let reason = run(
+            s.clone(),
+            Duration::from_millis(300),
+            Duration::from_millis(200),
+            check,
+        )
+        .await;
+        assert_eq!(
+            reason,
+            CloseReason::PingTimeout,
+            "closed by the heartbeat, not the check"
+        );
+    }
+
     fn session() -> Arc<EngineSession> {
         let addr = "127.0.0.1:1".parse().unwrap();
-        let hs = Handshake {
-            method: "GET".into(),
-            path: "/".into(),
-            query: String::new(),
-            headers: vec![],
-            remote_addr: addr,
-            local_addr: addr,
-        };
+        let hs = Handshake::new("GET", "/", "", [], addr, addr);
         EngineSession::new("s".into(), Arc::new(hs), TransportKind::Polling)
     }
 
@@ -68,6 +130,7 @@ mod tests {
             s.clone(),
             Duration::from_millis(300),
             Duration::from_millis(200),
+            NO_CONNECT_CHECK,
         )
         .await;
         assert_eq!(reason, CloseReason::PingTimeout);
@@ -82,6 +145,7 @@ mod tests {
             s.clone(),
             Duration::from_millis(300),
             Duration::from_millis(200),
+            NO_CONNECT_CHECK,
         ));
         for _ in 0..5 {
             // wait for each ping, then answer it
@@ -106,6 +170,7 @@ mod tests {
             s.clone(),
             Duration::from_millis(300),
             Duration::from_millis(200),
+            NO_CONNECT_CHECK,
         )
         .await;
         assert_eq!(reason, CloseReason::PingTimeout);

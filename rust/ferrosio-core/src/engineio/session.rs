@@ -41,14 +41,63 @@ impl CloseReason {
 }
 
 /// What the HTTP request that opened the session looked like (the WSGI-style `environ`).
+///
+/// Kept for the session's whole life, so it is one allocation, not two per header:
+/// `method\npath\nquery\nname:value\n...` (parsed header values hold no newline).
 #[derive(Debug, Clone)]
 pub struct Handshake {
-    pub method: String,
-    pub path: String,
-    pub query: String,
-    pub headers: Vec<(String, String)>,
+    text: Box<str>,
     pub remote_addr: SocketAddr,
     pub local_addr: SocketAddr,
+}
+
+impl Handshake {
+    pub fn new<'a>(
+        method: &str,
+        path: &str,
+        query: &str,
+        headers: impl IntoIterator<Item = (&'a str, &'a str)>,
+        remote_addr: SocketAddr,
+        local_addr: SocketAddr,
+    ) -> Self {
+        let mut text = format!("{method}\n{path}\n{query}");
+        for (name, value) in headers {
+            text.push('\n');
+            text.push_str(name);
+            text.push(':');
+            // Defensive: a newline would split the record (hyper never lets one through).
+            text.extend(value.chars().map(|c| if c == '\n' { ' ' } else { c }));
+        }
+        Handshake {
+            text: text.into_boxed_str(),
+            remote_addr,
+            local_addr,
+        }
+    }
+
+    fn line(&self, i: usize) -> &str {
+        self.text.split('\n').nth(i).unwrap_or("")
+    }
+
+    pub fn method(&self) -> &str {
+        self.line(0)
+    }
+
+    pub fn path(&self) -> &str {
+        self.line(1)
+    }
+
+    pub fn query(&self) -> &str {
+        self.line(2)
+    }
+
+    /// `(name, value)` pairs in request order; names are lowercase.
+    pub fn headers(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.text
+            .split('\n')
+            .skip(3)
+            .filter_map(|line| line.split_once(':'))
+    }
 }
 
 #[derive(Default)]
@@ -258,14 +307,7 @@ mod tests {
 
     fn session() -> Arc<EngineSession> {
         let addr: SocketAddr = "127.0.0.1:1".parse().unwrap();
-        let hs = Handshake {
-            method: "GET".into(),
-            path: "/socket.io/".into(),
-            query: String::new(),
-            headers: vec![],
-            remote_addr: addr,
-            local_addr: addr,
-        };
+        let hs = Handshake::new("GET", "/socket.io/", "", [], addr, addr);
         EngineSession::new("s".into(), Arc::new(hs), TransportKind::WebSocket)
     }
 
