@@ -71,30 +71,61 @@ class _Socket:
         self.eio_sid = eio_sid
         self.environ = environ
         self.rooms: set[str] = {sid}
-        self.session: dict[str, Any] = {}
+        self.session: dict[str, Any] | None = None  # created on first use
         self.connected = False
+
+
+# An environ lives as long as its connection, so equal strings are shared between
+# environs: header names always, values when short (user agent, host, accept-encoding...).
+# Both caches are bounded: header names and values come from clients.
+_ENVIRON_KEYS: dict[str, str] = {}
+_ENVIRON_VALUES: dict[str, str] = {}
+_ENVIRON_CACHE_MAX = 4096
+_SHARED_VALUE_MAX_LEN = 256
+
+
+def _environ_key(name: str) -> str:
+    key = _ENVIRON_KEYS.get(name)
+    if key is None:
+        key = name.upper().replace("-", "_")
+        if key not in ("CONTENT_TYPE", "CONTENT_LENGTH"):
+            key = "HTTP_" + key
+        if len(_ENVIRON_KEYS) < _ENVIRON_CACHE_MAX:
+            _ENVIRON_KEYS[name] = key
+    return key
+
+
+def _shared(value: str) -> str:
+    if len(value) > _SHARED_VALUE_MAX_LEN:
+        return value
+    shared = _ENVIRON_VALUES.get(value)
+    if shared is not None:
+        return shared
+    if len(_ENVIRON_VALUES) >= _ENVIRON_CACHE_MAX:
+        _ENVIRON_VALUES.clear()  # a flood of distinct values: start over, stay bounded
+    _ENVIRON_VALUES[value] = value
+    return value
 
 
 def _build_environ(raw: tuple[Any, ...]) -> dict[str, Any]:
     method, path, query, headers, remote_ip, remote_port, local_ip, local_port = raw
     environ: dict[str, Any] = {
-        "REQUEST_METHOD": method,
-        "PATH_INFO": path,
+        "REQUEST_METHOD": _shared(method),
+        "PATH_INFO": _shared(path),
         "QUERY_STRING": query,
-        "REMOTE_ADDR": remote_ip,
+        "REMOTE_ADDR": _shared(remote_ip),
         "REMOTE_PORT": str(remote_port),
-        "SERVER_NAME": local_ip,
-        "SERVER_PORT": str(local_port),
+        "SERVER_NAME": _shared(local_ip),
+        "SERVER_PORT": _shared(str(local_port)),
         "SERVER_PROTOCOL": "HTTP/1.1",
         "wsgi.url_scheme": "http",
     }
     for name, value in headers:
-        key = name.upper().replace("-", "_")
-        if key in ("CONTENT_TYPE", "CONTENT_LENGTH"):
-            environ[key] = value
+        key = _environ_key(name)
+        if key in environ and key[0] == "H":  # a repeated header: joined, as in WSGI
+            environ[key] = f"{environ[key]},{value}"
         else:
-            key = "HTTP_" + key
-            environ[key] = f"{environ[key]},{value}" if key in environ else value
+            environ[key] = _shared(value)
     return environ
 
 
@@ -430,6 +461,8 @@ class AsyncServer(HandlerRegistry):
         s = self._sockets.get(sid)
         if s is None:
             raise KeyError(f"unknown session {sid}")
+        if s.session is None:
+            s.session = {}
         return s.session
 
     async def save_session(
