@@ -63,6 +63,7 @@ class Scenario:
     smoke: list[str]  # sio-load.js options (--smoke)
     metric: str = "server_cpu_us_per_msg"  # what the summary ranks on
     extra: dict[str, Any] = field(default_factory=dict)
+    repeat: int | None = None  # overrides --repeat for a long scenario (full run only)
 
 
 def _echo(conns: int, inflight: int, size: int) -> tuple[list[str], list[str]]:
@@ -95,6 +96,19 @@ SCENARIOS: list[Scenario] = [
              ["--conns", "10000", "--concurrency", "200", "--hold", "5", "--procs", "2"],
              ["--conns", "50", "--concurrency", "25", "--hold", "1", "--procs", "1"],
              metric="server_bytes_per_conn"),
+    # Flat cost as connections grow: compare with echo-ack-100x1-32B of the same run.
+    Scenario("echo-ack-10000x1-32B", "echo-ack, 10,000 conns x 1 in flight, 32 B", "echo-ack",
+             ["--conns", "10000", "--inflight", "1", "--payload-bytes", "32", "--duration", "10",
+              "--warmup", "2", "--procs", "2", "--concurrency", "200"],
+             ["--conns", "200", "--inflight", "1", "--payload-bytes", "32", "--duration", "1",
+              "--warmup", "0.5", "--procs", "1"]),
+    # As many connections as the machine lets one process hold (RLIMIT_NOFILE hard limit
+    # 20,000 here), held past the 25 s ping interval: every one must answer a ping.
+    Scenario("idle-19000-heartbeat", "idle connections: 19,000 held for 35 s, heartbeats on",
+             "connect",
+             ["--conns", "19000", "--concurrency", "200", "--hold", "35", "--procs", "2"],
+             ["--conns", "50", "--concurrency", "25", "--hold", "1", "--procs", "1"],
+             metric="server_bytes_per_conn", repeat=1, extra={"pings_per_conn": 1}),
 ]  # fmt: skip
 
 
@@ -503,7 +517,7 @@ def per_msg(sc: Scenario, r: dict[str, Any]) -> float | None:
 
 
 def problems(sc: Scenario, raw: dict[str, Any] | None, repeat: int,
-             notes: list[str]) -> list[str]:  # fmt: skip
+             notes: list[str], smoke: bool = False) -> list[str]:  # fmt: skip
     """Everything that is not a clean measurement: not ok, errors, losses, odd packets.
     Broadcast window stalls (no progress for 1 s; a symptom, not an error) go to `notes`."""
     if raw is None:
@@ -528,6 +542,10 @@ def problems(sc: Scenario, raw: dict[str, Any] | None, repeat: int,
             if sc.kind == "connect" and res.get("still_open_at_end") not in (None, res.get(
                     "connected")):  # fmt: skip
                 bad["still_open_at_end"] = res.get("still_open_at_end")
+            if sc.extra.get("pings_per_conn") and not smoke:
+                want = sc.extra["pings_per_conn"] * (res.get("connected") or 0)
+                if (res.get("eio_pings_answered") or 0) < want:
+                    bad["eio_pings_answered"] = res.get("eio_pings_answered")
             if not r.get("ok") or bad:
                 out.append(f"{tag}: ok={r.get('ok')} partial={r.get('partial')} {bad}")
     return out
@@ -659,7 +677,8 @@ def main() -> int:
         for attempt in (1, 2):
             fp0 = fingerprint(ferrosio_pkg)
             meter = OtherLoad()
-            table, raw = run_scenario(sc, servers, a.smoke, repeat, stamp, env)
+            sc_repeat = sc.repeat if sc.repeat and not a.smoke and not a.repeat else repeat
+            table, raw = run_scenario(sc, servers, a.smoke, sc_repeat, stamp, env)
             if fingerprint(ferrosio_pkg) == fp0:
                 break
             # ferrosio was rebuilt or edited under the run: its runs may mix two builds (or
@@ -673,7 +692,7 @@ def main() -> int:
         other_load[sc.key] = meter.pct()
         results.append((sc, raw))
         tables.append(table)
-        issues += problems(sc, raw, repeat, notes)
+        issues += problems(sc, raw, sc_repeat, notes, a.smoke)
         if not table.strip().startswith("###"):
             issues.append(f"{sc.key}: compare.py printed no table")
 
