@@ -4,11 +4,49 @@ from __future__ import annotations
 
 import inspect
 import logging
-from collections.abc import Callable
+import types
+from collections.abc import Awaitable, Callable, Coroutine, Generator
 from typing import Any, TypeVar, overload
 
 Handler = Callable[..., Any]
 F = TypeVar("F", bound=Handler)
+
+
+@types.coroutine
+def _resume(coro: Coroutine[Any, Any, Any], pending: Any) -> Generator[Any, Any, Any]:
+    """Continues ``coro`` after its first step, which yielded ``pending`` (what a task awaits:
+    a future, or None to yield to the loop). Everything the task sends or throws goes on to
+    ``coro``, as ``yield from`` would."""
+    while True:
+        try:
+            value = yield pending
+        except GeneratorExit:
+            coro.close()
+            raise
+        except BaseException as exc:  # cancellation included: it belongs to the coroutine
+            try:
+                pending = coro.throw(exc)
+            except StopIteration as stop:
+                return stop.value
+        else:
+            try:
+                pending = coro.send(value)
+            except StopIteration as stop:
+                return stop.value
+
+
+def step_eagerly(coro: Coroutine[Any, Any, Any]) -> tuple[bool, Any]:
+    """Runs a handler coroutine's first step now, in the caller's context.
+
+    -> ``(True, result)`` if it finished without waiting (most handlers: ``await sio.emit``
+    does not wait), sparing a task; else ``(False, awaitable)`` that runs the rest in a task.
+    Exceptions raised by the first step propagate."""
+    try:
+        pending = coro.send(None)
+    except StopIteration as stop:
+        return True, stop.value
+    rest: Awaitable[Any] = _resume(coro, pending)
+    return False, rest
 
 
 def positional_arity(fn: Handler) -> int:

@@ -9,6 +9,7 @@ import inspect
 import itertools
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from types import CoroutineType
 from typing import Any, TypeAlias
 
 import orjson
@@ -25,7 +26,7 @@ from ferrosio._ferrosio import (
     KIND_EVENT,
     Engine,
 )
-from ferrosio._handlers import Handler, HandlerRegistry, resolve_logger
+from ferrosio._handlers import Handler, HandlerRegistry, resolve_logger, step_eagerly
 from ferrosio.engineio import EngineIOEndpoint
 
 __all__ = ["AsyncServer"]
@@ -627,7 +628,12 @@ class AsyncServer(HandlerRegistry):
         token = _ack_requested.set(ack)
         try:
             result = fn(*args)
-            if type(result) not in _PLAIN_RESULTS and inspect.isawaitable(result):
+            if type(result) is CoroutineType:
+                finished, result = step_eagerly(result)
+                if not finished:
+                    self._spawn(self._finish(result, done, failed))
+                    return
+            elif type(result) not in _PLAIN_RESULTS and inspect.isawaitable(result):
                 self._spawn(self._finish(result, done, failed))
                 return
         except Exception as exc:
@@ -684,6 +690,11 @@ class AsyncServer(HandlerRegistry):
         token = _ack_requested.set(True)
         try:
             result = fn(*payload)
+            if type(result) is CoroutineType:
+                finished, result = step_eagerly(result)
+                if not finished:
+                    self._spawn(self._finish_ack(result, nsp, sid, ack_id))
+                    return
         except Exception:
             self.logger.exception("ferrosio: handler %s raised", getattr(fn, "__name__", fn))
             return
