@@ -1,7 +1,7 @@
 //! A bare Engine.IO endpoint for the host: messages in and out without Socket.IO on top
 //! (python-engineio's server model). It shares the listener with the Socket.IO endpoint.
 
-use std::collections::HashMap;
+use foldhash::HashMap;
 use std::sync::Arc;
 
 use bytes::Bytes;

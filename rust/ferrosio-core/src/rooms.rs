@@ -1,6 +1,6 @@
 //! Room membership of one namespace: room name -> member sids, and the reverse per socket.
 
-use std::collections::{HashMap, HashSet};
+use foldhash::{HashMap, HashSet};
 use std::sync::Arc;
 
 #[derive(Default)]

@@ -116,7 +116,7 @@ struct Engine {
 }
 
 /// Live sessions by sid, with the endpoint each belongs to.
-type SessionTable = HashMap<Arc<str>, (Arc<EngineSession>, Endpoint)>;
+type SessionTable = foldhash::HashMap<Arc<str>, (Arc<EngineSession>, Endpoint)>;
 
 /// Which endpoint a session belongs to.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -854,6 +854,11 @@ async fn serve(
     let Ok(listener) = TcpListener::from_std(listener) else {
         return;
     };
+    // Bound to one address, every connection's local address is that one: no getsockname.
+    let bound = listener
+        .local_addr()
+        .ok()
+        .filter(|a| !a.ip().is_unspecified());
 
     let grace = loop {
         tokio::select! {
@@ -862,7 +867,7 @@ async fn serve(
                 // The host dropped its handle: stop without waiting.
                 None => break Duration::ZERO,
                 Some(Command::Shutdown { timeout_ms }) => break Duration::from_millis(timeout_ms),
-                                Some(cmd) => {
+                Some(cmd) => {
                     engine.execute(cmd);
                     // Apply whatever else is queued before going back to the sockets.
                     let mut stop = None;
@@ -871,7 +876,7 @@ async fn serve(
                             stop = Some(Duration::from_millis(timeout_ms));
                             break;
                         }
-                                                engine.execute(cmd);
+                        engine.execute(cmd);
                     }
                     if let Some(grace) = stop {
                         break grace;
@@ -881,7 +886,10 @@ async fn serve(
             accepted = listener.accept() => {
                 let Ok((stream, remote)) = accepted else { continue };
                 let _ = stream.set_nodelay(true);
-                let local = stream.local_addr().unwrap_or(remote);
+                let local = match bound {
+                    Some(addr) => addr,
+                    None => stream.local_addr().unwrap_or(remote),
+                };
                 let engine = engine.clone();
                 tokio::spawn(async move {
                     let service = hyper::service::service_fn(move |req| engine.clone().handle(req, remote, local));

@@ -4,7 +4,8 @@
 //! Everything here runs on the engine thread; the registry lock is never contended by the host,
 //! which only ever sends commands.
 
-use std::collections::{HashMap, HashSet};
+// Sids and room names are hashed on every emit: foldhash, seeded per process, not SipHash.
+use foldhash::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -381,7 +382,7 @@ fn make_inbound(
 
 /// Encode-once fan-out: every recipient gets clones of the same `Bytes`.
 fn emit_to_rooms(ns: &mut Namespace, rooms: &[String], except: &[String], frames: &[Frame]) {
-    let mut excluded: HashSet<&Arc<str>> = HashSet::new();
+    let mut excluded: HashSet<&Arc<str>> = HashSet::default();
     for name in except {
         ns.collect(name, &mut excluded);
     }
@@ -393,7 +394,7 @@ fn emit_to_rooms(ns: &mut Namespace, rooms: &[String], except: &[String], frames
             .cloned()
             .collect()
     } else {
-        let mut set: HashSet<&Arc<str>> = HashSet::new();
+        let mut set: HashSet<&Arc<str>> = HashSet::default();
         for name in rooms {
             ns.collect(name, &mut set);
         }
