@@ -40,6 +40,14 @@ _ack_requested: contextvars.ContextVar[bool] = contextvars.ContextVar(
 )
 
 
+def _mark_ack_requested(ack: bool) -> None:
+    # Handlers are called from the wake-up callback, whose context persists between calls:
+    # set the flag only when it changes (set/reset per event cost two context copies).
+    # Tasks copy the context when created, so a handler's task keeps its event's value.
+    if _ack_requested.get() is not ack:
+        _ack_requested.set(ack)
+
+
 def ack_requested() -> bool:
     """True while a handler runs for an event whose sender asked for an acknowledgement.
 
@@ -625,7 +633,7 @@ class AsyncServer(HandlerRegistry):
         ack: bool = False,
     ) -> None:
         """Calls a handler; a coroutine result continues as a task. Exceptions are logged."""
-        token = _ack_requested.set(ack)
+        _mark_ack_requested(ack)
         try:
             result = fn(*args)
             if type(result) is CoroutineType:
@@ -642,8 +650,6 @@ class AsyncServer(HandlerRegistry):
             else:
                 self.logger.exception("ferrosio: handler %s raised", getattr(fn, "__name__", fn))
             return
-        finally:
-            _ack_requested.reset(token)
         if done is not None:
             done(result)
 
@@ -687,7 +693,7 @@ class AsyncServer(HandlerRegistry):
         if ack_id is None:
             self._run(fn, payload, None)
             return
-        token = _ack_requested.set(True)
+        _mark_ack_requested(True)
         try:
             result = fn(*payload)
             if type(result) is CoroutineType:
@@ -698,8 +704,6 @@ class AsyncServer(HandlerRegistry):
         except Exception:
             self.logger.exception("ferrosio: handler %s raised", getattr(fn, "__name__", fn))
             return
-        finally:
-            _ack_requested.reset(token)
         if type(result) in _PLAIN_RESULTS or not inspect.isawaitable(result):
             self._send_ack(nsp, sid, ack_id, result)
             return
@@ -710,11 +714,12 @@ class AsyncServer(HandlerRegistry):
         engine = self._engine
         if engine is None:
             return  # shut down while the handler ran
-        args = _codec.ack_args(result)
+        # None: no args, a tuple: several, else one (orjson writes a tuple as an array).
+        args = () if result is None else result if type(result) is tuple else (result,)
         try:
             engine.ack(nsp, sid, ack_id, orjson.dumps(args))
         except TypeError:  # binary values (or non-str keys): the general encoder
-            text, attachments = _codec.encode(args)
+            text, attachments = _codec.encode(list(args))
             engine.ack(nsp, sid, ack_id, text, attachments)
 
     async def _finish_ack(self, aw: Awaitable[Any], nsp: str, sid: str, ack_id: int) -> None:
