@@ -817,6 +817,11 @@ impl ServerHandle {
         self.inbound.drain()
     }
 
+    /// Returns drained events once converted, to be freed on the engine thread.
+    pub fn recycle(&self, items: Vec<Inbound>) {
+        self.inbound.recycle(items);
+    }
+
     /// Queues a command; never blocks.
     pub fn command(&self, cmd: Command) -> Result<(), ServerError> {
         self.commands.send(cmd).map_err(|_| ServerError::NotRunning)

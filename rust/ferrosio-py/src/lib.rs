@@ -200,7 +200,7 @@ impl Engine {
     fn drain<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
         let items = self.handle.drain();
         let out = PyList::empty(py);
-        for item in items {
+        for item in &items {
             let t = match item {
                 Inbound::Event {
                     sid,
@@ -210,10 +210,10 @@ impl Engine {
                     attachments,
                 } => (
                     KIND_EVENT,
-                    &*sid,
-                    &*nsp,
-                    ack_id,
-                    PyBytes::new(py, &data),
+                    &**sid,
+                    &**nsp,
+                    *ack_id,
+                    PyBytes::new(py, data),
                     attachment_list(py, attachments)?,
                 )
                     .into_pyobject(py)?,
@@ -225,10 +225,10 @@ impl Engine {
                     attachments,
                 } => (
                     KIND_ACK,
-                    &*sid,
-                    &*nsp,
-                    Some(ack_id),
-                    PyBytes::new(py, &data),
+                    &**sid,
+                    &**nsp,
+                    Some(*ack_id),
+                    PyBytes::new(py, data),
                     attachment_list(py, attachments)?,
                 )
                     .into_pyobject(py)?,
@@ -239,13 +239,13 @@ impl Engine {
                     auth,
                     handshake,
                 } => {
-                    let environ = environ_tuple(py, &handshake)?;
+                    let environ = environ_tuple(py, handshake)?;
                     let auth = if auth.is_empty() {
                         None
                     } else {
-                        Some(PyBytes::new(py, &auth))
+                        Some(PyBytes::new(py, auth))
                     };
-                    (KIND_CONNECT, &*sid, &*nsp, &*eio_sid, auth, environ).into_pyobject(py)?
+                    (KIND_CONNECT, &**sid, &**nsp, &**eio_sid, auth, environ).into_pyobject(py)?
                 }
                 Inbound::Authorize {
                     id,
@@ -253,38 +253,38 @@ impl Engine {
                     check_request,
                     handshake,
                 } => {
-                    let environ = environ_tuple(py, &handshake)?;
+                    let environ = environ_tuple(py, handshake)?;
                     (
                         KIND_AUTHORIZE,
-                        id,
-                        origin,
-                        check_request,
+                        *id,
+                        origin.as_deref(),
+                        *check_request,
                         py.None(),
                         environ,
                     )
                         .into_pyobject(py)?
                 }
                 Inbound::EngineOpen { sid, handshake } => {
-                    let environ = environ_tuple(py, &handshake)?;
-                    (KIND_ENGINE_OPEN, &*sid, "", "", py.None(), environ).into_pyobject(py)?
+                    let environ = environ_tuple(py, handshake)?;
+                    (KIND_ENGINE_OPEN, &**sid, "", "", py.None(), environ).into_pyobject(py)?
                 }
                 Inbound::EngineMessage { sid, data, binary } => {
-                    let data = if binary {
-                        PyBytes::new(py, &data).into_any()
+                    let data = if *binary {
+                        PyBytes::new(py, data).into_any()
                     } else {
-                        pyo3::types::PyString::new(py, &String::from_utf8_lossy(&data)).into_any()
+                        pyo3::types::PyString::new(py, &String::from_utf8_lossy(data)).into_any()
                     };
-                    (KIND_ENGINE_MESSAGE, &*sid, "", data, py.None(), py.None())
+                    (KIND_ENGINE_MESSAGE, &**sid, "", data, py.None(), py.None())
                         .into_pyobject(py)?
                 }
                 Inbound::EngineClose { sid, reason } => {
-                    (KIND_ENGINE_CLOSE, &*sid, "", reason, py.None(), py.None())
+                    (KIND_ENGINE_CLOSE, &**sid, "", reason, py.None(), py.None())
                         .into_pyobject(py)?
                 }
                 Inbound::Disconnect { sid, nsp, reason } => (
                     KIND_DISCONNECT,
-                    &*sid,
-                    &*nsp,
+                    &**sid,
+                    &**nsp,
                     reason.as_str(),
                     py.None(),
                     py.None(),
@@ -293,6 +293,7 @@ impl Engine {
             };
             out.append(t)?;
         }
+        self.handle.recycle(items);
         Ok(out)
     }
 
@@ -475,7 +476,10 @@ fn environ_tuple<'py>(py: Python<'py>, hs: &Handshake) -> PyResult<Bound<'py, Py
         .into_pyobject(py)
 }
 
-fn attachment_list(py: Python<'_>, attachments: Vec<Bytes>) -> PyResult<Option<Bound<'_, PyList>>> {
+fn attachment_list<'py>(
+    py: Python<'py>,
+    attachments: &[Bytes],
+) -> PyResult<Option<Bound<'py, PyList>>> {
     if attachments.is_empty() {
         return Ok(None);
     }
