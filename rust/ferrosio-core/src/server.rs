@@ -767,14 +767,45 @@ pub struct ServerHandle {
     local_addr: SocketAddr,
 }
 
+/// Connections the kernel may hold before `accept`: std's 128 overflowed at 400 handshakes in
+/// parallel (TcpExtListenOverflows; each drop costs the client a 1 s SYN retransmit).
+const LISTEN_BACKLOG: i32 = 2048;
+
+/// A non-blocking listener on `addr` ("host:port"), with address reuse and a deep backlog.
+fn bind(addr: &str) -> std::io::Result<std::net::TcpListener> {
+    use std::net::ToSocketAddrs;
+    let mut last_err = None;
+    for sa in addr.to_socket_addrs()? {
+        let socket = socket2::Socket::new(
+            socket2::Domain::for_address(sa),
+            socket2::Type::STREAM,
+            Some(socket2::Protocol::TCP),
+        )?;
+        // As every server does: a restart must not wait for TIME_WAIT sockets to expire.
+        socket.set_reuse_address(true)?;
+        match socket
+            .bind(&sa.into())
+            .and_then(|()| socket.listen(LISTEN_BACKLOG))
+        {
+            Ok(()) => {
+                socket.set_nonblocking(true)?;
+                return Ok(socket.into());
+            }
+            Err(e) => last_err = Some(e),
+        }
+    }
+    Err(last_err.unwrap_or_else(|| {
+        std::io::Error::new(std::io::ErrorKind::InvalidInput, "no address to bind")
+    }))
+}
+
 impl ServerHandle {
     /// Binds `addr` (errors come back here, synchronously) and starts the engine thread.
     pub fn start(config: ServerConfig, addr: &str) -> Result<ServerHandle, ServerError> {
-        let listener = std::net::TcpListener::bind(addr).map_err(|source| ServerError::Bind {
+        let listener = bind(addr).map_err(|source| ServerError::Bind {
             addr: addr.to_owned(),
             source,
         })?;
-        listener.set_nonblocking(true)?;
         let local_addr = listener.local_addr()?;
         let inbound = InboundQueue::new()?;
         let (tx, rx) = mpsc::unbounded_channel();
