@@ -49,6 +49,11 @@ PSIO_VENV = WORK / "psio-venv"
 NODE_DIR = WORK / "node"
 
 SERVER_NAMES = ("ferrosio", "psio", "node")
+# Not run by default: the shared upper-bound server (Node `ws` plus just enough Engine.IO and
+# Socket.IO for the scenarios, no JSON parsing): what this machine's kernel and a WebSocket
+# library cost with no Socket.IO semantics. `--servers ferrosio,limit` measures that floor.
+EXTRA_SERVERS = ("limit", "limit-uws")
+SOCKETIFY_VENV = WORK / "socketify-venv"
 
 
 # ---------------------------------------------------------------- scenarios ----
@@ -199,6 +204,18 @@ def setup_psio() -> Path:
     run([sys.executable, "-m", "venv", str(PSIO_VENV)])
     run([str(py), "-m", "pip", "install", "-q", "--disable-pip-version-check", "-r", str(req)])
     marker.write_text(want + "\n")
+    return py
+
+
+def setup_socketify() -> Path:
+    """A venv with socketify (uWebSockets) for the shared bench/limit_socketify.py."""
+    py = SOCKETIFY_VENV / "bin" / "python"
+    if py.exists() and subprocess.run([str(py), "-c", "import socketify"]).returncode == 0:
+        return py
+    log(f"setting up {SOCKETIFY_VENV} (socketify)")
+    shutil.rmtree(SOCKETIFY_VENV, ignore_errors=True)
+    run([sys.executable, "-m", "venv", str(SOCKETIFY_VENV)])
+    run([str(py), "-m", "pip", "install", "-q", "--disable-pip-version-check", "socketify"])
     return py
 
 
@@ -602,7 +619,9 @@ def main() -> int:
     ap.add_argument(
         "--servers",
         default=",".join(SERVER_NAMES),
-        help="comma list out of ferrosio,psio,node (default: all; ferrosio first)",
+        help="comma list out of ferrosio,psio,node,limit,limit-uws (default: the first three; "
+        "ferrosio first; limit, limit-uws: the shared upper-bound servers bench/limit_ws.js and "
+        "bench/limit_socketify.py)",
     )
     ap.add_argument("--no-codec", action="store_true", help="skip the codec micro-benchmarks")
     ap.add_argument("--out", help="markdown file (default benches/results/<date>.md; smoke: "
@@ -617,7 +636,7 @@ def main() -> int:
         return 0
     repeat = a.repeat or (1 if a.smoke else 3)
     names = [n.strip() for n in a.servers.split(",") if n.strip()]
-    unknown = set(names) - set(SERVER_NAMES)
+    unknown = set(names) - set(SERVER_NAMES) - set(EXTRA_SERVERS)
     if unknown or not names:
         ap.error(f"unknown servers: {sorted(unknown)}")
     scenarios = SCENARIOS
@@ -650,6 +669,9 @@ def main() -> int:
         "ferrosio": f"{sys.executable} {REPO / 'examples' / 'reference_app.py'} --port {{port}}",
         "psio": f"{psio_py} {REFERENCE / 'psio_app.py'} --port {{port}}",
         "node": f"node {REFERENCE / 'node_app.js'} --port {{port}}",
+        "limit": f"node {SHARED / 'bench' / 'limit_ws.js'} --port {{port}}",
+        "limit-uws": f"{setup_socketify() if 'limit-uws' in names else 'python'} "
+        f"{SHARED / 'bench' / 'limit_socketify.py'} --port {{port}}",
     }
     servers = [(n, cmds[n]) for n in names]
 
