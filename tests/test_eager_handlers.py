@@ -105,3 +105,19 @@ async def test_a_caught_exception_lets_the_coroutine_go_on() -> None:
     await asyncio.sleep(0)
     fut.set_exception(RuntimeError("boom"))
     assert await asyncio.wait_for(task, 1) == "recovered"
+
+
+async def test_a_cancellation_in_the_first_step_ends_in_the_task_not_in_the_caller() -> None:
+    loop = asyncio.get_running_loop()
+    cancelled: asyncio.Future[None] = loop.create_future()
+    cancelled.cancel()
+
+    async def handler() -> None:
+        await cancelled  # raises CancelledError at once
+
+    finished, rest = step_eagerly(handler())  # must not raise here (the dispatch loop)
+    assert not finished
+    task = asyncio.ensure_future(rest)
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert task.cancelled()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import logging
 import types
@@ -40,13 +41,21 @@ def step_eagerly(coro: Coroutine[Any, Any, Any]) -> tuple[bool, Any]:
 
     -> ``(True, result)`` if it finished without waiting (most handlers: ``await sio.emit``
     does not wait), sparing a task; else ``(False, awaitable)`` that runs the rest in a task.
-    Exceptions raised by the first step propagate."""
+    Exceptions raised by the first step propagate, except a cancellation (awaiting a future
+    that was cancelled already): that one is re-raised in the task, which ends cancelled, as it
+    would have without the eager step."""
     try:
         pending = coro.send(None)
     except StopIteration as stop:
         return True, stop.value
+    except asyncio.CancelledError as exc:
+        return False, _raise(exc)
     rest: Awaitable[Any] = _resume(coro, pending)
     return False, rest
+
+
+async def _raise(exc: BaseException) -> Any:
+    raise exc
 
 
 def positional_arity(fn: Handler) -> int:
