@@ -80,9 +80,7 @@ impl WsConn {
 
     /// Sends a close frame and ends the connection (a second WebSocket for an upgraded session).
     pub async fn refuse(mut self) {
-        let mut frame = Vec::new();
-        write_close(&mut frame, None);
-        let _ = write_or_queue(&self.stream, &mut self.backlog, &frame);
+        let _ = send_close(&self.stream, &mut self.backlog, None);
         linger(&self.stream, &mut self.backlog).await;
     }
 }
@@ -144,6 +142,25 @@ fn write_or_queue(sock: &TcpStream, backlog: &mut Vec<u8>, bytes: &[u8]) -> io::
         Err(e) => return Err(e),
     }
     Ok(())
+}
+
+/// Encodes one frame and writes it now, or queues it behind the backlog.
+fn send_frame(
+    sock: &TcpStream,
+    backlog: &mut Vec<u8>,
+    opcode: u8,
+    payload: &[u8],
+) -> io::Result<()> {
+    let mut frame = Vec::with_capacity(10 + payload.len());
+    write_frame(&mut frame, opcode, payload);
+    write_or_queue(sock, backlog, &frame)
+}
+
+/// A close frame with `code` (none: empty), written now or queued behind the backlog.
+fn send_close(sock: &TcpStream, backlog: &mut Vec<u8>, code: Option<u16>) -> io::Result<()> {
+    let mut frame = Vec::with_capacity(4);
+    write_close(&mut frame, code);
+    write_or_queue(sock, backlog, &frame)
 }
 
 /// Writes as much of the backlog as the socket takes; frees it once empty.
@@ -271,10 +288,8 @@ pub async fn run(
         Step::Close(reason) => reason,
         Step::Fail(err) => {
             // The client sent bad frames: tell it why (1002, 1007 or 1009), nothing else.
-            let mut frame = Vec::new();
-            write_close(&mut frame, Some(err.close_code()));
             backlog.clear();
-            let _ = write_or_queue(sock, backlog, &frame);
+            let _ = send_close(sock, backlog, Some(err.close_code()));
             linger(sock, backlog).await;
             CloseReason::TransportError
         }
@@ -284,9 +299,7 @@ pub async fn run(
     if matches!(reason, CloseReason::ServerClose | CloseReason::PingTimeout) {
         // Flush what was queued before the close, then close cleanly.
         let _ = flush(sock, backlog, &session);
-        let mut frame = Vec::new();
-        write_close(&mut frame, None);
-        let _ = write_or_queue(sock, backlog, &frame);
+        let _ = send_close(sock, backlog, None);
         linger(sock, backlog).await;
     }
     reason
@@ -326,9 +339,7 @@ pub async fn probe(conn: &mut WsConn, session: &EngineSession, timeout: Duration
             };
             match msg {
                 WsMessage::Text(t) if t.as_ref() == b"2probe" => {
-                    let mut frame = Vec::new();
-                    write_frame(&mut frame, OP_TEXT, b"3probe");
-                    if write_or_queue(sock, backlog, &frame)
+                    if send_frame(sock, backlog, OP_TEXT, b"3probe")
                         .and_then(|()| write_backlog(sock, backlog))
                         .is_err()
                     {
@@ -363,9 +374,7 @@ fn on_message(
             };
         }
         WsMessage::Ping(payload) => {
-            let mut frame = Vec::new();
-            write_frame(&mut frame, OP_PONG, &payload);
-            return match write_or_queue(sock, backlog, &frame) {
+            return match send_frame(sock, backlog, OP_PONG, &payload) {
                 Ok(()) => Step::Continue,
                 Err(_) => Step::Close(CloseReason::TransportError),
             };
@@ -373,10 +382,7 @@ fn on_message(
         WsMessage::Pong => return Step::Continue,
         WsMessage::Close(code) => {
             // Answer the close handshake (echoing the code), then go.
-            let mut frame = Vec::new();
-            write_close(&mut frame, code);
-            let _ = write_or_queue(sock, backlog, &frame);
-            let _ = write_backlog(sock, backlog);
+            let _ = send_close(sock, backlog, code).and_then(|()| write_backlog(sock, backlog));
             return Step::Close(CloseReason::TransportClose);
         }
     };
