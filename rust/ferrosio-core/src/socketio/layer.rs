@@ -387,13 +387,16 @@ fn emit_to_rooms(ns: &mut Namespace, rooms: &[String], except: &[String], frames
         ns.collect(name, &mut excluded);
     }
     let excluded: HashSet<Arc<str>> = excluded.into_iter().cloned().collect();
-    let recipients: Vec<Arc<str>> = if rooms.is_empty() {
-        ns.sockets
-            .keys()
-            .filter(|s| !excluded.contains(*s))
-            .cloned()
-            .collect()
-    } else {
+    if rooms.is_empty() {
+        // Everyone in the namespace: deliver in place, no list of sids to build and look up.
+        for (sid, entry) in ns.sockets.iter_mut() {
+            if excluded.is_empty() || !excluded.contains(sid) {
+                entry.deliver(frames);
+            }
+        }
+        return;
+    }
+    let recipients: Vec<Arc<str>> = {
         let mut set: HashSet<&Arc<str>> = HashSet::default();
         for name in rooms {
             ns.collect(name, &mut set);
