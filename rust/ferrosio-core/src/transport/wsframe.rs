@@ -17,7 +17,6 @@ pub const OP_PING: u8 = 0x9;
 pub const OP_PONG: u8 = 0xA;
 
 /// Close codes we send.
-pub const CLOSE_NORMAL: u16 = 1000;
 pub const CLOSE_PROTOCOL: u16 = 1002;
 pub const CLOSE_INVALID_DATA: u16 = 1007;
 pub const CLOSE_TOO_BIG: u16 = 1009;
@@ -164,11 +163,6 @@ impl WsReader {
             self.partial = buf;
         }
         Ok(flow)
-    }
-
-    /// True if bytes of an unfinished frame or message are held.
-    pub fn is_mid_message(&self) -> bool {
-        !self.partial.is_empty() || self.fragments.is_some()
     }
 
     fn parse<F>(
@@ -353,7 +347,7 @@ mod tests {
                 assert!(flow.is_continue());
             }
             assert_eq!(got, expected, "split every {step} bytes");
-            assert!(!r.is_mid_message());
+            assert!(r.fragments.is_none(), "no message left half-assembled");
             assert_eq!(r.partial.capacity(), 0, "no buffer kept once idle");
         }
     }
