@@ -9,6 +9,8 @@ pub enum EngineError {
     Empty,
     #[error("unknown engine.io packet type {0:?}")]
     UnknownType(char),
+    #[error("a client may not send an open packet")]
+    UnexpectedOpen,
     #[error("invalid base64 in binary packet")]
     Base64,
     #[error("engine.io text packet is not valid UTF-8")]

@@ -251,10 +251,7 @@ impl State {
         match packet {
             EnginePacket::Ping(payload) => {
                 self.ping_deadline = Instant::now() + self.ping_window;
-                let mut pong = Vec::with_capacity(1 + payload.len());
-                pong.push(b'3');
-                pong.extend_from_slice(&payload);
-                self.outbox.push(Frame::Text(pong.into()));
+                self.outbox.push(Frame::pong(&payload));
             }
             EnginePacket::Message(text) => {
                 let item = self

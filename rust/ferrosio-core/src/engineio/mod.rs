@@ -1,4 +1,6 @@
-//! Engine.IO v4: packets, polling payloads, sessions and heartbeats.
+//! Engine.IO v4: packets, polling payloads, sessions, heartbeats, and what an inbound packet
+//! means for its session ([`dispatch`]), whatever transport carried it.
+pub mod dispatch;
 pub mod heartbeat;
 pub mod packet;
 pub mod session;

@@ -94,6 +94,14 @@ impl Frame {
         self.len() == 0
     }
 
+    /// The pong answering a ping: `3` and the ping's payload (`2probe` -> `3probe`).
+    pub fn pong(payload: &[u8]) -> Frame {
+        let mut pong = Vec::with_capacity(1 + payload.len());
+        pong.push(b'3');
+        pong.extend_from_slice(payload);
+        Frame::Text(pong.into())
+    }
+
     /// Builds the open packet sent on handshake.
     pub fn open(
         sid: &str,
@@ -202,6 +210,15 @@ mod tests {
         assert_eq!(
             EnginePacket::decode_payload(&Bytes::new()),
             Err(EngineError::Empty)
+        );
+    }
+
+    #[test]
+    fn pong_echoes_the_ping_payload() {
+        assert_eq!(Frame::pong(b""), Frame::Text(Bytes::from_static(b"3")));
+        assert_eq!(
+            Frame::pong(b"probe"),
+            Frame::Text(Bytes::from_static(b"3probe"))
         );
     }
 

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
+use crate::engineio::dispatch::{dispatch, Outcome};
 use crate::engineio::packet::{encode_payload, EnginePacket, Frame};
 use crate::engineio::session::{CloseReason, EngineSession};
 use crate::engineio::EngineHandler;
@@ -34,7 +35,8 @@ pub async fn get(session: &EngineSession) -> Bytes {
 }
 
 /// Applies the packets of one POST body. An `Err` means the body was malformed (the caller
-/// answers 400 and closes the session); Socket.IO-level errors close the session themselves.
+/// answers 400 and closes the session); a close packet or a message the layer above refuses
+/// closes the session here, and the packets after it are dropped.
 pub fn post(
     session: &Arc<EngineSession>,
     handler: &Arc<dyn EngineHandler>,
@@ -45,29 +47,8 @@ pub fn post(
     }
     let packets = EnginePacket::decode_payload(body)?;
     for packet in packets {
-        let result = match packet {
-            EnginePacket::Message(text) => handler.on_message(session, text),
-            EnginePacket::Binary(data) => handler.on_binary(session, data),
-            EnginePacket::Pong(_) => {
-                session.pong_received();
-                Ok(())
-            }
-            EnginePacket::Ping(payload) => {
-                let mut pong = Vec::with_capacity(1 + payload.len());
-                pong.push(b'3');
-                pong.extend_from_slice(&payload);
-                session.send(Frame::Text(pong.into()));
-                Ok(())
-            }
-            EnginePacket::Close => {
-                session.close(CloseReason::ClientClose);
-                return Ok(());
-            }
-            EnginePacket::Noop | EnginePacket::Upgrade => Ok(()),
-            EnginePacket::Open(_) => return Err(EngineError::UnknownType('0')),
-        };
-        if result.is_err() {
-            session.close(CloseReason::TransportError);
+        if let Outcome::Close(reason) = dispatch(session, &**handler, packet)? {
+            session.close(reason);
             return Ok(());
         }
     }

@@ -24,6 +24,7 @@ use tokio::net::TcpStream;
 use super::wsframe::{
     write_close, write_frame, WsFrameError, WsMessage, WsReader, OP_BINARY, OP_PONG, OP_TEXT,
 };
+use crate::engineio::dispatch::{dispatch, Outcome};
 use crate::engineio::packet::{EnginePacket, Frame};
 use crate::engineio::session::{CloseReason, EngineSession};
 use crate::engineio::EngineHandler;
@@ -365,14 +366,9 @@ fn on_message(
     sock: &TcpStream,
     backlog: &mut Vec<u8>,
 ) -> Step {
-    let text = match msg {
-        WsMessage::Text(t) => t,
-        WsMessage::Binary(b) => {
-            return match handler.on_binary(session, b) {
-                Ok(()) => Step::Continue,
-                Err(_) => Step::Close(CloseReason::TransportError),
-            };
-        }
+    let packet = match msg {
+        WsMessage::Text(text) => EnginePacket::decode_text(text),
+        WsMessage::Binary(data) => Ok(EnginePacket::Binary(data)),
         WsMessage::Ping(payload) => {
             return match send_frame(sock, backlog, OP_PONG, &payload) {
                 Ok(()) => Step::Continue,
@@ -386,28 +382,9 @@ fn on_message(
             return Step::Close(CloseReason::TransportClose);
         }
     };
-    match EnginePacket::decode_text(text) {
-        Ok(EnginePacket::Message(body)) => match handler.on_message(session, body) {
-            Ok(()) => Step::Continue,
-            Err(_) => Step::Close(CloseReason::TransportError),
-        },
-        Ok(EnginePacket::Pong(_)) => {
-            session.pong_received();
-            Step::Continue
-        }
-        Ok(EnginePacket::Ping(payload)) => {
-            let mut pong = Vec::with_capacity(1 + payload.len());
-            pong.push(b'3');
-            pong.extend_from_slice(&payload);
-            session.send(Frame::Text(pong.into()));
-            Step::Continue
-        }
-        Ok(EnginePacket::Close) => Step::Close(CloseReason::ClientClose),
-        Ok(EnginePacket::Upgrade | EnginePacket::Noop) => Step::Continue,
-        Ok(EnginePacket::Binary(data)) => match handler.on_binary(session, data) {
-            Ok(()) => Step::Continue,
-            Err(_) => Step::Close(CloseReason::TransportError),
-        },
-        Ok(EnginePacket::Open(_)) | Err(_) => Step::Close(CloseReason::TransportError),
+    match packet.and_then(|p| dispatch(session, handler, p)) {
+        Ok(Outcome::Continue) => Step::Continue,
+        Ok(Outcome::Close(reason)) => Step::Close(reason),
+        Err(_) => Step::Close(CloseReason::TransportError),
     }
 }
