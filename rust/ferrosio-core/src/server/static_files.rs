@@ -1,12 +1,39 @@
 //! Static files served from the same listener (python-socketio's `static_files`), so a page
-//! and its Socket.IO endpoint share one port.
+//! and its Socket.IO endpoint share one port: which file a path names, and the answer.
 
 use std::path::{Component, Path, PathBuf};
 
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::header::{HeaderValue, CONTENT_TYPE};
+use hyper::{Method, Request, Response, StatusCode};
+
+use super::http::{status_response, HttpResponse};
 use crate::config::StaticRoute;
 
+/// The answer to a request outside the endpoints: the file a route maps it to, else 404.
+pub(super) async fn respond(routes: &[StaticRoute], req: &Request<Incoming>) -> HttpResponse {
+    if req.method() != Method::GET && req.method() != Method::HEAD {
+        return status_response(StatusCode::NOT_FOUND, "Not Found");
+    }
+    let Some((path, content_type)) = resolve(routes, req.uri().path()) else {
+        return status_response(StatusCode::NOT_FOUND, "Not Found");
+    };
+    match tokio::fs::read(&path).await {
+        Ok(data) => {
+            let mut res = Response::new(Full::new(Bytes::from(data)));
+            if let Ok(v) = HeaderValue::from_str(&content_type) {
+                res.headers_mut().insert(CONTENT_TYPE, v);
+            }
+            res
+        }
+        Err(_) => status_response(StatusCode::NOT_FOUND, "Not Found"),
+    }
+}
+
 /// The file for a request path, and its content type, if a route covers it.
-pub fn resolve(routes: &[StaticRoute], raw_path: &str) -> Option<(PathBuf, String)> {
+fn resolve(routes: &[StaticRoute], raw_path: &str) -> Option<(PathBuf, String)> {
     // `/a%20b.txt` names the file `a b.txt`; a decoded `..` is refused below like any other.
     let decoded = percent_encoding::percent_decode_str(raw_path)
         .decode_utf8()

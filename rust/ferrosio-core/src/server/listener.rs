@@ -1,0 +1,114 @@
+//! The listening socket and the engine thread's main loop: bind, accept connections (each served
+//! by hyper in its own task), apply host commands between them, and on shutdown close every
+//! session and give them a grace period to flush.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+
+use super::FrontDoor;
+use crate::bridge::Command;
+
+/// Connections the kernel may hold before `accept`: std's 128 overflowed at 400 handshakes in
+/// parallel (TcpExtListenOverflows; each drop costs the client a 1 s SYN retransmit).
+const LISTEN_BACKLOG: i32 = 2048;
+
+/// A non-blocking listener on `addr` ("host:port"), with address reuse and a deep backlog.
+pub(super) fn bind(addr: &str) -> std::io::Result<std::net::TcpListener> {
+    use std::net::ToSocketAddrs;
+    let mut last_err = None;
+    for sa in addr.to_socket_addrs()? {
+        let socket = socket2::Socket::new(
+            socket2::Domain::for_address(sa),
+            socket2::Type::STREAM,
+            Some(socket2::Protocol::TCP),
+        )?;
+        // As every server does: a restart must not wait for TIME_WAIT sockets to expire.
+        socket.set_reuse_address(true)?;
+        match socket
+            .bind(&sa.into())
+            .and_then(|()| socket.listen(LISTEN_BACKLOG))
+        {
+            Ok(()) => {
+                socket.set_nonblocking(true)?;
+                return Ok(socket.into());
+            }
+            Err(e) => last_err = Some(e),
+        }
+    }
+    Err(last_err.unwrap_or_else(|| {
+        std::io::Error::new(std::io::ErrorKind::InvalidInput, "no address to bind")
+    }))
+}
+
+/// Runs until `Command::Shutdown` (or the host drops its handle), then shuts down gracefully.
+pub(super) async fn serve(
+    listener: std::net::TcpListener,
+    front: Arc<FrontDoor>,
+    mut commands: mpsc::UnboundedReceiver<Command>,
+) {
+    let Ok(listener) = TcpListener::from_std(listener) else {
+        return;
+    };
+    // Bound to one address, every connection's local address is that one: no getsockname.
+    let bound = listener
+        .local_addr()
+        .ok()
+        .filter(|a| !a.ip().is_unspecified());
+
+    let grace = loop {
+        tokio::select! {
+            biased;
+            cmd = commands.recv() => match cmd {
+                // The host dropped its handle: stop without waiting.
+                None => break Duration::ZERO,
+                Some(Command::Shutdown { timeout_ms }) => break Duration::from_millis(timeout_ms),
+                Some(cmd) => {
+                    front.execute(cmd);
+                    // Apply whatever else is queued before going back to the sockets.
+                    let mut stop = None;
+                    while let Ok(cmd) = commands.try_recv() {
+                        if let Command::Shutdown { timeout_ms } = cmd {
+                            stop = Some(Duration::from_millis(timeout_ms));
+                            break;
+                        }
+                        front.execute(cmd);
+                    }
+                    if let Some(grace) = stop {
+                        break grace;
+                    }
+                }
+            },
+            accepted = listener.accept() => {
+                let Ok((stream, remote)) = accepted else { continue };
+                let _ = stream.set_nodelay(true);
+                let local = match bound {
+                    Some(addr) => addr,
+                    None => stream.local_addr().unwrap_or(remote),
+                };
+                let front = front.clone();
+                tokio::spawn(async move {
+                    let service = hyper::service::service_fn(move |req| front.clone().handle(req, remote, local));
+                    let conn = hyper::server::conn::http1::Builder::new()
+                        // Bounded headers, and a deadline for them: slowloris costs little.
+                        .max_buf_size(64 * 1024)
+                        .timer(TokioTimer::new())
+                        .header_read_timeout(Duration::from_secs(10))
+                        .serve_connection(TokioIo::new(stream), service)
+                        .with_upgrades();
+                    let _ = conn.await;
+                });
+            }
+        }
+    };
+    drop(listener);
+    // Graceful: every session flushes what is queued, then closes.
+    front.close_all_sessions();
+    let deadline = tokio::time::Instant::now() + grace;
+    while front.has_sessions() && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}

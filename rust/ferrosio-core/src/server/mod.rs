@@ -1,0 +1,181 @@
+//! The HTTP front door and the engine thread it runs on: [`ServerHandle`] is what the host holds
+//! (start, command intake, shutdown); `FrontDoor` is the state every request and command
+//! works on. One file per concern:
+//!
+//! - `route`: one request, from its path to the transport that answers it;
+//! - `http`: Engine.IO's HTTP error codes, the query, small response builders;
+//! - `cors`: the CORS decision and the preflight answer;
+//! - `gate`: the questions only the host can answer (a callable CORS policy, `allow_request`);
+//! - `sessions`: the session table, which endpoint a session belongs to, open and end;
+//! - `polling`: polling GET/POST on a session;
+//! - `upgrade`: WebSocket requests, new sessions and upgrades alike;
+//! - `static_files`: files served from the same port;
+//! - `listener`: bind, the accept and command loop, graceful shutdown.
+
+mod cors;
+mod gate;
+mod http;
+mod listener;
+mod polling;
+mod route;
+mod sessions;
+mod static_files;
+mod upgrade;
+
+pub use http::HttpError;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use tokio::sync::mpsc;
+
+use crate::bridge::{Command, Inbound, InboundQueue};
+use crate::config::ServerConfig;
+use crate::error::ServerError;
+use crate::raw_engine::RawEngineLayer;
+use crate::socketio::layer::SocketIoLayer;
+
+use gate::{HostGate, Verdict};
+use sessions::SessionTable;
+
+/// What the front door works with: the settings, the layers above the sessions, the sessions,
+/// and the host's pending decisions. Shared by every connection task of the engine thread.
+struct FrontDoor {
+    config: ServerConfig,
+    gate: HostGate,
+    inbound: Arc<InboundQueue>,
+    layer: Arc<SocketIoLayer>,
+    raw: Option<Arc<RawEngineLayer>>,
+    sessions: Mutex<SessionTable>,
+}
+
+impl FrontDoor {
+    /// Applies one host command (shutdown is the serve loop's, see `listener`).
+    fn execute(&self, cmd: Command) {
+        match cmd {
+            Command::EngineSend { sid, frames } => {
+                if let Some(raw) = &self.raw {
+                    raw.send(&sid, &frames);
+                }
+            }
+            Command::EngineClose { sid } => {
+                if let Some(raw) = &self.raw {
+                    raw.close(&sid);
+                }
+            }
+            Command::Authorize {
+                id,
+                origin_ok,
+                request_ok,
+            } => {
+                self.gate.answer(
+                    id,
+                    Verdict {
+                        origin_ok,
+                        request_ok,
+                    },
+                );
+            }
+            Command::Batch(cmds) => {
+                for cmd in cmds {
+                    self.execute(cmd);
+                }
+            }
+            other => self.layer.execute(other),
+        }
+    }
+}
+
+/// A running server, as the host sees it.
+pub struct ServerHandle {
+    commands: mpsc::UnboundedSender<Command>,
+    inbound: Arc<InboundQueue>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+    local_addr: SocketAddr,
+}
+
+impl ServerHandle {
+    /// Binds `addr` (errors come back here, synchronously) and starts the engine thread.
+    pub fn start(config: ServerConfig, addr: &str) -> Result<ServerHandle, ServerError> {
+        let listener = listener::bind(addr).map_err(|source| ServerError::Bind {
+            addr: addr.to_owned(),
+            source,
+        })?;
+        let local_addr = listener.local_addr()?;
+        let inbound = InboundQueue::new()?;
+        let (tx, rx) = mpsc::unbounded_channel();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let front = Arc::new(FrontDoor {
+            layer: SocketIoLayer::new(inbound.clone(), config.connect_timeout),
+            raw: config
+                .engine_path
+                .as_ref()
+                .map(|_| RawEngineLayer::new(inbound.clone())),
+            inbound: inbound.clone(),
+            gate: HostGate::default(),
+            sessions: Mutex::default(),
+            config,
+        });
+        let thread = std::thread::Builder::new()
+            .name("ferrosio-io".into())
+            .spawn(move || {
+                runtime.block_on(listener::serve(listener, front, rx));
+            })?;
+        Ok(ServerHandle {
+            commands: tx,
+            inbound,
+            thread: Mutex::new(Some(thread)),
+            local_addr,
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    pub fn wake_fd(&self) -> std::os::fd::RawFd {
+        self.inbound.wake_fd()
+    }
+
+    pub fn drain(&self) -> Vec<Inbound> {
+        self.inbound.drain()
+    }
+
+    /// Returns drained events once converted, to be freed on the engine thread.
+    pub fn recycle(&self, items: Vec<Inbound>) {
+        self.inbound.recycle(items);
+    }
+
+    /// Queues a command; never blocks.
+    pub fn command(&self, cmd: Command) -> Result<(), ServerError> {
+        self.commands.send(cmd).map_err(|_| ServerError::NotRunning)
+    }
+
+    pub fn is_running(&self) -> bool {
+        self.thread
+            .lock()
+            .as_ref()
+            .is_some_and(|t| !t.is_finished())
+    }
+
+    /// Starts a graceful shutdown and waits for the engine thread to finish.
+    pub fn shutdown(&self, timeout: Duration) {
+        let _ = self.commands.send(Command::Shutdown {
+            timeout_ms: timeout.as_millis() as u64,
+        });
+        if let Some(t) = self.thread.lock().take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for ServerHandle {
+    fn drop(&mut self) {
+        self.shutdown(Duration::from_millis(0));
+    }
+}

@@ -1,0 +1,143 @@
+//! Long-polling over HTTP: the GET that opens a session, and the GETs and POSTs on an open
+//! one (one of each in flight at most; a POST body bounded in size and time). What a GET
+//! returns and what a POST's packets do is the transport's, [`crate::transport::polling`].
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http_body_util::{BodyExt, LengthLimitError, Limited};
+use hyper::body::Incoming;
+use hyper::header::CONTENT_LENGTH;
+use hyper::{Method, Request, StatusCode};
+
+use super::http::{
+    handshake, ok_response, status_response, text_response, HttpError, HttpResponse,
+};
+use super::sessions::Endpoint;
+use super::FrontDoor;
+use crate::engineio::packet::encode_payload;
+use crate::engineio::session::{CloseReason, EngineSession, TransportKind};
+use crate::transport::polling;
+
+/// How long a POST body may take to arrive (bounds slow-body clients).
+const BODY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Releases a polling GET/POST slot when the request ends, however it ends.
+struct SlotGuard<'a> {
+    session: &'a EngineSession,
+    get: bool,
+}
+
+impl Drop for SlotGuard<'_> {
+    fn drop(&mut self) {
+        if self.get {
+            self.session.release_get();
+        } else {
+            self.session.release_post();
+        }
+    }
+}
+
+impl FrontDoor {
+    /// The handshake GET: a new session, answered at once with its open packet.
+    pub(super) fn open_polling(
+        self: &Arc<Self>,
+        req: &Request<Incoming>,
+        remote: SocketAddr,
+        local: SocketAddr,
+        endpoint: Endpoint,
+    ) -> HttpResponse {
+        let session = self.open_session(
+            handshake(req, remote, local),
+            TransportKind::Polling,
+            endpoint,
+        );
+        let (frames, _) = session.take();
+        text_response(encode_payload(&frames))
+    }
+
+    /// A GET or POST on an existing polling session.
+    pub(super) async fn poll(
+        self: &Arc<Self>,
+        req: Request<Incoming>,
+        sid: &str,
+        endpoint: Endpoint,
+    ) -> HttpResponse {
+        let Some(session) = self.session(sid, endpoint) else {
+            return HttpError::UnknownSid.response();
+        };
+        if session.transport() == TransportKind::WebSocket {
+            return HttpError::BadRequest.response();
+        }
+        if session.pong_overdue() {
+            self.end_session(&session, CloseReason::PingTimeout);
+            return HttpError::UnknownSid.response();
+        }
+        match *req.method() {
+            Method::GET => self.poll_get(&session).await,
+            Method::POST => self.poll_post(req, &session, endpoint).await,
+            _ => HttpError::BadRequest.response(),
+        }
+    }
+
+    /// Waits for what the session has to send.
+    async fn poll_get(&self, session: &Arc<EngineSession>) -> HttpResponse {
+        if !session.claim_get() {
+            // Two GETs at once: the client is confused or hostile; end the session.
+            self.end_session(session, CloseReason::TransportError);
+            return HttpError::BadRequest.response();
+        }
+        let _slot = SlotGuard { session, get: true };
+        let body = polling::get(session).await;
+        if let Some(reason) = session.closed() {
+            self.end_session(session, reason);
+        }
+        text_response(body)
+    }
+
+    /// Reads the body (bounded by `max_payload` and [`BODY_TIMEOUT`]) and applies its packets.
+    async fn poll_post(
+        &self,
+        req: Request<Incoming>,
+        session: &Arc<EngineSession>,
+        endpoint: Endpoint,
+    ) -> HttpResponse {
+        if !session.claim_post() {
+            self.end_session(session, CloseReason::TransportError);
+            return HttpError::BadRequest.response();
+        }
+        let _slot = SlotGuard {
+            session,
+            get: false,
+        };
+        let max = self.config.max_payload;
+        let declared = req
+            .headers()
+            .get(CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<usize>().ok());
+        if declared.is_some_and(|n| n > max) {
+            self.end_session(session, CloseReason::TransportError);
+            return status_response(StatusCode::PAYLOAD_TOO_LARGE, "Payload Too Large");
+        }
+        let body = Limited::new(req.into_body(), max);
+        let body = match tokio::time::timeout(BODY_TIMEOUT, body.collect()).await {
+            Ok(Ok(collected)) => collected.to_bytes(),
+            Ok(Err(e)) if e.downcast_ref::<LengthLimitError>().is_some() => {
+                self.end_session(session, CloseReason::TransportError);
+                return status_response(StatusCode::PAYLOAD_TOO_LARGE, "Payload Too Large");
+            }
+            _ => {
+                self.end_session(session, CloseReason::TransportError);
+                return HttpError::BadRequest.response();
+            }
+        };
+        let handler = self.handler(endpoint);
+        if polling::post(session, &handler, &body).is_err() {
+            self.end_session(session, CloseReason::TransportError);
+            return HttpError::BadRequest.response();
+        }
+        ok_response()
+    }
+}

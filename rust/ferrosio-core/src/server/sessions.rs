@@ -1,0 +1,126 @@
+//! The live sessions: the table by sid, which endpoint (Socket.IO or bare Engine.IO) each
+//! belongs to and so which layer hears of it, and a session's start (open packet, timers task)
+//! and end.
+
+use std::sync::Arc;
+
+use super::FrontDoor;
+use crate::engineio::heartbeat;
+use crate::engineio::packet::Frame;
+use crate::engineio::session::{CloseReason, EngineSession, Handshake, TransportKind};
+use crate::engineio::EngineHandler;
+use crate::sid::new_sid;
+
+/// Live sessions by sid, with the endpoint each belongs to.
+pub(super) type SessionTable = foldhash::HashMap<Arc<str>, (Arc<EngineSession>, Endpoint)>;
+
+/// Which endpoint a session belongs to.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(super) enum Endpoint {
+    /// The Socket.IO endpoint (`config.path`).
+    SocketIo,
+    /// The bare Engine.IO endpoint (`config.engine_path`), if the host asked for one.
+    Engine,
+}
+
+impl FrontDoor {
+    /// The endpoint at `path`; None for any other path (static files, or 404).
+    pub(super) fn endpoint(&self, path: &str) -> Option<Endpoint> {
+        if path == self.config.path {
+            Some(Endpoint::SocketIo)
+        } else if self.raw.is_some() && self.config.engine_path.as_deref() == Some(path) {
+            Some(Endpoint::Engine)
+        } else {
+            None
+        }
+    }
+
+    /// The layer that hears of the sessions of `endpoint`.
+    pub(super) fn handler(&self, endpoint: Endpoint) -> Arc<dyn EngineHandler> {
+        match (endpoint, &self.raw) {
+            (Endpoint::Engine, Some(raw)) => raw.clone(),
+            _ => self.layer.clone(),
+        }
+    }
+
+    /// The session `sid` if it belongs to `endpoint`.
+    pub(super) fn session(&self, sid: &str, endpoint: Endpoint) -> Option<Arc<EngineSession>> {
+        self.sessions
+            .lock()
+            .get(sid)
+            .filter(|(_, e)| *e == endpoint)
+            .map(|(s, _)| s.clone())
+    }
+
+    /// A new session: its open packet queued, its layer told, its timers running.
+    pub(super) fn open_session(
+        self: &Arc<Self>,
+        handshake: Handshake,
+        transport: TransportKind,
+        endpoint: Endpoint,
+    ) -> Arc<EngineSession> {
+        let session = EngineSession::new(new_sid(), Arc::new(handshake), transport);
+        let cfg = &self.config;
+        let upgrades: &[&str] =
+            if transport == TransportKind::Polling && cfg.allow_upgrades && cfg.allow_websocket {
+                &["websocket"]
+            } else {
+                &[]
+            };
+        session.send(Frame::open(
+            &session.sid,
+            upgrades,
+            cfg.ping_interval.as_millis() as u64,
+            cfg.ping_timeout.as_millis() as u64,
+            cfg.max_payload,
+        ));
+        self.sessions
+            .lock()
+            .insert(session.sid.clone(), (session.clone(), endpoint));
+        self.handler(endpoint).on_open(&session);
+        // One task per session for its timers: the heartbeat, and on the Socket.IO endpoint the
+        // connect timeout (socket.io's connectTimeout: close if no namespace was joined).
+        let (front, s) = (self.clone(), session.clone());
+        let connect_deadline =
+            (endpoint == Endpoint::SocketIo).then(|| front.layer.connect_timeout());
+        tokio::spawn(async move {
+            let cfg = &front.config;
+            let connect = connect_deadline.map(|after| {
+                (tokio::time::Instant::now() + after, || {
+                    front.layer.has_sockets(&s.sid)
+                })
+            });
+            let reason =
+                heartbeat::run(s.clone(), cfg.ping_interval, cfg.ping_timeout, connect).await;
+            front.end_session(&s, reason);
+        });
+        session
+    }
+
+    /// Forgets a session and tells the layer above; safe to call more than once.
+    pub(super) fn end_session(&self, session: &Arc<EngineSession>, reason: CloseReason) {
+        session.close(reason);
+        let removed = self.sessions.lock().remove(&session.sid);
+        if let Some((_, endpoint)) = removed {
+            self.handler(endpoint).on_close(session, reason);
+        }
+    }
+
+    /// Closes every live session (each flushes what is queued first); they leave the table as
+    /// their transports and timers end them.
+    pub(super) fn close_all_sessions(&self) {
+        let sessions: Vec<_> = self
+            .sessions
+            .lock()
+            .values()
+            .map(|(s, _)| s.clone())
+            .collect();
+        for s in &sessions {
+            s.close(CloseReason::ServerClose);
+        }
+    }
+
+    pub(super) fn has_sessions(&self) -> bool {
+        !self.sessions.lock().is_empty()
+    }
+}
