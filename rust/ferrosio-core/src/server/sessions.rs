@@ -20,7 +20,7 @@ pub(super) enum Endpoint {
     /// The Socket.IO endpoint (`config.path`).
     SocketIo,
     /// The bare Engine.IO endpoint (`config.engine_path`), if the host asked for one.
-    Engine,
+    EngineIo,
 }
 
 impl FrontDoor {
@@ -29,7 +29,7 @@ impl FrontDoor {
         if path == self.config.path {
             Some(Endpoint::SocketIo)
         } else if self.raw.is_some() && self.config.engine_path.as_deref() == Some(path) {
-            Some(Endpoint::Engine)
+            Some(Endpoint::EngineIo)
         } else {
             None
         }
@@ -38,7 +38,7 @@ impl FrontDoor {
     /// The layer that hears of the sessions of `endpoint`.
     pub(super) fn handler(&self, endpoint: Endpoint) -> Arc<dyn EngineHandler> {
         match (endpoint, &self.raw) {
-            (Endpoint::Engine, Some(raw)) => raw.clone(),
+            (Endpoint::EngineIo, Some(raw)) => raw.clone(),
             _ => self.layer.clone(),
         }
     }
