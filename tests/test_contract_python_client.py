@@ -36,7 +36,7 @@ import pytest
 import pytest_asyncio
 import socketio
 
-from conftest import transport_params
+from _harness import transport_params
 
 pytestmark = pytest.mark.asyncio
 
