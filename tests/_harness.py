@@ -17,6 +17,7 @@ Apps by kind (see tests/README.md):
   suite        tests/apps/suite_server.py        $FERROSIO_SHARED/protocol/suite-servers/
                                                      node_suite_server.js
   short-ping   tests/apps/short_ping_app.py      tests/apps/short_ping_app.js
+  http         tests/apps/http_app.py            -
 
   psio (python-socketio, to validate the tests themselves): the reference and suite apps
   from $FERROSIO_SHARED (reference/psio_app.py, protocol/suite-servers/psio_suite_server.py).

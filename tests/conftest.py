@@ -146,7 +146,7 @@ def _suite_server_session() -> ServerProcess:
 
 @pytest.fixture
 def reference_server(_reference_server_session: ServerProcess) -> ServerProcess:
-    """The reference app (../shared/reference/CONTRACT.md), shared by the whole session."""
+    """The reference app (CONTRACT.md of ../shared/reference/), shared by the whole session."""
     _reference_server_session.check_alive()
     return _reference_server_session
 

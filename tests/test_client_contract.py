@@ -1,6 +1,8 @@
-"""The reference contract (../shared/reference/CONTRACT.md) from the client side: ferrosio's
-``AsyncClient`` against the official Node ``socket.io`` server and against ferrosio's own
-reference app, over each transport (WebSocket, long-polling, polling upgraded to WebSocket).
+"""The reference contract from the client side: ferrosio's ``AsyncClient`` against the official
+Node ``socket.io`` server and against ferrosio's own reference app, over each transport
+(WebSocket, long-polling, polling upgraded to WebSocket). The contract is CONTRACT.md in the
+project's shared material (../shared/reference/, checked out beside the repository; not part
+of it).
 
 Negative checks ("the sender does not get its own broadcast") use a fence: a later round trip
 on the same connection, so everything the server sent before it has arrived.

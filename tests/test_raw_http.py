@@ -1,8 +1,9 @@
 """Engine.IO v4 over HTTP, byte for byte: long-polling, the upgrade to WebSocket, HTTP
 errors, maxPayload, CORS, static files, and slow or hostile HTTP clients.
 
-Expected behaviour: ../shared/protocol/NOTES.md (sections "Polling framing", "Upgrade",
-"Close", "maxPayload", "HTTP errors", "CORS"), i.e. what engine.io 6 / socket.io 4.8 do.
+Expected behaviour: the project's protocol notes, NOTES.md in ../shared/protocol/ (shared
+material checked out beside the repository; not part of it), sections "Polling framing",
+"Upgrade", "Close", "maxPayload", "HTTP errors", "CORS": what engine.io 6 / socket.io 4.8 do.
 
 HTTP is spoken over plain non-blocking sockets (class Conn below), not through an HTTP
 client library: status line, headers and body are exactly what the server wrote, and a
