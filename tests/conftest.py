@@ -1,80 +1,87 @@
-"""Shared fixtures: start a real server process, wait until it speaks Engine.IO, stop it.
+"""The one test harness: fixtures that start real server processes, and pytest hooks.
 
-Server under test, chosen with the environment variable FERROSIO_TEST_SERVER:
+How servers are started, probed and stopped lives in ``_harness.py``; this file turns it
+into fixtures (discovered by pytest, never imported by a test file). tests/README.md lists
+the apps and what each test file runs against.
 
-  ferrosio (default)  reference app: python examples/reference_app.py
-                      suite app:     python tests/apps/suite_app.py
-  node                reference app: node ../shared/reference/node_app.js
-                      suite app:     node ../shared/protocol/suite-servers/node_suite_server.js
-                      (NODE_PATH must point at node_modules with socket.io and
-                      engine.io, e.g. an `npm install` of the two package.json
-                      files there, done outside the repo)
-  psio                python-socketio implementations from ../shared (validation
-                      of the tests themselves; see KNOWN deviations in the tests)
+Server-side tests (contract, raw protocol, raw HTTP) run against the server chosen with
+FERROSIO_TEST_SERVER (``ferrosio``, the default; ``node``; ``psio``):
 
-Both apps are started with `--port N --host 127.0.0.1` on a free port.  The
-shared material lives at <repo>/../shared unless FERROSIO_SHARED says otherwise.
+- ``reference_server`` / ``suite_server``: the session's reference app and protocol-suite
+  app, started on first use and shared; a test never restarts them, and one that breaks
+  a connection does it on its own connection;
+- ``http_app(*options)``: tests/apps/http_app.py with those options, one shared process per
+  option set (ferrosio only; skipped otherwise).
 
-Servers are session-scoped: tests never restart them; tests that break a
-connection do it on their own connection.  On a test failure the log (stdout
-+ stderr) of every server started by the session is attached to the report.
+Client tests (the ferrosio AsyncClient, test_client_*.py) run against both ``ferrosio`` and
+the official Node server (``peer_kind``), whatever FERROSIO_TEST_SERVER says:
+
+- ``ref``: the shared reference app of ``peer_kind`` (the same process as
+  ``reference_server`` when the kinds agree);
+- ``own_server``: a reference app of the test's own, which the test may kill and start again
+  on the same port;
+- ``make_peer(kind, app, port, start)``: any app of either kind, closed after the test.
+
+``spawn_server(name, argv)`` starts any other server command (e.g. the chat demo).
+
+When a test fails, what every server wrote during that test (and the state of each one that
+is not running) is attached to the report.
 """
 
 from __future__ import annotations
 
-import base64
+import asyncio
 import contextlib
-import json
-import os
-import signal
-import socket
-import subprocess
-import sys
-import tempfile
 import time
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+import pytest_asyncio
 
-REPO = Path(__file__).resolve().parent.parent
-TESTS = REPO / "tests"
-SHARED = Path(os.environ.get("FERROSIO_SHARED", REPO.parent / "shared")).resolve()
-HOST = "127.0.0.1"
+from _harness import (
+    CLIENT_TRANSPORTS,
+    HOST,
+    KNOWN_KINDS,
+    LIVE,
+    PEER_KINDS,
+    REPO,
+    SERVER_KIND,
+    SHARED,
+    STARTUP_TIMEOUT,
+    TESTS,
+    WAIT,
+    ServerProcess,
+    Until,
+    close_all,
+    free_port,
+    new_server,
+    node_available,
+    shared_server,
+    transport_params,
+    ws_open_packet,
+)
 
-SERVER_KIND = os.environ.get("FERROSIO_TEST_SERVER", "ferrosio").strip().lower() or "ferrosio"
-KNOWN_KINDS = ("ferrosio", "node", "psio")
+# Test files import these from _harness; kept importable from conftest for test files written
+# against the earlier layout (`from conftest import TESTS, transport_params`).
+__all__ = [
+    "HOST",
+    "STARTUP_TIMEOUT",
+    "TESTS",
+    "ServerProcess",
+    "free_port",
+    "transport_params",
+    "ws_open_packet",
+]
 
-# Seconds a server gets to answer its first Engine.IO handshake.  Generous:
-# CI machines are small and may be compiling at the same time.
-STARTUP_TIMEOUT = float(os.environ.get("FERROSIO_TEST_STARTUP_TIMEOUT", "60"))
-
-# ---------------------------------------------------------------------------
-# Transports of the contract tests.  The client's `transports` option, as a
-# comma list.  A mode listed in PENDING_ON_FERROSIO is expected to fail on
-# ferrosio for now (xfail, non-strict) -- and only on ferrosio.  Switching a
-# mode on for real = deleting it from PENDING_ON_FERROSIO.
-# ---------------------------------------------------------------------------
-TRANSPORT_MODES = ["websocket", "polling", "polling,websocket"]
-PENDING_ON_FERROSIO: dict[str, str] = {}
+DEFAULT_TEST_TIMEOUT = 180  # seconds per test (pytest-timeout) when no ini sets one; a hang guard
 
 
-def transport_params():
-    params = []
-    for mode in TRANSPORT_MODES:
-        marks = []
-        if SERVER_KIND == "ferrosio" and mode in PENDING_ON_FERROSIO:
-            marks.append(pytest.mark.xfail(reason=PENDING_ON_FERROSIO[mode], strict=False))
-        params.append(pytest.param(mode, id=mode.replace(",", "+"), marks=marks))
-    return params
-
-
-# ---------------------------------------------------------------------------
-# pytest configuration that would otherwise need an ini file
-# ---------------------------------------------------------------------------
-DEFAULT_TEST_TIMEOUT = 180  # seconds, per test (pytest-timeout); only a hang guard
-
-
-def pytest_configure(config):
+# ---------------------------------------------------------------------------------------------
+# pytest hooks
+# ---------------------------------------------------------------------------------------------
+def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "timeout(seconds): per-test timeout (pytest-timeout)")
     if SERVER_KIND not in KNOWN_KINDS:
         raise pytest.UsageError(
@@ -82,14 +89,14 @@ def pytest_configure(config):
         )
 
 
-def pytest_report_header(config):
+def pytest_report_header(config: pytest.Config) -> list[str]:
     return [
         f"ferrosio tests: server under test = {SERVER_KIND} (FERROSIO_TEST_SERVER), "
-        f"shared = {SHARED}"
+        f"client tests against {' and '.join(PEER_KINDS)}, shared material = {SHARED}"
     ]
 
 
-def pytest_collection_modifyitems(config, items):
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     # a hang guard for every test, unless the test or the ini sets its own
     if config.pluginmanager.hasplugin("timeout") and not config.getini("timeout"):
         for item in items:
@@ -97,272 +104,183 @@ def pytest_collection_modifyitems(config, items):
                 item.add_marker(pytest.mark.timeout(DEFAULT_TEST_TIMEOUT))
 
 
-# ---------------------------------------------------------------------------
-# server processes
-# ---------------------------------------------------------------------------
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return s.getsockname()[1]
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    # where each server's log stands when the test begins: a failure report shows what came after
+    for srv in LIVE:
+        srv.log_mark = srv.log_size()
 
 
-def _recv_exact(sock: socket.socket, n: int, buf: bytearray) -> bytes:
-    while len(buf) < n:
-        chunk = sock.recv(65536)
-        if not chunk:
-            raise ConnectionError("closed")
-        buf += chunk
-    out = bytes(buf[:n])
-    del buf[:n]
-    return out
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    outcome = yield
+    report = outcome.get_result()
+    if report.failed:
+        for srv in LIVE:
+            if srv.log_text(srv.log_mark) or not srv.running:
+                report.sections.append((f"server {srv.name}", srv.describe(srv.log_mark)))
 
 
-def ws_open_packet(port: int, timeout: float = 3.0, path: str = "/socket.io/") -> dict | None:
-    """Engine.IO handshake over a raw WebSocket; returns the open packet's JSON, or None.
-
-    Written with plain sockets on purpose (no client library between the test
-    harness and the server's first bytes): HTTP 101, then one text frame
-    `0{...}`.
-    """
-    key = base64.b64encode(os.urandom(16)).decode()
-    try:
-        with socket.create_connection((HOST, port), timeout=timeout) as s:
-            s.settimeout(timeout)
-            s.sendall(
-                (
-                    f"GET {path}?EIO=4&transport=websocket HTTP/1.1\r\n"
-                    f"Host: {HOST}:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                    f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
-                ).encode()
-            )
-            buf = bytearray()
-            while b"\r\n\r\n" not in buf:
-                chunk = s.recv(65536)
-                if not chunk:
-                    return None
-                buf += chunk
-                if len(buf) > 65536:
-                    return None
-            head, _, rest = bytes(buf).partition(b"\r\n\r\n")
-            status = head.split(b"\r\n", 1)[0].split()
-            if len(status) < 2 or status[1] != b"101":
-                return None
-            buf = bytearray(rest)
-            b0, b1 = _recv_exact(s, 2, buf)
-            if b0 != 0x81:  # FIN + text frame
-                return None
-            n = b1 & 0x7F
-            if n == 126:
-                n = int.from_bytes(_recv_exact(s, 2, buf), "big")
-            elif n == 127:
-                n = int.from_bytes(_recv_exact(s, 8, buf), "big")
-            payload = _recv_exact(s, n, buf)
-            if not payload.startswith(b"0"):
-                return None
-            return json.loads(payload[1:])
-    except (OSError, ValueError, ConnectionError):
-        return None
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    close_all()
 
 
-class ServerProcess:
-    """A server command run on a free port; see module docstring."""
-
-    def __init__(
-        self, name: str, argv_prefix: list[str], env: dict | None = None, cwd: Path = REPO
-    ):
-        self.name = name
-        self.port = free_port()
-        self.argv = [*argv_prefix, "--port", str(self.port), "--host", HOST]
-        self.env = env
-        self.cwd = cwd
-        self.proc: subprocess.Popen | None = None
-        # kept open for the server's lifetime (closed in stop())
-        self.log = tempfile.NamedTemporaryFile(  # noqa: SIM115
-            prefix=f"ferrosio-{name}-", suffix=".log", delete=False
-        )
-        self.open_packet: dict | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://{HOST}:{self.port}"
-
-    @property
-    def ws_url(self) -> str:
-        return f"ws://{HOST}:{self.port}/socket.io/?EIO=4&transport=websocket"
-
-    def log_text(self, limit: int = 20000) -> str:
-        try:
-            data = Path(self.log.name).read_bytes()
-        except OSError:
-            return "(no log)"
-        text = data.decode("utf-8", "replace")
-        if len(text) > limit:
-            text = "...(truncated)...\n" + text[-limit:]
-        return text or "(empty)"
-
-    def describe(self) -> str:
-        rc = None if self.proc is None else self.proc.poll()
-        state = "running" if rc is None else f"EXITED with code {rc}"
-        return (
-            f"server {self.name!r} ({state}): {' '.join(self.argv)}\n"
-            f"--- log {self.log.name} ---\n{self.log_text()}"
-        )
-
-    def start(self) -> None:
-        try:
-            self.proc = subprocess.Popen(
-                self.argv,
-                cwd=self.cwd,
-                env=self.env,
-                stdin=subprocess.DEVNULL,
-                stdout=self.log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,  # own process group: stop() reaches its children too
-            )
-        except OSError as e:
-            pytest.fail(f"cannot start {' '.join(self.argv)}: {e}", pytrace=False)
-        deadline = time.monotonic() + STARTUP_TIMEOUT
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                self.stop()
-                pytest.fail(
-                    f"server exited before answering a handshake\n{self.describe()}", pytrace=False
-                )
-            packet = ws_open_packet(self.port)
-            if packet is not None:
-                self.open_packet = packet
-                return
-            time.sleep(0.1)
-        desc = self.describe()
-        self.stop()
-        pytest.fail(
-            f"server did not answer an Engine.IO websocket handshake within "
-            f"{STARTUP_TIMEOUT:.0f} s\n{desc}",
-            pytrace=False,
-        )
-
-    def stop(self) -> None:
-        """SIGTERM to the server's process group, then SIGKILL; by PID/PGID only."""
-        proc = self.proc
-        if proc is None or proc.poll() is not None:
-            self.log.close()
-            return
-        for sig, wait in ((signal.SIGTERM, 10), (signal.SIGKILL, 10)):
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, sig)
-            try:
-                proc.wait(timeout=wait)
-                break
-            except subprocess.TimeoutExpired:
-                continue
-        # children that ignored SIGTERM die with the group
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        self.log.close()
-
-    def check_alive(self) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            pytest.fail(
-                f"shared server is not running (a previous test may have crashed it)\n"
-                f"{self.describe()}",
-                pytrace=False,
-            )
-
-
-_SERVERS: list[ServerProcess] = []
-
-
-def server_command(app: str) -> tuple[list[str], dict]:
-    """argv prefix (without --port/--host) and env for `app` in {reference, suite}."""
-    env = dict(os.environ)
-    env.setdefault("PYTHONUNBUFFERED", "1")
-    if SERVER_KIND == "ferrosio":
-        script = (
-            REPO / "examples" / "reference_app.py"
-            if app == "reference"
-            else TESTS / "apps" / "suite_app.py"
-        )
-        if not script.exists():
-            pytest.fail(f"{script} does not exist", pytrace=False)
-        return [sys.executable, str(script)], env
-    if SERVER_KIND == "node":
-        script = (
-            SHARED / "reference" / "node_app.js"
-            if app == "reference"
-            else SHARED / "protocol" / "suite-servers" / "node_suite_server.js"
-        )
-        if not script.exists():
-            pytest.fail(f"{script} does not exist (set FERROSIO_SHARED?)", pytrace=False)
-        if not env.get("NODE_PATH"):
-            pytest.fail(
-                "FERROSIO_TEST_SERVER=node needs NODE_PATH pointing at a node_modules with "
-                "socket.io (and engine.io for the suite app), e.g. "
-                "`cp ../shared/protocol/suite-servers/package.json /tmp/nodesrv && "
-                "npm install --prefix /tmp/nodesrv` then NODE_PATH=/tmp/nodesrv/node_modules",
-                pytrace=False,
-            )
-        return ["node", str(script)], env
-    # psio
-    script = (
-        SHARED / "reference" / "psio_app.py"
-        if app == "reference"
-        else SHARED / "protocol" / "suite-servers" / "psio_suite_server.py"
-    )
-    return [sys.executable, str(script)], env
-
-
-def _start(app: str) -> ServerProcess:
-    argv, env = server_command(app)
-    srv = ServerProcess(f"{SERVER_KIND}-{app}", argv, env=env)
-    _SERVERS.append(srv)
-    srv.start()
-    return srv
-
-
+# ---------------------------------------------------------------------------------------------
+# the server under test (FERROSIO_TEST_SERVER)
+# ---------------------------------------------------------------------------------------------
 @pytest.fixture(scope="session")
 def server_kind() -> str:
+    """FERROSIO_TEST_SERVER: ``ferrosio``, ``node`` or ``psio``."""
     return SERVER_KIND
 
 
 @pytest.fixture(scope="session")
-def _reference_server_session():
-    srv = _start("reference")
-    yield srv
-    srv.stop()
+def _reference_server_session() -> ServerProcess:
+    return shared_server((SERVER_KIND, "reference"), lambda: new_server(SERVER_KIND, "reference"))
 
 
 @pytest.fixture(scope="session")
-def _suite_server_session():
-    srv = _start("suite")
-    yield srv
-    srv.stop()
+def _suite_server_session() -> ServerProcess:
+    return shared_server((SERVER_KIND, "suite"), lambda: new_server(SERVER_KIND, "suite"))
 
 
 @pytest.fixture
-def reference_server(_reference_server_session) -> ServerProcess:
-    """The reference app (CONTRACT.md), shared by the whole session."""
+def reference_server(_reference_server_session: ServerProcess) -> ServerProcess:
+    """The reference app (CONTRACT.md of ../shared/reference/), shared by the whole session."""
     _reference_server_session.check_alive()
     return _reference_server_session
 
 
 @pytest.fixture
-def suite_server(_suite_server_session) -> ServerProcess:
+def suite_server(_suite_server_session: ServerProcess) -> ServerProcess:
     """The protocol-suite app (ping 300 ms / timeout 200 ms, connect timeout 1 s), shared."""
     _suite_server_session.check_alive()
     return _suite_server_session
 
 
-@pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item, call):
-    outcome = yield
-    report = outcome.get_result()
-    if report.failed and _SERVERS:
-        for srv in _SERVERS:
-            report.sections.append((f"server {srv.name}", srv.describe()))
+@pytest.fixture(scope="session")
+def http_app() -> Callable[..., ServerProcess]:
+    """``http_app(*options)``: tests/apps/http_app.py started with those command-line options,
+    one shared process per option set; skips the test unless the server under test is
+    ferrosio (the options are ferrosio's)."""
+
+    def get(*options: str) -> ServerProcess:
+        if SERVER_KIND != "ferrosio":
+            pytest.skip("uses tests/apps/http_app.py (ferrosio options)")
+        return shared_server(
+            ("http", *options),
+            lambda: new_server("ferrosio", "http", args=options, name="ferrosio-http-app"),
+        )
+
+    return get
 
 
-def pytest_sessionfinish(session, exitstatus):
-    for srv in _SERVERS:
-        srv.stop()
-        with contextlib.suppress(OSError):
-            os.unlink(srv.log.name)
+# ---------------------------------------------------------------------------------------------
+# the peers of the client tests (ferrosio and the official Node server)
+# ---------------------------------------------------------------------------------------------
+def _peer(kind: str, app: str = "reference", port: int | None = None) -> ServerProcess:
+    if kind == "node" and not node_available():
+        pytest.skip("socket.io is not installed for the Node peer (run `make node-deps`)")
+    return new_server(kind, app, port=port)
+
+
+@pytest.fixture(params=PEER_KINDS)
+def peer_kind(request: pytest.FixtureRequest) -> str:
+    """Which server the client talks to: ``ferrosio`` or ``node``."""
+    return str(request.param)
+
+
+@pytest.fixture
+def ref(peer_kind: str) -> ServerProcess:
+    """The shared reference app of ``peer_kind`` (started once, never killed)."""
+    return shared_server((peer_kind, "reference"), lambda: _peer(peer_kind))
+
+
+@pytest.fixture
+def own_server(peer_kind: str) -> Iterator[ServerProcess]:
+    """A reference app of ``peer_kind`` of the test's own, for tests that kill and restart it
+    (``kill()``, then ``start()`` again on the same port)."""
+    srv = _peer(peer_kind)
+    try:
+        srv.start()
+        yield srv
+    finally:
+        srv.close()
+
+
+@pytest.fixture
+def make_peer() -> Iterator[Callable[..., ServerProcess]]:
+    """``make_peer(kind, app="reference"|"short-ping", port=None, start=True)``; closed after."""
+    made: list[ServerProcess] = []
+
+    def make(
+        kind: str, app: str = "reference", port: int | None = None, start: bool = True
+    ) -> ServerProcess:
+        srv = _peer(kind, app, port)
+        made.append(srv)
+        if start:
+            srv.start()
+        return srv
+
+    yield make
+    for srv in made:
+        srv.close()
+
+
+@pytest.fixture(params=list(CLIENT_TRANSPORTS))
+def transports(request: pytest.FixtureRequest) -> list[str]:
+    """The ferrosio client's ``transports`` option: websocket, polling, polling+websocket."""
+    return CLIENT_TRANSPORTS[str(request.param)]
+
+
+@pytest_asyncio.fixture
+async def clients() -> AsyncIterator[list[Any]]:
+    """Clients a test creates are appended here and disconnected afterwards."""
+    made: list[Any] = []
+    yield made
+    for c in made:
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(c.disconnect(), 10)
+
+
+async def _until(pred: Callable[[], bool], timeout: float = WAIT, what: str = "condition") -> None:
+    """Polls ``pred`` until it holds; fails after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not pred():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.01)
+
+
+@pytest.fixture
+def until() -> Until:
+    """``await until(pred, timeout=WAIT, what=...)``: polls until ``pred()`` holds."""
+    return _until
+
+
+# ---------------------------------------------------------------------------------------------
+# any other server command
+# ---------------------------------------------------------------------------------------------
+@pytest.fixture
+def spawn_server() -> Iterator[Callable[..., ServerProcess]]:
+    """``spawn_server(name, argv, *, port=None, cwd=REPO, start=True)``: any server command
+    that takes ``--port N --host 127.0.0.1`` and speaks Engine.IO; closed after the test."""
+    made: list[ServerProcess] = []
+
+    def spawn(
+        name: str,
+        argv: list[str],
+        *,
+        port: int | None = None,
+        cwd: Path = REPO,
+        start: bool = True,
+    ) -> ServerProcess:
+        srv = ServerProcess(name, argv, port=port, cwd=cwd)
+        made.append(srv)
+        if start:
+            srv.start()
+        return srv
+
+    yield spawn
+    for srv in made:
+        srv.close()

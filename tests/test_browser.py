@@ -1,8 +1,10 @@
 """The chat demo in a real browser: Debian's Chromium, the official socket.io-client bundle.
 
-Starts examples/chat/server.py on a free port (with this interpreter, so the ferrosio under
-test), then runs tests/browser/chat.spec.mjs: two pages, one forced to long-polling and one
-upgraded to WebSocket, join a room and talk to each other. The script prints one JSON line.
+The demo itself is what is tested, so its server is started from examples/ (no copy under
+tests/apps): examples/chat/server.py, on a free port, with this interpreter (so the ferrosio
+under test), through the harness's ``spawn_server``. Then tests/browser/chat.spec.mjs runs:
+two pages, one forced to long-polling and one upgraded to WebSocket, join a room and talk to
+each other. The script prints one JSON line.
 
 Needs, and fails (not skips) without, what CI installs:
   apt-get install -y chromium                  # /usr/bin/chromium
@@ -15,15 +17,14 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
-import socket
 import subprocess
 import sys
-import time
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+
+from _harness import ServerProcess
 
 REPO = Path(__file__).resolve().parent.parent
 SERVER = REPO / "examples" / "chat" / "server.py"
@@ -31,9 +32,7 @@ SPEC = REPO / "tests" / "browser" / "chat.spec.mjs"
 BROWSER_DEPS = REPO / "tests" / "browser" / "node_modules" / "playwright-core"
 CLIENT_DIST = REPO / "tests" / "node" / "node_modules" / "socket.io-client" / "dist"
 CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
-HOST = "127.0.0.1"
 
-STARTUP_TIMEOUT = 30.0  # seconds for the server to answer
 SPEC_TIMEOUT = 90.0  # the script stops itself at 55 s; this is the hang guard
 
 # Must match CHECKS in tests/browser/chat.spec.mjs.
@@ -60,23 +59,8 @@ def _require(ok: bool, message: str) -> None:
         pytest.fail(message, pytrace=False)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return int(s.getsockname()[1])
-
-
-def _answers(port: int) -> bool:
-    try:
-        with socket.create_connection((HOST, port), timeout=1) as s:
-            s.sendall(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
-            return s.recv(12).startswith(b"HTTP/1.1 200")
-    except OSError:
-        return False
-
-
 @pytest.fixture
-def chat_server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
+def chat_server(tmp_path: Path, spawn_server: Callable[..., ServerProcess]) -> tuple[str, Path]:
     _require(
         Path(CHROMIUM).is_file(),
         f"{CHROMIUM} is missing: install Debian's Chromium with `apt-get install -y chromium`",
@@ -90,40 +74,9 @@ def chat_server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
         (CLIENT_DIST / "socket.io.min.js").is_file(),
         "the socket.io-client bundle is missing: run `npm install --prefix tests/node`",
     )
-    port = _free_port()
-    log_path = tmp_path / "chat-server.log"
-    log = open(log_path, "wb")  # noqa: SIM115 - closed below, after the process
-    proc = subprocess.Popen(
-        [sys.executable, str(SERVER), "--port", str(port), "--host", HOST],
-        cwd=tmp_path,  # the server must not depend on the working directory
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        deadline = time.monotonic() + STARTUP_TIMEOUT
-        while not _answers(port):
-            if proc.poll() is not None:
-                pytest.fail(
-                    f"the chat server exited with {proc.returncode}:\n{log_path.read_text()}",
-                    pytrace=False,
-                )
-            if time.monotonic() > deadline:
-                pytest.fail(
-                    f"the chat server did not answer within {STARTUP_TIMEOUT} s:\n"
-                    f"{log_path.read_text()}",
-                    pytrace=False,
-                )
-            time.sleep(0.1)
-        yield f"http://{HOST}:{port}", log_path
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)  # ferrosio.run shuts down gracefully on it
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(5)
-        log.close()
+    # the server must not depend on the working directory
+    srv = spawn_server("chat-demo", [sys.executable, str(SERVER)], cwd=tmp_path)
+    return srv.url, srv.log_path
 
 
 @pytest.mark.timeout(180)

@@ -1,6 +1,8 @@
-"""The reference contract (../shared/reference/CONTRACT.md) from the client side: ferrosio's
-``AsyncClient`` against the official Node ``socket.io`` server and against ferrosio's own
-reference app, over each transport (WebSocket, long-polling, polling upgraded to WebSocket).
+"""The reference contract from the client side: ferrosio's ``AsyncClient`` against the official
+Node ``socket.io`` server and against ferrosio's own reference app, over each transport
+(WebSocket, long-polling, polling upgraded to WebSocket). The contract is CONTRACT.md in the
+project's shared material (../shared/reference/, checked out beside the repository; not part
+of it).
 
 Negative checks ("the sender does not get its own broadcast") use a fence: a later round trip
 on the same connection, so everything the server sent before it has arrived.
@@ -18,14 +20,13 @@ import ferrosio
 from ferrosio.client import BadNamespaceError
 
 if TYPE_CHECKING:
-    from client_conftest import Server, Until
+    from _harness import ServerProcess, Until
 
-pytest_plugins = ["client_conftest"]
 WAIT = 15.0
 
 
 async def connect(
-    clients: list[Any], server: Server, transports: list[str], **kwargs: Any
+    clients: list[Any], server: ServerProcess, transports: list[str], **kwargs: Any
 ) -> ferrosio.AsyncClient:
     c = ferrosio.AsyncClient()
     clients.append(c)
@@ -48,7 +49,7 @@ VALUES: list[Any] = [
 
 
 async def test_echo_with_ack_returns_the_same_args(
-    ref: Server, transports: list[str], clients: list[Any]
+    ref: ServerProcess, transports: list[str], clients: list[Any]
 ) -> None:
     c = await connect(clients, ref, transports)
     for v in VALUES:
@@ -63,7 +64,7 @@ async def test_echo_with_ack_returns_the_same_args(
 
 
 async def test_binary_round_trips_at_top_level_and_nested(
-    ref: Server, transports: list[str], clients: list[Any], until: Until
+    ref: ServerProcess, transports: list[str], clients: list[Any], until: Until
 ) -> None:
     c = await connect(clients, ref, transports)
     blob = bytes(range(256)) * 40
@@ -82,7 +83,7 @@ async def test_binary_round_trips_at_top_level_and_nested(
 
 
 async def test_echo_without_ack_is_emitted_back_in_order(
-    ref: Server, transports: list[str], clients: list[Any], until: Until
+    ref: ServerProcess, transports: list[str], clients: list[Any], until: Until
 ) -> None:
     c = await connect(clients, ref, transports)
     got: list[Any] = []
@@ -98,7 +99,7 @@ async def test_echo_without_ack_is_emitted_back_in_order(
 
 
 async def test_rooms_join_leave_and_to_room(
-    ref: Server, transports: list[str], clients: list[Any], until: Until
+    ref: ServerProcess, transports: list[str], clients: list[Any], until: Until
 ) -> None:
     c = await connect(clients, ref, transports)
     room = f"r-{uuid.uuid4().hex[:8]}"
@@ -118,7 +119,7 @@ async def test_rooms_join_leave_and_to_room(
 
 
 async def test_bcast_reaches_others_not_the_sender_and_catch_all(
-    ref: Server, transports: list[str], clients: list[Any], until: Until
+    ref: ServerProcess, transports: list[str], clients: list[Any], until: Until
 ) -> None:
     a = await connect(clients, ref, transports)
     b = await connect(clients, ref, transports)
@@ -135,7 +136,7 @@ async def test_bcast_reaches_others_not_the_sender_and_catch_all(
 
 
 async def test_ask_is_answered_by_the_client_handler(
-    ref: Server, transports: list[str], clients: list[Any]
+    ref: ServerProcess, transports: list[str], clients: list[Any]
 ) -> None:
     c = await connect(clients, ref, transports)
 
@@ -152,7 +153,7 @@ async def test_ask_is_answered_by_the_client_handler(
 
 
 async def test_disconnect_me_is_a_server_disconnect_without_reconnection(
-    ref: Server, transports: list[str], clients: list[Any]
+    ref: ServerProcess, transports: list[str], clients: list[Any]
 ) -> None:
     c = ferrosio.AsyncClient(reconnection_delay=0.05, reconnection_delay_max=0.05)
     clients.append(c)
@@ -172,7 +173,7 @@ async def test_disconnect_me_is_a_server_disconnect_without_reconnection(
 
 
 async def test_admin_namespace_with_auth_beside_main_on_one_connection(
-    ref: Server, transports: list[str], clients: list[Any], until: Until
+    ref: ServerProcess, transports: list[str], clients: list[Any], until: Until
 ) -> None:
     c = await connect(
         clients, ref, transports, namespaces=["/", "/admin"], auth={"token": "secret"}
@@ -206,7 +207,7 @@ async def test_admin_namespace_with_auth_beside_main_on_one_connection(
 
 
 async def test_admin_refused_without_the_token(
-    ref: Server, transports: list[str], clients: list[Any]
+    ref: ServerProcess, transports: list[str], clients: list[Any]
 ) -> None:
     c = ferrosio.AsyncClient()
     clients.append(c)
@@ -228,7 +229,7 @@ async def test_admin_refused_without_the_token(
 
 
 async def test_emit_on_a_namespace_not_connected_raises(
-    ref: Server, transports: list[str], clients: list[Any]
+    ref: ServerProcess, transports: list[str], clients: list[Any]
 ) -> None:
     c = await connect(clients, ref, transports)
     with pytest.raises(BadNamespaceError):
@@ -241,7 +242,7 @@ async def test_emit_on_a_namespace_not_connected_raises(
 
 
 async def test_transport_in_use(
-    ref: Server, transports: list[str], clients: list[Any], until: Until
+    ref: ServerProcess, transports: list[str], clients: list[Any], until: Until
 ) -> None:
     c = await connect(clients, ref, transports)
     assert await c.call("echo", 1, timeout=WAIT) == 1
@@ -252,7 +253,7 @@ async def test_transport_in_use(
 
 
 async def test_a_message_over_the_limit_is_a_disconnect_then_a_reconnection(
-    ref: Server, transports: list[str], clients: list[Any], until: Until
+    ref: ServerProcess, transports: list[str], clients: list[Any], until: Until
 ) -> None:
     c = ferrosio.AsyncClient(reconnection_delay=0.05, reconnection_delay_max=0.2)
     clients.append(c)
@@ -269,7 +270,7 @@ async def test_a_message_over_the_limit_is_a_disconnect_then_a_reconnection(
 
 
 async def test_unanswered_call_times_out_on_node(
-    peer_kind: str, ref: Server, clients: list[Any]
+    peer_kind: str, ref: ServerProcess, clients: list[Any]
 ) -> None:
     if peer_kind != "node":
         pytest.skip("ferrosio's server acks unhandled events (as python-socketio does)")
@@ -280,7 +281,7 @@ async def test_unanswered_call_times_out_on_node(
 
 
 async def test_ask_times_out_on_the_server_when_the_handler_never_returns(
-    ref: Server, clients: list[Any]
+    ref: ServerProcess, clients: list[Any]
 ) -> None:
     c = await connect(clients, ref, ["websocket"])
     never = asyncio.Event()
@@ -293,7 +294,7 @@ async def test_ask_times_out_on_the_server_when_the_handler_never_returns(
 
 
 async def test_namespace_catch_all_and_class_based_namespaces(
-    ref: Server, clients: list[Any], until: Until
+    ref: ServerProcess, clients: list[Any], until: Until
 ) -> None:
     from ferrosio.client import AsyncClientNamespace
 
@@ -334,7 +335,7 @@ async def test_namespace_catch_all_and_class_based_namespaces(
 
 
 async def test_a_burst_across_the_upgrade_keeps_its_order(
-    ref: Server, clients: list[Any], until: Until
+    ref: ServerProcess, clients: list[Any], until: Until
 ) -> None:
     c = ferrosio.AsyncClient()
     clients.append(c)

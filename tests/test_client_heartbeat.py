@@ -26,9 +26,8 @@ import ferrosio
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from client_conftest import Server, Until
+    from _harness import ServerProcess, Until
 
-pytest_plugins = ["client_conftest"]
 WAIT = 15.0
 PING_WINDOW = 0.8  # the short-ping servers: 300 ms interval + 500 ms timeout
 SLACK = 3.0  # a generous allowance for a loaded machine
@@ -122,7 +121,7 @@ async def test_a_frozen_server_is_detected_and_the_client_reconnects_after_it_th
     transports: list[str],
     clients: list[Any],
     until: Until,
-    make_peer: Callable[..., Server],
+    make_peer: Callable[..., ServerProcess],
 ) -> None:
     srv = make_peer(peer_kind, "short-ping")
     c = ferrosio.AsyncClient(reconnection_delay=0.1, reconnection_delay_max=0.5, request_timeout=1)

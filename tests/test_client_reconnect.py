@@ -19,9 +19,8 @@ from ferrosio.client import BadNamespaceError, BufferFullError, _Backoff
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from client_conftest import Server, Until
+    from _harness import ServerProcess, Until
 
-pytest_plugins = ["client_conftest"]
 WAIT = 15.0
 
 
@@ -58,7 +57,7 @@ def test_backoff_follows_the_js_client() -> None:
 
 
 async def test_kill_and_restart_buffered_emits_arrive_in_order(
-    own_server: Server,
+    own_server: ServerProcess,
     transports: list[str],
     clients: list[Any],
     until: Until,
@@ -101,7 +100,7 @@ async def test_kill_and_restart_buffered_emits_arrive_in_order(
 
 
 async def test_kill_and_restart_with_retries_nothing_is_lost(
-    own_server: Server, transports: list[str], clients: list[Any], until: Until
+    own_server: ServerProcess, transports: list[str], clients: list[Any], until: Until
 ) -> None:
     c = fast_client(retries=100, ack_timeout=2)
     clients.append(c)
@@ -133,7 +132,7 @@ async def test_kill_and_restart_with_retries_nothing_is_lost(
 
 
 async def test_volatile_emits_are_dropped_and_the_buffer_is_bounded(
-    own_server: Server, clients: list[Any], until: Until
+    own_server: ServerProcess, clients: list[Any], until: Until
 ) -> None:
     c = fast_client(max_buffered=5)
     clients.append(c)
@@ -157,7 +156,7 @@ async def test_volatile_emits_are_dropped_and_the_buffer_is_bounded(
 
 
 async def test_a_call_buffered_while_down_times_out_and_is_not_sent_later(
-    own_server: Server, clients: list[Any], until: Until
+    own_server: ServerProcess, clients: list[Any], until: Until
 ) -> None:
     c = fast_client()
     clients.append(c)
@@ -183,7 +182,7 @@ async def test_a_call_buffered_while_down_times_out_and_is_not_sent_later(
 
 
 async def test_a_call_in_flight_fails_when_the_connection_is_lost(
-    own_server: Server, clients: list[Any], until: Until
+    own_server: ServerProcess, clients: list[Any], until: Until
 ) -> None:
     c = fast_client()
     clients.append(c)
@@ -204,7 +203,7 @@ async def test_a_call_in_flight_fails_when_the_connection_is_lost(
 
 
 async def test_gives_up_after_the_reconnection_attempts(
-    own_server: Server, clients: list[Any], until: Until
+    own_server: ServerProcess, clients: list[Any], until: Until
 ) -> None:
     c = fast_client(reconnection_attempts=2, reconnection_delay=0.05, reconnection_delay_max=0.1)
     clients.append(c)
@@ -219,7 +218,7 @@ async def test_gives_up_after_the_reconnection_attempts(
 
 
 async def test_no_reconnection_after_disconnect(
-    own_server: Server, clients: list[Any], until: Until
+    own_server: ServerProcess, clients: list[Any], until: Until
 ) -> None:
     c = fast_client(reconnection_delay=0.05, reconnection_delay_max=0.05)
     clients.append(c)
@@ -252,7 +251,7 @@ async def test_connect_to_nothing_fails_then_retry_waits_for_the_server(
     peer_kind: str,
     transports: list[str],
     clients: list[Any],
-    make_peer: Callable[..., Server],
+    make_peer: Callable[..., ServerProcess],
 ) -> None:
     port = _dead_port()
     c = fast_client()
@@ -278,7 +277,7 @@ async def test_connect_to_nothing_fails_then_retry_waits_for_the_server(
 
 
 async def test_auth_is_evaluated_on_each_connection_and_a_refusal_ends_the_namespace(
-    own_server: Server, clients: list[Any], until: Until
+    own_server: ServerProcess, clients: list[Any], until: Until
 ) -> None:
     tokens = iter(["secret", "expired"])
     calls: list[str] = []

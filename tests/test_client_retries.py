@@ -17,9 +17,8 @@ import websockets
 import ferrosio
 
 if TYPE_CHECKING:
-    from client_conftest import Until
+    from _harness import Until
 
-pytest_plugins = ["client_conftest"]
 WAIT = 15.0
 
 

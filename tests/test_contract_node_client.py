@@ -15,7 +15,7 @@ import subprocess
 
 import pytest
 
-from conftest import TESTS, transport_params
+from _harness import TESTS, transport_params
 
 NODE_DIR = TESTS / "node"
 SCRIPT = NODE_DIR / "contract.mjs"

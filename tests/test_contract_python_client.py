@@ -1,5 +1,6 @@
-"""Reference-app contract (../shared/reference/CONTRACT.md), checked with
-python-socketio's `socketio.AsyncClient` against the running reference app.
+"""Reference-app contract, checked with python-socketio's `socketio.AsyncClient` against
+the running reference app. The contract is CONTRACT.md in the project's shared material
+(../shared/reference/, checked out beside the repository; not part of it).
 
 Same checks, same names as tests/node/contract.mjs (official JS client), so a
 failure on one client and not the other points at a client-specific path.
@@ -36,7 +37,7 @@ import pytest
 import pytest_asyncio
 import socketio
 
-from conftest import transport_params
+from _harness import transport_params
 
 pytestmark = pytest.mark.asyncio
 

@@ -1,8 +1,9 @@
 """Engine.IO v4 over HTTP, byte for byte: long-polling, the upgrade to WebSocket, HTTP
 errors, maxPayload, CORS, static files, and slow or hostile HTTP clients.
 
-Expected behaviour: ../shared/protocol/NOTES.md (sections "Polling framing", "Upgrade",
-"Close", "maxPayload", "HTTP errors", "CORS"), i.e. what engine.io 6 / socket.io 4.8 do.
+Expected behaviour: the project's protocol notes, NOTES.md in ../shared/protocol/ (shared
+material checked out beside the repository; not part of it), sections "Polling framing",
+"Upgrade", "Close", "maxPayload", "HTTP errors", "CORS": what engine.io 6 / socket.io 4.8 do.
 
 HTTP is spoken over plain non-blocking sockets (class Conn below), not through an HTTP
 client library: status line, headers and body are exactly what the server wrote, and a
@@ -34,9 +35,6 @@ import json
 import os
 import re
 import socket
-import subprocess
-import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -44,11 +42,10 @@ import pytest
 from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import ConnectionClosed
 
-import conftest
+from _harness import HOST
 
 pytestmark = pytest.mark.asyncio
 
-HOST = conftest.HOST
 WAIT = 20.0  # seconds; upper bound for any single wait (hang guard only)
 SETTLE = 0.5  # seconds given to the server to register a request before the next one
 ATTEMPTS = 3
@@ -56,7 +53,6 @@ MAX_PAYLOAD = 1_000_000
 PATH = "/socket.io/"
 TEXT_PLAIN = "text/plain; charset=UTF-8"
 SEP = "\x1e"
-HTTP_APP = conftest.TESTS / "apps" / "http_app.py"
 _TIMEOUTS = (TimeoutError, asyncio.TimeoutError)
 
 ERRORS = {
@@ -385,74 +381,7 @@ async def ws_raw_request(port: int, target: str, origin: str | None = None) -> R
 
 
 # ---------------------------------------------------------------------- apps --
-def _polling_ready(port: int) -> bool:
-    """A polling handshake succeeds (blocking; used while a server starts)."""
-    try:
-        with socket.create_connection((HOST, port), timeout=3) as s:
-            s.settimeout(3)
-            s.sendall(request_bytes(port, "GET", eio_query("polling")))
-            data = b""
-            while chunk := s.recv(65536):
-                data += chunk
-        return data.startswith(b"HTTP/1.1 200") and b"\r\n\r\n0{" in data
-    except OSError:
-        return False
-
-
-class HttpApp(conftest.ServerProcess):
-    """tests/apps/http_app.py; ready when it answers a handshake on a transport it serves
-    (conftest's ServerProcess waits for a WebSocket handshake, which a polling-only app
-    never gives)."""
-
-    def __init__(self, args: tuple[str, ...]):
-        env = dict(os.environ)
-        env.setdefault("PYTHONUNBUFFERED", "1")
-        super().__init__("ferrosio-http-app", [sys.executable, str(HTTP_APP), *args], env=env)
-        transports = args[args.index("--transports") + 1] if "--transports" in args else "polling"
-        self.polling = "polling" in transports
-
-    def start(self) -> None:
-        try:
-            self.proc = subprocess.Popen(
-                self.argv,
-                cwd=self.cwd,
-                env=self.env,
-                stdin=subprocess.DEVNULL,
-                stdout=self.log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        except OSError as e:
-            pytest.fail(f"cannot start {' '.join(self.argv)}: {e}", pytrace=False)
-        deadline = time.monotonic() + conftest.STARTUP_TIMEOUT
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                break
-            if _polling_ready(self.port) if self.polling else conftest.ws_open_packet(self.port):
-                return
-            time.sleep(0.1)
-        desc = self.describe()
-        self.stop()
-        pytest.fail(f"http_app did not start or answer a handshake\n{desc}", pytrace=False)
-
-
-_APPS: dict[tuple[str, ...], HttpApp] = {}
-
-
-def http_app(*args: str) -> HttpApp:
-    """tests/apps/http_app.py with these options, one process per option set (ferrosio only)."""
-    if conftest.SERVER_KIND != "ferrosio":
-        pytest.skip("uses tests/apps/http_app.py (ferrosio options)")
-    srv = _APPS.get(args)
-    if srv is None:
-        srv = HttpApp(args)
-        conftest._SERVERS.append(srv)  # logs attached on failure, stopped at session end
-        _APPS[args] = srv
-        srv.start()
-    srv.check_alive()
-    return srv
-
-
+# tests/apps/http_app.py: the `http_app(*options)` fixture (conftest.py)
 @pytest.fixture(scope="session")
 def static_root(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("static")
@@ -717,7 +646,7 @@ async def test_ping_timeout_closes_polling_session(suite_server):
     assert_error(await p.post("3"), 1)
 
 
-async def test_ping_timeout_ends_pending_get_with_close_packet():
+async def test_ping_timeout_ends_pending_get_with_close_packet(http_app):
     # ping every 0.5 s, 3 s to answer: after the ping arrives there is ample time to
     # start the next GET, which must then be answered with `1` when the timeout fires
     srv = http_app("--cors", "any", "--ping-interval", "0.5", "--ping-timeout", "3")
@@ -943,7 +872,7 @@ async def test_cors_headers_on_polling_responses(reference_server):
     ],
     ids=["same-host", "no-origin", "other-host", "other-port", "other-name"],
 )
-async def test_same_origin_policy_polling(origin, allowed):
+async def test_same_origin_policy_polling(http_app, origin, allowed):
     srv = http_app("--cors", "same-origin")
     if origin == "same":
         origin = f"http://{HOST}:{srv.port}"
@@ -958,7 +887,7 @@ async def test_same_origin_policy_polling(origin, allowed):
 
 
 @pytest.mark.parametrize("allowed", [True, False], ids=["same-host", "other-host"])
-async def test_same_origin_policy_websocket(allowed):
+async def test_same_origin_policy_websocket(http_app, allowed):
     srv = http_app("--cors", "same-origin")
     origin = f"http://{HOST}:{srv.port}" if allowed else "http://evil.example"
     res = await ws_raw_request(srv.port, eio_query("websocket"), origin=origin)
@@ -976,7 +905,7 @@ LISTED = "https://good.example"
     [(LISTED, True), ("https://other.example", False), ("http://good.example", False)],
     ids=["listed", "unlisted", "listed-host-other-scheme"],
 )
-async def test_origin_list_policy(origin, allowed):
+async def test_origin_list_policy(http_app, origin, allowed):
     srv = http_app("--cors", f"{LISTED},https://second.example")
     res = await http(srv.port, "GET", eio_query("polling"), {"Origin": origin})
     ws = await ws_raw_request(srv.port, eio_query("websocket"), origin=origin)
@@ -998,7 +927,7 @@ async def test_origin_list_policy(origin, allowed):
     assert pre.header("Access-Control-Allow-Origin") == origin, str(pre)
 
 
-async def test_cors_disabled_sends_no_headers_and_checks_nothing():
+async def test_cors_disabled_sends_no_headers_and_checks_nothing(http_app):
     srv = http_app("--cors", "none")
     res = await http(srv.port, "GET", eio_query("polling"), {"Origin": "http://evil.example"})
     assert res.status == 200 and res.body.startswith(b"0"), str(res)
@@ -1008,7 +937,7 @@ async def test_cors_disabled_sends_no_headers_and_checks_nothing():
 
 
 # ============================================================ transport options ==
-async def test_websocket_only_server_refuses_polling():
+async def test_websocket_only_server_refuses_polling(http_app):
     srv = http_app("--cors", "any", "--transports", "websocket")
     assert_error(await http(srv.port, "GET", eio_query("polling")), 0)
     ws = await ws_open(srv)
@@ -1019,7 +948,7 @@ async def test_websocket_only_server_refuses_polling():
         await ws.close()
 
 
-async def test_polling_only_server_refuses_websocket():
+async def test_polling_only_server_refuses_websocket(http_app):
     srv = http_app("--cors", "any", "--transports", "polling")
     p = Polling(srv)
     await p.handshake()
@@ -1030,7 +959,7 @@ async def test_polling_only_server_refuses_websocket():
     await p.connect()
 
 
-async def test_no_upgrades_advertises_none_and_refuses_probe():
+async def test_no_upgrades_advertises_none_and_refuses_probe(http_app):
     srv = http_app("--cors", "any", "--no-upgrades")
     p = Polling(srv)
     await p.handshake()
@@ -1048,7 +977,7 @@ async def test_no_upgrades_advertises_none_and_refuses_probe():
 
 # ================================================================= static files ==
 @pytest.fixture
-def static_app(static_root):
+def static_app(http_app, static_root):
     return http_app("--cors", "any", "--static-dir", str(static_root / "public"))
 
 

@@ -1,10 +1,11 @@
 """Engine.IO v4 / Socket.IO v5 on the wire: exact frames over a plain WebSocket.
 
-Expected bytes come from ../shared/protocol/NOTES.md (observed on socket.io 4.8 /
-engine.io 6).  The client is the `websockets` package with compression off, so
-every frame sent/received here is exactly the bytes shown.
+Expected bytes come from the project's protocol notes, NOTES.md in ../shared/protocol/
+(shared material checked out beside the repository; not part of it), observed on
+socket.io 4.8 / engine.io 6.  The client is the `websockets` package with compression
+off, so every frame sent/received here is exactly the bytes shown.
 
-Two shared servers (conftest.py):
+Two session-shared servers (fixtures in conftest.py):
 - reference app (ping 25 s): everything that must not be disturbed by pings,
   in particular every "the server closes the connection" test (a ping timeout
   cannot be mistaken for the behaviour under test);

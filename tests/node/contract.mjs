@@ -1,6 +1,7 @@
 #!/usr/bin/env node
-// Reference-app contract (../shared/reference/CONTRACT.md) checked with the
-// official npm socket.io-client, against a live server.
+// Reference-app contract checked with the official npm socket.io-client, against a live
+// server. The contract is CONTRACT.md in the project's shared material (../shared/reference/,
+// checked out beside the repository; not part of it).
 //
 //   node tests/node/contract.mjs http://127.0.0.1:PORT TRANSPORTS
 //

@@ -1,14 +1,16 @@
 #!/usr/bin/env python3
 """Server for the official protocol test suites, on ferrosio.
 
-    python examples/suite_server.py [--port 3000] [--host 127.0.0.1]
+    python tests/apps/suite_server.py [--port 3000] [--host 127.0.0.1]
 
 One listener serves both suites, with their settings (ping interval 300 ms, ping timeout
 200 ms, max payload 1e6, connect timeout 1 s, CORS any origin):
 - ``/engine.io/``: a bare Engine.IO endpoint echoing every message (engine.io-protocol);
 - ``/socket.io/``: the Socket.IO handlers the socket.io-protocol suite expects.
 
-Run the suites with ``../shared/protocol/run-suites.sh`` (see the README).
+Also the "suite app" of the raw-protocol tests (tests/test_raw_protocol.py, test_raw_http.py).
+Run the official suites with ``../shared/protocol/run-suites.sh`` (see the README; ../shared is
+the project's shared material checked out beside the repository, not part of it).
 """
 
 from __future__ import annotations
