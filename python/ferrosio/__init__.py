@@ -19,10 +19,10 @@ for one); unknown arguments raise ``TypeError``.
 
 The handler for an event in namespace ``nsp`` is the first of: ``handlers[nsp][event]``,
 ``handlers[nsp]["*"]`` (event name first), ``handlers["*"][event]`` (namespace first),
-``handlers["*"]["*"]`` (event name, then namespace), the class-based namespace of ``nsp``, then
-a class-based namespace registered for ``"*"`` (namespace first). ``connect`` and
-``disconnect`` (on a client also ``connect_error``) never reach a catch-all, and a peer cannot
-send events under those names.
+``handlers["*"]["*"]`` (event name, then namespace), the class-based namespace of ``nsp`` (its
+``on_<event>``), else a class-based namespace registered for ``"*"`` (namespace first).
+``connect`` and ``disconnect`` (on a client also ``connect_error``) never reach a catch-all,
+and a peer cannot send events under those names.
 """
 
 from __future__ import annotations

@@ -8,8 +8,9 @@ Handler lookup, for an event ``event`` arriving in namespace ``nsp`` (python-soc
 2. ``handlers[nsp]["*"]``, called with the event name first;
 3. ``handlers["*"][event]``, called with the namespace first;
 4. ``handlers["*"]["*"]``, called with the event name, then the namespace;
-5. the class-based namespace registered for ``nsp``: its ``on_<event>`` method;
-6. a class-based namespace registered for ``"*"``: its ``on_<event>``, namespace first.
+5. the class-based namespace registered for ``nsp``: its ``on_<event>`` method (if ``nsp``
+   has a class, it is the last rung: without that method, the event has no handler);
+6. else a class-based namespace registered for ``"*"``: its ``on_<event>``, namespace first.
 
 Reserved events (the server's ``connect`` and ``disconnect``; the client's ``connect``,
 ``connect_error`` and ``disconnect``) never reach a catch-all (rungs 2 and 4), and an event a
@@ -205,8 +206,9 @@ class HandlerRegistry:
 
         The handler for an event in namespace ``nsp`` is the first of: ``handlers[nsp][event]``,
         ``handlers[nsp]["*"]``, ``handlers["*"][event]``, ``handlers["*"]["*"]``, the
-        ``on_<event>`` method of the class-based namespace registered for ``nsp``, then that of
-        one registered for ``"*"`` (namespace first), as in python-socketio. ``connect``,
+        ``on_<event>`` method of the class-based namespace registered for ``nsp`` (if there is
+        one, it is the last rung), else that of one registered for ``"*"`` (namespace first),
+        as in python-socketio. ``connect``,
         ``disconnect`` (and, on a client, ``connect_error``) never go to a ``"*"`` event
         handler, and a peer cannot send events with those names.
         """
@@ -272,11 +274,10 @@ class HandlerRegistry:
                     return fn, (event, nsp)
         spaces = self.namespace_handlers
         if spaces:
+            # as in python-socketio, a class registered for nsp owns nsp: no "*" class after it
             space = spaces.get(nsp)
             if space is not None:
-                fn = getattr(space, "on_" + event, None)
-                if fn is not None:
-                    return fn, _NO_ARGS
+                return getattr(space, "on_" + event, None), _NO_ARGS
             space = spaces.get("*")
             if space is not None:
                 fn = getattr(space, "on_" + event, None)
