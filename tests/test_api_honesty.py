@@ -9,7 +9,9 @@ for ferrosio's client. Fixtures: ``clients`` and ``until`` from ``client_conftes
 
 from __future__ import annotations
 
+import asyncio
 import json
+import urllib.request
 from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any
 
@@ -170,6 +172,22 @@ async def test_values_meaning_what_ferrosio_does_are_accepted(make_server, clien
     assert await sio.call("ask", 21, to=sid, timeout=WAIT, ignore_queue=True) == 42
     assert got == [1]
     await sio.disconnect(sid, ignore_queue=True)
+
+
+def _handshake_origin(port: int, origin: str) -> str | None:
+    """A polling handshake from ``origin``: the Access-Control-Allow-Origin it gets."""
+    url = f"http://127.0.0.1:{port}/socket.io/?EIO=4&transport=polling"
+    req = urllib.request.Request(url, headers={"Origin": origin})
+    with urllib.request.urlopen(req, timeout=WAIT) as r:
+        return r.headers.get("Access-Control-Allow-Origin")
+
+
+async def test_cors_allowed_origins_star_in_a_list_means_any_origin(make_server) -> None:
+    # python-engineio documents '*' or ['*'] for "any origin"
+    url = await make_server(ferrosio.AsyncServer(cors_allowed_origins=["*"]))
+    port = int(url.rsplit(":", 1)[1])
+    allowed = await asyncio.to_thread(_handshake_origin, port, "http://elsewhere.test")
+    assert allowed == "http://elsewhere.test"
 
 
 async def test_methods_reject_unknown_arguments(make_server, clients) -> None:

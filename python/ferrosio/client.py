@@ -147,7 +147,9 @@ class AsyncClientNamespace:
     """Client handlers of one namespace as methods: ``on_connect()``,
     ``on_disconnect(reason)``, ``on_connect_error(data)``, ``on_<event>(*args)``.
 
-    Register with ``client.register_namespace(MyNamespace("/chat"))``.
+    Register with ``client.register_namespace(MyNamespace("/chat"))``. Registered for ``"*"``,
+    it serves every namespace without handlers of its own for the event, and its methods get
+    the namespace first: ``on_<event>(namespace, *args)`` (lookup order: :meth:`AsyncClient.on`).
     """
 
     def __init__(self, namespace: str | None = None) -> None:

@@ -303,6 +303,8 @@ class AsyncServer(HandlerRegistry):
             origins = [origins]
         if callable(origins):
             return {"cors": "host", "cors_credentials": self.cors_credentials}
+        if "*" in origins:  # python-engineio: ["*"] allows any origin, as "*" does
+            return {"cors": "any", "cors_credentials": self.cors_credentials}
         if not origins:
             return {"cors": "disabled", "cors_credentials": self.cors_credentials}
         return {
@@ -381,7 +383,11 @@ class AsyncServer(HandlerRegistry):
         ack_id = None
         if callback is not None:
             if sid is None:
-                raise ValueError("a callback needs a single recipient: pass to=<sid>")
+                raise ValueError(
+                    f"a callback needs one client connected to {nsp} as to=<sid>, not "
+                    f"{to if to is not None else room!r} (callbacks from rooms or everyone "
+                    "are not supported)"
+                )
             ack_id = self._register_ack(sid, callback)
         engine.emit(
             nsp, text, to=sid, rooms=rooms, skip=skip, attachments=attachments, ack_id=ack_id
