@@ -4,7 +4,7 @@ aliases, ``call()`` to a gone client raises ``DisconnectedError``, ``namespace=`
 
 Peers are real: python-socketio's ``AsyncClient`` for the server, an in-process ferrosio server
 for ferrosio's client. Fixtures: ``clients`` and ``until`` from ``client_conftest``;
-``make_server`` here, shaped as ``tests/test_server_api.py``'s.
+``make_server`` from ``tests/test_server_api.py``.
 """
 
 from __future__ import annotations
@@ -12,13 +12,13 @@ from __future__ import annotations
 import asyncio
 import json
 import urllib.request
-from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any
 
 import pytest
 import socketio
 
 import ferrosio
+import test_server_api
 from ferrosio.exceptions import DisconnectedError, FerrosioError, UnsupportedFeatureError
 
 if TYPE_CHECKING:
@@ -28,18 +28,8 @@ pytest_plugins = ["client_conftest"]
 WAIT = 10.0
 
 
-@pytest.fixture
-async def make_server() -> AsyncIterator[Callable[..., Any]]:
-    servers: list[ferrosio.AsyncServer] = []
-
-    async def make(sio: ferrosio.AsyncServer) -> str:
-        port = await sio.start("127.0.0.1", 0)
-        servers.append(sio)
-        return f"http://127.0.0.1:{port}"
-
-    yield make
-    for s in servers:
-        await s.shutdown(timeout=2)
+# the in-process server fixture of test_server_api.py, reused as is
+make_server = test_server_api.make_server
 
 
 async def psio_client(clients: list[Any], url: str, namespaces: list[str] | None = None) -> Any:

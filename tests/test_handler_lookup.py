@@ -7,21 +7,21 @@ The order, for an event in namespace ``nsp``: ``handlers[nsp][event]``, ``handle
 name, namespace), the class-based namespace of ``nsp`` (the last rung if there is one), else the
 class-based namespace of ``"*"`` (namespace first).
 
-Fixtures: ``clients`` and ``until`` from ``client_conftest``; ``make_server`` here, shaped as
-``tests/test_server_api.py``'s (starts an in-process server on a free port, shuts it down).
+Fixtures: ``clients`` and ``until`` from ``client_conftest``; ``make_server`` from
+``tests/test_server_api.py`` (starts an in-process server on a free port, shuts it down).
 Negative checks use a fence: a later round trip on the same connection.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any
 
 import pytest
 import socketio
 
 import ferrosio
+import test_server_api
 
 if TYPE_CHECKING:
     from client_conftest import Until
@@ -30,18 +30,8 @@ pytest_plugins = ["client_conftest"]
 WAIT = 10.0
 
 
-@pytest.fixture
-async def make_server() -> AsyncIterator[Callable[..., Any]]:
-    servers: list[ferrosio.AsyncServer] = []
-
-    async def make(sio: ferrosio.AsyncServer) -> str:
-        port = await sio.start("127.0.0.1", 0)
-        servers.append(sio)
-        return f"http://127.0.0.1:{port}"
-
-    yield make
-    for s in servers:
-        await s.shutdown(timeout=2)
+# the in-process server fixture of test_server_api.py, reused as is
+make_server = test_server_api.make_server
 
 
 async def psio_client(clients: list[Any], url: str, namespaces: list[str]) -> Any:
