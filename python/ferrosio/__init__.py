@@ -1,6 +1,7 @@
 """ferrosio: a Socket.IO server for Python whose transport engine is Rust.
 
-Its API follows python-socketio's ``AsyncServer``; migrating is changing the import::
+Its API follows python-socketio's ``AsyncServer`` and ``AsyncClient``; migrating is changing
+the import::
 
     import ferrosio
 
@@ -11,6 +12,17 @@ Its API follows python-socketio's ``AsyncServer``; migrating is changing the imp
         return data
 
     ferrosio.run(sio, port=5000)
+
+Arguments of python-socketio that ferrosio does not support raise
+:class:`ferrosio.exceptions.UnsupportedFeatureError` naming the feature (``client_manager``,
+for one); unknown arguments raise ``TypeError``.
+
+The handler for an event in namespace ``nsp`` is the first of: ``handlers[nsp][event]``,
+``handlers[nsp]["*"]`` (event name first), ``handlers["*"][event]`` (namespace first),
+``handlers["*"]["*"]`` (event name, then namespace), the class-based namespace of ``nsp`` (its
+``on_<event>``), else a class-based namespace registered for ``"*"`` (namespace first).
+``connect`` and ``disconnect`` (on a client also ``connect_error``) never reach a catch-all,
+and a peer cannot send events under those names.
 """
 
 from __future__ import annotations
@@ -22,16 +34,14 @@ from ferrosio.client import AsyncClient, AsyncClientNamespace
 from ferrosio.namespace import AsyncNamespace
 from ferrosio.server import AsyncServer, ack_requested
 
-Server = AsyncServer
-Namespace = AsyncNamespace
+# No ``Server`` or ``Namespace``: those are python-socketio's synchronous API, which ferrosio
+# does not have; an alias of the async classes would make ``sio.emit(...)`` send nothing.
 
 __all__ = [
     "AsyncClient",
     "AsyncClientNamespace",
     "AsyncNamespace",
     "AsyncServer",
-    "Namespace",
-    "Server",
     "__version__",
     "ack_requested",
     "exceptions",

@@ -15,6 +15,9 @@ client (``socket.io-client`` 4.x):
 - **Retries** (``retries``, ``ack_timeout``): each emit goes through a queue, one packet in
   flight at a time, re-sent (with a new ack id) until the server acknowledges it or
   ``retries`` re-sends have failed. The server's handler sees it once per attempt, in order.
+
+Which of python-socketio's arguments are supported, accepted or refused: :mod:`ferrosio._compat`.
+How a handler is found for an event: :meth:`AsyncClient.on`.
 """
 
 from __future__ import annotations
@@ -34,9 +37,9 @@ from typing import Any
 
 import orjson
 
-from ferrosio import _codec, exceptions
+from ferrosio import _codec, _compat, _handlers, exceptions
 from ferrosio._ferrosio import ClientEngine
-from ferrosio._handlers import Handler, HandlerRegistry, resolve_logger
+from ferrosio._handlers import HandlerRegistry, ack_result
 
 __all__ = [
     "AsyncClient",
@@ -48,9 +51,6 @@ __all__ = [
 
 default_logger = logging.getLogger("ferrosio.client")
 
-_RESERVED = frozenset({"connect", "connect_error", "disconnect"})
-_PLAIN_RESULTS = frozenset({type(None), tuple, list, dict, str, int, float, bool, bytes})
-
 # namespace states
 _PENDING = 0  # waiting for the server's CONNECT reply (first connection or reconnection)
 _CONNECTED = 1
@@ -60,14 +60,6 @@ _CLOSED = 2  # refused, disconnected by the server, or given up: emits raise
 # Kept importable from here too, where the client raises them.
 BadNamespaceError = exceptions.BadNamespaceError
 BufferFullError = exceptions.BufferFullError
-
-
-class _Reason:
-    CLIENT_DISCONNECT = "client disconnect"
-    SERVER_DISCONNECT = "server disconnect"
-    PING_TIMEOUT = "ping timeout"
-    TRANSPORT_CLOSE = "transport close"
-    TRANSPORT_ERROR = "transport error"
 
 
 class _Backoff:
@@ -151,18 +143,13 @@ async def _real(value: Any) -> Any:
     return value
 
 
-def _unwrap(args: tuple[Any, ...]) -> Any:
-    """``call()``'s result: None for no argument, the argument, or a tuple of several."""
-    if len(args) > 1:
-        return args
-    return args[0] if args else None
-
-
 class AsyncClientNamespace:
     """Client handlers of one namespace as methods: ``on_connect()``,
     ``on_disconnect(reason)``, ``on_connect_error(data)``, ``on_<event>(*args)``.
 
-    Register with ``client.register_namespace(MyNamespace("/chat"))``.
+    Register with ``client.register_namespace(MyNamespace("/chat"))``. Registered for ``"*"``,
+    it serves every namespace without handlers of its own for the event, and its methods get
+    the namespace first: ``on_<event>(namespace, *args)`` (lookup order: :meth:`AsyncClient.on`).
     """
 
     def __init__(self, namespace: str | None = None) -> None:
@@ -223,9 +210,16 @@ class AsyncClient(HandlerRegistry):
     ``callback(None, *args)`` on success, ``callback(exc)`` on a timeout or disconnection.
     Otherwise it is called with the acknowledgement's arguments only, and not at all if the
     connection is lost first.
+
+    python-socketio's other arguments are accepted where their value means what ferrosio does
+    anyway (``json=None``, ``ssl_verify=True``, ``handle_sigint=False`` ...); a value asking
+    for something ferrosio does not do raises
+    :class:`~ferrosio.exceptions.UnsupportedFeatureError` naming the feature (the table is in
+    :mod:`ferrosio._compat`). An argument neither knows raises ``TypeError``. Handlers are
+    looked up as :meth:`on` describes.
     """
 
-    reason = _Reason
+    reserved_events = _handlers.CLIENT_RESERVED_EVENTS
 
     def __init__(
         self,
@@ -237,16 +231,19 @@ class AsyncClient(HandlerRegistry):
         logger: bool | logging.Logger = False,
         serializer: str = "default",
         json: Any = None,
-        handle_sigint: bool = True,
+        handle_sigint: bool = False,
         *,
         retries: int = 0,
         ack_timeout: float | None = None,
         max_buffered: int = 10_000,
         request_timeout: float = 5,
-        **kwargs: Any,
+        http_session: Any = None,
+        ssl_verify: bool = True,
+        websocket_extra_options: dict[str, Any] | None = None,
+        timestamp_requests: bool = True,
+        engineio_logger: bool | logging.Logger | None = None,
     ) -> None:
-        if serializer != "default" or json is not None:
-            raise NotImplementedError("ferrosio uses its own JSON serializer (orjson)")
+        _compat.check(_compat.CLIENT, locals())
         if reconnection_delay < 0 or reconnection_delay_max < 0:
             raise ValueError("reconnection delays must not be negative")
         if not 0 <= randomization_factor <= 1:
@@ -260,10 +257,7 @@ class AsyncClient(HandlerRegistry):
         self.ack_timeout = ack_timeout
         self.max_buffered = max_buffered
         self.request_timeout = request_timeout
-        self.logger = resolve_logger(logger, default_logger)
-
-        self.handlers: dict[str, dict[str, Handler]] = {}
-        self.namespace_handlers: dict[str, AsyncClientNamespace] = {}
+        self._init_handlers(logger, default_logger)
         #: namespace -> sid of the namespaces currently connected
         self.namespaces: dict[str, str] = {}
         self.connected = False
@@ -275,7 +269,6 @@ class AsyncClient(HandlerRegistry):
         self.connection_namespaces: list[str] = []
         self.socketio_path = "socket.io"
 
-        self._arity: dict[Handler, int] = {}
         self._nsps: dict[str, _Namespace] = {}
         self._engine: ClientEngine | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -290,7 +283,6 @@ class AsyncClient(HandlerRegistry):
         self._ns_changed: asyncio.Event | None = None
         self._finished: asyncio.Event | None = None
         self._backoff = _Backoff(reconnection_delay, reconnection_delay_max, randomization_factor)
-        self._tasks: set[asyncio.Task[Any]] = set()
         # ack deadlines: one heap and one timer for all of them (a timer per emit costs more
         # than the rest of the emit); entries of acks already settled are skipped lazily
         self._deadlines: list[tuple[float, int, _Namespace, int, _Ack]] = []
@@ -515,7 +507,7 @@ class AsyncClient(HandlerRegistry):
             try:
                 await asyncio.wait_for(asyncio.shield(waiter), self.request_timeout + 2)
             except asyncio.TimeoutError:
-                self._on_closed(gen, _Reason.CLIENT_DISCONNECT, "close timed out")
+                self._on_closed(gen, self.reason.CLIENT_DISCONNECT, "close timed out")
         self._finalize()
 
     async def shutdown(self) -> None:
@@ -646,7 +638,7 @@ class AsyncClient(HandlerRegistry):
             per_attempt = self.ack_timeout if self.ack_timeout is not None else timeout
             entry = self._enqueue(ns, items, done, per_attempt)
             try:
-                return _unwrap(await fut)
+                return ack_result(await fut)
             finally:
                 if not fut.done() and entry in ns.queue:  # cancelled: forget it
                     ns.queue.remove(entry)
@@ -656,9 +648,7 @@ class AsyncClient(HandlerRegistry):
         finally:
             if not fut.done():  # cancelled
                 self._pop_ack(ns, ack_id)
-        if len(args) > 1:
-            return args
-        return args[0] if args else None
+        return ack_result(args)
 
     def _send_event(
         self,
@@ -712,9 +702,9 @@ class AsyncClient(HandlerRegistry):
         elif ack.fn is None:
             pass
         elif ack.with_error:
-            self._call(ack.fn, (None, *args) if err is None else (err,))
+            self._run(ack.fn, (None, *args) if err is None else (err,))
         elif err is None:
-            self._call(ack.fn, args)
+            self._run(ack.fn, args)
 
     def _add_deadline(self, ns: _Namespace, ack_id: int, ack: _Ack, timeout: float) -> None:
         loop = self._loop
@@ -795,11 +785,11 @@ class AsyncClient(HandlerRegistry):
             if entry.tries > self.retries:
                 ns.queue.popleft()
                 if entry.callback is not None:
-                    self._call(entry.callback, (err,))
+                    self._run(entry.callback, (err,))
         else:
             ns.queue.popleft()
             if entry.callback is not None:
-                self._call(entry.callback, (None, *args))
+                self._run(entry.callback, (None, *args))
         entry.pending = False
         self._drain_queue(ns)
 
@@ -912,7 +902,7 @@ class AsyncClient(HandlerRegistry):
         self.namespaces.pop(nsp, None)
         self._close_namespace(ns, exceptions.DisconnectedError(f"{nsp}: server disconnect"))
         if was_connected:
-            self._trigger_disconnect(nsp, _Reason.SERVER_DISCONNECT)
+            self._trigger_disconnect(nsp, (), self.reason.SERVER_DISCONNECT)
         if self._ns_changed is not None:
             self._ns_changed.set()
         self._end_if_no_namespace()
@@ -945,7 +935,7 @@ class AsyncClient(HandlerRegistry):
         del buffered
         for entry in queue:
             if entry.callback is not None:
-                self._call(entry.callback, (err,))
+                self._run(entry.callback, (err,))
 
     def _on_closed(self, gen: int, reason: str, detail: str) -> None:
         if gen != self._gen:
@@ -961,7 +951,9 @@ class AsyncClient(HandlerRegistry):
             return
         self.connected = False
         self.namespaces = {}
-        will_reconnect = self._active and self.reconnection and reason != _Reason.CLIENT_DISCONNECT
+        will_reconnect = (
+            self._active and self.reconnection and reason != self.reason.CLIENT_DISCONNECT
+        )
         lost = exceptions.DisconnectedError(f"connection lost: {reason}")
         for ns in self._nsps.values():
             if ns.state == _CLOSED:
@@ -973,7 +965,7 @@ class AsyncClient(HandlerRegistry):
             else:
                 self._close_namespace(ns, lost)
             if was_connected:
-                self._trigger_disconnect(ns.name, reason)
+                self._trigger_disconnect(ns.name, (), reason)
         if closer is not None and not closer.done():
             closer.set_result(None)
         if will_reconnect:
@@ -1018,16 +1010,20 @@ class AsyncClient(HandlerRegistry):
             return
         payload = orjson.loads(data) if attachments is None else _codec.decode(data, attachments)
         event = payload[0]
-        fn, args = self._event_handler(event, nsp, payload[1:])
-        if ack_id is None:
-            if fn is not None:
-                self._call(fn, args)
+        if event in self.reserved_events:
+            self._refuse_reserved(nsp, event)  # and no ack, even if one was asked for
             return
-        if fn is None:  # python-socketio answers an unhandled event with an empty ack
-            self._send_ack(nsp, ack_id, None)
+        fn, lead = self._find_handler(nsp, event)
+        if fn is None:
+            if ack_id is not None:  # python-socketio answers an unhandled event with an empty ack
+                self._send_ack(nsp, ack_id, None)
+            return
+        args = (*lead, *payload[1:])
+        if ack_id is None:
+            self._run(fn, args)
             return
         gen = self._gen
-        self._call(fn, args, lambda result: self._send_ack(nsp, ack_id, result, gen))
+        self._run(fn, args, lambda result: self._send_ack(nsp, ack_id, result, gen), None, True)
 
     def _send_ack(self, nsp: str, ack_id: int, result: Any, gen: int | None = None) -> None:
         engine = self._engine
@@ -1036,80 +1032,11 @@ class AsyncClient(HandlerRegistry):
         text, attachments = _codec.encode(_codec.ack_args(result))
         engine.ack(self._gen, nsp, ack_id, text, attachments)
 
-    def _event_handler(
-        self, event: str, nsp: str, args: list[Any]
-    ) -> tuple[Handler | None, tuple[Any, ...]]:
-        """python-socketio's lookup: the event's handler, the namespace's ``"*"`` handler
-        (event name first), then the same in namespace ``"*"`` (namespace name first)."""
-        table = self.handlers.get(nsp)
-        if table is not None:
-            fn = table.get(event)
-            if fn is not None:
-                return fn, tuple(args)
-            if event not in _RESERVED and "*" in table:
-                return table["*"], (event, *args)
-        else:
-            any_ns = self.handlers.get("*")
-            if any_ns is not None:
-                fn = any_ns.get(event)
-                if fn is not None:
-                    return fn, (nsp, *args)
-                if event not in _RESERVED and "*" in any_ns:
-                    return any_ns["*"], (event, nsp, *args)
-        handler = self.namespace_handlers.get(nsp)
-        if handler is not None:
-            fn = getattr(handler, "on_" + event, None)
-            if fn is not None:
-                return fn, tuple(args)
-        return None, ()
-
     def _trigger(self, event: str, nsp: str, args: tuple[Any, ...]) -> None:
-        fn, full = self._event_handler(event, nsp, list(args))
+        """Runs the client's own ``connect`` or ``connect_error`` handler."""
+        fn, lead = self._find_handler(nsp, event)
         if fn is not None:
-            self._call(fn, full)
-
-    def _trigger_disconnect(self, nsp: str, reason: str) -> None:
-        fn, full = self._event_handler("disconnect", nsp, [reason])
-        if fn is None:
-            return
-        if self._arity_of(fn) < len(full):  # an older handler without the reason argument
-            full = full[:-1]
-        self._call(fn, full)
-
-    def _call(
-        self,
-        fn: Callable[..., Any],
-        args: Iterable[Any],
-        done: Callable[[Any], None] | None = None,
-    ) -> None:
-        """Calls a handler; a coroutine result continues as a task. Exceptions are logged."""
-        try:
-            result = fn(*args)
-            if type(result) not in _PLAIN_RESULTS and inspect.isawaitable(result):
-                self._spawn(self._finish(result, done))
-                return
-        except Exception:
-            self.logger.exception("ferrosio: handler %s raised", getattr(fn, "__name__", fn))
-            return
-        if done is not None:
-            done(result)
-
-    async def _finish(self, aw: Awaitable[Any], done: Callable[[Any], None] | None) -> None:
-        try:
-            result = await aw
-        except Exception:
-            self.logger.exception("ferrosio: handler raised")
-            return
-        if done is not None:
-            try:
-                done(result)
-            except Exception:
-                self.logger.exception("ferrosio: could not send the handler's result")
-
-    def _spawn(self, coro: Awaitable[Any]) -> None:
-        task = asyncio.ensure_future(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+            self._run(fn, (*lead, *args))
 
     # ----------------------------------------------------------------- helpers ----
     @property

@@ -16,6 +16,7 @@ __all__ = [
     "EngineNotRunningError",
     "FerrosioError",
     "TimeoutError",
+    "UnsupportedFeatureError",
 ]
 
 
@@ -57,3 +58,8 @@ class BadNamespaceError(FerrosioError):
 
 class BufferFullError(FerrosioError):
     """The client's offline buffer (or retry queue) of the namespace is full."""
+
+
+class UnsupportedFeatureError(FerrosioError, NotImplementedError):
+    """A python-socketio argument asks for something ferrosio does not do (yet), e.g.
+    ``client_manager=`` (scaling out over Redis). The message names the feature."""

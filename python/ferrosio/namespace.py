@@ -15,6 +15,11 @@ class AsyncNamespace:
     """Handlers of one namespace as methods: ``on_connect(sid, environ, auth)``,
     ``on_disconnect(sid, reason)``, ``on_<event>(sid, *args)``.
 
+    Registered for ``"*"``, it serves every namespace without handlers of its own for the
+    event, and its methods get the namespace first: ``on_<event>(namespace, sid, *args)``.
+    The server calls the ``on_<event>`` methods directly (see :meth:`AsyncServer.on` for the
+    lookup order); :meth:`trigger_event` is for the application's own use.
+
     Register with ``sio.register_namespace(MyNamespace("/chat"))``. The helper methods below
     default to this namespace.
     """
@@ -51,9 +56,11 @@ class AsyncNamespace:
         skip_sid: str | Iterable[str] | None = None,
         namespace: str | None = None,
         callback: Callable[..., Any] | None = None,
+        ignore_queue: bool = False,
     ) -> None:
+        """:meth:`AsyncServer.emit`, in this namespace unless told otherwise."""
         await self.server.emit(
-            event, data, to, room, skip_sid, namespace or self.namespace, callback
+            event, data, to, room, skip_sid, namespace or self.namespace, callback, ignore_queue
         )
 
     async def send(
@@ -64,8 +71,12 @@ class AsyncNamespace:
         skip_sid: str | Iterable[str] | None = None,
         namespace: str | None = None,
         callback: Callable[..., Any] | None = None,
+        ignore_queue: bool = False,
     ) -> None:
-        await self.server.send(data, to, room, skip_sid, namespace or self.namespace, callback)
+        """:meth:`AsyncServer.send`, in this namespace unless told otherwise."""
+        await self.server.send(
+            data, to, room, skip_sid, namespace or self.namespace, callback, ignore_queue
+        )
 
     async def call(
         self,
@@ -75,9 +86,17 @@ class AsyncNamespace:
         sid: str | None = None,
         namespace: str | None = None,
         timeout: float = 60,
+        ignore_queue: bool = False,
     ) -> Any:
+        """:meth:`AsyncServer.call`, in this namespace unless told otherwise."""
         return await self.server.call(
-            event, data, to=to, sid=sid, namespace=namespace or self.namespace, timeout=timeout
+            event,
+            data,
+            to=to,
+            sid=sid,
+            namespace=namespace or self.namespace,
+            timeout=timeout,
+            ignore_queue=ignore_queue,
         )
 
     async def enter_room(self, sid: str, room: str, namespace: str | None = None) -> None:
@@ -92,8 +111,11 @@ class AsyncNamespace:
     def rooms(self, sid: str, namespace: str | None = None) -> list[str]:
         return self.server.rooms(sid, namespace or self.namespace)
 
-    async def disconnect(self, sid: str, namespace: str | None = None) -> None:
-        await self.server.disconnect(sid, namespace or self.namespace)
+    async def disconnect(
+        self, sid: str, namespace: str | None = None, ignore_queue: bool = False
+    ) -> None:
+        """:meth:`AsyncServer.disconnect`, in this namespace unless told otherwise."""
+        await self.server.disconnect(sid, namespace or self.namespace, ignore_queue)
 
     async def get_session(self, sid: str, namespace: str | None = None) -> dict[str, Any]:
         return await self.server.get_session(sid, namespace or self.namespace)

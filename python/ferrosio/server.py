@@ -1,20 +1,23 @@
-"""The Socket.IO server: python-socketio's ``AsyncServer`` API on ferrosio's Rust engine."""
+"""The Socket.IO server: python-socketio's ``AsyncServer`` API on ferrosio's Rust engine.
+
+Which of python-socketio's arguments are supported, accepted or refused: :mod:`ferrosio._compat`.
+How a handler is found for an event: :meth:`AsyncServer.on`.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import contextvars
 import inspect
 import itertools
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from types import CoroutineType
 from typing import Any, TypeAlias
 
 import orjson
 
-from ferrosio import _codec, exceptions
+from ferrosio import _codec, _compat, exceptions
 from ferrosio._ferrosio import (
     KIND_ACK,
     KIND_AUTHORIZE,
@@ -26,47 +29,22 @@ from ferrosio._ferrosio import (
     KIND_EVENT,
     Engine,
 )
-from ferrosio._handlers import Handler, HandlerRegistry, resolve_logger, step_eagerly
+from ferrosio._handlers import (
+    PLAIN_RESULTS,
+    SERVER_RESERVED_EVENTS,
+    HandlerRegistry,
+    ack_requested,
+    ack_result,
+    mark_ack_requested,
+    step_eagerly,
+)
 from ferrosio.engineio import EngineIOEndpoint
 
-__all__ = ["AsyncServer"]
+__all__ = ["AsyncServer", "ack_requested"]
 
 Origins: TypeAlias = "str | list[str] | Callable[[str], bool] | None"
 
 default_logger = logging.getLogger("ferrosio.server")
-
-_ack_requested: contextvars.ContextVar[bool] = contextvars.ContextVar(
-    "ferrosio_ack_requested", default=False
-)
-
-
-def _mark_ack_requested(ack: bool) -> None:
-    # Handlers are called from the wake-up callback, whose context persists between calls:
-    # set the flag only when it changes (set/reset per event cost two context copies).
-    # Tasks copy the context when created, so a handler's task keeps its event's value.
-    if _ack_requested.get() is not ack:
-        _ack_requested.set(ack)
-
-
-def ack_requested() -> bool:
-    """True while a handler runs for an event whose sender asked for an acknowledgement.
-
-    python-socketio has no equivalent; handlers that behave differently with and without an
-    ack (the reference app's ``echo``) use it.
-    """
-    return _ack_requested.get()
-
-
-# Handler results that are surely not awaitable: skips inspect.isawaitable on the hot path.
-_PLAIN_RESULTS = frozenset({type(None), tuple, list, dict, str, int, float, bool, bytes})
-
-
-class _Reason:
-    CLIENT_DISCONNECT = "client disconnect"
-    SERVER_DISCONNECT = "server disconnect"
-    PING_TIMEOUT = "ping timeout"
-    TRANSPORT_CLOSE = "transport close"
-    TRANSPORT_ERROR = "transport error"
 
 
 class _Socket:
@@ -164,9 +142,17 @@ class AsyncServer(HandlerRegistry):
         session, before the session exists; a false result refuses it with 403 (sync or async).
     :param engineio_path: also serve a bare Engine.IO endpoint at this path; its handlers are
         registered on :attr:`engineio`.
+
+    python-socketio's other arguments are accepted where their value means what ferrosio does
+    anyway (``async_handlers=True``, ``monitor_clients=True``, ``json=None``, ``async_mode=None``
+    ...); a value asking for something ferrosio does not do, such as a ``client_manager``,
+    raises :class:`~ferrosio.exceptions.UnsupportedFeatureError` naming the feature (the table
+    is in :mod:`ferrosio._compat`). An argument neither knows raises ``TypeError``.
+
+    Handlers are looked up as :meth:`on` describes.
     """
 
-    reason = _Reason
+    reserved_events = SERVER_RESERVED_EVENTS
 
     def __init__(
         self,
@@ -186,8 +172,18 @@ class AsyncServer(HandlerRegistry):
         static_files: dict[str, Any] | None = None,
         engineio_path: str | None = None,
         allow_request: Callable[[dict[str, Any]], bool | Awaitable[bool]] | None = None,
-        **kwargs: Any,
+        client_manager: Any = None,
+        serializer: str = "default",
+        json: Any = None,
+        async_handlers: bool = True,
+        async_mode: str | None = None,
+        monitor_clients: bool | None = None,
+        http_compression: bool = False,
+        compression_threshold: int = 1024,
+        cookie: Any = None,
+        engineio_logger: bool | logging.Logger | None = None,
     ) -> None:
+        _compat.check(_compat.SERVER, locals())
         self.cors_allowed_origins = cors_allowed_origins
         self.cors_credentials = cors_credentials
         self.allow_upgrades = allow_upgrades
@@ -209,17 +205,13 @@ class AsyncServer(HandlerRegistry):
         self.always_connect = always_connect
         self.connect_timeout = connect_timeout
         self.socketio_path = socketio_path
-        self.logger = resolve_logger(logger, default_logger)
-        self.handlers: dict[str, dict[str, Handler]] = {}
-        self.namespace_handlers: dict[str, Any] = {}
-        self._arity: dict[Handler, int] = {}
+        self._init_handlers(logger, default_logger)
         self._sockets: dict[str, _Socket] = {}
         self._environs: dict[str, dict[str, Any]] = {}
         self._eio_refs: dict[str, int] = {}
         self._acks: dict[int, tuple[str, Callable[..., Any]]] = {}
         self._acks_by_sid: dict[str, set[int]] = {}
         self._ack_ids = itertools.count(1)
-        self._tasks: set[asyncio.Task[Any]] = set()
         self._engine: Engine | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stopped: asyncio.Future[None] | None = None
@@ -229,6 +221,27 @@ class AsyncServer(HandlerRegistry):
         """Registers a class-based namespace (an :class:`ferrosio.AsyncNamespace`)."""
         namespace_handler._set_server(self)
         self.namespace_handlers[namespace_handler.namespace] = namespace_handler
+
+    def attach(self, app: Any, socketio_path: str = "socket.io") -> None:
+        """python-socketio's way to serve through a web framework: not supported."""
+        raise exceptions.UnsupportedFeatureError(
+            "attach (serving through a web framework; ferrosio serves on its own listener: "
+            "start(), serve() or ferrosio.run()) is not supported yet"
+        )
+
+    def instrument(
+        self,
+        auth: Any = None,
+        mode: str = "development",
+        read_only: bool = False,
+        server_id: str | None = None,
+        namespace: str = "/admin",
+        server_stats_interval: float = 2,
+    ) -> None:
+        """python-socketio's Admin UI instrumentation: not supported."""
+        raise exceptions.UnsupportedFeatureError(
+            "instrument (the Socket.IO Admin UI) is not supported yet"
+        )
 
     # ------------------------------------------------------------------ lifecycle ----
     async def start(self, host: str = "127.0.0.1", port: int = 5000) -> int:
@@ -290,6 +303,8 @@ class AsyncServer(HandlerRegistry):
             origins = [origins]
         if callable(origins):
             return {"cors": "host", "cors_credentials": self.cors_credentials}
+        if "*" in origins:  # python-engineio: ["*"] allows any origin, as "*" does
+            return {"cors": "any", "cors_credentials": self.cors_credentials}
         if not origins:
             return {"cors": "disabled", "cors_credentials": self.cors_credentials}
         return {
@@ -340,12 +355,13 @@ class AsyncServer(HandlerRegistry):
         skip_sid: str | Iterable[str] | None = None,
         namespace: str | None = None,
         callback: Callable[..., Any] | None = None,
-        **kwargs: Any,
+        ignore_queue: bool = False,
     ) -> None:
         """Emits ``event`` to one client (``to=sid``), rooms, or everyone in the namespace.
 
         ``data`` may be a tuple to send several arguments. With ``callback``, the single
         recipient's acknowledgement is passed to it. Returns without waiting for the network.
+        ``ignore_queue`` is python-socketio's; without a message queue it changes nothing.
         """
         self.emit_nowait(event, data, to, room, skip_sid, namespace, callback)
 
@@ -367,7 +383,11 @@ class AsyncServer(HandlerRegistry):
         ack_id = None
         if callback is not None:
             if sid is None:
-                raise ValueError("a callback needs a single recipient: pass to=<sid>")
+                raise ValueError(
+                    f"a callback needs one client connected to {nsp} as to=<sid>, not "
+                    f"{to if to is not None else room!r} (callbacks from rooms or everyone "
+                    "are not supported)"
+                )
             ack_id = self._register_ack(sid, callback)
         engine.emit(
             nsp, text, to=sid, rooms=rooms, skip=skip, attachments=attachments, ack_id=ack_id
@@ -381,9 +401,9 @@ class AsyncServer(HandlerRegistry):
         skip_sid: str | Iterable[str] | None = None,
         namespace: str | None = None,
         callback: Callable[..., Any] | None = None,
-        **kwargs: Any,
+        ignore_queue: bool = False,
     ) -> None:
-        """Emits a ``message`` event."""
+        """Emits a ``message`` event (as :meth:`emit`)."""
         await self.emit("message", data, to, room, skip_sid, namespace, callback)
 
     async def call(
@@ -394,17 +414,25 @@ class AsyncServer(HandlerRegistry):
         sid: str | None = None,
         namespace: str | None = None,
         timeout: float = 60,
-        **kwargs: Any,
+        ignore_queue: bool = False,
     ) -> Any:
-        """Emits to one client and waits for its acknowledgement.
+        """Emits to one client (``to``, or its alias ``sid``) and waits for its
+        acknowledgement.
 
         Returns the acknowledgement's argument (a tuple if several, None if none). Raises
         :class:`ferrosio.exceptions.TimeoutError` after ``timeout`` seconds, and
-        :class:`ferrosio.exceptions.DisconnectedError` if the client goes away first.
+        :class:`ferrosio.exceptions.DisconnectedError` if the client is not connected to the
+        namespace, or goes away before answering. ``ignore_queue`` changes nothing (no queue).
         """
-        target = to or sid
+        target = to if to is not None else sid
         if target is None:
-            raise ValueError("call() needs to=<sid>")
+            raise ValueError("call() needs one recipient, to=<sid>: it cannot broadcast")
+        if not isinstance(target, str):
+            raise TypeError(f"call() goes to one client: to=<sid>, not {type(target).__name__}")
+        nsp = namespace or "/"
+        s = self._sockets.get(target)
+        if s is None or s.nsp != nsp or not s.connected:
+            raise exceptions.DisconnectedError(f"{target} is not connected to namespace {nsp}")
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[tuple[Any, ...]] = loop.create_future()
 
@@ -413,14 +441,12 @@ class AsyncServer(HandlerRegistry):
                 fut.set_result(args)
 
         on_ack.__ferrosio_future__ = fut  # type: ignore[attr-defined]
-        self.emit_nowait(event, data, to=target, namespace=namespace, callback=on_ack)
+        self.emit_nowait(event, data, to=target, namespace=nsp, callback=on_ack)
         try:
             args = await asyncio.wait_for(fut, timeout)
         except asyncio.TimeoutError:
             raise exceptions.TimeoutError(f"no acknowledgement within {timeout} s") from None
-        if len(args) > 1:
-            return args
-        return args[0] if args else None
+        return ack_result(args)
 
     def _register_ack(self, sid: str, callback: Callable[..., Any]) -> int:
         ack_id = next(self._ack_ids)
@@ -454,22 +480,34 @@ class AsyncServer(HandlerRegistry):
         self._core().close_room(nsp, room)
 
     def rooms(self, sid: str, namespace: str | None = None) -> list[str]:
-        """The rooms a client is in, its own sid room included."""
-        s = self._sockets.get(sid)
+        """The rooms a client is in, its own sid room included; [] for a sid that is not
+        connected to ``namespace`` (``/`` by default)."""
+        s = self._socket_in(sid, namespace)
         return list(s.rooms) if s is not None else []
 
-    async def disconnect(self, sid: str, namespace: str | None = None, **kwargs: Any) -> None:
-        """Disconnects a client from a namespace; its ``disconnect`` handler runs with reason
-        ``server disconnect``."""
+    async def disconnect(
+        self, sid: str, namespace: str | None = None, ignore_queue: bool = False
+    ) -> None:
+        """Disconnects a client from ``namespace`` (``/`` by default); its ``disconnect``
+        handler runs with reason ``server disconnect``. ``ignore_queue`` changes nothing."""
         nsp = namespace or "/"
         self._core().disconnect(nsp, sid)
 
+    def _socket_in(self, sid: str, namespace: str | None) -> _Socket | None:
+        """The socket ``sid`` if it belongs to ``namespace`` (``/`` by default): a sid is
+        unknown in any other namespace, as in python-socketio."""
+        s = self._sockets.get(sid)
+        if s is None or s.nsp != (namespace or "/"):
+            return None
+        return s
+
     # --------------------------------------------------------------- sessions ----
     async def get_session(self, sid: str, namespace: str | None = None) -> dict[str, Any]:
-        """The user session dict of a client."""
-        s = self._sockets.get(sid)
+        """The user session dict of a client of ``namespace`` (``/`` by default); KeyError
+        for a sid that is not connected to it."""
+        s = self._socket_in(sid, namespace)
         if s is None:
-            raise KeyError(f"unknown session {sid}")
+            raise KeyError(f"unknown session {sid} in namespace {namespace or '/'}")
         if s.session is None:
             s.session = {}
         return s.session
@@ -477,10 +515,11 @@ class AsyncServer(HandlerRegistry):
     async def save_session(
         self, sid: str, session: dict[str, Any], namespace: str | None = None
     ) -> None:
-        """Replaces the user session dict of a client."""
-        s = self._sockets.get(sid)
+        """Replaces the user session dict of a client of ``namespace`` (``/`` by default);
+        KeyError for a sid that is not connected to it."""
+        s = self._socket_in(sid, namespace)
         if s is None:
-            raise KeyError(f"unknown session {sid}")
+            raise KeyError(f"unknown session {sid} in namespace {namespace or '/'}")
         s.session = session
 
     @contextlib.asynccontextmanager
@@ -493,8 +532,9 @@ class AsyncServer(HandlerRegistry):
         await self.save_session(sid, session, namespace)
 
     def get_environ(self, sid: str, namespace: str | None = None) -> dict[str, Any] | None:
-        """The WSGI-style environ of the client's connection request."""
-        s = self._sockets.get(sid)
+        """The WSGI-style environ of the client's connection request; None for a sid that is
+        not connected to ``namespace`` (``/`` by default)."""
+        s = self._socket_in(sid, namespace)
         return s.environ if s is not None else None
 
     # --------------------------------------------------------------- dispatch ----
@@ -556,7 +596,7 @@ class AsyncServer(HandlerRegistry):
         else:
             return
         if fn is not None:
-            self._run(fn, args, None)
+            self._run(fn, args)
 
     def _authorize(
         self, request_id: int, origin: str | None, check_request: bool, raw: tuple[Any, ...]
@@ -596,82 +636,12 @@ class AsyncServer(HandlerRegistry):
 
         self._spawn(finish(verdict))
 
-    def _handler(self, nsp: str, event: str, catch_all: bool = True) -> tuple[Handler | None, bool]:
-        """The handler for ``event``, and whether it is a catch-all (gets the event name).
-
-        ``connect`` and ``disconnect`` never go to a catch-all, as in python-socketio.
-        """
-        table = self.handlers.get(nsp)
-        if table is not None:
-            fn = table.get(event)
-            if fn is not None:
-                return fn, False
-        ns = self.namespace_handlers.get(nsp)
-        if ns is not None:
-            fn = getattr(ns, "on_" + event, None)
-            if fn is not None:
-                return fn, False
-        if catch_all and table is not None:
-            fn = table.get("*")
-            if fn is not None:
-                return fn, True
-        return None, False
-
     def _namespace_allowed(self, nsp: str) -> bool:
         """python-socketio's rule: a namespace with handlers, or listed in ``namespaces``
         (``["/"]`` by default, ``"*"`` for any)."""
         if nsp in self.handlers or nsp in self.namespace_handlers or self.namespaces == "*":
             return True
         return nsp in (self.namespaces if self.namespaces is not None else ["/"])
-
-    def _run(
-        self,
-        fn: Handler,
-        args: Sequence[Any],
-        done: Callable[[Any], None] | None,
-        failed: Callable[[BaseException], None] | None = None,
-        ack: bool = False,
-    ) -> None:
-        """Calls a handler; a coroutine result continues as a task. Exceptions are logged."""
-        _mark_ack_requested(ack)
-        try:
-            result = fn(*args)
-            if type(result) is CoroutineType:
-                finished, result = step_eagerly(result)
-                if not finished:
-                    self._spawn(self._finish(result, done, failed))
-                    return
-            elif type(result) not in _PLAIN_RESULTS and inspect.isawaitable(result):
-                self._spawn(self._finish(result, done, failed))
-                return
-        except Exception as exc:
-            if failed is not None:
-                failed(exc)
-            else:
-                self.logger.exception("ferrosio: handler %s raised", getattr(fn, "__name__", fn))
-            return
-        if done is not None:
-            done(result)
-
-    async def _finish(
-        self,
-        aw: Awaitable[Any],
-        done: Callable[[Any], None] | None,
-        failed: Callable[[BaseException], None] | None,
-    ) -> None:
-        try:
-            result = await aw
-        except Exception as exc:
-            if failed is not None:
-                failed(exc)
-            else:
-                self.logger.exception("ferrosio: handler raised")
-            return
-        if done is not None:
-            try:
-                done(result)
-            except Exception:
-                self.logger.exception("ferrosio: could not send the handler's result")
 
     def _on_event(
         self, sid: str, nsp: str, ack_id: int | None, data: bytes, attachments: list[bytes] | None
@@ -682,18 +652,21 @@ class AsyncServer(HandlerRegistry):
             return
         payload = orjson.loads(data) if attachments is None else _codec.decode(data, attachments)
         event = payload[0]
-        fn, catch_all = self._handler(nsp, event)
+        if event in SERVER_RESERVED_EVENTS:
+            self._refuse_reserved(nsp, event)  # and no ack, even if one was asked for
+            return
+        fn, lead = self._find_handler(nsp, event)
         if fn is None:
             if ack_id is not None:  # python-socketio answers an unhandled event with an empty ack
                 self._send_ack(nsp, sid, ack_id, None)
             return
         payload[0] = sid
-        if catch_all:
-            payload.insert(0, event)
+        if lead:
+            payload[0:0] = lead
         if ack_id is None:
-            self._run(fn, payload, None)
+            self._run(fn, payload)
             return
-        _mark_ack_requested(True)
+        mark_ack_requested(True)
         try:
             result = fn(*payload)
             if type(result) is CoroutineType:
@@ -704,7 +677,7 @@ class AsyncServer(HandlerRegistry):
         except Exception:
             self.logger.exception("ferrosio: handler %s raised", getattr(fn, "__name__", fn))
             return
-        if type(result) in _PLAIN_RESULTS or not inspect.isawaitable(result):
+        if type(result) in PLAIN_RESULTS or not inspect.isawaitable(result):
             self._send_ack(nsp, sid, ack_id, result)
             return
         self._spawn(self._finish_ack(result, nsp, sid, ack_id))
@@ -731,11 +704,6 @@ class AsyncServer(HandlerRegistry):
         if self._engine is not None:
             self._send_ack(nsp, sid, ack_id, result)
 
-    def _spawn(self, coro: Awaitable[Any]) -> None:
-        task = asyncio.ensure_future(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
     def _on_ack(self, sid: str, ack_id: int, data: bytes, attachments: list[bytes] | None) -> None:
         entry = self._acks.get(ack_id)
         if entry is None or entry[0] != sid:
@@ -745,7 +713,7 @@ class AsyncServer(HandlerRegistry):
         if ids is not None:
             ids.discard(ack_id)
         args = _codec.decode(data, attachments)
-        self._run(entry[1], tuple(args), None)
+        self._run(entry[1], args)
 
     def _on_connect(
         self, sid: str, nsp: str, eio_sid: str, auth_data: bytes | None, raw: tuple[Any, ...]
@@ -763,14 +731,16 @@ class AsyncServer(HandlerRegistry):
             environ = self._environs[eio_sid] = _build_environ(raw)
         self._eio_refs[eio_sid] = self._eio_refs.get(eio_sid, 0) + 1
         s = self._sockets[sid] = _Socket(sid, nsp, eio_sid, environ)
-        fn, _ = self._handler(nsp, "connect", catch_all=False)
+        fn, lead = self._find_handler(nsp, "connect")
         if self.always_connect:
             s.connected = True
             engine.accept(nsp, sid)
         if fn is None:
             self._connect_result(s, True)
             return
-        args: tuple[Any, ...] = (sid, environ, auth) if self._arity_of(fn) >= 3 else (sid, environ)
+        args: tuple[Any, ...] = (*lead, sid, environ, auth)
+        if self._arity_of(fn) < len(args):  # an older handler without the auth argument
+            args = args[:-1]
         self._run(
             fn,
             args,
@@ -827,7 +797,4 @@ class AsyncServer(HandlerRegistry):
         self._forget(s)
         if not was_connected:
             return
-        fn, _ = self._handler(nsp, "disconnect", catch_all=False)
-        if fn is not None:
-            args = (sid, reason) if self._arity_of(fn) >= 2 else (sid,)
-            self._run(fn, args, None)
+        self._trigger_disconnect(nsp, (sid,), reason)
