@@ -33,7 +33,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -250,6 +250,22 @@ async def _until(pred: Callable[[], bool], timeout: float = WAIT, what: str = "c
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         await asyncio.sleep(0.01)
+
+
+@pytest_asyncio.fixture
+async def make_server() -> AsyncIterator[Callable[..., Awaitable[str]]]:
+    """``url = await make_server(sio)``: starts an ``AsyncServer`` in this test's loop on a free
+    port of 127.0.0.1 and returns its URL; every server made is shut down after the test."""
+    servers: list[Any] = []
+
+    async def make(sio: Any) -> str:
+        port = await sio.start("127.0.0.1", 0)
+        servers.append(sio)
+        return f"http://127.0.0.1:{port}"
+
+    yield make
+    for s in servers:
+        await s.shutdown(timeout=2)
 
 
 @pytest.fixture

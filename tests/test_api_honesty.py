@@ -3,8 +3,7 @@ support say so, the ones meaning what ferrosio does anyway are accepted, no sync
 aliases, ``call()`` to a gone client raises ``DisconnectedError``, ``namespace=`` is honoured.
 
 Peers are real: python-socketio's ``AsyncClient`` for the server, an in-process ferrosio server
-for ferrosio's client. Fixtures: ``clients`` and ``until`` from ``client_conftest``;
-``make_server`` from ``tests/test_server_api.py``.
+for ferrosio's client. Fixtures (``tests/conftest.py``): ``clients``, ``until``, ``make_server``.
 """
 
 from __future__ import annotations
@@ -18,18 +17,12 @@ import pytest
 import socketio
 
 import ferrosio
-import test_server_api
 from ferrosio.exceptions import DisconnectedError, FerrosioError, UnsupportedFeatureError
 
 if TYPE_CHECKING:
-    from client_conftest import Until
+    from _harness import Until
 
-pytest_plugins = ["client_conftest"]
 WAIT = 10.0
-
-
-# the in-process server fixture of test_server_api.py, reused as is
-make_server = test_server_api.make_server
 
 
 async def psio_client(clients: list[Any], url: str, namespaces: list[str] | None = None) -> Any:

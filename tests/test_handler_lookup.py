@@ -7,8 +7,8 @@ The order, for an event in namespace ``nsp``: ``handlers[nsp][event]``, ``handle
 name, namespace), the class-based namespace of ``nsp`` (the last rung if there is one), else the
 class-based namespace of ``"*"`` (namespace first).
 
-Fixtures: ``clients`` and ``until`` from ``client_conftest``; ``make_server`` from
-``tests/test_server_api.py`` (starts an in-process server on a free port, shuts it down).
+Fixtures (``tests/conftest.py``): ``clients``, ``until``, ``make_server`` (an in-process
+server on a free port, shut down after the test).
 Negative checks use a fence: a later round trip on the same connection.
 """
 
@@ -21,17 +21,11 @@ import pytest
 import socketio
 
 import ferrosio
-import test_server_api
 
 if TYPE_CHECKING:
-    from client_conftest import Until
+    from _harness import Until
 
-pytest_plugins = ["client_conftest"]
 WAIT = 10.0
-
-
-# the in-process server fixture of test_server_api.py, reused as is
-make_server = test_server_api.make_server
 
 
 async def psio_client(clients: list[Any], url: str, namespaces: list[str]) -> Any:

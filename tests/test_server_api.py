@@ -24,20 +24,6 @@ async def until(cond: Callable[[], bool], what: str) -> None:
 
 
 @pytest.fixture
-async def make_server() -> AsyncIterator[Callable[..., Any]]:
-    servers: list[ferrosio.AsyncServer] = []
-
-    async def make(sio: ferrosio.AsyncServer) -> str:
-        port = await sio.start("127.0.0.1", 0)
-        servers.append(sio)
-        return f"http://127.0.0.1:{port}"
-
-    yield make
-    for s in servers:
-        await s.shutdown(timeout=2)
-
-
-@pytest.fixture
 async def clients() -> AsyncIterator[Callable[..., Any]]:
     made: list[socketio.AsyncClient] = []
 
