@@ -92,7 +92,6 @@ def test_server_names_python_socketio_features_it_does_not_support(
         ({"json": json}, "json"),
         ({"handle_sigint": True}, "handle_sigint"),
         ({"http_session": object()}, "http_session"),
-        ({"ssl_verify": False}, "TLS"),
         ({"websocket_extra_options": {"timeout": 3}}, "websocket_extra_options"),
         ({"timestamp_requests": False}, "timestamp_requests"),
         ({"engineio_logger": True}, "engineio_logger"),

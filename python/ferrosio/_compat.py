@@ -41,12 +41,11 @@ engineio_logger                   accepted: None, False (the Engine.IO layer is 
 ================================  ==========================================================
 logger, reconnection*,            supported
 randomization_factor,
-request_timeout
+request_timeout, ssl_verify
 serializer, json                  as on the server
 handle_sigint                     accepted: False (no SIGINT handler is installed)
 engineio_logger                   as on the server
 http_session                      accepted: None (the connection is made in Rust)
-ssl_verify                        accepted: True (no TLS yet: https/wss URLs are refused)
 websocket_extra_options           accepted: None, {}
 timestamp_requests                accepted: True (polling requests carry ``t=``)
 ================================  ==========================================================
@@ -113,7 +112,6 @@ CLIENT: Mapping[str, _Rule] = {
     "engineio_logger": SERVER["engineio_logger"],
     "handle_sigint": _Rule(_only(False), "handle_sigint (disconnecting on Ctrl-C)"),
     "http_session": _Rule(_only(None), "http_session (an aiohttp session of the application)"),
-    "ssl_verify": _Rule(_only(True), "ssl_verify (TLS: https and wss URLs)"),
     "websocket_extra_options": _Rule(
         lambda value: not value, "websocket_extra_options (options for the WebSocket client)"
     ),

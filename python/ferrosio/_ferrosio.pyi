@@ -1,5 +1,6 @@
 """The native engine (Rust). Private: use :mod:`ferrosio` instead."""
 
+import os
 from typing import Any, Final
 
 __version__: Final[str]
@@ -132,6 +133,9 @@ class ClientEngine:
         polling: bool = True,
         upgrade: bool = True,
         request_timeout_ms: int = 5000,
+        tls: bool = False,
+        tls_verify: bool = True,
+        tls_ca_file: str | os.PathLike[str] | None = None,
     ) -> None: ...
     def emit(
         self,

@@ -29,6 +29,7 @@ import inspect
 import itertools
 import logging
 import math
+import os
 import random
 import urllib.parse
 from collections import deque
@@ -204,6 +205,11 @@ class AsyncClient(HandlerRegistry):
     :param max_buffered: most emits held per namespace while it is not connected (and, with
         ``retries``, waiting in the queue); beyond it :class:`BufferFullError` is raised.
     :param request_timeout: seconds for the handshake, each polling POST and the upgrade.
+    :param ssl_verify: for ``https://`` and ``wss://`` URLs, verify the server's certificate
+        (its chain and its host name); ``False`` accepts any certificate.
+    :param ssl_ca_file: a PEM file of CA certificates to trust instead of the system's (a
+        ferrosio option; python-socketio has none). By default the system's trusted CAs are
+        used (``/etc/ssl/certs`` on Debian; ``SSL_CERT_FILE``/``SSL_CERT_DIR`` override).
 
     When an ack timeout applies (``ack_timeout``, or ``timeout=`` on :meth:`emit`) or with
     ``retries``, ``callback`` is called error-first, as in socket.io-client:
@@ -212,7 +218,7 @@ class AsyncClient(HandlerRegistry):
     connection is lost first.
 
     python-socketio's other arguments are accepted where their value means what ferrosio does
-    anyway (``json=None``, ``ssl_verify=True``, ``handle_sigint=False`` ...); a value asking
+    anyway (``json=None``, ``handle_sigint=False`` ...); a value asking
     for something ferrosio does not do raises
     :class:`~ferrosio.exceptions.UnsupportedFeatureError` naming the feature (the table is in
     :mod:`ferrosio._compat`). An argument neither knows raises ``TypeError``. Handlers are
@@ -237,8 +243,9 @@ class AsyncClient(HandlerRegistry):
         ack_timeout: float | None = None,
         max_buffered: int = 10_000,
         request_timeout: float = 5,
-        http_session: Any = None,
         ssl_verify: bool = True,
+        ssl_ca_file: str | os.PathLike[str] | None = None,
+        http_session: Any = None,
         websocket_extra_options: dict[str, Any] | None = None,
         timestamp_requests: bool = True,
         engineio_logger: bool | logging.Logger | None = None,
@@ -257,6 +264,8 @@ class AsyncClient(HandlerRegistry):
         self.ack_timeout = ack_timeout
         self.max_buffered = max_buffered
         self.request_timeout = request_timeout
+        self.ssl_verify = ssl_verify
+        self.ssl_ca_file = ssl_ca_file
         self._init_handlers(logger, default_logger)
         #: namespace -> sid of the namespaces currently connected
         self.namespaces: dict[str, str] = {}
@@ -272,7 +281,7 @@ class AsyncClient(HandlerRegistry):
         self._nsps: dict[str, _Namespace] = {}
         self._engine: ClientEngine | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._target: tuple[str, int, str, str] = ("", 0, "", "")
+        self._target: tuple[str, int, str, str, bool] = ("", 0, "", "", False)
         self._gen = 0
         self._link = "idle"  # idle | opening | open
         self._transport: str | None = None
@@ -310,9 +319,9 @@ class AsyncClient(HandlerRegistry):
         wait_timeout: float = 1,
         retry: bool = False,
     ) -> None:
-        """Connects to ``url`` (``http://host:port`` or ``ws://host:port``, with an optional
-        query string) and joins ``namespaces`` (by default ``/`` and every namespace with
-        handlers).
+        """Connects to ``url`` (``http://host:port`` or ``ws://host:port``, or over TLS
+        ``https://`` or ``wss://``, with an optional query string) and joins ``namespaces``
+        (by default ``/`` and every namespace with handlers).
 
         ``auth`` (a dict, or a callable returning one, evaluated on every connection) goes in
         each namespace's CONNECT packet. ``transports``: ``["polling", "websocket"]`` by
@@ -405,19 +414,18 @@ class AsyncClient(HandlerRegistry):
             raise exceptions.ConnectionError("One or more namespaces failed to connect")
 
     @staticmethod
-    def _parse_url(url: str, socketio_path: str) -> tuple[str, int, str, str]:
+    def _parse_url(url: str, socketio_path: str) -> tuple[str, int, str, str, bool]:
         parts = urllib.parse.urlsplit(url)
         scheme = parts.scheme.lower()
-        if scheme in ("https", "wss"):
-            raise exceptions.ConnectionError("TLS (https/wss) is not supported yet")
-        if scheme not in ("http", "ws"):
+        if scheme not in ("http", "ws", "https", "wss"):
             raise ValueError(f"unsupported URL scheme {parts.scheme!r}")
+        tls = scheme in ("https", "wss")
         host = parts.hostname
         if not host:
             raise ValueError(f"no host in {url!r}")
-        port = parts.port or 80
+        port = parts.port or (443 if tls else 80)
         path = "/" + socketio_path.strip("/") + "/"
-        return host, port, path, parts.query
+        return host, port, path, parts.query, tls
 
     def _start_engine(self) -> None:
         self._stop_engine()  # a previous connection's, still closing
@@ -445,7 +453,7 @@ class AsyncClient(HandlerRegistry):
         fut: asyncio.Future[str | None] = self._loop.create_future()
         self._open_waiter = fut
         self._link = "opening"
-        host, port, path, query = self._target
+        host, port, path, query, tls = self._target
         engine.connect(
             gen,
             host,
@@ -457,6 +465,9 @@ class AsyncClient(HandlerRegistry):
             polling="polling" in self.connection_transports,
             upgrade=True,
             request_timeout_ms=max(1, round(self.request_timeout * 1000)),
+            tls=tls,
+            tls_verify=self.ssl_verify,
+            tls_ca_file=self.ssl_ca_file,
         )
         return await fut
 

@@ -3,9 +3,11 @@
 //! As with the server `Engine`, every method runs on the asyncio thread and returns at once:
 //! commands go on the engine's FIFO queue, `drain` hands over a batch of inbound records.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use bytes::Bytes;
+use ferrosio_core::client::tls::TlsOptions;
 use ferrosio_core::client::{
     ClientCommand, ClientError, ClientHandle, ClientInbound, ConnectTarget,
 };
@@ -159,8 +161,10 @@ impl ClientEngine {
         Ok(out)
     }
 
-    /// Starts connection attempt `gen` (closing the current one).
-    #[pyo3(signature = (gen, host, port, path, query = String::new(), headers = None, *, websocket = true, polling = true, upgrade = true, request_timeout_ms = 5_000))]
+    /// Starts connection attempt `gen` (closing the current one). With `tls`, every connection
+    /// is TLS, the certificate verified (`tls_verify`) against the system's CAs or those of
+    /// `tls_ca_file`; a setup or handshake failure ends the attempt with its `CLOSED` record.
+    #[pyo3(signature = (gen, host, port, path, query = String::new(), headers = None, *, websocket = true, polling = true, upgrade = true, request_timeout_ms = 5_000, tls = false, tls_verify = true, tls_ca_file = None))]
     #[allow(clippy::too_many_arguments)]
     fn connect(
         &self,
@@ -174,6 +178,9 @@ impl ClientEngine {
         polling: bool,
         upgrade: bool,
         request_timeout_ms: u64,
+        tls: bool,
+        tls_verify: bool,
+        tls_ca_file: Option<PathBuf>,
     ) -> PyResult<()> {
         if !websocket && !polling {
             return Err(PyValueError::new_err("no transport enabled"));
@@ -188,6 +195,10 @@ impl ClientEngine {
             polling,
             upgrade,
             request_timeout: Duration::from_millis(request_timeout_ms.max(1)),
+            tls: tls.then_some(TlsOptions {
+                verify: tls_verify,
+                ca_file: tls_ca_file,
+            }),
         };
         self.send(ClientCommand::Connect {
             gen,

@@ -24,6 +24,7 @@ use crate::engineio::packet::{encode_payload, EnginePacket, Frame};
 
 use super::decoder::SocketDecoder;
 use super::http::{request_path, ws_connect, HttpConn, Ws};
+use super::tls::TlsConnector;
 use super::{
     ClientCloseReason, ClientCommand, ClientInbound, ConnectTarget, TransportName, WakeQueue,
 };
@@ -91,9 +92,12 @@ fn parse_open(json: &Bytes) -> Result<OpenPacket, String> {
     serde_json::from_slice(json).map_err(|e| format!("invalid open packet: {e}"))
 }
 
-async fn handshake(target: &Arc<ConnectTarget>) -> Result<Opened, String> {
+async fn handshake(
+    target: &Arc<ConnectTarget>,
+    tls: Option<&TlsConnector>,
+) -> Result<Opened, String> {
     if target.polling {
-        let mut conn = HttpConn::new(target.clone());
+        let mut conn = HttpConn::new(target.clone(), tls.cloned());
         let body = conn
             .request(&request_path(target, "polling", None), None)
             .await
@@ -115,7 +119,7 @@ async fn handshake(target: &Arc<ConnectTarget>) -> Result<Opened, String> {
     if !target.websocket {
         return Err("no transport enabled".into());
     }
-    let mut ws = ws_connect(target, None).await?;
+    let mut ws = ws_connect(target, tls, None).await?;
     loop {
         match ws.next().await {
             Some(Ok(Message::Text(t))) => {
@@ -139,9 +143,13 @@ async fn handshake(target: &Arc<ConnectTarget>) -> Result<Opened, String> {
 }
 
 /// The WebSocket upgrade probe: a second connection with the session id, `2probe` -> `3probe`.
-async fn probe(target: Arc<ConnectTarget>, sid: String) -> Result<Ws, String> {
+async fn probe(
+    target: Arc<ConnectTarget>,
+    tls: Option<TlsConnector>,
+    sid: String,
+) -> Result<Ws, String> {
     let attempt = async {
-        let mut ws = ws_connect(&target, Some(&sid)).await?;
+        let mut ws = ws_connect(&target, tls.as_ref(), Some(&sid)).await?;
         ws.send(Message::Text(Utf8Bytes::from_static("2probe")))
             .await
             .map_err(|e| e.to_string())?;
@@ -334,6 +342,7 @@ impl State {
 pub(super) async fn run(
     gen: u64,
     target: Arc<ConnectTarget>,
+    tls: Option<TlsConnector>,
     commands: &mut mpsc::UnboundedReceiver<ClientCommand>,
     out: &WakeQueue<ClientInbound>,
 ) -> Option<ClientCommand> {
@@ -345,7 +354,7 @@ pub(super) async fn run(
 
     // ---- handshake (interruptible by commands) ----
     let opened = {
-        let hs = tokio::time::timeout(target.request_timeout, handshake(&target));
+        let hs = tokio::time::timeout(target.request_timeout, handshake(&target, tls.as_ref()));
         tokio::pin!(hs);
         loop {
             tokio::select! {
@@ -423,7 +432,7 @@ pub(super) async fn run(
         Start::Polling(conn) => {
             transport = TransportName::Polling;
             get_conn = Some(conn);
-            post_conn = Some(HttpConn::new(target.clone()));
+            post_conn = Some(HttpConn::new(target.clone(), tls.clone()));
         }
     }
     st.batch.push(ClientInbound::Open {
@@ -447,7 +456,7 @@ pub(super) async fn run(
         // No new long-poll from now on: the one in flight is released by the server's noop
         // once it sees the probe, and the switch needs polling to be quiet.
         polling_paused = true;
-        probe_fut = Some(Box::pin(probe(target.clone(), sid.clone())));
+        probe_fut = Some(Box::pin(probe(target.clone(), tls.clone(), sid.clone())));
     }
     out.push_many(st.batch.drain(..));
 

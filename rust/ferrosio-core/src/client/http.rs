@@ -1,5 +1,5 @@
 //! The HTTP side of the client: long-polling requests over hyper's HTTP/1.1 client connections,
-//! and the TCP + WebSocket handshake.
+//! and the TCP (+ TLS) + WebSocket handshake.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -15,9 +15,10 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::WebSocketStream;
 
+use super::tls::{ClientStream, TlsConnector};
 use super::ConnectTarget;
 
-pub type Ws = WebSocketStream<TcpStream>;
+pub type Ws = WebSocketStream<ClientStream>;
 
 /// How long a kept-alive connection may sit idle before we stop trusting it (Node's server
 /// closes idle keep-alive connections after 5 s).
@@ -49,19 +50,34 @@ fn cache_buster() -> String {
         .collect()
 }
 
-pub async fn tcp_connect(target: &ConnectTarget) -> Result<TcpStream, String> {
+/// A TCP connection to the endpoint, with the TLS handshake done when `tls` is given.
+pub async fn connect_stream(
+    target: &ConnectTarget,
+    tls: Option<&TlsConnector>,
+) -> Result<ClientStream, String> {
     let stream = TcpStream::connect((target.host.as_str(), target.port))
         .await
         .map_err(|e| format!("cannot connect to {}:{}: {e}", target.host, target.port))?;
     let _ = stream.set_nodelay(true);
-    Ok(stream)
+    match tls {
+        None => Ok(ClientStream::Plain(stream)),
+        Some(tls) => match tls.connect(&target.host, stream).await {
+            Ok(s) => Ok(ClientStream::Tls(Box::new(s))),
+            Err(e) => Err(e.to_string()),
+        },
+    }
 }
 
 /// Opens a WebSocket to the endpoint (with `sid` when upgrading).
-pub async fn ws_connect(target: &ConnectTarget, sid: Option<&str>) -> Result<Ws, String> {
-    let stream = tcp_connect(target).await?;
+pub async fn ws_connect(
+    target: &ConnectTarget,
+    tls: Option<&TlsConnector>,
+    sid: Option<&str>,
+) -> Result<Ws, String> {
+    let stream = connect_stream(target, tls).await?;
     let url = format!(
-        "ws://{}{}",
+        "{}://{}{}",
+        if tls.is_some() { "wss" } else { "ws" },
         host_header(target),
         request_path(target, "websocket", sid)
     );
@@ -96,6 +112,7 @@ fn host_header(target: &ConnectTarget) -> String {
 /// long-poll never waits behind a POST and the other way round.
 pub struct HttpConn {
     target: Arc<ConnectTarget>,
+    tls: Option<TlsConnector>,
     sender: Option<SendRequest<Full<Bytes>>>,
     last_used: Instant,
 }
@@ -119,16 +136,19 @@ impl std::fmt::Display for HttpFailure {
 }
 
 impl HttpConn {
-    pub fn new(target: Arc<ConnectTarget>) -> Self {
+    pub fn new(target: Arc<ConnectTarget>, tls: Option<TlsConnector>) -> Self {
         HttpConn {
             target,
+            tls,
             sender: None,
             last_used: Instant::now(),
         }
     }
 
     async fn fresh_sender(&mut self) -> Result<&mut SendRequest<Full<Bytes>>, HttpFailure> {
-        let stream = tcp_connect(&self.target).await.map_err(HttpFailure::Io)?;
+        let stream = connect_stream(&self.target, self.tls.as_ref())
+            .await
+            .map_err(HttpFailure::Io)?;
         let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
             .await
             .map_err(|e| HttpFailure::Io(e.to_string()))?;

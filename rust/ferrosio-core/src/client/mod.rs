@@ -12,6 +12,7 @@
 mod conn;
 pub mod decoder;
 mod http;
+pub mod tls;
 
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -23,6 +24,7 @@ use tokio::sync::mpsc;
 
 pub use crate::bridge::WakeQueue;
 use crate::engineio::packet::Frame;
+use tls::{TlsConnector, TlsOptions};
 
 /// Why a connection ended (python-socketio's reason strings, plus `connect error` when the
 /// Engine.IO handshake itself failed).
@@ -125,6 +127,8 @@ pub struct ConnectTarget {
     pub upgrade: bool,
     /// Bound on the handshake, each POST, the upgrade probe, and the closing flush.
     pub request_timeout: Duration,
+    /// TLS (`https`/`wss`) on every connection, verified as these options say; `None`: plain.
+    pub tls: Option<TlsOptions>,
 }
 
 /// A request from the host, applied in order on the engine thread.
@@ -220,6 +224,9 @@ async fn engine_main(
     out: Arc<WakeQueue<ClientInbound>>,
 ) {
     let mut next: Option<ClientCommand> = None;
+    // The TLS configuration of the last attempt: reconnections reuse it rather than reload
+    // the trusted CAs each time.
+    let mut tls_cache: Option<(TlsOptions, TlsConnector)> = None;
     loop {
         let cmd = match next.take() {
             Some(cmd) => cmd,
@@ -230,13 +237,41 @@ async fn engine_main(
         };
         match cmd {
             ClientCommand::Connect { gen, target } => {
-                next = conn::run(gen, Arc::new(*target), &mut commands, &out).await;
+                let tls = match &target.tls {
+                    None => None,
+                    Some(options) => match tls_connector(&mut tls_cache, options) {
+                        Ok(connector) => Some(connector),
+                        Err(e) => {
+                            out.push(ClientInbound::Closed {
+                                gen,
+                                reason: ClientCloseReason::ConnectError,
+                                detail: e.to_string(),
+                            });
+                            continue;
+                        }
+                    },
+                };
+                next = conn::run(gen, Arc::new(*target), tls, &mut commands, &out).await;
             }
             ClientCommand::Shutdown => return,
             // For a connection that is already gone: nothing to do.
             ClientCommand::Send { .. } | ClientCommand::Close { .. } => {}
         }
     }
+}
+
+fn tls_connector(
+    cache: &mut Option<(TlsOptions, TlsConnector)>,
+    options: &TlsOptions,
+) -> Result<TlsConnector, tls::TlsError> {
+    if let Some((cached, connector)) = cache.as_ref() {
+        if cached == options {
+            return Ok(connector.clone());
+        }
+    }
+    let connector = TlsConnector::new(options)?;
+    *cache = Some((options.clone(), connector.clone()));
+    Ok(connector)
 }
 
 #[cfg(test)]

@@ -102,6 +102,7 @@ fn target(port: u16, websocket: bool, polling: bool) -> Box<ConnectTarget> {
         polling,
         upgrade: true,
         request_timeout: Duration::from_secs(5),
+        tls: None,
     })
 }
 
