@@ -24,14 +24,14 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 
-use crate::bridge::{Command, Inbound, InboundQueue};
+use crate::bridge::{Command, ControlCommand, ControlInbound, Inbound, InboundQueue};
 use crate::config::{CorsPolicy, ServerConfig};
+use crate::engineio::endpoint::EngineIoEndpoint;
 use crate::engineio::heartbeat;
 use crate::engineio::packet::{encode_payload, Frame};
-use crate::engineio::session::{CloseReason, EngineSession, Handshake, TransportKind};
+use crate::engineio::session::{DisconnectReason, EngineSession, Handshake, TransportKind};
 use crate::engineio::EngineHandler;
 use crate::error::ServerError;
-use crate::raw_engine::RawEngineLayer;
 use crate::sid::new_sid;
 use crate::socketio::layer::SocketIoLayer;
 use crate::transport::websocket::{self, WsConn};
@@ -111,7 +111,7 @@ struct Engine {
     gate: HostGate,
     inbound: Arc<InboundQueue>,
     layer: Arc<SocketIoLayer>,
-    raw: Option<Arc<RawEngineLayer>>,
+    engineio: Option<Arc<EngineIoEndpoint>>,
     sessions: Mutex<SessionTable>,
 }
 
@@ -122,7 +122,7 @@ type SessionTable = foldhash::HashMap<Arc<str>, (Arc<EngineSession>, Endpoint)>;
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Endpoint {
     SocketIo,
-    Engine,
+    EngineIo,
 }
 
 /// Releases a polling GET/POST slot when the request ends, however it ends.
@@ -164,8 +164,8 @@ impl Engine {
     }
 
     fn handler(&self, endpoint: Endpoint) -> Arc<dyn EngineHandler> {
-        match (endpoint, &self.raw) {
-            (Endpoint::Engine, Some(raw)) => raw.clone(),
+        match (endpoint, &self.engineio) {
+            (Endpoint::EngineIo, Some(engineio)) => engineio.clone(),
             _ => self.layer.clone(),
         }
     }
@@ -216,15 +216,22 @@ impl Engine {
                     engine.layer.has_sockets(&s.sid)
                 })
             });
-            let reason =
-                heartbeat::run(s.clone(), cfg.ping_interval, cfg.ping_timeout, connect).await;
+            let on_tick = || engine.handler(endpoint).on_tick(&s).is_ok();
+            let reason = heartbeat::run(
+                s.clone(),
+                cfg.ping_interval,
+                cfg.ping_timeout,
+                connect,
+                on_tick,
+            )
+            .await;
             engine.end_session(&s, reason);
         });
         session
     }
 
     /// Forgets a session and tells the layer above; safe to call more than once.
-    fn end_session(&self, session: &Arc<EngineSession>, reason: CloseReason) {
+    fn end_session(&self, session: &Arc<EngineSession>, reason: DisconnectReason) {
         session.close(reason);
         let removed = self.sessions.lock().remove(&session.sid);
         if let Some((_, endpoint)) = removed {
@@ -285,9 +292,10 @@ impl Engine {
     ) -> Result<HttpResponse, Infallible> {
         let endpoint = if req.uri().path() == self.config.path {
             Endpoint::SocketIo
-        } else if self.raw.is_some() && self.config.engine_path.as_deref() == Some(req.uri().path())
+        } else if self.engineio.is_some()
+            && self.config.engineio_path.as_deref() == Some(req.uri().path())
         {
-            Endpoint::Engine
+            Endpoint::EngineIo
         } else {
             return Ok(self.static_file(&req).await);
         };
@@ -391,14 +399,14 @@ impl Engine {
             return HttpError::BadRequest.response();
         }
         if session.pong_overdue() {
-            self.end_session(&session, CloseReason::PingTimeout);
+            self.end_session(&session, DisconnectReason::PingTimeout);
             return HttpError::UnknownSid.response();
         }
         match *req.method() {
             Method::GET => {
                 if !session.claim_get() {
                     // Two GETs at once: the client is confused or hostile; end the session.
-                    self.end_session(&session, CloseReason::TransportError);
+                    self.end_session(&session, DisconnectReason::TransportError);
                     return HttpError::BadRequest.response();
                 }
                 let _slot = SlotGuard {
@@ -413,7 +421,7 @@ impl Engine {
             }
             Method::POST => {
                 if !session.claim_post() {
-                    self.end_session(&session, CloseReason::TransportError);
+                    self.end_session(&session, DisconnectReason::TransportError);
                     return HttpError::BadRequest.response();
                 }
                 let _slot = SlotGuard {
@@ -427,24 +435,24 @@ impl Engine {
                     .and_then(|v| v.to_str().ok())
                     .and_then(|v| v.parse::<usize>().ok());
                 if declared.is_some_and(|n| n > max) {
-                    self.end_session(&session, CloseReason::TransportError);
+                    self.end_session(&session, DisconnectReason::TransportError);
                     return status_response(StatusCode::PAYLOAD_TOO_LARGE, "Payload Too Large");
                 }
                 let body = Limited::new(req.into_body(), max);
                 let body = match tokio::time::timeout(BODY_TIMEOUT, body.collect()).await {
                     Ok(Ok(collected)) => collected.to_bytes(),
                     Ok(Err(e)) if e.downcast_ref::<LengthLimitError>().is_some() => {
-                        self.end_session(&session, CloseReason::TransportError);
+                        self.end_session(&session, DisconnectReason::TransportError);
                         return status_response(StatusCode::PAYLOAD_TOO_LARGE, "Payload Too Large");
                     }
                     _ => {
-                        self.end_session(&session, CloseReason::TransportError);
+                        self.end_session(&session, DisconnectReason::TransportError);
                         return HttpError::BadRequest.response();
                     }
                 };
                 let handler = self.handler(endpoint);
                 if polling::post(&session, &handler, &body).is_err() {
-                    self.end_session(&session, CloseReason::TransportError);
+                    self.end_session(&session, DisconnectReason::TransportError);
                     return HttpError::BadRequest.response();
                 }
                 let mut res = Response::new(Full::new(Bytes::from_static(b"ok")));
@@ -587,21 +595,17 @@ impl Engine {
 impl Engine {
     fn execute(&self, cmd: Command) {
         match cmd {
-            Command::EngineSend { sid, frames } => {
-                if let Some(raw) = &self.raw {
-                    raw.send(&sid, &frames);
+            Command::SocketIo(cmd) => self.layer.execute(cmd),
+            Command::EngineIo(cmd) => {
+                if let Some(engineio) = &self.engineio {
+                    engineio.execute(cmd);
                 }
             }
-            Command::EngineClose { sid } => {
-                if let Some(raw) = &self.raw {
-                    raw.close(&sid);
-                }
-            }
-            Command::Authorize {
+            Command::Control(ControlCommand::Authorize {
                 id,
                 origin_ok,
                 request_ok,
-            } => {
+            }) => {
                 self.gate.answer(
                     id,
                     Verdict {
@@ -610,12 +614,13 @@ impl Engine {
                     },
                 );
             }
+            // Only meaningful on its own: the serve loop takes it before it gets here.
+            Command::Control(ControlCommand::Shutdown { .. }) => {}
             Command::Batch(cmds) => {
                 for cmd in cmds {
                     self.execute(cmd);
                 }
             }
-            other => self.layer.execute(other),
         }
     }
 }
@@ -665,12 +670,12 @@ impl HostGate {
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let (tx, rx) = tokio::sync::oneshot::channel();
         self.pending.lock().insert(id, tx);
-        inbound.push(Inbound::Authorize {
+        inbound.push(Inbound::Control(ControlInbound::Authorize {
             id,
             origin,
             check_request,
             handshake,
-        });
+        }));
         let refused = Verdict {
             origin_ok: false,
             request_ok: false,
@@ -813,11 +818,11 @@ impl ServerHandle {
             .enable_all()
             .build()?;
         let engine = Arc::new(Engine {
-            layer: SocketIoLayer::new(inbound.clone(), config.connect_timeout),
-            raw: config
-                .engine_path
+            layer: SocketIoLayer::new(inbound.clone(), &config),
+            engineio: config
+                .engineio_path
                 .as_ref()
-                .map(|_| RawEngineLayer::new(inbound.clone())),
+                .map(|_| EngineIoEndpoint::new(inbound.clone())),
             inbound: inbound.clone(),
             gate: HostGate::default(),
             sessions: Mutex::default(),
@@ -867,9 +872,11 @@ impl ServerHandle {
 
     /// Starts a graceful shutdown and waits for the engine thread to finish.
     pub fn shutdown(&self, timeout: Duration) {
-        let _ = self.commands.send(Command::Shutdown {
-            timeout_ms: timeout.as_millis() as u64,
-        });
+        let _ = self
+            .commands
+            .send(Command::Control(ControlCommand::Shutdown {
+                timeout_ms: timeout.as_millis() as u64,
+            }));
         if let Some(t) = self.thread.lock().take() {
             let _ = t.join();
         }
@@ -902,13 +909,13 @@ async fn serve(
             cmd = commands.recv() => match cmd {
                 // The host dropped its handle: stop without waiting.
                 None => break Duration::ZERO,
-                Some(Command::Shutdown { timeout_ms }) => break Duration::from_millis(timeout_ms),
+                Some(Command::Control(ControlCommand::Shutdown { timeout_ms })) => break Duration::from_millis(timeout_ms),
                 Some(cmd) => {
                     engine.execute(cmd);
                     // Apply whatever else is queued before going back to the sockets.
                     let mut stop = None;
                     while let Ok(cmd) = commands.try_recv() {
-                        if let Command::Shutdown { timeout_ms } = cmd {
+                        if let Command::Control(ControlCommand::Shutdown { timeout_ms }) = cmd {
                             stop = Some(Duration::from_millis(timeout_ms));
                             break;
                         }
@@ -950,7 +957,7 @@ async fn serve(
         .map(|(s, _)| s.clone())
         .collect();
     for s in &sessions {
-        s.close(CloseReason::ServerClose);
+        s.close(DisconnectReason::ServerDisconnect);
     }
     let deadline = tokio::time::Instant::now() + grace;
     while !engine.sessions.lock().is_empty() && tokio::time::Instant::now() < deadline {

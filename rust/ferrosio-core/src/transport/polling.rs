@@ -6,7 +6,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use crate::engineio::packet::{encode_payload, EnginePacket, Frame};
-use crate::engineio::session::{CloseReason, EngineSession};
+use crate::engineio::session::{DisconnectReason, EngineSession};
 use crate::engineio::EngineHandler;
 use crate::error::EngineError;
 
@@ -19,7 +19,7 @@ pub async fn get(session: &EngineSession) -> Bytes {
     loop {
         let (mut frames, closed) = session.take();
         if let Some(reason) = closed {
-            frames.push(if reason == CloseReason::ClientClose {
+            frames.push(if reason == DisconnectReason::ClientDisconnect {
                 Frame::NOOP
             } else {
                 Frame::CLOSE
@@ -60,14 +60,14 @@ pub fn post(
                 Ok(())
             }
             EnginePacket::Close => {
-                session.close(CloseReason::ClientClose);
+                session.close(DisconnectReason::ClientDisconnect);
                 return Ok(());
             }
             EnginePacket::Noop | EnginePacket::Upgrade => Ok(()),
             EnginePacket::Open(_) => return Err(EngineError::UnknownType('0')),
         };
         if result.is_err() {
-            session.close(CloseReason::TransportError);
+            session.close(DisconnectReason::TransportError);
             return Ok(());
         }
     }
