@@ -1,6 +1,6 @@
-//! `ClientEngine`: the PyO3 face of ferrosio-core's client engine.
+//! `ClientHandle`: the PyO3 face of ferrosio-core's client engine.
 //!
-//! As with the server `Engine`, every method runs on the asyncio thread and returns at once:
+//! As with the `ServerHandle`, every method runs on the asyncio thread and returns at once:
 //! commands go on the engine's FIFO queue, `drain` hands over a batch of inbound records.
 
 use std::time::Duration;
@@ -10,6 +10,7 @@ use ferrosio_core::client::{
     ClientCommand, ClientError, ClientHandle, ClientInbound, ConnectTarget,
 };
 use ferrosio_core::engineio::packet::Frame;
+use ferrosio_core::socketio::assembler::AttachmentLimits;
 use ferrosio_core::socketio::packet::{encode_message, PacketType};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
@@ -35,13 +36,13 @@ fn to_pyerr(err: ClientError) -> PyErr {
 
 /// A Socket.IO client connection engine on its own thread (one connection attempt at a time,
 /// numbered by the caller with a generation).
-#[pyclass(frozen, module = "ferrosio._ferrosio")]
-pub struct ClientEngine {
+#[pyclass(frozen, name = "ClientHandle", module = "ferrosio._ferrosio")]
+pub struct PyClientHandle {
     handle: ClientHandle,
 }
 
 #[pymethods]
-impl ClientEngine {
+impl PyClientHandle {
     #[classattr]
     const OPEN: u8 = C_OPEN;
     #[classattr]
@@ -62,7 +63,7 @@ impl ClientEngine {
     #[new]
     fn new() -> PyResult<Self> {
         let handle = ClientHandle::start().map_err(to_pyerr)?;
-        Ok(ClientEngine { handle })
+        Ok(PyClientHandle { handle })
     }
 
     /// The fd that becomes readable when records are waiting.
@@ -160,7 +161,7 @@ impl ClientEngine {
     }
 
     /// Starts connection attempt `gen` (closing the current one).
-    #[pyo3(signature = (gen, host, port, path, query = String::new(), headers = None, *, websocket = true, polling = true, upgrade = true, request_timeout_ms = 5_000))]
+    #[pyo3(signature = (gen, host, port, path, query = String::new(), headers = None, *, websocket = true, polling = true, upgrade = true, request_timeout_ms = 5_000, max_attachments = 10, max_attachment_bytes = 1_000_000, attachment_timeout_ms = 30_000))]
     #[allow(clippy::too_many_arguments)]
     fn connect(
         &self,
@@ -174,6 +175,9 @@ impl ClientEngine {
         polling: bool,
         upgrade: bool,
         request_timeout_ms: u64,
+        max_attachments: usize,
+        max_attachment_bytes: usize,
+        attachment_timeout_ms: u64,
     ) -> PyResult<()> {
         if !websocket && !polling {
             return Err(PyValueError::new_err("no transport enabled"));
@@ -188,6 +192,11 @@ impl ClientEngine {
             polling,
             upgrade,
             request_timeout: Duration::from_millis(request_timeout_ms.max(1)),
+            attachment_limits: AttachmentLimits {
+                max_attachments,
+                max_bytes: max_attachment_bytes,
+                timeout: Duration::from_millis(attachment_timeout_ms),
+            },
         };
         self.send(ClientCommand::Connect {
             gen,
@@ -257,7 +266,7 @@ impl ClientEngine {
     }
 }
 
-impl ClientEngine {
+impl PyClientHandle {
     fn send(&self, cmd: ClientCommand) -> PyResult<()> {
         self.handle.command(cmd).map_err(to_pyerr)
     }
