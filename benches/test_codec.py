@@ -14,8 +14,8 @@ What one round does, per implementation:
 frames for attachments):
 
 - ``ferrosio``: ``_codec.encode([event, *args])`` (orjson, binary placeholders) then
-  ``_ferrosio.encode_packet(type, nsp, json, ack_id, attachments)`` (Rust; returns the Engine.IO
-  message ``4...`` directly). This is what ``AsyncServer.emit`` and acks do.
+  ``_ferrosio.codec.encode_packet(type, nsp, json, ack_id, attachments)`` (Rust; returns the
+  Engine.IO message ``4...`` directly). This is what ``AsyncServer.emit`` and acks do.
 - ``psio``: ``socketio.packet.Packet(...).encode()`` then, per frame,
   ``engineio.packet.Packet(MESSAGE, data=frame).encode()``: python-socketio's own send path
   (``AsyncServer._send_packet`` -> ``AsyncServer.eio.send``). Same bytes as ferrosio.
@@ -24,7 +24,7 @@ frames for attachments):
 
 ``sio decode`` -- the text of one received WebSocket frame (+ binary frames) to Python objects:
 
-- ``ferrosio``: ``_ferrosio.decode_packet(text)`` then ``_codec.decode(json, attachments)``.
+- ``ferrosio``: ``_ferrosio.codec.decode_packet(text)`` then ``_codec.decode(json, attachments)``.
   Its input is the text after the ``4``: the engine strips it by slicing, in Rust.
 - ``psio``: ``engineio.packet.Packet(encoded_packet=frame)`` then
   ``socketio.packet.Packet(encoded_packet=eio.data)`` (+ ``add_attachment`` per binary frame),
@@ -37,7 +37,7 @@ as ``b<base64>``), bytes in and bytes out on both sides:
 - ``psio``: ``engineio.payload.Payload(packets=[engineio.packet.Packet(MESSAGE, d) ...])``
   ``.encode().encode()`` / ``Payload(encoded_payload=body.decode())`` (python-engineio's
   polling GET/POST handlers do the same utf-8 steps).
-- ``ferrosio``: ``_ferrosio.encode_payload(frames)`` / ``decode_payload(body)`` (Rust, the
+- ``ferrosio``: ``_ferrosio.codec.encode_payload(frames)`` / ``decode_payload(body)`` (Rust, the
   engine's ``engineio::packet::encode_payload`` / ``EnginePacket::decode_payload``)::
 
       encode_payload(frames: list[str | bytes]) -> bytes
@@ -62,7 +62,8 @@ import engineio.payload as eio_payload
 import pytest
 import socketio.packet as sio_packet
 
-from ferrosio import _codec, _ferrosio
+from ferrosio import _codec
+from ferrosio._ferrosio import codec as native_codec
 
 EVENT, ACK, BINARY_EVENT, BINARY_ACK = (
     sio_packet.EVENT,
@@ -136,8 +137,8 @@ def enc_ferrosio(c: Case) -> tuple[Any, ...]:
     text, atts = _codec.encode(c.data)
     if atts:
         kind = _BINARY_TYPE[c.kind]
-        return (_ferrosio.encode_packet(kind, c.nsp, text, c.ack_id, len(atts)), *atts)
-    return (_ferrosio.encode_packet(c.kind, c.nsp, text, c.ack_id),)
+        return (native_codec.encode_packet(kind, c.nsp, text, c.ack_id, len(atts)), *atts)
+    return (native_codec.encode_packet(c.kind, c.nsp, text, c.ack_id),)
 
 
 def enc_psio(c: Case) -> tuple[Any, ...]:
@@ -158,7 +159,7 @@ ENCODERS = {"ferrosio": enc_ferrosio, "psio": enc_psio, "psio-sio-only": enc_psi
 
 
 def dec_ferrosio(text: bytes, atts: list[bytes]) -> tuple[int, str, int | None, Any]:
-    kind, nsp, ack_id, n, data = _ferrosio.decode_packet(text)
+    kind, nsp, ack_id, n, data = native_codec.decode_packet(text)
     return kind, nsp, ack_id, _codec.decode(data, atts if n else None)
 
 
@@ -282,11 +283,11 @@ def pdec_psio(body: bytes) -> list[str | bytes]:
 
 
 def _ferrosio_payload_fns() -> tuple[Any, Any]:
-    enc = getattr(_ferrosio, "encode_payload", None)
-    dec = getattr(_ferrosio, "decode_payload", None)
+    enc = getattr(native_codec, "encode_payload", None)
+    dec = getattr(native_codec, "decode_payload", None)
     if enc is None or dec is None:
         pytest.skip(
-            "this ferrosio build has no _ferrosio.encode_payload/decode_payload (Engine.IO "
+            "this ferrosio build has no _ferrosio.codec.encode_payload/decode_payload (Engine.IO "
             "polling payload framing): encode_payload(list[str | bytes]) -> bytes, "
             "decode_payload(bytes) -> list[str | bytes]"
         )
@@ -300,8 +301,8 @@ def _checked_payload(case: str) -> bytes:
     body = penc_psio(msgs)
     expected = _ferrosio_frames(msgs)
     assert pdec_psio(body) == expected, f"{case}: python-engineio round trip"
-    enc = getattr(_ferrosio, "encode_payload", None)
-    dec = getattr(_ferrosio, "decode_payload", None)
+    enc = getattr(native_codec, "encode_payload", None)
+    dec = getattr(native_codec, "decode_payload", None)
     if enc is not None and dec is not None:
         assert enc(expected) == body, f"{case}: ferrosio payload differs from python-engineio's"
         assert dec(body) == expected, f"{case}: ferrosio decode_payload"

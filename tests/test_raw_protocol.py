@@ -421,6 +421,62 @@ async def test_binary_ack_two_attachments_in_namespace(reference_server, raw):
     assert await c.recv_binary() == b"\x04\x05\x06"
 
 
+def _placeholders(n: int) -> str:
+    return ",".join(f'{{"_placeholder":true,"num":{i}}}' for i in range(n))
+
+
+async def test_ten_attachments_are_accepted(reference_server, raw):
+    c = await raw(reference_server)
+    await c.connect_ns()
+    await c.send(f'4510-["echo",{_placeholders(10)}]')
+    for i in range(10):
+        await c.send(bytes([i]))
+    assert await c.recv_text() == f'4510-["echo",{_placeholders(10)}]'
+    for i in range(10):
+        assert await c.recv_binary() == bytes([i])
+
+
+async def test_more_attachments_than_the_limit_close_only_that_connection(reference_server, raw):
+    other = await raw(reference_server)
+    await other.connect_ns()
+    c = await raw(reference_server)
+    await c.connect_ns()
+    await c.send(f'4511-["echo",{_placeholders(11)}]')
+    frames = await c.expect_closed()
+    assert all(f == "1" for f in frames), f"unexpected frames before the close: {frames!r}"
+    await other.send('4212["echo",1]')
+    assert await other.recv_text() == "4312[1]"
+
+
+async def test_attachments_over_the_byte_limit_close_the_connection(reference_server, raw):
+    # each attachment fits a message (1 MB); together they exceed max_http_buffer_size
+    c = await raw(reference_server)
+    await c.connect_ns()
+    await c.send(f'452-["echo",{_placeholders(2)}]')
+    await c.send_maybe_refused(b"\x00" * 600_000)
+    await c.send_maybe_refused(b"\x00" * 600_000)
+    frames = await c.expect_closed()
+    assert all(f == "1" for f in frames), f"unexpected frames before the close: {frames[:3]!r}"
+
+
+async def test_attachments_that_never_arrive_close_the_connection(suite_server, raw):
+    # the suite app allows 0.5 s; pings are answered, so only the missing attachment explains it
+    c = await raw(suite_server)
+    await c.connect_ns()
+    await c.send(f'451-["echo",{_placeholders(1)}]')
+    frames = await c.expect_closed()
+    assert all(f in ("1", '42["auth",{}]') for f in frames), f"unexpected frames: {frames!r}"
+
+
+async def test_a_binary_packet_for_another_namespace_is_dropped_whole(reference_server, raw):
+    c = await raw(reference_server)
+    await c.connect_ns()
+    await c.send(f'451-/elsewhere,["echo",{_placeholders(1)}]')
+    await c.send(b"\x01")  # its attachment: not a stray one that breaks the connection
+    await c.send('4212["echo",1]')
+    assert await c.recv_text() == "4312[1]"
+
+
 async def test_binary_nested_event_and_ack(reference_server, raw):
     c = await raw(reference_server)
     await c.connect_ns()

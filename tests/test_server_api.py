@@ -295,6 +295,35 @@ async def test_rooms_skip_sid_and_close_room(make_server, clients) -> None:
     assert "red" not in sio.rooms(sids[0])
 
 
+async def test_rooms_reflect_changes_made_in_the_same_handler(make_server, clients) -> None:
+    # The handler runs inside a drain, whose commands are held in a batch: rooms() must still
+    # see the joins and leaves just requested.
+    sio = ferrosio.AsyncServer()
+    sids: list[str] = []
+    sio.on("connect", lambda sid, environ: sids.append(sid))
+
+    @sio.on("shuffle")
+    async def shuffle(sid: str) -> list[list[str]]:
+        seen = []
+        await sio.enter_room(sid, "a")
+        await sio.enter_room(sid, "b")
+        seen.append(sio.rooms(sid))
+        await sio.leave_room(sid, "a")
+        seen.append(sio.rooms(sid))
+        await sio.close_room("b")
+        seen.append(sio.rooms(sid))
+        seen.append(sio.rooms(sid, namespace="/other"))
+        seen.append(sio.rooms("no-such-sid"))
+        return seen
+
+    url = await make_server(sio)
+    c = await clients(url)
+    await until(lambda: len(sids) == 1, "connect")
+    sid = sids[0]
+    got = await c.call("shuffle", timeout=WAIT)
+    assert got == [[sid, "a", "b"], [sid, "b"], [sid], [], []]
+
+
 async def test_emits_from_the_connect_handler_follow_the_connect_reply(
     make_server, clients
 ) -> None:

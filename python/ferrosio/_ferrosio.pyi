@@ -1,27 +1,86 @@
 """The native engine (Rust). Private: use :mod:`ferrosio` instead."""
 
 import os
-from typing import Any, Final
+from typing import Any, Final, Literal, TypeAlias
 
 __version__: Final[str]
 
-KIND_CONNECT: Final[int]
-KIND_EVENT: Final[int]
-KIND_ACK: Final[int]
-KIND_DISCONNECT: Final[int]
-KIND_ENGINE_OPEN: Final[int]
-KIND_ENGINE_MESSAGE: Final[int]
-KIND_ENGINE_CLOSE: Final[int]
-KIND_AUTHORIZE: Final[int]
+# Kind tags: the first item of every record ``ServerHandle.drain`` returns.
+SOCKETIO_CONNECT: Final = 0
+SOCKETIO_EVENT: Final = 1
+SOCKETIO_ACK: Final = 2
+SOCKETIO_DISCONNECT: Final = 3
+ENGINEIO_OPEN: Final = 4
+ENGINEIO_MESSAGE: Final = 5
+ENGINEIO_CLOSE: Final = 6
+CONTROL_AUTHORIZE: Final = 7
 
 class FerrosioError(Exception): ...
 class EngineNotRunningError(FerrosioError): ...
 
-# (method, path, query, headers, remote_ip, remote_port, local_ip, local_port)
-RawEnviron = tuple[str, str, str, list[tuple[str, str]], str, int, str, int]
+DisconnectReason: TypeAlias = Literal[
+    "client disconnect", "server disconnect", "ping timeout", "transport close", "transport error"
+]
 
-class Engine:
-    """An HTTP listener serving Engine.IO/Socket.IO on its own thread."""
+class Handshake:
+    """The HTTP request that opened a session (read once, to build the WSGI-style environ)."""
+
+    @property
+    def method(self) -> str: ...
+    @property
+    def path(self) -> str: ...
+    @property
+    def query(self) -> str: ...
+    @property
+    def headers(self) -> list[tuple[str, str]]:
+        """``(name, value)`` pairs in request order; names are lowercase."""
+    @property
+    def remote_addr(self) -> tuple[str, int]:
+        """The client's ``(ip, port)``."""
+    @property
+    def local_addr(self) -> tuple[str, int]:
+        """The server's ``(ip, port)`` the request came in on."""
+
+# Socket.IO endpoint records.
+# (kind, sid, nsp, eio_sid, auth JSON or None, handshake)
+SocketIoConnect: TypeAlias = tuple[Literal[0], str, str, str, bytes | None, Handshake]
+# (kind, sid, nsp, ack_id or None, JSON array, attachments or None)
+SocketIoEvent: TypeAlias = tuple[Literal[1], str, str, int | None, bytes, list[bytes] | None]
+# (kind, sid, nsp, ack_id, JSON array, attachments or None)
+SocketIoAck: TypeAlias = tuple[Literal[2], str, str, int, bytes, list[bytes] | None]
+# (kind, sid, nsp, reason)
+SocketIoDisconnect: TypeAlias = tuple[Literal[3], str, str, DisconnectReason]
+# Bare Engine.IO endpoint records.
+# (kind, sid, handshake)
+EngineIoOpen: TypeAlias = tuple[Literal[4], str, Handshake]
+# (kind, sid, str for a text message, bytes for a binary one)
+EngineIoMessage: TypeAlias = tuple[Literal[5], str, str | bytes]
+# (kind, sid, reason)
+EngineIoClose: TypeAlias = tuple[Literal[6], str, DisconnectReason]
+# Server control records: is the origin allowed (origin set), may the request open a session
+# (check_request)? Answered with ``ServerHandle.authorize(id, ...)``.
+# (kind, id, origin or None, check_request, handshake)
+ControlAuthorize: TypeAlias = tuple[Literal[7], int, str | None, bool, Handshake]
+
+ServerRecord: TypeAlias = (
+    SocketIoEvent
+    | SocketIoAck
+    | SocketIoConnect
+    | SocketIoDisconnect
+    | EngineIoOpen
+    | EngineIoMessage
+    | EngineIoClose
+    | ControlAuthorize
+)
+
+class ServerHandle:
+    """A running server: an HTTP listener serving Engine.IO/Socket.IO on its own thread.
+
+    Paths are normalised here (a slash at both ends). ``max_attachments`` (default 10, as
+    Node's socket.io-parser), ``max_attachment_bytes`` (default ``max_payload``) and
+    ``attachment_timeout_ms`` (default 30 s, checked at each heartbeat tick) bound one binary
+    packet in reassembly; exceeding one closes that connection as a protocol error.
+    """
 
     def __init__(
         self,
@@ -36,29 +95,22 @@ class Engine:
         websocket: bool = True,
         polling: bool = True,
         upgrades: bool = True,
-        engine_path: str | None = None,
+        engineio_path: str | None = None,
         cors: str = "same-origin",
         cors_origins: list[str] | None = None,
         cors_credentials: bool = True,
         static_files: list[tuple[str, str, str | None]] | None = None,
         authorize_requests: bool = False,
+        max_attachments: int = 10,
+        max_attachment_bytes: int | None = None,
+        attachment_timeout_ms: int = 30000,
     ) -> None: ...
     @property
     def port(self) -> int: ...
     def wake_fd(self) -> int: ...
     def is_running(self) -> bool: ...
-    def drain(self) -> list[tuple[Any, ...]]:
-        """Waiting events, oldest first:
-
-        - ``(KIND_CONNECT, sid, nsp, eio_sid, auth_json | None, RawEnviron)``
-        - ``(KIND_EVENT, sid, nsp, ack_id | None, json, attachments | None)``
-        - ``(KIND_ACK, sid, nsp, ack_id, json, attachments | None)``
-        - ``(KIND_DISCONNECT, sid, nsp, reason, None, None)``
-        - ``(KIND_ENGINE_OPEN, sid, "", "", None, RawEnviron)``
-        - ``(KIND_ENGINE_MESSAGE, sid, "", str | bytes, None, None)``
-        - ``(KIND_ENGINE_CLOSE, sid, "", reason, None, None)``
-        - ``(KIND_AUTHORIZE, id, origin | None, check_request, None, RawEnviron)``
-        """
+    def drain(self) -> list[ServerRecord]:
+        """Waiting records, oldest first (see the ``ServerRecord`` members)."""
     def emit(
         self,
         nsp: str,
@@ -84,14 +136,18 @@ class Engine:
     def leave(self, nsp: str, sid: str, room: str) -> None: ...
     def close_room(self, nsp: str, room: str) -> None: ...
     def disconnect(self, nsp: str, sid: str) -> None: ...
-    def engine_send(self, sid: str, data: str | bytes) -> None: ...
-    def engine_close(self, sid: str) -> None: ...
+    def rooms(self, nsp: str, sid: str) -> list[str]:
+        """The socket's rooms, its own sid first, after every command sent before this call
+        (an open batch is flushed first); ``[]`` for an unknown socket or a stopped server.
+        Blocks (without the GIL) until the engine thread answers."""
+    def engineio_send(self, sid: str, data: str | bytes) -> None: ...
+    def engineio_close(self, sid: str) -> None: ...
     def authorize(self, id: int, origin_ok: bool, request_ok: bool) -> None: ...
     def begin_batch(self) -> None: ...
     def end_batch(self) -> None: ...
     def shutdown(self, timeout_ms: int = 5000) -> None: ...
 
-class ClientEngine:
+class ClientHandle:
     """A Socket.IO client connection engine on its own thread: one connection attempt at a
     time, numbered by the caller with a generation ``gen``; records and commands of another
     generation never mix with the current one."""
@@ -136,7 +192,15 @@ class ClientEngine:
         tls: bool = False,
         tls_verify: bool = True,
         tls_ca_file: str | os.PathLike[str] | None = None,
-    ) -> None: ...
+        max_attachments: int = 10,
+        max_attachment_bytes: int = 1000000,
+        attachment_timeout_ms: int = 30000,
+    ) -> None:
+        """Starts connection attempt ``gen``. With ``tls``, every connection is TLS, verified
+        (``tls_verify``) against the system's CAs or those of ``tls_ca_file``. Binary packets
+        from the server are bounded as on the server: at most ``max_attachments`` (10),
+        ``max_attachment_bytes`` (1 MB) of attachments, complete within
+        ``attachment_timeout_ms`` (30 s, checked at each ping)."""
     def emit(
         self,
         gen: int,
@@ -158,13 +222,21 @@ class ClientEngine:
     def close(self, gen: int) -> None: ...
     def shutdown(self) -> None: ...
 
-def encode_packet(
-    kind: int, nsp: str, data: bytes, ack_id: int | None = None, attachments: int = 0
-) -> bytes:
-    """Engine.IO message text of a Socket.IO packet. ``kind`` is the Socket.IO packet type
-    digit (0 CONNECT .. 6 BINARY_ACK), not one of the ``KIND_*`` drain constants; with
-    ``attachments`` an EVENT/ACK becomes BINARY_EVENT/BINARY_ACK."""
+class _Codec:
+    """``_ferrosio.codec``: the codec on its own, for benchmarks (no server or client use)."""
 
-def decode_packet(text: bytes) -> tuple[int, str, int | None, int, bytes]: ...
-def encode_payload(items: list[str | bytes]) -> bytes: ...
-def decode_payload(body: bytes) -> list[str | bytes]: ...
+    @staticmethod
+    def encode_packet(
+        kind: int, nsp: str, data: bytes, ack_id: int | None = None, attachments: int = 0
+    ) -> bytes:
+        """Engine.IO message text of a Socket.IO packet. ``kind`` is the Socket.IO packet type
+        digit (0 CONNECT .. 6 BINARY_ACK); with ``attachments`` an EVENT/ACK becomes
+        BINARY_EVENT/BINARY_ACK."""
+    @staticmethod
+    def decode_packet(text: bytes) -> tuple[int, str, int | None, int, bytes]: ...
+    @staticmethod
+    def encode_payload(items: list[str | bytes]) -> bytes: ...
+    @staticmethod
+    def decode_payload(body: bytes) -> list[str | bytes]: ...
+
+codec: Final[_Codec]

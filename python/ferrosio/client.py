@@ -39,7 +39,7 @@ from typing import Any
 import orjson
 
 from ferrosio import _codec, _compat, _handlers, exceptions
-from ferrosio._ferrosio import ClientEngine
+from ferrosio._ferrosio import ClientHandle
 from ferrosio._handlers import HandlerRegistry, ack_result
 
 __all__ = [
@@ -279,7 +279,7 @@ class AsyncClient(HandlerRegistry):
         self.socketio_path = "socket.io"
 
         self._nsps: dict[str, _Namespace] = {}
-        self._engine: ClientEngine | None = None
+        self._engine: ClientHandle | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._target: tuple[str, int, str, str, bool] = ("", 0, "", "", False)
         self._gen = 0
@@ -430,7 +430,7 @@ class AsyncClient(HandlerRegistry):
     def _start_engine(self) -> None:
         self._stop_engine()  # a previous connection's, still closing
         assert self._loop is not None
-        self._engine = ClientEngine()
+        self._engine = ClientHandle()
         self._loop.add_reader(self._engine.wake_fd(), self._drain)
 
     def _stop_engine(self) -> None:
@@ -814,21 +814,21 @@ class AsyncClient(HandlerRegistry):
                 continue  # a previous connection's leftovers
             kind = item[0]
             try:
-                if kind == ClientEngine.EVENT:
+                if kind == ClientHandle.EVENT:
                     self._on_event(item[2], item[3], item[4], item[5])
-                elif kind == ClientEngine.ACK:
+                elif kind == ClientHandle.ACK:
                     self._on_ack(item[2], item[3], item[4], item[5])
-                elif kind == ClientEngine.CONNECT:
+                elif kind == ClientHandle.CONNECT:
                     self._on_connect(item[2], item[4])
-                elif kind == ClientEngine.CONNECT_ERROR:
+                elif kind == ClientHandle.CONNECT_ERROR:
                     self._on_connect_error(item[2], item[4])
-                elif kind == ClientEngine.DISCONNECT:
+                elif kind == ClientHandle.DISCONNECT:
                     self._on_server_disconnect(item[2])
-                elif kind == ClientEngine.OPEN:
+                elif kind == ClientHandle.OPEN:
                     self._on_open(item[2], item[3])
-                elif kind == ClientEngine.UPGRADED:
+                elif kind == ClientHandle.UPGRADED:
                     self._transport = "websocket"
-                elif kind == ClientEngine.CLOSED:
+                elif kind == ClientHandle.CLOSED:
                     self._on_closed(item[1], item[3], item[4])
             except Exception:
                 self.logger.exception("ferrosio: error dispatching %r", item[:3])

@@ -49,8 +49,8 @@ class EngineIOEndpoint:
 
     async def send(self, sid: str, data: str | bytes) -> None:
         """Sends a message: ``str`` as a text packet, ``bytes`` as a binary one."""
-        self.server._core().engine_send(sid, data)
+        self.server._core().engineio_send(sid, data)
 
     async def disconnect(self, sid: str) -> None:
         """Closes the session."""
-        self.server._core().engine_close(sid)
+        self.server._core().engineio_close(sid)

@@ -13,21 +13,20 @@ import itertools
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from types import CoroutineType
-from typing import Any, TypeAlias
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import orjson
 
 from ferrosio import _codec, _compat, exceptions
 from ferrosio._ferrosio import (
-    KIND_ACK,
-    KIND_AUTHORIZE,
-    KIND_CONNECT,
-    KIND_DISCONNECT,
-    KIND_ENGINE_CLOSE,
-    KIND_ENGINE_MESSAGE,
-    KIND_ENGINE_OPEN,
-    KIND_EVENT,
-    Engine,
+    CONTROL_AUTHORIZE,
+    ENGINEIO_MESSAGE,
+    ENGINEIO_OPEN,
+    SOCKETIO_ACK,
+    SOCKETIO_CONNECT,
+    SOCKETIO_DISCONNECT,
+    SOCKETIO_EVENT,
+    ServerHandle,
 )
 from ferrosio._handlers import (
     PLAIN_RESULTS,
@@ -40,6 +39,15 @@ from ferrosio._handlers import (
 )
 from ferrosio.engineio import EngineIOEndpoint
 
+if TYPE_CHECKING:
+    from ferrosio._ferrosio import (
+        EngineIoClose,
+        EngineIoMessage,
+        EngineIoOpen,
+        Handshake,
+        ServerRecord,
+    )
+
 __all__ = ["AsyncServer", "ack_requested"]
 
 Origins: TypeAlias = "str | list[str] | Callable[[str], bool] | None"
@@ -48,16 +56,16 @@ default_logger = logging.getLogger("ferrosio.server")
 
 
 class _Socket:
-    """What the Python side keeps per connected socket (one per namespace connection)."""
+    """What the Python side keeps per connected socket (one per namespace connection).
+    Its rooms are the engine's to know (``AsyncServer.rooms`` asks it)."""
 
-    __slots__ = ("connected", "eio_sid", "environ", "nsp", "rooms", "session", "sid")
+    __slots__ = ("connected", "eio_sid", "environ", "nsp", "session", "sid")
 
     def __init__(self, sid: str, nsp: str, eio_sid: str, environ: dict[str, Any]) -> None:
         self.sid = sid
         self.nsp = nsp
         self.eio_sid = eio_sid
         self.environ = environ
-        self.rooms: set[str] = {sid}
         self.session: dict[str, Any] | None = None  # created on first use
         self.connected = False
 
@@ -94,12 +102,13 @@ def _shared(value: str) -> str:
     return value
 
 
-def _build_environ(raw: tuple[Any, ...]) -> dict[str, Any]:
-    method, path, query, headers, remote_ip, remote_port, local_ip, local_port = raw
+def _build_environ(hs: Handshake) -> dict[str, Any]:
+    remote_ip, remote_port = hs.remote_addr
+    local_ip, local_port = hs.local_addr
     environ: dict[str, Any] = {
-        "REQUEST_METHOD": _shared(method),
-        "PATH_INFO": _shared(path),
-        "QUERY_STRING": query,
+        "REQUEST_METHOD": _shared(hs.method),
+        "PATH_INFO": _shared(hs.path),
+        "QUERY_STRING": hs.query,
         "REMOTE_ADDR": _shared(remote_ip),
         "REMOTE_PORT": str(remote_port),
         "SERVER_NAME": _shared(local_ip),
@@ -107,7 +116,7 @@ def _build_environ(raw: tuple[Any, ...]) -> dict[str, Any]:
         "SERVER_PROTOCOL": "HTTP/1.1",
         "wsgi.url_scheme": "http",
     }
-    for name, value in headers:
+    for name, value in hs.headers:
         key = _environ_key(name)
         if key in environ and key[0] == "H":  # a repeated header: joined, as in WSGI
             environ[key] = f"{environ[key]},{value}"
@@ -142,6 +151,12 @@ class AsyncServer(HandlerRegistry):
         session, before the session exists; a false result refuses it with 403 (sync or async).
     :param engineio_path: also serve a bare Engine.IO endpoint at this path; its handlers are
         registered on :attr:`engineio`.
+    :param max_attachments: the most binary attachments one packet may announce (10, as Node's
+        socket.io-parser); a client announcing more is disconnected.
+    :param max_attachment_bytes: the most bytes of binary attachments one packet may carry;
+        ``None`` (the default) means ``max_http_buffer_size``.
+    :param attachment_timeout: seconds the attachments of one packet may take to arrive (30);
+        checked at each ping, so an overdue packet is caught within ``ping_interval`` more.
 
     python-socketio's other arguments are accepted where their value means what ferrosio does
     anyway (``async_handlers=True``, ``monitor_clients=True``, ``json=None``, ``async_mode=None``
@@ -172,6 +187,9 @@ class AsyncServer(HandlerRegistry):
         static_files: dict[str, Any] | None = None,
         engineio_path: str | None = None,
         allow_request: Callable[[dict[str, Any]], bool | Awaitable[bool]] | None = None,
+        max_attachments: int = 10,
+        max_attachment_bytes: int | None = None,
+        attachment_timeout: float = 30,
         client_manager: Any = None,
         serializer: str = "default",
         json: Any = None,
@@ -195,6 +213,9 @@ class AsyncServer(HandlerRegistry):
         self.ping_interval = ping_interval
         self.ping_timeout = ping_timeout
         self.max_http_buffer_size = max_http_buffer_size
+        self.max_attachments = max_attachments
+        self.max_attachment_bytes = max_attachment_bytes
+        self.attachment_timeout = attachment_timeout
         self.transports = list(transports) if transports is not None else ["polling", "websocket"]
         for t in self.transports:
             if t not in ("polling", "websocket"):
@@ -212,7 +233,7 @@ class AsyncServer(HandlerRegistry):
         self._acks: dict[int, tuple[str, Callable[..., Any]]] = {}
         self._acks_by_sid: dict[str, set[int]] = {}
         self._ack_ids = itertools.count(1)
-        self._engine: Engine | None = None
+        self._engine: ServerHandle | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stopped: asyncio.Future[None] | None = None
 
@@ -250,10 +271,10 @@ class AsyncServer(HandlerRegistry):
             raise exceptions.FerrosioError("server is already running")
         self._loop = asyncio.get_running_loop()
         self._stopped = self._loop.create_future()
-        self._engine = Engine(
+        self._engine = ServerHandle(
             host,
             port,
-            path="/" + self.socketio_path.strip("/") + "/",
+            path=self.socketio_path,
             ping_interval_ms=round(self.ping_interval * 1000),
             ping_timeout_ms=round(self.ping_timeout * 1000),
             max_payload=self.max_http_buffer_size,
@@ -261,9 +282,12 @@ class AsyncServer(HandlerRegistry):
             websocket="websocket" in self.transports,
             polling="polling" in self.transports,
             upgrades=self.allow_upgrades,
-            engine_path=self.engineio.path if self.engineio else None,
+            engineio_path=self.engineio.path if self.engineio else None,
             static_files=self._static_routes(),
             authorize_requests=self.allow_request is not None,
+            max_attachments=self.max_attachments,
+            max_attachment_bytes=self.max_attachment_bytes,
+            attachment_timeout_ms=round(self.attachment_timeout * 1000),
             **self._cors_options(),
         )
         self._loop.add_reader(self._engine.wake_fd(), self._drain)
@@ -327,7 +351,7 @@ class AsyncServer(HandlerRegistry):
         """The port the server listens on, once started."""
         return self._engine.port if self._engine is not None else None
 
-    def _core(self) -> Engine:
+    def _core(self) -> ServerHandle:
         if self._engine is None:
             raise exceptions.EngineNotRunningError("the server is not running; call serve() first")
         return self._engine
@@ -457,33 +481,24 @@ class AsyncServer(HandlerRegistry):
     # ------------------------------------------------------------------ rooms ----
     async def enter_room(self, sid: str, room: str, namespace: str | None = None) -> None:
         """Adds a client to a room."""
-        nsp = namespace or "/"
-        s = self._sockets.get(sid)
-        if s is not None:
-            s.rooms.add(room)
-        self._core().join(nsp, sid, room)
+        self._core().join(namespace or "/", sid, room)
 
     async def leave_room(self, sid: str, room: str, namespace: str | None = None) -> None:
         """Removes a client from a room."""
-        nsp = namespace or "/"
-        s = self._sockets.get(sid)
-        if s is not None:
-            s.rooms.discard(room)
-        self._core().leave(nsp, sid, room)
+        self._core().leave(namespace or "/", sid, room)
 
     async def close_room(self, room: str, namespace: str | None = None) -> None:
         """Removes every client from a room."""
-        nsp = namespace or "/"
-        for s in self._sockets.values():
-            if s.nsp == nsp:
-                s.rooms.discard(room)
-        self._core().close_room(nsp, room)
+        self._core().close_room(namespace or "/", room)
 
     def rooms(self, sid: str, namespace: str | None = None) -> list[str]:
-        """The rooms a client is in, its own sid room included; [] for a sid that is not
-        connected to ``namespace`` (``/`` by default)."""
-        s = self._socket_in(sid, namespace)
-        return list(s.rooms) if s is not None else []
+        """The rooms a client is in, its own sid room first; ``[]`` for an unknown client or a
+        stopped server. Reflects every room change requested before the call (the engine keeps
+        the rooms and applies requests in order; this waits for its answer)."""
+        engine = self._engine
+        if engine is None:
+            return []
+        return engine.rooms(namespace or "/", sid)
 
     async def disconnect(
         self, sid: str, namespace: str | None = None, ignore_queue: bool = False
@@ -559,47 +574,52 @@ class AsyncServer(HandlerRegistry):
             if self._stopped is not None and not self._stopped.done():
                 self._stopped.set_exception(exc)
 
-    def _dispatch(self, items: list[tuple[Any, ...]]) -> None:
+    def _dispatch(self, items: list[ServerRecord]) -> None:
+        # Each branch narrows the record to its exact tuple type; events come first.
         on_event = self._on_event
         for item in items:
-            kind, a, b, c, d, e = item
             try:
-                if kind == KIND_EVENT:
-                    on_event(a, b, c, d, e)
-                elif kind == KIND_ACK:
-                    self._on_ack(a, c, d, e)
-                elif kind == KIND_CONNECT:
-                    self._on_connect(a, b, c, d, e)
-                elif kind == KIND_DISCONNECT:
-                    self._on_disconnect(a, b, c)
-                elif kind == KIND_AUTHORIZE:
-                    self._authorize(a, b, c, e)
+                if item[0] == SOCKETIO_EVENT:
+                    _, sid, nsp, ack_id, data, attachments = item
+                    on_event(sid, nsp, ack_id, data, attachments)
+                elif item[0] == SOCKETIO_ACK:
+                    _, sid, _nsp, acked_id, data, attachments = item
+                    self._on_ack(sid, acked_id, data, attachments)
+                elif item[0] == SOCKETIO_CONNECT:
+                    _, sid, nsp, eio_sid, auth, handshake = item
+                    self._on_connect(sid, nsp, eio_sid, auth, handshake)
+                elif item[0] == SOCKETIO_DISCONNECT:
+                    _, sid, nsp, reason = item
+                    self._on_disconnect(sid, nsp, reason)
+                elif item[0] == CONTROL_AUTHORIZE:
+                    _, request_id, origin, check_request, handshake = item
+                    self._authorize(request_id, origin, check_request, handshake)
                 else:
-                    self._on_engine(kind, item)
+                    self._on_engineio(item)
             except Exception:
                 self.logger.exception("ferrosio: error dispatching %r", item[:3])
 
-    def _on_engine(self, kind: int, item: tuple[Any, ...]) -> None:
+    def _on_engineio(self, item: EngineIoOpen | EngineIoMessage | EngineIoClose) -> None:
         endpoint = self.engineio
         if endpoint is None:
             return
-        sid = item[1]
-        if kind == KIND_ENGINE_OPEN:
+        if item[0] == ENGINEIO_OPEN:
+            _, sid, handshake = item
             fn = endpoint.handlers.get("connect")
-            args: tuple[Any, ...] = (sid, _build_environ(item[5]))
-        elif kind == KIND_ENGINE_MESSAGE:
+            args: tuple[Any, ...] = (sid, _build_environ(handshake))
+        elif item[0] == ENGINEIO_MESSAGE:
+            _, sid, message = item
             fn = endpoint.handlers.get("message")
-            args = (sid, item[3])
-        elif kind == KIND_ENGINE_CLOSE:
-            fn = endpoint.handlers.get("disconnect")
-            args = (sid, item[3]) if fn is not None and self._arity_of(fn) >= 2 else (sid,)
+            args = (sid, message)
         else:
-            return
+            _, sid, reason = item
+            fn = endpoint.handlers.get("disconnect")
+            args = (sid, reason) if fn is not None and self._arity_of(fn) >= 2 else (sid,)
         if fn is not None:
             self._run(fn, args)
 
     def _authorize(
-        self, request_id: int, origin: str | None, check_request: bool, raw: tuple[Any, ...]
+        self, request_id: int, origin: str | None, check_request: bool, handshake: Handshake
     ) -> None:
         """Answers the engine: is this origin allowed, may this request open a session?"""
         engine = self._core()
@@ -616,7 +636,7 @@ class AsyncServer(HandlerRegistry):
             engine.authorize(request_id, origin_ok, True)
             return
         try:
-            verdict = hook(_build_environ(raw))
+            verdict = hook(_build_environ(handshake))
         except Exception:
             self.logger.exception("ferrosio: allow_request raised; request refused")
             engine.authorize(request_id, origin_ok, False)
@@ -716,7 +736,7 @@ class AsyncServer(HandlerRegistry):
         self._run(entry[1], args)
 
     def _on_connect(
-        self, sid: str, nsp: str, eio_sid: str, auth_data: bytes | None, raw: tuple[Any, ...]
+        self, sid: str, nsp: str, eio_sid: str, auth_data: bytes | None, handshake: Handshake
     ) -> None:
         engine = self._core()
         if not self._namespace_allowed(nsp):
@@ -728,7 +748,7 @@ class AsyncServer(HandlerRegistry):
             auth = None
         environ = self._environs.get(eio_sid)
         if environ is None:
-            environ = self._environs[eio_sid] = _build_environ(raw)
+            environ = self._environs[eio_sid] = _build_environ(handshake)
         self._eio_refs[eio_sid] = self._eio_refs.get(eio_sid, 0) + 1
         s = self._sockets[sid] = _Socket(sid, nsp, eio_sid, environ)
         fn, lead = self._find_handler(nsp, "connect")

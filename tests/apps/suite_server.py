@@ -27,6 +27,7 @@ sio = ferrosio.AsyncServer(
     max_http_buffer_size=1_000_000,
     cors_allowed_origins="*",
     connect_timeout=1.0,
+    attachment_timeout=0.5,  # caught at the next 300 ms heartbeat tick
     engineio_path="engine.io",
 )
 assert sio.engineio is not None

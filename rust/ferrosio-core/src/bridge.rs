@@ -15,32 +15,20 @@ use parking_lot::Mutex;
 
 use crate::engineio::packet::Frame;
 use crate::engineio::session::Handshake;
+use crate::engineio::DisconnectReason;
+use crate::socketio::adapter::BroadcastOptions;
 
-/// Why a socket left a namespace (python-socketio's reason strings).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DisconnectReason {
-    ClientDisconnect,
-    ServerDisconnect,
-    PingTimeout,
-    TransportClose,
-    TransportError,
-}
-
-impl DisconnectReason {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            DisconnectReason::ClientDisconnect => "client disconnect",
-            DisconnectReason::ServerDisconnect => "server disconnect",
-            DisconnectReason::PingTimeout => "ping timeout",
-            DisconnectReason::TransportClose => "transport close",
-            DisconnectReason::TransportError => "transport error",
-        }
-    }
-}
-
-/// An event for the host, in arrival order.
+/// A record for the host, in arrival order, by audience.
 #[derive(Debug)]
 pub enum Inbound {
+    SocketIo(SocketIoInbound),
+    EngineIo(EngineIoInbound),
+    Control(ControlInbound),
+}
+
+/// What happened on the Socket.IO endpoint.
+#[derive(Debug)]
+pub enum SocketIoInbound {
     /// A client asked to join a namespace; the host answers with Accept or Reject.
     Connect {
         sid: Arc<str>,
@@ -68,24 +56,33 @@ pub enum Inbound {
         nsp: Arc<str>,
         reason: DisconnectReason,
     },
-    /// The bare Engine.IO endpoint (if configured): a session opened.
-    EngineOpen {
+}
+
+/// What happened on the bare Engine.IO endpoint.
+#[derive(Debug)]
+pub enum EngineIoInbound {
+    Open {
         sid: Arc<str>,
         handshake: Arc<Handshake>,
     },
-    /// A message on the bare Engine.IO endpoint (`binary`: it came as a binary packet).
-    EngineMessage {
+    /// A message (`binary`: it came as a binary packet).
+    Message {
         sid: Arc<str>,
         data: Bytes,
         binary: bool,
     },
-    EngineClose {
+    Close {
         sid: Arc<str>,
-        reason: &'static str,
+        reason: DisconnectReason,
     },
+}
+
+/// Questions about the server itself.
+#[derive(Debug)]
+pub enum ControlInbound {
     /// The host must decide on a request before anything else happens to it: whether its
     /// origin is allowed (`origin` is set) and/or whether the request may open a session
-    /// (`check_request`). Answered with [`Command::Authorize`].
+    /// (`check_request`). Answered with [`ControlCommand::Authorize`].
     Authorize {
         id: u64,
         origin: Option<String>,
@@ -94,22 +91,40 @@ pub enum Inbound {
     },
 }
 
+impl From<SocketIoInbound> for Inbound {
+    fn from(item: SocketIoInbound) -> Self {
+        Inbound::SocketIo(item)
+    }
+}
+
+impl From<EngineIoInbound> for Inbound {
+    fn from(item: EngineIoInbound) -> Self {
+        Inbound::EngineIo(item)
+    }
+}
+
 /// Who an emit goes to.
 #[derive(Debug, Clone)]
 pub enum Target {
     /// One socket, by sid.
     Socket(String),
-    /// Members of any of `rooms` (every socket of the namespace when empty), minus the members of
-    /// `except`. A name that is a socket's sid stands for that socket, as in python-socketio.
-    Rooms {
-        rooms: Vec<String>,
-        except: Vec<String>,
-    },
+    /// Sockets chosen by rooms (see [`BroadcastOptions`]).
+    Broadcast(BroadcastOptions),
 }
 
-/// A request from the host, applied in order on the engine thread.
+/// A request from the host, applied in order on the engine thread, by audience.
 #[derive(Debug)]
 pub enum Command {
+    SocketIo(SocketIoCommand),
+    EngineIo(EngineIoCommand),
+    Control(ControlCommand),
+    /// Several commands sent as one message (one wake-up of the engine thread), applied in order.
+    Batch(Vec<Command>),
+}
+
+/// A request for the Socket.IO layer; `nsp` names the namespace.
+#[derive(Debug)]
+pub enum SocketIoCommand {
     /// Deliver pre-encoded frames (one packet plus its attachments) to a target.
     Emit {
         nsp: String,
@@ -143,27 +158,51 @@ pub enum Command {
         nsp: String,
         sid: String,
     },
-    /// Send on the bare Engine.IO endpoint.
-    EngineSend {
+    /// The rooms of a socket (its own sid first), answered on `reply`. Applied in order with
+    /// the other commands, so the answer reflects every join and leave sent before it.
+    Rooms {
+        nsp: String,
         sid: String,
-        frames: Vec<Frame>,
+        reply: std::sync::mpsc::SyncSender<Vec<String>>,
     },
-    /// Close a session of the bare Engine.IO endpoint.
-    EngineClose {
-        sid: String,
-    },
-    /// The host's answer to [`Inbound::Authorize`].
+}
+
+/// A request for the bare Engine.IO endpoint.
+#[derive(Debug)]
+pub enum EngineIoCommand {
+    Send { sid: String, frames: Vec<Frame> },
+    Close { sid: String },
+}
+
+/// A request about the server itself.
+#[derive(Debug)]
+pub enum ControlCommand {
+    /// The host's answer to [`ControlInbound::Authorize`].
     Authorize {
         id: u64,
         origin_ok: bool,
         request_ok: bool,
     },
-    /// Several commands sent as one message (one wake-up of the engine thread), applied in order.
-    Batch(Vec<Command>),
     /// Start a graceful shutdown; the engine thread exits when done.
-    Shutdown {
-        timeout_ms: u64,
-    },
+    Shutdown { timeout_ms: u64 },
+}
+
+impl From<SocketIoCommand> for Command {
+    fn from(cmd: SocketIoCommand) -> Self {
+        Command::SocketIo(cmd)
+    }
+}
+
+impl From<EngineIoCommand> for Command {
+    fn from(cmd: EngineIoCommand) -> Self {
+        Command::EngineIo(cmd)
+    }
+}
+
+impl From<ControlCommand> for Command {
+    fn from(cmd: ControlCommand) -> Self {
+        Command::Control(cmd)
+    }
 }
 
 /// A batch queue to the host plus its wake-up socket; generic so the server and the client
@@ -280,13 +319,13 @@ mod tests {
     use super::*;
 
     fn event(n: u64) -> Inbound {
-        Inbound::Event {
+        Inbound::SocketIo(SocketIoInbound::Event {
             sid: "s".into(),
             nsp: "/".into(),
             ack_id: Some(n),
             data: Bytes::new(),
             attachments: vec![],
-        }
+        })
     }
 
     /// Consumes one wake-up byte if there is one.
@@ -326,7 +365,7 @@ mod tests {
         let items = q.drain();
         assert_eq!(items.len(), 100);
         for (i, it) in items.iter().enumerate() {
-            let Inbound::Event { ack_id, .. } = it else {
+            let Inbound::SocketIo(SocketIoInbound::Event { ack_id, .. }) = it else {
                 panic!()
             };
             assert_eq!(*ack_id, Some(i as u64));

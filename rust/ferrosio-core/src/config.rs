@@ -3,6 +3,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::socketio::assembler::AttachmentLimits;
+
 /// Which browser origins may connect (checked on polling and WebSocket requests alike).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CorsPolicy {
@@ -33,8 +35,8 @@ pub struct StaticRoute {
 pub struct ServerConfig {
     /// The Socket.IO endpoint's path, with leading and trailing slash (`/socket.io/`).
     pub path: String,
-    /// A bare Engine.IO endpoint's path, if any (`/engine.io/`).
-    pub engine_path: Option<String>,
+    /// The bare Engine.IO endpoint's path, if any (`/engine.io/`).
+    pub engineio_path: Option<String>,
     pub ping_interval: Duration,
     pub ping_timeout: Duration,
     /// `max_http_buffer_size`: the largest message (WebSocket) or POST body (polling), in bytes.
@@ -51,13 +53,42 @@ pub struct ServerConfig {
     pub static_files: Vec<StaticRoute>,
     /// Ask the host before opening a session (an `allow_request` hook).
     pub authorize_requests: bool,
+    /// Most binary attachments one packet may announce (Node's socket.io-parser default: 10).
+    pub max_attachments: usize,
+    /// Most bytes of one packet's binary attachments together; `None`: `max_payload`.
+    pub max_attachment_bytes: Option<usize>,
+    /// How long the attachments of one binary packet may take to arrive (checked at each
+    /// heartbeat tick, so a late packet is caught within one `ping_interval` after this).
+    pub attachment_timeout: Duration,
+}
+
+impl ServerConfig {
+    /// The bounds on binary packets in reassembly.
+    pub fn attachment_limits(&self) -> AttachmentLimits {
+        AttachmentLimits {
+            max_attachments: self.max_attachments,
+            max_bytes: self.max_attachment_bytes.unwrap_or(self.max_payload),
+            timeout: self.attachment_timeout,
+        }
+    }
+}
+
+/// An endpoint path as the router compares it: a slash at both ends (`engine.io` becomes
+/// `/engine.io/`, `/` stays `/`).
+pub fn normalize_path(path: &str) -> String {
+    let trimmed = path.trim_matches('/');
+    if trimmed.is_empty() {
+        "/".to_owned()
+    } else {
+        format!("/{trimmed}/")
+    }
 }
 
 impl Default for ServerConfig {
     fn default() -> Self {
         ServerConfig {
             path: "/socket.io/".into(),
-            engine_path: None,
+            engineio_path: None,
             ping_interval: Duration::from_secs(25),
             ping_timeout: Duration::from_secs(20),
             max_payload: 1_000_000,
@@ -70,6 +101,22 @@ impl Default for ServerConfig {
             cors_credentials: true,
             static_files: Vec::new(),
             authorize_requests: false,
+            max_attachments: AttachmentLimits::DEFAULT_MAX_ATTACHMENTS,
+            max_attachment_bytes: None,
+            attachment_timeout: AttachmentLimits::DEFAULT_TIMEOUT,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_get_a_slash_at_both_ends() {
+        assert_eq!(normalize_path("engine.io"), "/engine.io/");
+        assert_eq!(normalize_path("/socket.io"), "/socket.io/");
+        assert_eq!(normalize_path("/a/b/"), "/a/b/");
+        assert_eq!(normalize_path(""), "/");
     }
 }

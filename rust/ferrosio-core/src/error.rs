@@ -28,6 +28,10 @@ pub enum ProtocolError {
     BadAttachments,
     #[error("too many binary attachments ({0})")]
     TooManyAttachments(u64),
+    #[error("binary attachments of one packet exceed {0} bytes")]
+    PacketTooLarge(usize),
+    #[error("binary attachments did not arrive in time")]
+    AttachmentTimeout,
     #[error("invalid ack id")]
     BadAckId,
     #[error("invalid payload: {0}")]

@@ -1,6 +1,6 @@
-//! `ClientEngine`: the PyO3 face of ferrosio-core's client engine.
+//! `ClientHandle`: the PyO3 face of ferrosio-core's client engine.
 //!
-//! As with the server `Engine`, every method runs on the asyncio thread and returns at once:
+//! As with the `ServerHandle`, every method runs on the asyncio thread and returns at once:
 //! commands go on the engine's FIFO queue, `drain` hands over a batch of inbound records.
 
 use std::path::PathBuf;
@@ -12,6 +12,7 @@ use ferrosio_core::client::{
     ClientCommand, ClientError, ClientHandle, ClientInbound, ConnectTarget,
 };
 use ferrosio_core::engineio::packet::Frame;
+use ferrosio_core::socketio::assembler::AttachmentLimits;
 use ferrosio_core::socketio::packet::{encode_message, PacketType};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
@@ -37,13 +38,13 @@ fn to_pyerr(err: ClientError) -> PyErr {
 
 /// A Socket.IO client connection engine on its own thread (one connection attempt at a time,
 /// numbered by the caller with a generation).
-#[pyclass(frozen, module = "ferrosio._ferrosio")]
-pub struct ClientEngine {
+#[pyclass(frozen, name = "ClientHandle", module = "ferrosio._ferrosio")]
+pub struct PyClientHandle {
     handle: ClientHandle,
 }
 
 #[pymethods]
-impl ClientEngine {
+impl PyClientHandle {
     #[classattr]
     const OPEN: u8 = C_OPEN;
     #[classattr]
@@ -64,7 +65,7 @@ impl ClientEngine {
     #[new]
     fn new() -> PyResult<Self> {
         let handle = ClientHandle::start().map_err(to_pyerr)?;
-        Ok(ClientEngine { handle })
+        Ok(PyClientHandle { handle })
     }
 
     /// The fd that becomes readable when records are waiting.
@@ -164,7 +165,9 @@ impl ClientEngine {
     /// Starts connection attempt `gen` (closing the current one). With `tls`, every connection
     /// is TLS, the certificate verified (`tls_verify`) against the system's CAs or those of
     /// `tls_ca_file`; a setup or handshake failure ends the attempt with its `CLOSED` record.
-    #[pyo3(signature = (gen, host, port, path, query = String::new(), headers = None, *, websocket = true, polling = true, upgrade = true, request_timeout_ms = 5_000, tls = false, tls_verify = true, tls_ca_file = None))]
+    /// Binary packets from the server are bounded by `max_attachments`, `max_attachment_bytes`
+    /// and `attachment_timeout_ms`.
+    #[pyo3(signature = (gen, host, port, path, query = String::new(), headers = None, *, websocket = true, polling = true, upgrade = true, request_timeout_ms = 5_000, tls = false, tls_verify = true, tls_ca_file = None, max_attachments = 10, max_attachment_bytes = 1_000_000, attachment_timeout_ms = 30_000))]
     #[allow(clippy::too_many_arguments)]
     fn connect(
         &self,
@@ -181,6 +184,9 @@ impl ClientEngine {
         tls: bool,
         tls_verify: bool,
         tls_ca_file: Option<PathBuf>,
+        max_attachments: usize,
+        max_attachment_bytes: usize,
+        attachment_timeout_ms: u64,
     ) -> PyResult<()> {
         if !websocket && !polling {
             return Err(PyValueError::new_err("no transport enabled"));
@@ -199,6 +205,11 @@ impl ClientEngine {
                 verify: tls_verify,
                 ca_file: tls_ca_file,
             }),
+            attachment_limits: AttachmentLimits {
+                max_attachments,
+                max_bytes: max_attachment_bytes,
+                timeout: Duration::from_millis(attachment_timeout_ms),
+            },
         };
         self.send(ClientCommand::Connect {
             gen,
@@ -268,7 +279,7 @@ impl ClientEngine {
     }
 }
 
-impl ClientEngine {
+impl PyClientHandle {
     fn send(&self, cmd: ClientCommand) -> PyResult<()> {
         self.handle.command(cmd).map_err(to_pyerr)
     }

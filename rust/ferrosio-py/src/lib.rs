@@ -9,13 +9,18 @@ mod client;
 use std::time::Duration;
 
 use bytes::Bytes;
-use ferrosio_core::bridge::{Command, Inbound, Target};
-use ferrosio_core::config::{CorsPolicy, StaticRoute};
+use std::sync::{Arc, Mutex};
+
+use ferrosio_core::bridge::{
+    Command, ControlCommand, ControlInbound, EngineIoCommand, EngineIoInbound, Inbound,
+    SocketIoCommand, SocketIoInbound, Target,
+};
+use ferrosio_core::config::{normalize_path, CorsPolicy, StaticRoute};
 use ferrosio_core::engineio::packet::Frame;
 use ferrosio_core::engineio::session::Handshake;
+use ferrosio_core::socketio::adapter::BroadcastOptions;
 use ferrosio_core::socketio::packet::{encode_message, PacketType, SocketPacket};
 use ferrosio_core::{ServerConfig, ServerError, ServerHandle};
-use std::sync::Mutex;
 
 use pyo3::create_exception;
 use pyo3::exceptions::{PyException, PyValueError};
@@ -46,14 +51,63 @@ fn to_pyerr(err: ServerError) -> PyErr {
     }
 }
 
-const KIND_CONNECT: u8 = 0;
-const KIND_EVENT: u8 = 1;
-const KIND_ACK: u8 = 2;
-const KIND_DISCONNECT: u8 = 3;
-const KIND_ENGINE_OPEN: u8 = 4;
-const KIND_ENGINE_MESSAGE: u8 = 5;
-const KIND_ENGINE_CLOSE: u8 = 6;
-const KIND_AUTHORIZE: u8 = 7;
+// The kind tags of drained records (first item of each tuple; see `_ferrosio.pyi`).
+const SOCKETIO_CONNECT: u8 = 0;
+const SOCKETIO_EVENT: u8 = 1;
+const SOCKETIO_ACK: u8 = 2;
+const SOCKETIO_DISCONNECT: u8 = 3;
+const ENGINEIO_OPEN: u8 = 4;
+const ENGINEIO_MESSAGE: u8 = 5;
+const ENGINEIO_CLOSE: u8 = 6;
+const CONTROL_AUTHORIZE: u8 = 7;
+
+/// The HTTP request that opened a session, as Python reads it (to build its environ dict).
+#[pyclass(frozen, name = "Handshake", module = "ferrosio._ferrosio")]
+struct PyHandshake {
+    inner: Arc<Handshake>,
+}
+
+#[pymethods]
+impl PyHandshake {
+    #[getter]
+    fn method(&self) -> &str {
+        self.inner.method()
+    }
+
+    #[getter]
+    fn path(&self) -> &str {
+        self.inner.path()
+    }
+
+    #[getter]
+    fn query(&self) -> &str {
+        self.inner.query()
+    }
+
+    /// `(name, value)` pairs in request order; names are lowercase.
+    #[getter]
+    fn headers(&self) -> Vec<(&str, &str)> {
+        self.inner.headers().collect()
+    }
+
+    /// The client's `(ip, port)`.
+    #[getter]
+    fn remote_addr(&self) -> (String, u16) {
+        let a = self.inner.remote_addr;
+        (a.ip().to_string(), a.port())
+    }
+
+    /// The server's `(ip, port)` the request came in on.
+    #[getter]
+    fn local_addr(&self) -> (String, u16) {
+        let a = self.inner.local_addr;
+        (a.ip().to_string(), a.port())
+    }
+}
+
+fn handshake<'py>(py: Python<'py>, hs: &Arc<Handshake>) -> PyResult<Bound<'py, PyHandshake>> {
+    Bound::new(py, PyHandshake { inner: hs.clone() })
+}
 
 /// Builds the frames of one packet: the text packet, then its binary attachments.
 fn packet_frames(
@@ -88,18 +142,18 @@ fn packet_frames(
     Ok(frames)
 }
 
-/// The running engine: an HTTP listener and its engine thread.
-#[pyclass(frozen, module = "ferrosio._ferrosio")]
-struct Engine {
+/// A running server: an HTTP listener and its engine thread.
+#[pyclass(frozen, name = "ServerHandle", module = "ferrosio._ferrosio")]
+struct PyServerHandle {
     handle: ServerHandle,
     /// Commands held back while a batch is open (see `begin_batch`).
     batch: Mutex<Option<Vec<Command>>>,
 }
 
 #[pymethods]
-impl Engine {
+impl PyServerHandle {
     #[new]
-    #[pyo3(signature = (host, port, *, path = "/socket.io/", ping_interval_ms = 25_000, ping_timeout_ms = 20_000, max_payload = 1_000_000, connect_timeout_ms = 45_000, websocket = true, polling = true, upgrades = true, engine_path = None, cors = "same-origin", cors_origins = None, cors_credentials = true, static_files = None, authorize_requests = false))]
+    #[pyo3(signature = (host, port, *, path = "/socket.io/", ping_interval_ms = 25_000, ping_timeout_ms = 20_000, max_payload = 1_000_000, connect_timeout_ms = 45_000, websocket = true, polling = true, upgrades = true, engineio_path = None, cors = "same-origin", cors_origins = None, cors_credentials = true, static_files = None, authorize_requests = false, max_attachments = 10, max_attachment_bytes = None, attachment_timeout_ms = 30_000))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -113,12 +167,15 @@ impl Engine {
         websocket: bool,
         polling: bool,
         upgrades: bool,
-        engine_path: Option<String>,
+        engineio_path: Option<&str>,
         cors: &str,
         cors_origins: Option<Vec<String>>,
         cors_credentials: bool,
         static_files: Option<Vec<(String, String, Option<String>)>>,
         authorize_requests: bool,
+        max_attachments: usize,
+        max_attachment_bytes: Option<usize>,
+        attachment_timeout_ms: u64,
     ) -> PyResult<Self> {
         let cors = match cors {
             "same-origin" => CorsPolicy::SameOrigin,
@@ -141,15 +198,8 @@ impl Engine {
                 content_type,
             })
             .collect();
-        let mut path = path.to_owned();
-        if !path.starts_with('/') {
-            path.insert(0, '/');
-        }
-        if !path.ends_with('/') {
-            path.push('/');
-        }
         let config = ServerConfig {
-            path,
+            path: normalize_path(path),
             ping_interval: Duration::from_millis(ping_interval_ms),
             ping_timeout: Duration::from_millis(ping_timeout_ms),
             max_payload,
@@ -157,14 +207,14 @@ impl Engine {
             allow_websocket: websocket,
             allow_polling: polling,
             allow_upgrades: upgrades,
-            engine_path: engine_path.map(|p| {
-                let p = p.trim_matches('/');
-                format!("/{p}/")
-            }),
+            engineio_path: engineio_path.map(normalize_path),
             cors,
             cors_credentials,
             static_files,
             authorize_requests,
+            max_attachments,
+            max_attachment_bytes,
+            attachment_timeout: Duration::from_millis(attachment_timeout_ms),
             ..ServerConfig::default()
         };
         let addr = if host.contains(':') {
@@ -175,7 +225,7 @@ impl Engine {
         let handle = py
             .detach(|| ServerHandle::start(config, &addr))
             .map_err(to_pyerr)?;
-        Ok(Engine {
+        Ok(PyServerHandle {
             handle,
             batch: Mutex::new(None),
         })
@@ -187,7 +237,7 @@ impl Engine {
         self.handle.local_addr().port()
     }
 
-    /// The fd that becomes readable when events are waiting.
+    /// The fd that becomes readable when records are waiting.
     fn wake_fd(&self) -> i32 {
         self.handle.wake_fd()
     }
@@ -196,98 +246,25 @@ impl Engine {
         self.handle.is_running()
     }
 
-    /// Every waiting event, in arrival order, as tuples (see `_ferrosio.pyi`).
+    /// Every waiting record, in arrival order, as tuples tagged by kind (see `_ferrosio.pyi`).
     fn drain<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
         let items = self.handle.drain();
         let out = PyList::empty(py);
         for item in &items {
             let t = match item {
-                Inbound::Event {
-                    sid,
-                    nsp,
-                    ack_id,
-                    data,
-                    attachments,
-                } => (
-                    KIND_EVENT,
-                    &**sid,
-                    &**nsp,
-                    *ack_id,
-                    PyBytes::new(py, data),
-                    attachment_list(py, attachments)?,
-                )
-                    .into_pyobject(py)?,
-                Inbound::Ack {
-                    sid,
-                    nsp,
-                    ack_id,
-                    data,
-                    attachments,
-                } => (
-                    KIND_ACK,
-                    &**sid,
-                    &**nsp,
-                    Some(*ack_id),
-                    PyBytes::new(py, data),
-                    attachment_list(py, attachments)?,
-                )
-                    .into_pyobject(py)?,
-                Inbound::Connect {
-                    sid,
-                    nsp,
-                    eio_sid,
-                    auth,
-                    handshake,
-                } => {
-                    let environ = environ_tuple(py, handshake)?;
-                    let auth = if auth.is_empty() {
-                        None
-                    } else {
-                        Some(PyBytes::new(py, auth))
-                    };
-                    (KIND_CONNECT, &**sid, &**nsp, &**eio_sid, auth, environ).into_pyobject(py)?
-                }
-                Inbound::Authorize {
+                Inbound::SocketIo(item) => socketio_record(py, item)?,
+                Inbound::EngineIo(item) => engineio_record(py, item)?,
+                Inbound::Control(ControlInbound::Authorize {
                     id,
                     origin,
                     check_request,
-                    handshake,
-                } => {
-                    let environ = environ_tuple(py, handshake)?;
-                    (
-                        KIND_AUTHORIZE,
-                        *id,
-                        origin.as_deref(),
-                        *check_request,
-                        py.None(),
-                        environ,
-                    )
-                        .into_pyobject(py)?
-                }
-                Inbound::EngineOpen { sid, handshake } => {
-                    let environ = environ_tuple(py, handshake)?;
-                    (KIND_ENGINE_OPEN, &**sid, "", "", py.None(), environ).into_pyobject(py)?
-                }
-                Inbound::EngineMessage { sid, data, binary } => {
-                    let data = if *binary {
-                        PyBytes::new(py, data).into_any()
-                    } else {
-                        pyo3::types::PyString::new(py, &String::from_utf8_lossy(data)).into_any()
-                    };
-                    (KIND_ENGINE_MESSAGE, &**sid, "", data, py.None(), py.None())
-                        .into_pyobject(py)?
-                }
-                Inbound::EngineClose { sid, reason } => {
-                    (KIND_ENGINE_CLOSE, &**sid, "", reason, py.None(), py.None())
-                        .into_pyobject(py)?
-                }
-                Inbound::Disconnect { sid, nsp, reason } => (
-                    KIND_DISCONNECT,
-                    &**sid,
-                    &**nsp,
-                    reason.as_str(),
-                    py.None(),
-                    py.None(),
+                    handshake: hs,
+                }) => (
+                    CONTROL_AUTHORIZE,
+                    *id,
+                    origin.as_deref(),
+                    *check_request,
+                    handshake(py, hs)?,
                 )
                     .into_pyobject(py)?,
             };
@@ -313,12 +290,13 @@ impl Engine {
         let frames = packet_frames(PacketType::Event, nsp, ack_id, data, attachments)?;
         let target = match to {
             Some(sid) => Target::Socket(sid),
-            None => Target::Rooms {
+            None => Target::Broadcast(BroadcastOptions {
                 rooms: rooms.unwrap_or_default(),
                 except: skip.unwrap_or_default(),
-            },
+                ..BroadcastOptions::default()
+            }),
         };
-        self.send(Command::Emit {
+        self.send(SocketIoCommand::Emit {
             nsp: nsp.to_owned(),
             target,
             frames,
@@ -336,7 +314,7 @@ impl Engine {
         attachments: Option<Vec<Vec<u8>>>,
     ) -> PyResult<()> {
         let frames = packet_frames(PacketType::Ack, nsp, Some(ack_id), data, attachments)?;
-        self.send(Command::Emit {
+        self.send(SocketIoCommand::Emit {
             nsp: nsp.to_owned(),
             target: Target::Socket(sid),
             frames,
@@ -344,7 +322,7 @@ impl Engine {
     }
 
     fn accept(&self, nsp: String, sid: String) -> PyResult<()> {
-        self.send(Command::Accept { nsp, sid })
+        self.send(SocketIoCommand::Accept { nsp, sid })
     }
 
     /// Refuses a CONNECT; `data` is the CONNECT_ERROR JSON object.
@@ -352,7 +330,7 @@ impl Engine {
         if std::str::from_utf8(data).is_err() {
             return Err(PyValueError::new_err("reject data must be UTF-8 JSON"));
         }
-        self.send(Command::Reject {
+        self.send(SocketIoCommand::Reject {
             nsp,
             sid,
             data: Bytes::copy_from_slice(data),
@@ -360,23 +338,39 @@ impl Engine {
     }
 
     fn join(&self, nsp: String, sid: String, room: String) -> PyResult<()> {
-        self.send(Command::Join { nsp, sid, room })
+        self.send(SocketIoCommand::Join { nsp, sid, room })
     }
 
     fn leave(&self, nsp: String, sid: String, room: String) -> PyResult<()> {
-        self.send(Command::Leave { nsp, sid, room })
+        self.send(SocketIoCommand::Leave { nsp, sid, room })
     }
 
     fn close_room(&self, nsp: String, room: String) -> PyResult<()> {
-        self.send(Command::CloseRoom { nsp, room })
+        self.send(SocketIoCommand::CloseRoom { nsp, room })
     }
 
     fn disconnect(&self, nsp: String, sid: String) -> PyResult<()> {
-        self.send(Command::Disconnect { nsp, sid })
+        self.send(SocketIoCommand::Disconnect { nsp, sid })
+    }
+
+    /// The rooms of a socket, its own sid first; `[]` for an unknown socket or a stopped
+    /// server. Exact: the commands sent before (held batch included) are applied first, as
+    /// the engine thread applies commands in order; waits for its answer without the GIL.
+    fn rooms(&self, py: Python<'_>, nsp: String, sid: String) -> PyResult<Vec<String>> {
+        self.flush_batch()?;
+        let (reply, answer) = std::sync::mpsc::sync_channel(1);
+        let asked = self
+            .handle
+            .command(SocketIoCommand::Rooms { nsp, sid, reply }.into());
+        if asked.is_err() {
+            return Ok(Vec::new());
+        }
+        // A stopping engine drops the question unanswered: the channel closes, no hang.
+        Ok(py.detach(move || answer.recv().unwrap_or_default()))
     }
 
     /// Sends a message on the bare Engine.IO endpoint: `str` as text, `bytes` as binary.
-    fn engine_send(&self, sid: String, data: &Bound<'_, PyAny>) -> PyResult<()> {
+    fn engineio_send(&self, sid: String, data: &Bound<'_, PyAny>) -> PyResult<()> {
         let frame = if let Ok(text) = data.cast::<pyo3::types::PyString>() {
             let text = text.to_str()?;
             let mut buf = Vec::with_capacity(text.len() + 1);
@@ -390,20 +384,20 @@ impl Engine {
                 "data must be str or bytes",
             ));
         };
-        self.send(Command::EngineSend {
+        self.send(EngineIoCommand::Send {
             sid,
             frames: vec![frame],
         })
     }
 
     /// Closes a session of the bare Engine.IO endpoint.
-    fn engine_close(&self, sid: String) -> PyResult<()> {
-        self.send(Command::EngineClose { sid })
+    fn engineio_close(&self, sid: String) -> PyResult<()> {
+        self.send(EngineIoCommand::Close { sid })
     }
 
-    /// Answers an authorization question (`KIND_AUTHORIZE`); the request waits for this.
+    /// Answers an authorization question (`CONTROL_AUTHORIZE`); the request waits for this.
     fn authorize(&self, id: u64, origin_ok: bool, request_ok: bool) -> PyResult<()> {
-        self.send(Command::Authorize {
+        self.send(ControlCommand::Authorize {
             id,
             origin_ok,
             request_ok,
@@ -445,8 +439,9 @@ impl Engine {
     }
 }
 
-impl Engine {
-    fn send(&self, cmd: Command) -> PyResult<()> {
+impl PyServerHandle {
+    fn send(&self, cmd: impl Into<Command>) -> PyResult<()> {
+        let cmd = cmd.into();
         if let Some(batch) = self
             .batch
             .lock()
@@ -458,22 +453,101 @@ impl Engine {
         }
         self.handle.command(cmd).map_err(to_pyerr)
     }
+
+    /// Sends what an open batch holds so far; the batch stays open.
+    fn flush_batch(&self) -> PyResult<()> {
+        let held = match self
+            .batch
+            .lock()
+            .map_err(|_| FerrosioError::new_err("batch lock poisoned"))?
+            .as_mut()
+        {
+            Some(batch) if !batch.is_empty() => std::mem::take(batch),
+            _ => return Ok(()),
+        };
+        // A stopped engine: nothing is listening, and the caller's answer is `[]` anyway.
+        let _ = self.handle.command(Command::Batch(held));
+        Ok(())
+    }
 }
 
-/// `(method, path, query, headers, remote_ip, remote_port, local_ip, local_port)`.
-fn environ_tuple<'py>(py: Python<'py>, hs: &Handshake) -> PyResult<Bound<'py, PyTuple>> {
-    let headers: Vec<(&str, &str)> = hs.headers().collect();
-    (
-        hs.method(),
-        hs.path(),
-        hs.query(),
-        headers,
-        hs.remote_addr.ip().to_string(),
-        hs.remote_addr.port(),
-        hs.local_addr.ip().to_string(),
-        hs.local_addr.port(),
-    )
-        .into_pyobject(py)
+fn socketio_record<'py>(py: Python<'py>, item: &SocketIoInbound) -> PyResult<Bound<'py, PyTuple>> {
+    match item {
+        SocketIoInbound::Event {
+            sid,
+            nsp,
+            ack_id,
+            data,
+            attachments,
+        } => (
+            SOCKETIO_EVENT,
+            &**sid,
+            &**nsp,
+            *ack_id,
+            PyBytes::new(py, data),
+            attachment_list(py, attachments)?,
+        )
+            .into_pyobject(py),
+        SocketIoInbound::Ack {
+            sid,
+            nsp,
+            ack_id,
+            data,
+            attachments,
+        } => (
+            SOCKETIO_ACK,
+            &**sid,
+            &**nsp,
+            *ack_id,
+            PyBytes::new(py, data),
+            attachment_list(py, attachments)?,
+        )
+            .into_pyobject(py),
+        SocketIoInbound::Connect {
+            sid,
+            nsp,
+            eio_sid,
+            auth,
+            handshake: hs,
+        } => {
+            let auth = if auth.is_empty() {
+                None
+            } else {
+                Some(PyBytes::new(py, auth))
+            };
+            (
+                SOCKETIO_CONNECT,
+                &**sid,
+                &**nsp,
+                &**eio_sid,
+                auth,
+                handshake(py, hs)?,
+            )
+                .into_pyobject(py)
+        }
+        SocketIoInbound::Disconnect { sid, nsp, reason } => {
+            (SOCKETIO_DISCONNECT, &**sid, &**nsp, reason.as_str()).into_pyobject(py)
+        }
+    }
+}
+
+fn engineio_record<'py>(py: Python<'py>, item: &EngineIoInbound) -> PyResult<Bound<'py, PyTuple>> {
+    match item {
+        EngineIoInbound::Open { sid, handshake: hs } => {
+            (ENGINEIO_OPEN, &**sid, handshake(py, hs)?).into_pyobject(py)
+        }
+        EngineIoInbound::Message { sid, data, binary } => {
+            let data = if *binary {
+                PyBytes::new(py, data).into_any()
+            } else {
+                pyo3::types::PyString::new(py, &String::from_utf8_lossy(data)).into_any()
+            };
+            (ENGINEIO_MESSAGE, &**sid, data).into_pyobject(py)
+        }
+        EngineIoInbound::Close { sid, reason } => {
+            (ENGINEIO_CLOSE, &**sid, reason.as_str()).into_pyobject(py)
+        }
+    }
 }
 
 fn attachment_list<'py>(
@@ -599,11 +673,18 @@ fn decode_packet<'py>(py: Python<'py>, text: &[u8]) -> PyResult<Bound<'py, PyTup
 #[pymodule(gil_used = false)]
 mod _ferrosio {
     #[pymodule_export]
-    use super::client::ClientEngine;
+    use super::client::PyClientHandle;
     #[pymodule_export]
-    use super::{decode_packet, decode_payload, encode_packet, encode_payload, Engine};
+    use super::{PyHandshake, PyServerHandle};
 
     use super::*;
+
+    /// The codec on its own, for benchmarks: not part of the server or client API.
+    #[pymodule]
+    mod codec {
+        #[pymodule_export]
+        use super::super::{decode_packet, decode_payload, encode_packet, encode_payload};
+    }
 
     #[pymodule_init]
     fn init(m: &Bound<'_, PyModule>) -> PyResult<()> {
@@ -613,14 +694,14 @@ mod _ferrosio {
             "EngineNotRunningError",
             m.py().get_type::<EngineNotRunningError>(),
         )?;
-        m.add("KIND_CONNECT", KIND_CONNECT)?;
-        m.add("KIND_EVENT", KIND_EVENT)?;
-        m.add("KIND_ACK", KIND_ACK)?;
-        m.add("KIND_DISCONNECT", KIND_DISCONNECT)?;
-        m.add("KIND_ENGINE_OPEN", KIND_ENGINE_OPEN)?;
-        m.add("KIND_ENGINE_MESSAGE", KIND_ENGINE_MESSAGE)?;
-        m.add("KIND_ENGINE_CLOSE", KIND_ENGINE_CLOSE)?;
-        m.add("KIND_AUTHORIZE", KIND_AUTHORIZE)?;
+        m.add("SOCKETIO_CONNECT", SOCKETIO_CONNECT)?;
+        m.add("SOCKETIO_EVENT", SOCKETIO_EVENT)?;
+        m.add("SOCKETIO_ACK", SOCKETIO_ACK)?;
+        m.add("SOCKETIO_DISCONNECT", SOCKETIO_DISCONNECT)?;
+        m.add("ENGINEIO_OPEN", ENGINEIO_OPEN)?;
+        m.add("ENGINEIO_MESSAGE", ENGINEIO_MESSAGE)?;
+        m.add("ENGINEIO_CLOSE", ENGINEIO_CLOSE)?;
+        m.add("CONTROL_AUTHORIZE", CONTROL_AUTHORIZE)?;
         Ok(())
     }
 }

@@ -26,7 +26,7 @@ use super::decoder::SocketDecoder;
 use super::http::{request_path, ws_connect, HttpConn, Ws};
 use super::tls::TlsConnector;
 use super::{
-    ClientCloseReason, ClientCommand, ClientInbound, ConnectTarget, TransportName, WakeQueue,
+    ClientCommand, ClientInbound, ConnectTarget, DisconnectReason, TransportName, WakeQueue,
 };
 
 type LocalFut<T> = Pin<Box<dyn Future<Output = T>>>;
@@ -224,7 +224,7 @@ fn take_payload(outbox: &mut Vec<Frame>, max_payload: usize) -> Vec<Frame> {
 
 /// Why the connection loop stopped, and the command to handle next (if one interrupted it).
 struct End {
-    reason: ClientCloseReason,
+    reason: DisconnectReason,
     detail: String,
     next: Option<ClientCommand>,
     /// A `Close` that flushed everything: end the WebSocket with a close frame too.
@@ -232,7 +232,7 @@ struct End {
 }
 
 impl End {
-    fn new(reason: ClientCloseReason, detail: impl Into<String>) -> Self {
+    fn new(reason: DisconnectReason, detail: impl Into<String>) -> Self {
         End {
             reason,
             detail: detail.into(),
@@ -258,6 +258,10 @@ impl State {
     fn on_packet(&mut self, packet: EnginePacket) -> Result<(), End> {
         match packet {
             EnginePacket::Ping(payload) => {
+                // The heartbeat is also the clock of the reassembly deadline.
+                self.decoder
+                    .check_deadline(std::time::Instant::now())
+                    .map_err(|e| End::new(DisconnectReason::TransportError, e.to_string()))?;
                 self.ping_deadline = Instant::now() + self.ping_window;
                 self.outbox.push(Frame::pong(&payload));
             }
@@ -265,26 +269,26 @@ impl State {
                 let item = self
                     .decoder
                     .on_text(self.gen, text)
-                    .map_err(|e| End::new(ClientCloseReason::TransportError, e.to_string()))?;
+                    .map_err(|e| End::new(DisconnectReason::TransportError, e.to_string()))?;
                 self.batch.extend(item);
             }
             EnginePacket::Binary(data) => {
                 let item = self
                     .decoder
                     .on_binary(self.gen, data)
-                    .map_err(|e| End::new(ClientCloseReason::TransportError, e.to_string()))?;
+                    .map_err(|e| End::new(DisconnectReason::TransportError, e.to_string()))?;
                 self.batch.extend(item);
             }
             EnginePacket::Close => {
                 return Err(End::new(
-                    ClientCloseReason::TransportClose,
+                    DisconnectReason::TransportClose,
                     "the server closed the connection",
                 ))
             }
             EnginePacket::Pong(_) | EnginePacket::Upgrade | EnginePacket::Noop => {}
             EnginePacket::Open(_) => {
                 return Err(End::new(
-                    ClientCloseReason::TransportError,
+                    DisconnectReason::TransportError,
                     "unexpected open packet",
                 ))
             }
@@ -299,15 +303,15 @@ impl State {
         match msg {
             Some(Ok(Message::Text(t))) => match EnginePacket::decode_text(Bytes::from(t)) {
                 Ok(p) => self.on_packet(p),
-                Err(e) => Err(End::new(ClientCloseReason::TransportError, e.to_string())),
+                Err(e) => Err(End::new(DisconnectReason::TransportError, e.to_string())),
             },
             Some(Ok(Message::Binary(b))) => self.on_packet(EnginePacket::Binary(b)),
             Some(Ok(Message::Close(_))) | None => Err(End::new(
-                ClientCloseReason::TransportClose,
+                DisconnectReason::TransportClose,
                 "the server closed the websocket",
             )),
             Some(Ok(_)) => Ok(()),
-            Some(Err(e)) => Err(End::new(ClientCloseReason::TransportError, e.to_string())),
+            Some(Err(e)) => Err(End::new(DisconnectReason::TransportError, e.to_string())),
         }
     }
 
@@ -328,7 +332,7 @@ impl State {
                 Ok(())
             }
             next @ (ClientCommand::Connect { .. } | ClientCommand::Shutdown) => Err(End {
-                reason: ClientCloseReason::ClientDisconnect,
+                reason: DisconnectReason::ClientDisconnect,
                 detail: "client closed the connection".into(),
                 next: Some(next),
                 graceful: false,
@@ -346,7 +350,7 @@ pub(super) async fn run(
     commands: &mut mpsc::UnboundedReceiver<ClientCommand>,
     out: &WakeQueue<ClientInbound>,
 ) -> Option<ClientCommand> {
-    let closed = |reason: ClientCloseReason, detail: String| ClientInbound::Closed {
+    let closed = |reason: DisconnectReason, detail: String| ClientInbound::Closed {
         gen,
         reason,
         detail,
@@ -361,15 +365,15 @@ pub(super) async fn run(
                 r = &mut hs => break r.unwrap_or_else(|_| Err("handshake timed out".into())),
                 cmd = commands.recv() => match cmd {
                     None | Some(ClientCommand::Shutdown) => {
-                        out.push(closed(ClientCloseReason::ClientDisconnect, "shutdown".into()));
+                        out.push(closed(DisconnectReason::ClientDisconnect, "shutdown".into()));
                         return Some(ClientCommand::Shutdown);
                     }
                     Some(c @ ClientCommand::Connect { .. }) => {
-                        out.push(closed(ClientCloseReason::ClientDisconnect, "replaced".into()));
+                        out.push(closed(DisconnectReason::ClientDisconnect, "replaced".into()));
                         return Some(c);
                     }
                     Some(ClientCommand::Close { gen: g }) if g == gen => {
-                        out.push(closed(ClientCloseReason::ClientDisconnect, "closed while connecting".into()));
+                        out.push(closed(DisconnectReason::ClientDisconnect, "closed while connecting".into()));
                         return None;
                     }
                     Some(_) => {}
@@ -380,7 +384,7 @@ pub(super) async fn run(
     let opened = match opened {
         Ok(o) => o,
         Err(detail) => {
-            out.push(closed(ClientCloseReason::ConnectError, detail));
+            out.push(closed(DisconnectReason::ConnectError, detail));
             return None;
         }
     };
@@ -401,7 +405,7 @@ pub(super) async fn run(
         .max(1);
     let mut st = State {
         gen,
-        decoder: SocketDecoder::default(),
+        decoder: SocketDecoder::new(target.attachment_limits),
         outbox: Vec::new(),
         batch: Vec::with_capacity(64),
         ping_window,
@@ -474,7 +478,7 @@ pub(super) async fn run(
             upgrade_ws = None;
             polling_paused = true;
             if st.outbox.is_empty() && write_fut.is_none() {
-                let mut end = End::new(ClientCloseReason::ClientDisconnect, "client disconnect");
+                let mut end = End::new(DisconnectReason::ClientDisconnect, "client disconnect");
                 end.graceful = true;
                 break end;
             }
@@ -572,9 +576,9 @@ pub(super) async fn run(
                 match r {
                     Ok(body) => match EnginePacket::decode_payload(&body) {
                         Ok(packets) => packets.into_iter().try_for_each(|p| st.on_packet(p)),
-                        Err(e) => Err(End::new(ClientCloseReason::TransportError, e.to_string())),
+                        Err(e) => Err(End::new(DisconnectReason::TransportError, e.to_string())),
                     },
-                    Err(e) => Err(End::new(ClientCloseReason::TransportError, e)),
+                    Err(e) => Err(End::new(DisconnectReason::TransportError, e)),
                 }
             }
             done = Maybe(&mut write_fut) => {
@@ -589,7 +593,7 @@ pub(super) async fn run(
                         r
                     }
                 };
-                r.map_err(|e| End::new(ClientCloseReason::TransportError, e))
+                r.map_err(|e| End::new(DisconnectReason::TransportError, e))
             }
             r = Maybe(&mut probe_fut) => {
                 probe_fut = None;
@@ -600,7 +604,7 @@ pub(super) async fn run(
                 Ok(())
             }
             () = &mut ping_sleep => Err(End::new(
-                ClientCloseReason::PingTimeout,
+                DisconnectReason::PingTimeout,
                 format!("no ping from the server within {} ms", ping_window.as_millis()),
             )),
             () = async {
@@ -609,7 +613,7 @@ pub(super) async fn run(
                     None => std::future::pending().await,
                 }
             } => Err(End::new(
-                ClientCloseReason::ClientDisconnect,
+                DisconnectReason::ClientDisconnect,
                 "client disconnect (flush timed out)",
             )),
         };

@@ -4,47 +4,36 @@
 use bytes::Bytes;
 
 use crate::error::ProtocolError;
+use crate::socketio::assembler::{Assembler, AttachmentLimits};
 use crate::socketio::packet::{PacketType, SocketPacket};
 
 use super::ClientInbound;
 
-/// A binary packet waiting for its attachments.
-struct Partial {
-    packet: SocketPacket,
-    nsp: String,
-    attachments: Vec<Bytes>,
-}
-
-/// Per-connection decoder state (a binary packet in reassembly).
+/// Per-connection decoder state: binary packets in reassembly, within `limits`.
 #[derive(Default)]
 pub struct SocketDecoder {
-    partial: Option<Partial>,
+    assembler: Assembler,
+    limits: AttachmentLimits,
 }
 
 impl SocketDecoder {
+    pub fn new(limits: AttachmentLimits) -> Self {
+        SocketDecoder {
+            assembler: Assembler::default(),
+            limits,
+        }
+    }
+
     /// A text Engine.IO message (without the `4`). `Ok(None)`: a binary packet started.
     pub fn on_text(
         &mut self,
         gen: u64,
         text: Bytes,
     ) -> Result<Option<ClientInbound>, ProtocolError> {
-        if self.partial.is_some() {
-            return Err(ProtocolError::MissingAttachments);
-        }
-        let packet = SocketPacket::decode(text)?;
-        let nsp = std::str::from_utf8(&packet.nsp)
-            .map_err(|_| ProtocolError::BadNamespace)?
-            .to_owned();
-        if packet.kind.is_binary() && packet.attachments > 0 {
-            let n = packet.attachments as usize;
-            self.partial = Some(Partial {
-                packet,
-                nsp,
-                attachments: Vec::with_capacity(n),
-            });
-            return Ok(None);
-        }
-        Ok(Some(build(gen, packet, nsp, Vec::new())))
+        self.assembler
+            .on_text(text, &self.limits)?
+            .map(|(packet, attachments)| build(gen, packet, attachments))
+            .transpose()
     }
 
     /// A binary Engine.IO message: the next attachment of the pending packet.
@@ -53,24 +42,27 @@ impl SocketDecoder {
         gen: u64,
         data: Bytes,
     ) -> Result<Option<ClientInbound>, ProtocolError> {
-        let Some(partial) = self.partial.as_mut() else {
-            return Err(ProtocolError::UnexpectedAttachment);
-        };
-        partial.attachments.push(data);
-        if partial.attachments.len() < partial.packet.attachments as usize {
-            return Ok(None);
-        }
-        let Partial {
-            packet,
-            nsp,
-            attachments,
-        } = self.partial.take().expect("checked above");
-        Ok(Some(build(gen, packet, nsp, attachments)))
+        self.assembler
+            .on_binary(data, &self.limits)?
+            .map(|(packet, attachments)| build(gen, packet, attachments))
+            .transpose()
+    }
+
+    /// Err if a binary packet's attachments are overdue (checked at each server ping).
+    pub fn check_deadline(&self, now: std::time::Instant) -> Result<(), ProtocolError> {
+        self.assembler.check_deadline(now)
     }
 }
 
-fn build(gen: u64, p: SocketPacket, nsp: String, attachments: Vec<Bytes>) -> ClientInbound {
-    match p.kind {
+fn build(
+    gen: u64,
+    p: SocketPacket,
+    attachments: Vec<Bytes>,
+) -> Result<ClientInbound, ProtocolError> {
+    let nsp = std::str::from_utf8(&p.nsp)
+        .map_err(|_| ProtocolError::BadNamespace)?
+        .to_owned();
+    Ok(match p.kind {
         PacketType::Connect => ClientInbound::Connect {
             gen,
             nsp,
@@ -97,7 +89,7 @@ fn build(gen: u64, p: SocketPacket, nsp: String, attachments: Vec<Bytes>) -> Cli
             data: p.data,
             attachments,
         },
-    }
+    })
 }
 
 #[cfg(test)]
@@ -166,6 +158,27 @@ mod tests {
         assert_eq!(
             d.on_binary(1, Bytes::from_static(&[3])),
             Err(ProtocolError::UnexpectedAttachment)
+        );
+    }
+
+    #[test]
+    fn reassembly_is_bounded() {
+        let mut d = SocketDecoder::new(AttachmentLimits {
+            max_attachments: 1,
+            ..AttachmentLimits::default()
+        });
+        assert_eq!(
+            d.on_text(1, text("52-[\"x\",{\"_placeholder\":true,\"num\":0}]")),
+            Err(ProtocolError::TooManyAttachments(2))
+        );
+        assert!(d
+            .on_text(1, text("51-[\"x\",{\"_placeholder\":true,\"num\":0}]"))
+            .unwrap()
+            .is_none());
+        let late = std::time::Instant::now() + AttachmentLimits::DEFAULT_TIMEOUT;
+        assert_eq!(
+            d.check_deadline(late),
+            Err(ProtocolError::AttachmentTimeout)
         );
     }
 }

@@ -24,35 +24,10 @@ use tokio::sync::mpsc;
 
 pub use crate::bridge::WakeQueue;
 use crate::engineio::packet::Frame;
+use crate::socketio::assembler::AttachmentLimits;
 use tls::{TlsConnector, TlsOptions};
 
-/// Why a connection ended (python-socketio's reason strings, plus `connect error` when the
-/// Engine.IO handshake itself failed).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ClientCloseReason {
-    /// `close()` was called.
-    ClientDisconnect,
-    /// The server closed the transport (or sent an Engine.IO close packet).
-    TransportClose,
-    /// The transport failed (I/O error, HTTP error status, malformed packet).
-    TransportError,
-    /// No ping within `pingInterval + pingTimeout`.
-    PingTimeout,
-    /// The handshake failed; `detail` says why.
-    ConnectError,
-}
-
-impl ClientCloseReason {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ClientCloseReason::ClientDisconnect => "client disconnect",
-            ClientCloseReason::TransportClose => "transport close",
-            ClientCloseReason::TransportError => "transport error",
-            ClientCloseReason::PingTimeout => "ping timeout",
-            ClientCloseReason::ConnectError => "connect error",
-        }
-    }
-}
+pub use crate::engineio::DisconnectReason;
 
 /// The transport a connection is on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -105,7 +80,7 @@ pub enum ClientInbound {
     /// The connection is over (or never opened); always the last record of a generation.
     Closed {
         gen: u64,
-        reason: ClientCloseReason,
+        reason: DisconnectReason,
         detail: String,
     },
 }
@@ -129,6 +104,9 @@ pub struct ConnectTarget {
     pub request_timeout: Duration,
     /// TLS (`https`/`wss`) on every connection, verified as these options say; `None`: plain.
     pub tls: Option<TlsOptions>,
+    /// Bounds on binary packets from the server in reassembly (the timeout is checked at each
+    /// ping from the server).
+    pub attachment_limits: AttachmentLimits,
 }
 
 /// A request from the host, applied in order on the engine thread.
@@ -244,7 +222,7 @@ async fn engine_main(
                         Err(e) => {
                             out.push(ClientInbound::Closed {
                                 gen,
-                                reason: ClientCloseReason::ConnectError,
+                                reason: DisconnectReason::ConnectError,
                                 detail: e.to_string(),
                             });
                             continue;

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 use super::*;
-use crate::bridge::{Command, Inbound, Target};
+use crate::bridge::{Inbound, SocketIoCommand, SocketIoInbound, Target};
 use crate::engineio::packet::Frame;
 use crate::server::ServerHandle;
 use crate::socketio::packet::{encode_message, PacketType};
@@ -31,19 +31,22 @@ impl EchoServer {
             while !s.load(Ordering::Relaxed) {
                 for item in h.drain() {
                     match item {
-                        Inbound::Connect { sid, nsp, .. } => {
-                            let _ = h.command(Command::Accept {
-                                nsp: nsp.to_string(),
-                                sid: sid.to_string(),
-                            });
+                        Inbound::SocketIo(SocketIoInbound::Connect { sid, nsp, .. }) => {
+                            let _ = h.command(
+                                SocketIoCommand::Accept {
+                                    nsp: nsp.to_string(),
+                                    sid: sid.to_string(),
+                                }
+                                .into(),
+                            );
                         }
-                        Inbound::Event {
+                        Inbound::SocketIo(SocketIoInbound::Event {
                             sid,
                             nsp,
                             ack_id: Some(id),
                             data,
                             attachments,
-                        } => {
+                        }) => {
                             let kind = if attachments.is_empty() {
                                 PacketType::Ack
                             } else {
@@ -57,11 +60,14 @@ impl EchoServer {
                                 &data,
                             ))];
                             frames.extend(attachments.into_iter().map(Frame::Binary));
-                            let _ = h.command(Command::Emit {
-                                nsp: nsp.to_string(),
-                                target: Target::Socket(sid.to_string()),
-                                frames,
-                            });
+                            let _ = h.command(
+                                SocketIoCommand::Emit {
+                                    nsp: nsp.to_string(),
+                                    target: Target::Socket(sid.to_string()),
+                                    frames,
+                                }
+                                .into(),
+                            );
                         }
                         _ => {}
                     }
@@ -103,6 +109,7 @@ fn target(port: u16, websocket: bool, polling: bool) -> Box<ConnectTarget> {
         upgrade: true,
         request_timeout: Duration::from_secs(5),
         tls: None,
+        attachment_limits: Default::default(),
     })
 }
 
@@ -279,7 +286,7 @@ fn round_trip(websocket: bool, polling: bool, expect_upgrade: bool) {
         c,
         ClientInbound::Closed {
             gen: 1,
-            reason: ClientCloseReason::ClientDisconnect,
+            reason: DisconnectReason::ClientDisconnect,
             ..
         }
     ));
@@ -323,7 +330,7 @@ fn refused_connection_is_a_connect_error() {
         let ClientInbound::Closed { gen: g, reason, .. } = c else {
             unreachable!()
         };
-        assert_eq!((g, reason), (gen, ClientCloseReason::ConnectError));
+        assert_eq!((g, reason), (gen, DisconnectReason::ConnectError));
     }
 }
 
@@ -362,7 +369,7 @@ fn server_shutdown_is_a_transport_close_and_silence_a_ping_timeout() {
         assert!(
             matches!(
                 reason,
-                ClientCloseReason::TransportClose | ClientCloseReason::TransportError
+                DisconnectReason::TransportClose | DisconnectReason::TransportError
             ),
             "{reason:?}"
         );
@@ -397,7 +404,7 @@ fn server_shutdown_is_a_transport_close_and_silence_a_ping_timeout() {
     assert!(matches!(
         c,
         ClientInbound::Closed {
-            reason: ClientCloseReason::PingTimeout,
+            reason: DisconnectReason::PingTimeout,
             ..
         }
     ));

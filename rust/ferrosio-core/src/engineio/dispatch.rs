@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use super::packet::{EnginePacket, Frame};
-use super::session::{CloseReason, EngineSession};
+use super::session::{DisconnectReason, EngineSession};
 use super::EngineHandler;
 use crate::error::EngineError;
 
@@ -16,7 +16,7 @@ pub enum Outcome {
     Continue,
     /// End the session for this reason: the client closed it (`1`), or the layer above
     /// refused a message (a transport error).
-    Close(CloseReason),
+    Close(DisconnectReason),
 }
 
 /// Applies one decoded inbound packet to `session`. An `Err` is a packet only a server may
@@ -37,13 +37,13 @@ pub fn dispatch(
             session.pong_received();
             Ok(())
         }
-        EnginePacket::Close => return Ok(Outcome::Close(CloseReason::ClientClose)),
+        EnginePacket::Close => return Ok(Outcome::Close(DisconnectReason::ClientDisconnect)),
         EnginePacket::Noop | EnginePacket::Upgrade => Ok(()),
         EnginePacket::Open(_) => return Err(EngineError::UnexpectedOpen),
     };
     Ok(match handled {
         Ok(()) => Outcome::Continue,
-        Err(_) => Outcome::Close(CloseReason::TransportError),
+        Err(_) => Outcome::Close(DisconnectReason::TransportError),
     })
 }
 
@@ -75,7 +75,7 @@ mod tests {
             self.seen.lock().push(EnginePacket::Binary(data));
             Ok(())
         }
-        fn on_close(&self, _: &Arc<EngineSession>, _: CloseReason) {}
+        fn on_close(&self, _: &Arc<EngineSession>, _: DisconnectReason) {}
     }
 
     fn session() -> Arc<EngineSession> {
@@ -133,7 +133,7 @@ mod tests {
         let (s, h) = (session(), Recorder::default());
         assert_eq!(
             dispatch(&s, &h, packet("4bad")),
-            Ok(Outcome::Close(CloseReason::TransportError))
+            Ok(Outcome::Close(DisconnectReason::TransportError))
         );
     }
 
@@ -142,7 +142,7 @@ mod tests {
         let (s, h) = (session(), Recorder::default());
         assert_eq!(
             dispatch(&s, &h, packet("1")),
-            Ok(Outcome::Close(CloseReason::ClientClose))
+            Ok(Outcome::Close(DisconnectReason::ClientDisconnect))
         );
         // The transport closes the session: dispatch only says so.
         assert_eq!(s.closed(), None);

@@ -8,19 +8,22 @@ use futures_util::FutureExt;
 use tokio::time::Instant;
 
 use super::packet::Frame;
-use super::session::{CloseReason, EngineSession};
+use super::session::{DisconnectReason, EngineSession};
 
 /// Runs until the session closes; returns why it closed.
 ///
 /// `connect`: a deadline by which `joined()` must hold, else the session closes (Socket.IO's
-/// connect timeout). One loop and one timer serve both, as this future lives as long as its
+/// connect timeout). `on_tick` runs at each ping (once per `interval`) for the layer above's
+/// own deadlines (e.g. an unfinished binary packet); false closes the session as a protocol
+/// error. One loop and one timer serve all of them, as this future lives as long as its
 /// session: its size is memory per idle connection.
-pub async fn run<F: Fn() -> bool>(
+pub async fn run<F: Fn() -> bool, T: Fn() -> bool>(
     session: Arc<EngineSession>,
     interval: Duration,
     timeout: Duration,
     mut connect: Option<(Instant, F)>,
-) -> CloseReason {
+    on_tick: T,
+) -> DisconnectReason {
     // Deadlines follow the schedule, not the (slightly late) timer wake-ups, so a peer that
     // waits exactly interval + timeout finds the session closed.
     let mut next_ping = Instant::now() + interval;
@@ -43,7 +46,7 @@ pub async fn run<F: Fn() -> bool>(
         if let Some((at, joined)) = &connect {
             if now >= *at {
                 if !joined() {
-                    session.close(CloseReason::ServerClose);
+                    session.close(DisconnectReason::ServerDisconnect);
                     break;
                 }
                 connect = None;
@@ -51,11 +54,15 @@ pub async fn run<F: Fn() -> bool>(
         }
         match pong_due {
             Some(due) if now >= due => {
-                session.close(CloseReason::PingTimeout);
+                session.close(DisconnectReason::PingTimeout);
                 break;
             }
             Some(_) => {}
             None if now >= next_ping => {
+                if !on_tick() {
+                    session.close(DisconnectReason::TransportError);
+                    break;
+                }
                 // A pong nobody asked for must not answer this ping.
                 let _ = session.wait_pong().now_or_never();
                 let deadline = next_ping + timeout;
@@ -68,7 +75,9 @@ pub async fn run<F: Fn() -> bool>(
             None => {}
         }
     }
-    session.closed().unwrap_or(CloseReason::ServerClose)
+    session
+        .closed()
+        .unwrap_or(DisconnectReason::ServerDisconnect)
 }
 
 #[cfg(test)]
@@ -88,9 +97,10 @@ mod tests {
             Duration::from_millis(300),
             Duration::from_millis(1000),
             check,
+            || true,
         )
         .await;
-        assert_eq!(reason, CloseReason::ServerClose);
+        assert_eq!(reason, DisconnectReason::ServerDisconnect);
         assert_eq!(Instant::now() - start, Duration::from_millis(450));
         assert_eq!(
             s.take().0,
@@ -108,11 +118,12 @@ mod tests {
             Duration::from_millis(300),
             Duration::from_millis(200),
             check,
+            || true,
         )
         .await;
         assert_eq!(
             reason,
-            CloseReason::PingTimeout,
+            DisconnectReason::PingTimeout,
             "closed by the heartbeat, not the check"
         );
     }
@@ -131,9 +142,10 @@ mod tests {
             Duration::from_millis(300),
             Duration::from_millis(200),
             NO_CONNECT_CHECK,
+            || true,
         )
         .await;
-        assert_eq!(reason, CloseReason::PingTimeout);
+        assert_eq!(reason, DisconnectReason::PingTimeout);
         let (frames, _) = s.take();
         assert_eq!(frames, vec![Frame::PING]);
     }
@@ -146,6 +158,7 @@ mod tests {
             Duration::from_millis(300),
             Duration::from_millis(200),
             NO_CONNECT_CHECK,
+            || true,
         ));
         for _ in 0..5 {
             // wait for each ping, then answer it
@@ -158,8 +171,23 @@ mod tests {
             s.pong_received();
         }
         assert!(s.closed().is_none());
-        s.close(CloseReason::ClientClose);
-        assert_eq!(hb.await.unwrap(), CloseReason::ClientClose);
+        s.close(DisconnectReason::ClientDisconnect);
+        assert_eq!(hb.await.unwrap(), DisconnectReason::ClientDisconnect);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_failed_tick_closes_as_a_transport_error_before_the_ping() {
+        let s = session();
+        let reason = run(
+            s.clone(),
+            Duration::from_millis(300),
+            Duration::from_millis(200),
+            NO_CONNECT_CHECK,
+            || false,
+        )
+        .await;
+        assert_eq!(reason, DisconnectReason::TransportError);
+        assert!(s.take().0.is_empty(), "no ping after a failed tick");
     }
 
     #[tokio::test(start_paused = true)]
@@ -171,8 +199,9 @@ mod tests {
             Duration::from_millis(300),
             Duration::from_millis(200),
             NO_CONNECT_CHECK,
+            || true,
         )
         .await;
-        assert_eq!(reason, CloseReason::PingTimeout);
+        assert_eq!(reason, DisconnectReason::PingTimeout);
     }
 }

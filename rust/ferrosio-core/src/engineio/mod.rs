@@ -1,12 +1,16 @@
-//! Engine.IO v4: packets, polling payloads, sessions, heartbeats, and what an inbound packet
-//! means for its session ([`dispatch`]), whatever transport carried it.
+//! Engine.IO v4: packets, polling payloads, sessions, heartbeats, what an inbound packet
+//! means for its session ([`dispatch`]) whatever transport carried it, the close reasons, and
+//! the bare Engine.IO endpoint ([`endpoint`]).
 pub mod dispatch;
+pub mod endpoint;
 pub mod heartbeat;
 pub mod packet;
+pub mod reason;
 pub mod session;
 
 pub use packet::{EnginePacket, Frame};
-pub use session::{CloseReason, EngineSession, TransportKind};
+pub use reason::DisconnectReason;
+pub use session::{EngineSession, TransportKind};
 
 use std::sync::Arc;
 
@@ -24,5 +28,10 @@ pub trait EngineHandler: Send + Sync + 'static {
     /// A binary message. An `Err` closes the session as a protocol error.
     fn on_binary(&self, session: &Arc<EngineSession>, data: Bytes) -> Result<(), ProtocolError>;
     /// The session is gone; called exactly once.
-    fn on_close(&self, session: &Arc<EngineSession>, reason: CloseReason);
+    fn on_close(&self, session: &Arc<EngineSession>, reason: DisconnectReason);
+    /// The session's heartbeat timer fired (once per ping interval): a chance to enforce
+    /// deadlines without a timer of one's own. An `Err` closes the session as a protocol error.
+    fn on_tick(&self, _session: &Arc<EngineSession>) -> Result<(), ProtocolError> {
+        Ok(())
+    }
 }

@@ -13,32 +13,7 @@ use tokio::sync::Notify;
 
 use super::packet::Frame;
 
-/// Why an Engine.IO session ended. The strings are python-socketio's disconnect reasons.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CloseReason {
-    /// The client sent a close packet `1`.
-    ClientClose,
-    /// No pong within `ping_timeout`.
-    PingTimeout,
-    /// The transport went away (TCP closed, WebSocket closed).
-    TransportClose,
-    /// The transport failed or the peer broke the protocol.
-    TransportError,
-    /// The server closed the session (shutdown, connect timeout).
-    ServerClose,
-}
-
-impl CloseReason {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            CloseReason::ClientClose => "client disconnect",
-            CloseReason::PingTimeout => "ping timeout",
-            CloseReason::TransportClose => "transport close",
-            CloseReason::TransportError => "transport error",
-            CloseReason::ServerClose => "server disconnect",
-        }
-    }
-}
+pub use super::reason::DisconnectReason;
 
 /// What the HTTP request that opened the session looked like (the WSGI-style `environ`).
 ///
@@ -103,7 +78,7 @@ impl Handshake {
 #[derive(Default)]
 struct Outbox {
     frames: Vec<Frame>,
-    closed: Option<CloseReason>,
+    closed: Option<DisconnectReason>,
 }
 
 /// Which transport carries a session now.
@@ -268,14 +243,14 @@ impl EngineSession {
     ///
     /// Frames queued before a close are still returned, so the transport can flush them before
     /// it goes: a server-side close loses nothing that was sent before it.
-    pub fn take(&self) -> (Vec<Frame>, Option<CloseReason>) {
+    pub fn take(&self) -> (Vec<Frame>, Option<DisconnectReason>) {
         let mut out = self.outbox.lock();
         (std::mem::take(&mut out.frames), out.closed)
     }
 
     /// Marks the session closed (first reason wins) and wakes its transport.
     /// Returns true if this call closed it.
-    pub fn close(&self, reason: CloseReason) -> bool {
+    pub fn close(&self, reason: DisconnectReason) -> bool {
         let first = {
             let mut out = self.outbox.lock();
             if out.closed.is_some() {
@@ -290,7 +265,7 @@ impl EngineSession {
         first
     }
 
-    pub fn closed(&self) -> Option<CloseReason> {
+    pub fn closed(&self) -> Option<DisconnectReason> {
         self.outbox.lock().closed
     }
 
@@ -315,12 +290,12 @@ mod tests {
     async fn frames_queued_before_close_are_still_taken() {
         let s = session();
         assert!(s.send(Frame::Text(Bytes::from_static(b"4a"))));
-        assert!(s.close(CloseReason::ServerClose));
-        assert!(!s.close(CloseReason::PingTimeout), "first reason wins");
+        assert!(s.close(DisconnectReason::ServerDisconnect));
+        assert!(!s.close(DisconnectReason::PingTimeout), "first reason wins");
         assert!(!s.send(Frame::PING), "nothing is queued after close");
         s.wait().await; // a permit is stored, so this does not hang
         let (frames, closed) = s.take();
         assert_eq!(frames, vec![Frame::Text(Bytes::from_static(b"4a"))]);
-        assert_eq!(closed, Some(CloseReason::ServerClose));
+        assert_eq!(closed, Some(DisconnectReason::ServerDisconnect));
     }
 }

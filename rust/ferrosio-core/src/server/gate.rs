@@ -16,7 +16,7 @@ use tokio::sync::oneshot;
 
 use super::http::{handshake, EngineQuery, HttpError};
 use super::FrontDoor;
-use crate::bridge::{Inbound, InboundQueue};
+use crate::bridge::{ControlInbound, Inbound, InboundQueue};
 use crate::config::CorsPolicy;
 use crate::engineio::session::Handshake;
 
@@ -65,12 +65,12 @@ impl HostGate {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
         self.pending.lock().insert(id, tx);
-        inbound.push(Inbound::Authorize {
+        inbound.push(Inbound::Control(ControlInbound::Authorize {
             id,
             origin,
             check_request,
             handshake,
-        });
+        }));
         let refused = Verdict {
             origin_ok: false,
             request_ok: false,

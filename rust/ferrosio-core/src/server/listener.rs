@@ -10,7 +10,7 @@ use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 
 use super::FrontDoor;
-use crate::bridge::Command;
+use crate::bridge::{Command, ControlCommand};
 
 /// Connections the kernel may hold before `accept`: std's 128 overflowed at 400 handshakes in
 /// parallel (TcpExtListenOverflows; each drop costs the client a 1 s SYN retransmit).
@@ -65,13 +65,13 @@ pub(super) async fn serve(
             cmd = commands.recv() => match cmd {
                 // The host dropped its handle: stop without waiting.
                 None => break Duration::ZERO,
-                Some(Command::Shutdown { timeout_ms }) => break Duration::from_millis(timeout_ms),
+                Some(Command::Control(ControlCommand::Shutdown { timeout_ms })) => break Duration::from_millis(timeout_ms),
                 Some(cmd) => {
                     front.execute(cmd);
                     // Apply whatever else is queued before going back to the sockets.
                     let mut stop = None;
                     while let Ok(cmd) = commands.try_recv() {
-                        if let Command::Shutdown { timeout_ms } = cmd {
+                        if let Command::Control(ControlCommand::Shutdown { timeout_ms }) = cmd {
                             stop = Some(Duration::from_millis(timeout_ms));
                             break;
                         }

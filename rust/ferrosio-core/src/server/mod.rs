@@ -32,10 +32,10 @@ use std::time::Duration;
 use parking_lot::Mutex;
 use tokio::sync::mpsc;
 
-use crate::bridge::{Command, Inbound, InboundQueue};
+use crate::bridge::{Command, ControlCommand, Inbound, InboundQueue};
 use crate::config::ServerConfig;
+use crate::engineio::endpoint::EngineIoEndpoint;
 use crate::error::ServerError;
-use crate::raw_engine::RawEngineLayer;
 use crate::socketio::layer::SocketIoLayer;
 
 use gate::{HostGate, Verdict};
@@ -48,7 +48,7 @@ struct FrontDoor {
     gate: HostGate,
     inbound: Arc<InboundQueue>,
     layer: Arc<SocketIoLayer>,
-    raw: Option<Arc<RawEngineLayer>>,
+    engineio: Option<Arc<EngineIoEndpoint>>,
     sessions: Mutex<SessionTable>,
 }
 
@@ -56,21 +56,17 @@ impl FrontDoor {
     /// Applies one host command (shutdown is the serve loop's, see `listener`).
     fn execute(&self, cmd: Command) {
         match cmd {
-            Command::EngineSend { sid, frames } => {
-                if let Some(raw) = &self.raw {
-                    raw.send(&sid, &frames);
+            Command::SocketIo(cmd) => self.layer.execute(cmd),
+            Command::EngineIo(cmd) => {
+                if let Some(engineio) = &self.engineio {
+                    engineio.execute(cmd);
                 }
             }
-            Command::EngineClose { sid } => {
-                if let Some(raw) = &self.raw {
-                    raw.close(&sid);
-                }
-            }
-            Command::Authorize {
+            Command::Control(ControlCommand::Authorize {
                 id,
                 origin_ok,
                 request_ok,
-            } => {
+            }) => {
                 self.gate.answer(
                     id,
                     Verdict {
@@ -79,12 +75,13 @@ impl FrontDoor {
                     },
                 );
             }
+            // Only meaningful on its own: the serve loop takes it before it gets here.
+            Command::Control(ControlCommand::Shutdown { .. }) => {}
             Command::Batch(cmds) => {
                 for cmd in cmds {
                     self.execute(cmd);
                 }
             }
-            other => self.layer.execute(other),
         }
     }
 }
@@ -111,11 +108,11 @@ impl ServerHandle {
             .enable_all()
             .build()?;
         let front = Arc::new(FrontDoor {
-            layer: SocketIoLayer::new(inbound.clone(), config.connect_timeout),
-            raw: config
-                .engine_path
+            layer: SocketIoLayer::new(inbound.clone(), &config),
+            engineio: config
+                .engineio_path
                 .as_ref()
-                .map(|_| RawEngineLayer::new(inbound.clone())),
+                .map(|_| EngineIoEndpoint::new(inbound.clone())),
             inbound: inbound.clone(),
             gate: HostGate::default(),
             sessions: Mutex::default(),
@@ -165,9 +162,11 @@ impl ServerHandle {
 
     /// Starts a graceful shutdown and waits for the engine thread to finish.
     pub fn shutdown(&self, timeout: Duration) {
-        let _ = self.commands.send(Command::Shutdown {
-            timeout_ms: timeout.as_millis() as u64,
-        });
+        let _ = self
+            .commands
+            .send(Command::Control(ControlCommand::Shutdown {
+                timeout_ms: timeout.as_millis() as u64,
+            }));
         if let Some(t) = self.thread.lock().take() {
             let _ = t.join();
         }

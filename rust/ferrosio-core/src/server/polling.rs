@@ -17,7 +17,7 @@ use super::http::{
 use super::sessions::Endpoint;
 use super::FrontDoor;
 use crate::engineio::packet::encode_payload;
-use crate::engineio::session::{CloseReason, EngineSession, TransportKind};
+use crate::engineio::session::{DisconnectReason, EngineSession, TransportKind};
 use crate::transport::polling;
 
 /// How long a POST body may take to arrive (bounds slow-body clients).
@@ -71,7 +71,7 @@ impl FrontDoor {
             return HttpError::BadRequest.response();
         }
         if session.pong_overdue() {
-            self.end_session(&session, CloseReason::PingTimeout);
+            self.end_session(&session, DisconnectReason::PingTimeout);
             return HttpError::UnknownSid.response();
         }
         match *req.method() {
@@ -85,7 +85,7 @@ impl FrontDoor {
     async fn poll_get(&self, session: &Arc<EngineSession>) -> HttpResponse {
         if !session.claim_get() {
             // Two GETs at once: the client is confused or hostile; end the session.
-            self.end_session(session, CloseReason::TransportError);
+            self.end_session(session, DisconnectReason::TransportError);
             return HttpError::BadRequest.response();
         }
         let _slot = SlotGuard { session, get: true };
@@ -104,7 +104,7 @@ impl FrontDoor {
         endpoint: Endpoint,
     ) -> HttpResponse {
         if !session.claim_post() {
-            self.end_session(session, CloseReason::TransportError);
+            self.end_session(session, DisconnectReason::TransportError);
             return HttpError::BadRequest.response();
         }
         let _slot = SlotGuard {
@@ -118,24 +118,24 @@ impl FrontDoor {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<usize>().ok());
         if declared.is_some_and(|n| n > max) {
-            self.end_session(session, CloseReason::TransportError);
+            self.end_session(session, DisconnectReason::TransportError);
             return status_response(StatusCode::PAYLOAD_TOO_LARGE, "Payload Too Large");
         }
         let body = Limited::new(req.into_body(), max);
         let body = match tokio::time::timeout(BODY_TIMEOUT, body.collect()).await {
             Ok(Ok(collected)) => collected.to_bytes(),
             Ok(Err(e)) if e.downcast_ref::<LengthLimitError>().is_some() => {
-                self.end_session(session, CloseReason::TransportError);
+                self.end_session(session, DisconnectReason::TransportError);
                 return status_response(StatusCode::PAYLOAD_TOO_LARGE, "Payload Too Large");
             }
             _ => {
-                self.end_session(session, CloseReason::TransportError);
+                self.end_session(session, DisconnectReason::TransportError);
                 return HttpError::BadRequest.response();
             }
         };
         let handler = self.handler(endpoint);
         if polling::post(session, &handler, &body).is_err() {
-            self.end_session(session, CloseReason::TransportError);
+            self.end_session(session, DisconnectReason::TransportError);
             return HttpError::BadRequest.response();
         }
         ok_response()

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use super::FrontDoor;
 use crate::engineio::heartbeat;
 use crate::engineio::packet::Frame;
-use crate::engineio::session::{CloseReason, EngineSession, Handshake, TransportKind};
+use crate::engineio::session::{DisconnectReason, EngineSession, Handshake, TransportKind};
 use crate::engineio::EngineHandler;
 use crate::sid::new_sid;
 
@@ -19,7 +19,7 @@ pub(super) type SessionTable = foldhash::HashMap<Arc<str>, (Arc<EngineSession>, 
 pub(super) enum Endpoint {
     /// The Socket.IO endpoint (`config.path`).
     SocketIo,
-    /// The bare Engine.IO endpoint (`config.engine_path`), if the host asked for one.
+    /// The bare Engine.IO endpoint (`config.engineio_path`), if the host asked for one.
     EngineIo,
 }
 
@@ -28,7 +28,7 @@ impl FrontDoor {
     pub(super) fn endpoint(&self, path: &str) -> Option<Endpoint> {
         if path == self.config.path {
             Some(Endpoint::SocketIo)
-        } else if self.raw.is_some() && self.config.engine_path.as_deref() == Some(path) {
+        } else if self.engineio.is_some() && self.config.engineio_path.as_deref() == Some(path) {
             Some(Endpoint::EngineIo)
         } else {
             None
@@ -37,8 +37,8 @@ impl FrontDoor {
 
     /// The layer that hears of the sessions of `endpoint`.
     pub(super) fn handler(&self, endpoint: Endpoint) -> Arc<dyn EngineHandler> {
-        match (endpoint, &self.raw) {
-            (Endpoint::EngineIo, Some(raw)) => raw.clone(),
+        match (endpoint, &self.engineio) {
+            (Endpoint::EngineIo, Some(engineio)) => engineio.clone(),
             _ => self.layer.clone(),
         }
     }
@@ -90,15 +90,22 @@ impl FrontDoor {
                     front.layer.has_sockets(&s.sid)
                 })
             });
-            let reason =
-                heartbeat::run(s.clone(), cfg.ping_interval, cfg.ping_timeout, connect).await;
+            let on_tick = || front.handler(endpoint).on_tick(&s).is_ok();
+            let reason = heartbeat::run(
+                s.clone(),
+                cfg.ping_interval,
+                cfg.ping_timeout,
+                connect,
+                on_tick,
+            )
+            .await;
             front.end_session(&s, reason);
         });
         session
     }
 
     /// Forgets a session and tells the layer above; safe to call more than once.
-    pub(super) fn end_session(&self, session: &Arc<EngineSession>, reason: CloseReason) {
+    pub(super) fn end_session(&self, session: &Arc<EngineSession>, reason: DisconnectReason) {
         session.close(reason);
         let removed = self.sessions.lock().remove(&session.sid);
         if let Some((_, endpoint)) = removed {
@@ -116,7 +123,7 @@ impl FrontDoor {
             .map(|(s, _)| s.clone())
             .collect();
         for s in &sessions {
-            s.close(CloseReason::ServerClose);
+            s.close(DisconnectReason::ServerDisconnect);
         }
     }
 

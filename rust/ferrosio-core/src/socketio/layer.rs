@@ -1,4 +1,5 @@
-//! The Socket.IO server layer: namespaces, sockets, rooms and fan-out.
+//! The Socket.IO server layer: namespaces, sockets, and their connection to Engine.IO sessions.
+//! Room state and fan-out belong to each namespace's [`Adapter`].
 //!
 //! It sits on Engine.IO sessions (as their [`EngineHandler`]) and on the host's command queue.
 //! Everything here runs on the engine thread; the registry lock is never contended by the host,
@@ -7,47 +8,35 @@
 // Sids and room names are hashed on every emit: foldhash, seeded per process, not SipHash.
 use foldhash::{HashMap, HashSet};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use parking_lot::Mutex;
 
+use super::adapter::{Adapter, BroadcastOptions, LocalAdapter, LocalSockets};
+use super::assembler::{Assembler, AttachmentLimits};
 use super::packet::{
     encode_connect_error, encode_connect_reply, encode_disconnect, PacketType, SocketPacket,
 };
-use crate::bridge::{Command, DisconnectReason, Inbound, InboundQueue, Target};
+use crate::bridge::{InboundQueue, SocketIoCommand, SocketIoInbound, Target};
+use crate::config::ServerConfig;
 use crate::engineio::packet::Frame;
-use crate::engineio::session::{CloseReason, EngineSession};
-use crate::engineio::EngineHandler;
+use crate::engineio::session::EngineSession;
+use crate::engineio::{DisconnectReason, EngineHandler};
 use crate::error::ProtocolError;
-use crate::rooms::RoomIndex;
 use crate::sid::new_sid;
-
-/// A binary packet waiting for its attachments.
-struct PartialPacket {
-    sid: Arc<str>,
-    nsp: Arc<str>,
-    kind: PacketType,
-    ack_id: Option<u64>,
-    data: Bytes,
-    expected: usize,
-    attachments: Vec<Bytes>,
-}
 
 /// Socket.IO state of one Engine.IO session.
 struct Connection {
     session: Arc<EngineSession>,
     /// Namespace -> socket sid. Few namespaces per connection: a Vec beats a map.
     sockets: Vec<(Arc<str>, Arc<str>)>,
-    partial: Option<PartialPacket>,
+    assembler: Assembler,
 }
 
 impl Connection {
-    fn socket_in(&self, nsp: &str) -> Option<&Arc<str>> {
-        self.sockets
-            .iter()
-            .find(|(n, _)| &**n == nsp)
-            .map(|(_, s)| s)
+    fn socket_in(&self, nsp: &str) -> Option<&(Arc<str>, Arc<str>)> {
+        self.sockets.iter().find(|(n, _)| &**n == nsp)
     }
 }
 
@@ -55,7 +44,6 @@ struct SocketEntry {
     session: Arc<EngineSession>,
     /// Frames held back until the host accepts the CONNECT, so the CONNECT reply goes first.
     pending: Option<Vec<Frame>>,
-    rooms: Vec<Arc<str>>,
 }
 
 impl SocketEntry {
@@ -69,30 +57,56 @@ impl SocketEntry {
     }
 }
 
+/// The sockets of one namespace on this server, as its adapter reaches them.
 #[derive(Default)]
+struct SocketTable(HashMap<Arc<str>, SocketEntry>);
+
+impl LocalSockets for SocketTable {
+    fn contains(&self, sid: &str) -> bool {
+        self.0.contains_key(sid)
+    }
+
+    fn deliver(&mut self, sid: &str, frames: &[Frame]) -> bool {
+        match self.0.get_mut(sid) {
+            Some(entry) => {
+                entry.deliver(frames);
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn deliver_all(&mut self, except: &HashSet<&str>, frames: &[Frame]) -> usize {
+        let mut count = 0;
+        for (sid, entry) in self.0.iter_mut() {
+            if except.is_empty() || !except.contains(&**sid) {
+                entry.deliver(frames);
+                count += 1;
+            }
+        }
+        count
+    }
+
+    fn sids(&self) -> Vec<Arc<str>> {
+        self.0.keys().cloned().collect()
+    }
+}
+
 struct Namespace {
-    sockets: HashMap<Arc<str>, SocketEntry>,
-    rooms: RoomIndex,
+    sockets: SocketTable,
+    adapter: Box<dyn Adapter>,
 }
 
 impl Namespace {
     fn remove_socket(&mut self, sid: &str) -> Option<SocketEntry> {
-        let entry = self.sockets.remove(sid)?;
-        for room in &entry.rooms {
-            self.rooms.leave(room, sid);
-        }
+        let entry = self.sockets.0.remove(sid)?;
+        self.adapter.del_all(sid);
         Some(entry)
     }
-
-    /// Adds the sockets a name stands for: the socket with that sid, else the room's members.
-    fn collect<'a>(&'a self, name: &str, out: &mut HashSet<&'a Arc<str>>) {
-        if let Some((sid, _)) = self.sockets.get_key_value(name) {
-            out.insert(sid);
-        } else if let Some(members) = self.rooms.members(name) {
-            out.extend(members.iter());
-        }
-    }
 }
+
+/// Makes the adapter of a new namespace (given its name).
+pub type AdapterFactory = Box<dyn Fn(&str) -> Box<dyn Adapter> + Send + Sync>;
 
 #[derive(Default)]
 struct Registry {
@@ -100,32 +114,32 @@ struct Registry {
     namespaces: HashMap<Arc<str>, Namespace>,
 }
 
-impl Registry {
-    fn namespace(&mut self, nsp: &str) -> &mut Namespace {
-        if !self.namespaces.contains_key(nsp) {
-            self.namespaces.insert(nsp.into(), Namespace::default());
-        }
-        self.namespaces.get_mut(nsp).expect("inserted above")
-    }
-
-    fn nsp_key(&self, nsp: &str) -> Option<Arc<str>> {
-        self.namespaces.get_key_value(nsp).map(|(k, _)| k.clone())
-    }
-}
-
 /// The Socket.IO server layer.
 pub struct SocketIoLayer {
     registry: Mutex<Registry>,
     inbound: Arc<InboundQueue>,
     connect_timeout: Duration,
+    limits: AttachmentLimits,
+    new_adapter: AdapterFactory,
 }
 
 impl SocketIoLayer {
-    pub fn new(inbound: Arc<InboundQueue>, connect_timeout: Duration) -> Arc<Self> {
+    /// A layer whose namespaces keep their rooms in a [`LocalAdapter`].
+    pub fn new(inbound: Arc<InboundQueue>, config: &ServerConfig) -> Arc<Self> {
+        Self::with_adapter(inbound, config, Box::new(|_| Box::new(LocalAdapter::new())))
+    }
+
+    pub fn with_adapter(
+        inbound: Arc<InboundQueue>,
+        config: &ServerConfig,
+        new_adapter: AdapterFactory,
+    ) -> Arc<Self> {
         Arc::new(SocketIoLayer {
             registry: Mutex::default(),
             inbound,
-            connect_timeout,
+            connect_timeout: config.connect_timeout,
+            limits: config.attachment_limits(),
+            new_adapter,
         })
     }
 
@@ -142,21 +156,23 @@ impl SocketIoLayer {
             .is_none_or(|c| !c.sockets.is_empty())
     }
 
+    fn push(&self, item: SocketIoInbound) {
+        self.inbound.push(item.into());
+    }
+
+    /// A complete packet (attachments included) from a session.
     fn on_packet(
         &self,
+        reg: &mut Registry,
         session: &Arc<EngineSession>,
         packet: SocketPacket,
+        attachments: Vec<Bytes>,
     ) -> Result<(), ProtocolError> {
         let nsp_str = std::str::from_utf8(&packet.nsp).map_err(|_| ProtocolError::BadNamespace)?;
-        let mut reg = self.registry.lock();
-        let reg = &mut *reg;
         let conn = reg
             .connections
             .get_mut(&session.sid)
             .ok_or(ProtocolError::UnknownSession)?;
-        if conn.partial.is_some() {
-            return Err(ProtocolError::MissingAttachments); // a text packet in the middle of a binary packet's attachments
-        }
         match packet.kind {
             PacketType::Connect => {
                 if conn.socket_in(nsp_str).is_some() {
@@ -168,16 +184,21 @@ impl SocketIoLayer {
                     None => Arc::from(nsp_str),
                 };
                 conn.sockets.push((nsp.clone(), sid.clone()));
-                let ns = reg.namespaces.entry(nsp.clone()).or_default();
-                ns.sockets.insert(
+                let ns = reg
+                    .namespaces
+                    .entry(nsp.clone())
+                    .or_insert_with(|| Namespace {
+                        sockets: SocketTable::default(),
+                        adapter: (self.new_adapter)(&nsp),
+                    });
+                ns.sockets.0.insert(
                     sid.clone(),
                     SocketEntry {
                         session: session.clone(),
                         pending: Some(Vec::new()),
-                        rooms: Vec::new(),
                     },
                 );
-                self.inbound.push(Inbound::Connect {
+                self.push(SocketIoInbound::Connect {
                     sid,
                     nsp,
                     eio_sid: session.sid.clone(),
@@ -193,7 +214,7 @@ impl SocketIoLayer {
                 if let Some(ns) = reg.namespaces.get_mut(&nsp) {
                     ns.remove_socket(&sid);
                 }
-                self.inbound.push(Inbound::Disconnect {
+                self.push(SocketIoInbound::Disconnect {
                     sid,
                     nsp,
                     reason: DisconnectReason::ClientDisconnect,
@@ -203,30 +224,30 @@ impl SocketIoLayer {
             | PacketType::Ack
             | PacketType::BinaryEvent
             | PacketType::BinaryAck => {
-                let Some((nsp, sid)) = conn.sockets.iter().find(|(n, _)| &**n == nsp_str).cloned()
-                else {
+                // Routed once complete, so the attachments of a packet for a namespace the
+                // client is not in are consumed with it, not taken for stray ones.
+                let Some((nsp, sid)) = conn.socket_in(nsp_str).cloned() else {
                     return Ok(()); // not connected to that namespace: dropped, as the official server does
                 };
-                if packet.attachments > 0 {
-                    conn.partial = Some(PartialPacket {
+                let data = packet.data;
+                self.push(match (packet.kind, packet.ack_id) {
+                    (PacketType::Ack | PacketType::BinaryAck, Some(ack_id)) => {
+                        SocketIoInbound::Ack {
+                            sid,
+                            nsp,
+                            ack_id,
+                            data,
+                            attachments,
+                        }
+                    }
+                    (_, ack_id) => SocketIoInbound::Event {
                         sid,
                         nsp,
-                        kind: packet.kind,
-                        ack_id: packet.ack_id,
-                        data: packet.data,
-                        expected: packet.attachments as usize,
-                        attachments: Vec::with_capacity(packet.attachments as usize),
-                    });
-                } else {
-                    self.inbound.push(make_inbound(
-                        packet.kind,
-                        sid,
-                        nsp,
-                        packet.ack_id,
-                        packet.data,
-                        Vec::new(),
-                    ));
-                }
+                        ack_id,
+                        data,
+                        attachments,
+                    },
+                });
             }
             PacketType::ConnectError => return Err(ProtocolError::UnexpectedConnectError),
         }
@@ -234,10 +255,11 @@ impl SocketIoLayer {
     }
 
     /// Applies one host command.
-    pub fn execute(&self, cmd: Command) {
+    pub fn execute(&self, cmd: SocketIoCommand) {
         let mut reg = self.registry.lock();
+        let reg = &mut *reg;
         match cmd {
-            Command::Emit {
+            SocketIoCommand::Emit {
                 nsp,
                 target,
                 frames,
@@ -247,18 +269,22 @@ impl SocketIoLayer {
                 };
                 match target {
                     Target::Socket(sid) => {
-                        if let Some(entry) = ns.sockets.get_mut(sid.as_str()) {
-                            entry.deliver(&frames);
+                        if !ns.sockets.deliver(&sid, &frames) {
+                            // Not here: the adapter may know it (another server, or a room).
+                            let opts = BroadcastOptions::to_rooms(vec![sid]);
+                            ns.adapter.broadcast(&frames, &opts, &mut ns.sockets);
                         }
                     }
-                    Target::Rooms { rooms, except } => emit_to_rooms(ns, &rooms, &except, &frames),
+                    Target::Broadcast(opts) => {
+                        ns.adapter.broadcast(&frames, &opts, &mut ns.sockets);
+                    }
                 }
             }
-            Command::Accept { nsp, sid } => {
+            SocketIoCommand::Accept { nsp, sid } => {
                 let Some(ns) = reg.namespaces.get_mut(nsp.as_str()) else {
                     return;
                 };
-                if let Some(entry) = ns.sockets.get_mut(sid.as_str()) {
+                if let Some(entry) = ns.sockets.0.get_mut(sid.as_str()) {
                     let held = entry.pending.take().unwrap_or_default();
                     let mut frames = Vec::with_capacity(held.len() + 1);
                     frames.push(Frame::Text(encode_connect_reply(&nsp, &sid)));
@@ -266,9 +292,12 @@ impl SocketIoLayer {
                     entry.session.send_all(&frames);
                 }
             }
-            Command::Reject { nsp, sid, data } => {
-                let Some(key) = reg.nsp_key(&nsp) else { return };
-                let Some(entry) = reg.namespace(&key).remove_socket(&sid) else {
+            SocketIoCommand::Reject { nsp, sid, data } => {
+                let Some(entry) = reg
+                    .namespaces
+                    .get_mut(nsp.as_str())
+                    .and_then(|ns| ns.remove_socket(&sid))
+                else {
                     return;
                 };
                 if let Some(conn) = reg.connections.get_mut(&entry.session.sid) {
@@ -278,44 +307,38 @@ impl SocketIoLayer {
                     .session
                     .send(Frame::Text(encode_connect_error(&nsp, &data)));
             }
-            Command::Join { nsp, sid, room } => {
+            SocketIoCommand::Join { nsp, sid, room } => {
                 let Some(ns) = reg.namespaces.get_mut(nsp.as_str()) else {
                     return;
                 };
-                let Some((sid, entry)) = ns.sockets.get_key_value(sid.as_str()) else {
-                    return;
-                };
-                if entry.rooms.iter().any(|r| **r == *room) {
-                    return;
-                }
-                let sid = sid.clone();
-                let name = ns.rooms.join(&room, &sid);
-                if let Some(entry) = ns.sockets.get_mut(&sid) {
-                    entry.rooms.push(name);
+                if let Some((sid, _)) = ns.sockets.0.get_key_value(sid.as_str()) {
+                    let sid = sid.clone();
+                    ns.adapter.add_all(&sid, &[&room]);
                 }
             }
-            Command::Leave { nsp, sid, room } => {
-                let Some(ns) = reg.namespaces.get_mut(nsp.as_str()) else {
-                    return;
-                };
-                if let Some(entry) = ns.sockets.get_mut(sid.as_str()) {
-                    entry.rooms.retain(|r| **r != *room);
-                    ns.rooms.leave(&room, &sid);
+            SocketIoCommand::Leave { nsp, sid, room } => {
+                if let Some(ns) = reg.namespaces.get_mut(nsp.as_str()) {
+                    ns.adapter.del(&sid, &room);
                 }
             }
-            Command::CloseRoom { nsp, room } => {
-                let Some(ns) = reg.namespaces.get_mut(nsp.as_str()) else {
-                    return;
-                };
-                for sid in ns.rooms.remove(&room).unwrap_or_default() {
-                    if let Some(entry) = ns.sockets.get_mut(&sid) {
-                        entry.rooms.retain(|r| **r != *room);
-                    }
+            SocketIoCommand::CloseRoom { nsp, room } => {
+                if let Some(ns) = reg.namespaces.get_mut(nsp.as_str()) {
+                    ns.adapter.close_room(&room);
                 }
             }
-            Command::Disconnect { nsp, sid } => {
-                let Some(key) = reg.nsp_key(&nsp) else { return };
-                let Some(entry) = reg.namespace(&key).remove_socket(&sid) else {
+            SocketIoCommand::Disconnect { nsp, sid } => {
+                let Some(key) = reg
+                    .namespaces
+                    .get_key_value(nsp.as_str())
+                    .map(|(k, _)| k.clone())
+                else {
+                    return;
+                };
+                let Some(entry) = reg
+                    .namespaces
+                    .get_mut(&key)
+                    .and_then(|ns| ns.remove_socket(&sid))
+                else {
                     return;
                 };
                 let sid: Arc<str> = match reg.connections.get_mut(&entry.session.sid) {
@@ -329,17 +352,31 @@ impl SocketIoLayer {
                 if entry.pending.is_none() {
                     entry.session.send(Frame::Text(encode_disconnect(&key)));
                 }
-                self.inbound.push(Inbound::Disconnect {
+                self.push(SocketIoInbound::Disconnect {
                     sid,
                     nsp: key,
                     reason: DisconnectReason::ServerDisconnect,
                 });
             }
-            Command::Shutdown { .. }
-            | Command::Batch(_)
-            | Command::Authorize { .. }
-            | Command::EngineSend { .. }
-            | Command::EngineClose { .. } => {}
+            SocketIoCommand::Rooms { nsp, sid, reply } => {
+                let rooms = match reg.namespaces.get(nsp.as_str()) {
+                    Some(ns) if ns.sockets.contains(&sid) => {
+                        let joined = ns.adapter.socket_rooms(&sid);
+                        let mut rooms = Vec::with_capacity(joined.len() + 1);
+                        rooms.extend(
+                            joined
+                                .iter()
+                                .filter(|r| ***r != *sid)
+                                .map(|r| r.to_string()),
+                        );
+                        rooms.insert(0, sid);
+                        rooms
+                    }
+                    _ => Vec::new(),
+                };
+                // The asker may have given up (its channel is gone): nothing to do then.
+                let _ = reply.try_send(rooms);
+            }
         }
     }
 
@@ -354,65 +391,6 @@ impl SocketIoLayer {
     }
 }
 
-fn make_inbound(
-    kind: PacketType,
-    sid: Arc<str>,
-    nsp: Arc<str>,
-    ack_id: Option<u64>,
-    data: Bytes,
-    attachments: Vec<Bytes>,
-) -> Inbound {
-    match (kind, ack_id) {
-        (PacketType::Ack | PacketType::BinaryAck, Some(ack_id)) => Inbound::Ack {
-            sid,
-            nsp,
-            ack_id,
-            data,
-            attachments,
-        },
-        _ => Inbound::Event {
-            sid,
-            nsp,
-            ack_id,
-            data,
-            attachments,
-        },
-    }
-}
-
-/// Encode-once fan-out: every recipient gets clones of the same `Bytes`.
-fn emit_to_rooms(ns: &mut Namespace, rooms: &[String], except: &[String], frames: &[Frame]) {
-    let mut excluded: HashSet<&Arc<str>> = HashSet::default();
-    for name in except {
-        ns.collect(name, &mut excluded);
-    }
-    let excluded: HashSet<Arc<str>> = excluded.into_iter().cloned().collect();
-    if rooms.is_empty() {
-        // Everyone in the namespace: deliver in place, no list of sids to build and look up.
-        for (sid, entry) in ns.sockets.iter_mut() {
-            if excluded.is_empty() || !excluded.contains(sid) {
-                entry.deliver(frames);
-            }
-        }
-        return;
-    }
-    let recipients: Vec<Arc<str>> = {
-        let mut set: HashSet<&Arc<str>> = HashSet::default();
-        for name in rooms {
-            ns.collect(name, &mut set);
-        }
-        set.into_iter()
-            .filter(|s| !excluded.contains(*s))
-            .cloned()
-            .collect()
-    };
-    for sid in recipients {
-        if let Some(entry) = ns.sockets.get_mut(&sid) {
-            entry.deliver(frames);
-        }
-    }
-}
-
 impl EngineHandler for SocketIoLayer {
     fn on_open(&self, session: &Arc<EngineSession>) {
         self.registry.lock().connections.insert(
@@ -420,14 +398,21 @@ impl EngineHandler for SocketIoLayer {
             Connection {
                 session: session.clone(),
                 sockets: Vec::new(),
-                partial: None,
+                assembler: Assembler::default(),
             },
         );
     }
 
     fn on_message(&self, session: &Arc<EngineSession>, text: Bytes) -> Result<(), ProtocolError> {
-        let packet = SocketPacket::decode(text)?;
-        self.on_packet(session, packet)
+        let mut reg = self.registry.lock();
+        let conn = reg
+            .connections
+            .get_mut(&session.sid)
+            .ok_or(ProtocolError::UnknownSession)?;
+        match conn.assembler.on_text(text, &self.limits)? {
+            Some((packet, attachments)) => self.on_packet(&mut reg, session, packet, attachments),
+            None => Ok(()),
+        }
     }
 
     fn on_binary(&self, session: &Arc<EngineSession>, data: Bytes) -> Result<(), ProtocolError> {
@@ -436,34 +421,13 @@ impl EngineHandler for SocketIoLayer {
             .connections
             .get_mut(&session.sid)
             .ok_or(ProtocolError::UnknownSession)?;
-        let partial = conn
-            .partial
-            .as_mut()
-            .ok_or(ProtocolError::UnexpectedAttachment)?;
-        partial.attachments.push(data);
-        if partial.attachments.len() == partial.expected {
-            let p = conn.partial.take().expect("checked above");
-            drop(reg);
-            self.inbound.push(make_inbound(
-                p.kind,
-                p.sid,
-                p.nsp,
-                p.ack_id,
-                p.data,
-                p.attachments,
-            ));
+        match conn.assembler.on_binary(data, &self.limits)? {
+            Some((packet, attachments)) => self.on_packet(&mut reg, session, packet, attachments),
+            None => Ok(()),
         }
-        Ok(())
     }
 
-    fn on_close(&self, session: &Arc<EngineSession>, reason: CloseReason) {
-        let reason = match reason {
-            CloseReason::ClientClose => DisconnectReason::ClientDisconnect,
-            CloseReason::PingTimeout => DisconnectReason::PingTimeout,
-            CloseReason::TransportClose => DisconnectReason::TransportClose,
-            CloseReason::TransportError => DisconnectReason::TransportError,
-            CloseReason::ServerClose => DisconnectReason::ServerDisconnect,
-        };
+    fn on_close(&self, session: &Arc<EngineSession>, reason: DisconnectReason) {
         let mut reg = self.registry.lock();
         let Some(conn) = reg.connections.remove(&session.sid) else {
             return;
@@ -473,11 +437,22 @@ impl EngineHandler for SocketIoLayer {
             if let Some(ns) = reg.namespaces.get_mut(&nsp) {
                 ns.remove_socket(&sid);
             }
-            gone.push(Inbound::Disconnect { sid, nsp, reason });
+            gone.push(SocketIoInbound::Disconnect { sid, nsp, reason }.into());
         }
         drop(reg);
         if !gone.is_empty() {
             self.inbound.push_many(gone);
         }
     }
+
+    fn on_tick(&self, session: &Arc<EngineSession>) -> Result<(), ProtocolError> {
+        match self.registry.lock().connections.get(&session.sid) {
+            Some(conn) => conn.assembler.check_deadline(Instant::now()),
+            None => Ok(()),
+        }
+    }
 }
+
+#[cfg(test)]
+#[path = "layer_tests.rs"]
+mod tests;

@@ -1,5 +1,9 @@
-//! Socket.IO v5 on top of Engine.IO: the codec and binary attachment reassembly.
+//! Socket.IO v5 on top of Engine.IO: the codec, binary attachment reassembly, rooms and the
+//! adapter seam, and the server layer.
+pub mod adapter;
+pub mod assembler;
+pub mod layer;
 pub mod packet;
+pub mod rooms;
 
 pub use packet::{PacketType, SocketPacket};
-pub mod layer;

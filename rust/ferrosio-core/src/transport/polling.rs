@@ -7,7 +7,7 @@ use bytes::Bytes;
 
 use crate::engineio::dispatch::{dispatch, Outcome};
 use crate::engineio::packet::{encode_payload, EnginePacket, Frame};
-use crate::engineio::session::{CloseReason, EngineSession};
+use crate::engineio::session::{DisconnectReason, EngineSession};
 use crate::engineio::EngineHandler;
 use crate::error::EngineError;
 
@@ -20,7 +20,7 @@ pub async fn get(session: &EngineSession) -> Bytes {
     loop {
         let (mut frames, closed) = session.take();
         if let Some(reason) = closed {
-            frames.push(if reason == CloseReason::ClientClose {
+            frames.push(if reason == DisconnectReason::ClientDisconnect {
                 Frame::NOOP
             } else {
                 Frame::CLOSE

@@ -26,7 +26,7 @@ use super::wsframe::{
 };
 use crate::engineio::dispatch::{dispatch, Outcome};
 use crate::engineio::packet::{EnginePacket, Frame};
-use crate::engineio::session::{CloseReason, EngineSession};
+use crate::engineio::session::{DisconnectReason, EngineSession};
 use crate::engineio::EngineHandler;
 
 /// One read takes at most this much; a full read leaves the socket readable and is repeated.
@@ -88,7 +88,7 @@ impl WsConn {
 
 enum Step {
     Continue,
-    Close(CloseReason),
+    Close(DisconnectReason),
     /// The client broke the WebSocket protocol: close with this error's code.
     Fail(WsFrameError),
 }
@@ -202,7 +202,7 @@ fn flush(
     sock: &TcpStream,
     backlog: &mut Vec<u8>,
     session: &EngineSession,
-) -> io::Result<Option<CloseReason>> {
+) -> io::Result<Option<DisconnectReason>> {
     let (frames, closed) = session.take();
     if frames.is_empty() {
         return Ok(closed);
@@ -231,7 +231,7 @@ pub async fn run(
     mut conn: WsConn,
     session: Arc<EngineSession>,
     handler: Arc<dyn EngineHandler>,
-) -> CloseReason {
+) -> DisconnectReason {
     let WsConn {
         stream,
         reader,
@@ -261,7 +261,7 @@ pub async fn run(
             () = session.wait() => match flush(sock, backlog, &session) {
                 Ok(None) => Step::Continue,
                 Ok(Some(reason)) => Step::Close(reason),
-                Err(_) => Step::Close(CloseReason::TransportError),
+                Err(_) => Step::Close(DisconnectReason::TransportError),
             },
             read = read_once(&mut rd, reader, max_payload, |msg| {
                 match on_message(msg, &session, &*handler, sock, backlog) {
@@ -273,13 +273,13 @@ pub async fn run(
                 }
             }) => match read {
                 Ok(_) => stop,
-                Err(ReadFailure::Closed) => Step::Close(CloseReason::TransportClose),
+                Err(ReadFailure::Closed) => Step::Close(DisconnectReason::TransportClose),
                 Err(ReadFailure::Frame(err)) => Step::Fail(err),
             },
             ready = sock.writable(), if !backlog.is_empty() => {
                 match ready.and_then(|()| write_backlog(sock, backlog)) {
                     Ok(()) => Step::Continue,
-                    Err(_) => Step::Close(CloseReason::TransportError),
+                    Err(_) => Step::Close(DisconnectReason::TransportError),
                 }
             },
         };
@@ -292,12 +292,15 @@ pub async fn run(
             backlog.clear();
             let _ = send_close(sock, backlog, Some(err.close_code()));
             linger(sock, backlog).await;
-            CloseReason::TransportError
+            DisconnectReason::TransportError
         }
-        Step::Continue => CloseReason::TransportError,
+        Step::Continue => DisconnectReason::TransportError,
     };
     session.close(reason);
-    if matches!(reason, CloseReason::ServerClose | CloseReason::PingTimeout) {
+    if matches!(
+        reason,
+        DisconnectReason::ServerDisconnect | DisconnectReason::PingTimeout
+    ) {
         // Flush what was queued before the close, then close cleanly.
         let _ = flush(sock, backlog, &session);
         let _ = send_close(sock, backlog, None);
@@ -372,19 +375,19 @@ fn on_message(
         WsMessage::Ping(payload) => {
             return match send_frame(sock, backlog, OP_PONG, &payload) {
                 Ok(()) => Step::Continue,
-                Err(_) => Step::Close(CloseReason::TransportError),
+                Err(_) => Step::Close(DisconnectReason::TransportError),
             };
         }
         WsMessage::Pong => return Step::Continue,
         WsMessage::Close(code) => {
             // Answer the close handshake (echoing the code), then go.
             let _ = send_close(sock, backlog, code).and_then(|()| write_backlog(sock, backlog));
-            return Step::Close(CloseReason::TransportClose);
+            return Step::Close(DisconnectReason::TransportClose);
         }
     };
     match packet.and_then(|p| dispatch(session, handler, p)) {
         Ok(Outcome::Continue) => Step::Continue,
         Ok(Outcome::Close(reason)) => Step::Close(reason),
-        Err(_) => Step::Close(CloseReason::TransportError),
+        Err(_) => Step::Close(DisconnectReason::TransportError),
     }
 }

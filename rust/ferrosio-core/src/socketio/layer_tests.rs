@@ -1,0 +1,383 @@
+//! The Socket.IO layer driven without sockets: sessions are transport-independent, so a test
+//! opens them, feeds the layer's `EngineHandler` methods and `execute`, and reads what each
+//! session would send (`take`) and what the host would get (`drain`).
+
+use std::sync::mpsc::sync_channel;
+use std::time::Duration;
+
+use super::*;
+use crate::bridge::Inbound;
+use crate::engineio::session::{Handshake, TransportKind};
+
+struct Harness {
+    layer: Arc<SocketIoLayer>,
+    inbound: Arc<InboundQueue>,
+}
+
+fn harness() -> Harness {
+    harness_with(ServerConfig::default())
+}
+
+fn harness_with(config: ServerConfig) -> Harness {
+    let inbound = InboundQueue::new().unwrap();
+    Harness {
+        layer: SocketIoLayer::new(inbound.clone(), &config),
+        inbound,
+    }
+}
+
+fn text(s: &str) -> Bytes {
+    Bytes::copy_from_slice(s.as_bytes())
+}
+
+impl Harness {
+    fn open(&self, eio_sid: &str) -> Arc<EngineSession> {
+        let addr = "127.0.0.1:1".parse().unwrap();
+        let hs = Handshake::new("GET", "/socket.io/", "EIO=4", [], addr, addr);
+        let s = EngineSession::new(eio_sid.into(), Arc::new(hs), TransportKind::WebSocket);
+        self.layer.on_open(&s);
+        s
+    }
+
+    fn drain(&self) -> Vec<SocketIoInbound> {
+        self.inbound
+            .drain()
+            .into_iter()
+            .map(|item| match item {
+                Inbound::SocketIo(item) => item,
+                other => panic!("not a Socket.IO record: {other:?}"),
+            })
+            .collect()
+    }
+
+    /// Sends CONNECT for `nsp`; returns the new socket's sid (not yet accepted).
+    fn connect(&self, s: &Arc<EngineSession>, nsp: &str) -> Arc<str> {
+        let packet = if nsp == "/" {
+            "0".to_owned()
+        } else {
+            format!("0{nsp},")
+        };
+        self.layer.on_message(s, text(&packet)).unwrap();
+        match self.drain().as_slice() {
+            [SocketIoInbound::Connect { sid, nsp: n, .. }] if &**n == nsp => sid.clone(),
+            other => panic!("expected one Connect, got {other:?}"),
+        }
+    }
+
+    /// Connects and accepts; the CONNECT reply is taken off the session.
+    fn joined(&self, eio_sid: &str) -> (Arc<EngineSession>, Arc<str>) {
+        let s = self.open(eio_sid);
+        let sid = self.connect(&s, "/");
+        self.run(SocketIoCommand::Accept {
+            nsp: "/".into(),
+            sid: sid.to_string(),
+        });
+        assert_eq!(sent(&s).len(), 1, "the CONNECT reply");
+        (s, sid)
+    }
+
+    fn run(&self, cmd: SocketIoCommand) {
+        self.layer.execute(cmd);
+    }
+
+    fn broadcast(&self, rooms: &[&str], except: &[&str], packet: &str) {
+        self.run(SocketIoCommand::Emit {
+            nsp: "/".into(),
+            target: Target::Broadcast(BroadcastOptions {
+                rooms: rooms.iter().map(|r| r.to_string()).collect(),
+                except: except.iter().map(|r| r.to_string()).collect(),
+                ..BroadcastOptions::default()
+            }),
+            frames: vec![Frame::Text(text(packet))],
+        });
+    }
+
+    fn join(&self, sid: &str, room: &str) {
+        self.run(SocketIoCommand::Join {
+            nsp: "/".into(),
+            sid: sid.into(),
+            room: room.into(),
+        });
+    }
+
+    fn rooms(&self, nsp: &str, sid: &str) -> Vec<String> {
+        let (reply, answer) = sync_channel(1);
+        self.run(SocketIoCommand::Rooms {
+            nsp: nsp.into(),
+            sid: sid.into(),
+            reply,
+        });
+        answer.try_recv().expect("answered at once")
+    }
+}
+
+/// What the session would write, as text (binary frames as `<bin:len>`).
+fn sent(s: &EngineSession) -> Vec<String> {
+    s.take()
+        .0
+        .into_iter()
+        .map(|f| match f {
+            Frame::Text(t) => String::from_utf8(t.to_vec()).unwrap(),
+            Frame::Binary(b) => format!("<bin:{}>", b.len()),
+        })
+        .collect()
+}
+
+#[test]
+fn the_connect_reply_goes_before_the_frames_held_while_pending() {
+    let h = harness();
+    let s = h.open("e1");
+    let sid = h.connect(&s, "/");
+    h.run(SocketIoCommand::Emit {
+        nsp: "/".into(),
+        target: Target::Socket(sid.to_string()),
+        frames: vec![Frame::Text(text("42[\"direct\"]"))],
+    });
+    h.broadcast(&[], &[], "42[\"all\"]");
+    assert!(sent(&s).is_empty(), "held until the host accepts");
+    h.run(SocketIoCommand::Accept {
+        nsp: "/".into(),
+        sid: sid.to_string(),
+    });
+    assert_eq!(
+        sent(&s),
+        [
+            format!("40{{\"sid\":\"{sid}\"}}"),
+            "42[\"direct\"]".to_owned(),
+            "42[\"all\"]".to_owned()
+        ]
+    );
+    h.broadcast(&[], &[], "42[\"after\"]");
+    assert_eq!(
+        sent(&s),
+        ["42[\"after\"]"],
+        "delivered at once after the accept"
+    );
+}
+
+#[test]
+fn events_and_acks_reach_the_host_with_their_attachments() {
+    let h = harness();
+    let (s, sid) = h.joined("e1");
+    h.layer
+        .on_message(&s, text("51-3[\"up\",{\"_placeholder\":true,\"num\":0}]"))
+        .unwrap();
+    assert!(h.drain().is_empty(), "held until its attachment arrives");
+    h.layer.on_binary(&s, Bytes::from_static(&[1, 2])).unwrap();
+    h.layer.on_message(&s, text("27[\"hi\",1]")).unwrap();
+    h.layer.on_message(&s, text("39[]")).unwrap();
+    match h.drain().as_slice() {
+        [SocketIoInbound::Event {
+            ack_id: Some(3),
+            attachments: a2,
+            ..
+        }, SocketIoInbound::Event {
+            sid: s1,
+            ack_id: Some(7),
+            attachments: a1,
+            ..
+        }, SocketIoInbound::Ack { ack_id: 9, .. }] => {
+            assert_eq!(s1, &sid);
+            assert!(a1.is_empty());
+            assert_eq!(a2, &[Bytes::from_static(&[1, 2])]);
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn a_binary_packet_for_another_namespace_is_dropped_whole() {
+    let h = harness();
+    let (s, _) = h.joined("e1");
+    h.layer
+        .on_message(
+            &s,
+            text("51-/other,[\"x\",{\"_placeholder\":true,\"num\":0}]"),
+        )
+        .unwrap();
+    // Its attachment belongs to it: not a stray attachment that breaks the connection.
+    h.layer.on_binary(&s, Bytes::from_static(&[1])).unwrap();
+    assert!(h.drain().is_empty());
+    h.layer.on_message(&s, text("2[\"next\"]")).unwrap();
+    assert_eq!(h.drain().len(), 1);
+}
+
+#[test]
+fn fan_out_with_except_rooms_and_sid_as_room() {
+    let h = harness();
+    let (sa, a) = h.joined("ea");
+    let (sb, b) = h.joined("eb");
+    let (sc, c) = h.joined("ec");
+    h.join(&a, "r");
+    h.join(&b, "r");
+    let got = |want: [bool; 3]| {
+        for (s, w) in [&sa, &sb, &sc].into_iter().zip(want) {
+            assert_eq!(sent(s).len(), usize::from(w));
+        }
+    };
+    h.broadcast(&["r"], &[&a], "42[\"1\"]");
+    got([false, true, false]);
+    h.broadcast(&[], &["r"], "42[\"2\"]");
+    got([false, false, true]);
+    h.broadcast(&[&c, "r"], &[&b], "42[\"3\"]");
+    got([true, false, true]);
+    h.broadcast(&[], &[], "42[\"4\"]");
+    got([true, true, true]);
+    h.broadcast(&["nobody"], &[], "42[\"5\"]");
+    got([false, false, false]);
+}
+
+#[test]
+fn join_leave_close_room_and_the_rooms_query() {
+    let h = harness();
+    let (_s, a) = h.joined("ea");
+    let (_t, b) = h.joined("eb");
+    assert_eq!(h.rooms("/", &a), [a.to_string()]);
+    h.join(&a, "r1");
+    h.join(&a, "r2");
+    h.join(&a, "r2");
+    h.join(&b, "r2");
+    assert_eq!(h.rooms("/", &a), [a.to_string(), "r1".into(), "r2".into()]);
+    h.run(SocketIoCommand::Leave {
+        nsp: "/".into(),
+        sid: a.to_string(),
+        room: "r1".into(),
+    });
+    assert_eq!(h.rooms("/", &a), [a.to_string(), "r2".into()]);
+    h.run(SocketIoCommand::CloseRoom {
+        nsp: "/".into(),
+        room: "r2".into(),
+    });
+    assert_eq!(h.rooms("/", &a), [a.to_string()]);
+    assert_eq!(h.rooms("/", &b), [b.to_string()]);
+    assert!(h.rooms("/", "unknown").is_empty());
+    assert!(h.rooms("/nowhere", &a).is_empty());
+}
+
+#[test]
+fn disconnect_reasons_client_server_and_transport() {
+    let h = harness();
+    let (s, a) = h.joined("e1");
+    h.layer.on_message(&s, text("1")).unwrap();
+    assert!(matches!(
+        h.drain().as_slice(),
+        [SocketIoInbound::Disconnect { sid, reason: DisconnectReason::ClientDisconnect, .. }] if *sid == a
+    ));
+
+    let b = h.connect(&s, "/");
+    h.run(SocketIoCommand::Accept {
+        nsp: "/".into(),
+        sid: b.to_string(),
+    });
+    h.join(&b, "r");
+    h.run(SocketIoCommand::Disconnect {
+        nsp: "/".into(),
+        sid: b.to_string(),
+    });
+    assert!(matches!(
+        h.drain().as_slice(),
+        [SocketIoInbound::Disconnect { sid, reason: DisconnectReason::ServerDisconnect, .. }] if *sid == b
+    ));
+    assert_eq!(sent(&s).last().map(String::as_str), Some("41"));
+    assert!(h.rooms("/", &b).is_empty(), "its rooms went with it");
+
+    let c = h.connect(&s, "/");
+    let d = h.connect(&s, "/admin");
+    h.layer.on_close(&s, DisconnectReason::TransportClose);
+    let mut gone: Vec<(Arc<str>, DisconnectReason)> = h
+        .drain()
+        .into_iter()
+        .map(|item| match item {
+            SocketIoInbound::Disconnect { sid, reason, .. } => (sid, reason),
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    gone.sort();
+    let mut want = vec![
+        (c, DisconnectReason::TransportClose),
+        (d, DisconnectReason::TransportClose),
+    ];
+    want.sort();
+    assert_eq!(gone, want);
+    assert!(h.layer.has_sockets("e1"), "a gone session counts as done");
+}
+
+#[test]
+fn a_rejected_socket_is_gone() {
+    let h = harness();
+    let s = h.open("e1");
+    let a = h.connect(&s, "/admin");
+    h.run(SocketIoCommand::Reject {
+        nsp: "/admin".into(),
+        sid: a.to_string(),
+        data: text("{\"message\":\"no\"}"),
+    });
+    assert_eq!(sent(&s), ["44/admin,{\"message\":\"no\"}"]);
+    assert!(!h.layer.has_sockets("e1"));
+    assert!(h.rooms("/admin", &a).is_empty());
+    h.run(SocketIoCommand::Emit {
+        nsp: "/admin".into(),
+        target: Target::Socket(a.to_string()),
+        frames: vec![Frame::Text(text("42/admin,[\"x\"]"))],
+    });
+    assert!(sent(&s).is_empty());
+    assert!(h.drain().is_empty(), "a reject is no disconnect");
+}
+
+const ONE: &str = "51-[\"up\",{\"_placeholder\":true,\"num\":0}]";
+const TWO: &str = "52-[\"up\",{\"_placeholder\":true,\"num\":0},{\"_placeholder\":true,\"num\":1}]";
+
+#[test]
+fn too_many_attachments_is_a_protocol_error() {
+    let h = harness_with(ServerConfig {
+        max_attachments: 1,
+        ..ServerConfig::default()
+    });
+    let (s, _) = h.joined("e1");
+    assert!(h.layer.on_message(&s, text(ONE)).is_ok());
+    h.layer.on_binary(&s, Bytes::from_static(&[0])).unwrap();
+    assert_eq!(
+        h.layer.on_message(&s, text(TWO)),
+        Err(ProtocolError::TooManyAttachments(2))
+    );
+}
+
+#[test]
+fn too_many_attachment_bytes_is_a_protocol_error() {
+    let h = harness_with(ServerConfig {
+        max_attachment_bytes: Some(4),
+        ..ServerConfig::default()
+    });
+    let (s, _) = h.joined("e1");
+    h.layer.on_message(&s, text(TWO)).unwrap();
+    h.layer.on_binary(&s, Bytes::from_static(&[0; 3])).unwrap();
+    assert_eq!(
+        h.layer.on_binary(&s, Bytes::from_static(&[0; 2])),
+        Err(ProtocolError::PacketTooLarge(4))
+    );
+    assert!(h.drain().is_empty());
+}
+
+#[test]
+fn attachments_that_do_not_arrive_in_time_fail_the_tick() {
+    let h = harness_with(ServerConfig {
+        attachment_timeout: Duration::ZERO,
+        ..ServerConfig::default()
+    });
+    let (s, _) = h.joined("e1");
+    assert_eq!(h.layer.on_tick(&s), Ok(()), "nothing pending");
+    h.layer.on_message(&s, text(ONE)).unwrap();
+    assert_eq!(h.layer.on_tick(&s), Err(ProtocolError::AttachmentTimeout));
+}
+
+#[test]
+fn the_default_limits_follow_max_payload() {
+    let config = ServerConfig {
+        max_payload: 1234,
+        ..ServerConfig::default()
+    };
+    let limits = config.attachment_limits();
+    assert_eq!(limits.max_bytes, 1234);
+    assert_eq!(limits.max_attachments, 10);
+    assert_eq!(limits.timeout, Duration::from_secs(30));
+}
