@@ -23,12 +23,12 @@ import pytest
 import trustme
 
 import ferrosio
+from _harness import NODE_MODULES, REPO, free_port, node_available
 from ferrosio.exceptions import ConnectionError as FerrosioConnectionError
 
 if TYPE_CHECKING:
-    from client_conftest import Server, Until
+    from _harness import ServerProcess, Until
 
-pytest_plugins = ["client_conftest"]
 HOST = "127.0.0.1"
 WAIT = 15.0
 STARTUP_TIMEOUT = float(os.environ.get("FERROSIO_TEST_STARTUP_TIMEOUT", "60"))
@@ -51,9 +51,6 @@ class TlsServers:
 
 @pytest.fixture(scope="module")
 def tls_servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TlsServers]:
-    # (imported here: the plugin module is loaded, and assertion-rewritten, by pytest first)
-    from client_conftest import NODE_MODULES, REPO, free_port, node_available
-
     if not node_available():
         pytest.skip(f"socket.io is not installed in {NODE_MODULES} (run `make node-deps`)")
     tmp = tmp_path_factory.mktemp("tls")
@@ -195,7 +192,7 @@ async def test_unreadable_ca_file_is_reported(
 
 
 async def test_https_to_a_plain_http_server_is_a_handshake_failure(
-    make_peer: Callable[..., Server], clients: list[Any]
+    make_peer: Callable[..., ServerProcess], clients: list[Any]
 ) -> None:
     plain = make_peer("node")
     c = make_client(clients, ssl_verify=False)
