@@ -19,8 +19,8 @@ HOST_ARCH   := $(shell uname -m)
 # maturin runs zig as `python -m ziglang` with the first Python on PATH: the venv's
 MATURIN     := PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(CURDIR)/$(VENV)/bin/maturin
 RELEASE     := build --release --zig --out $(WHEEL_DIR)
-# the wheel this machine runs (tests and docs install it)
-HOST_WHEEL   = $(wildcard $(WHEEL_DIR)/ferrosio-*-manylinux*_2_17_$(HOST_ARCH).whl)
+# the wheel this machine runs (tests and docs install it): a shell glob, expanded when used
+HOST_WHEEL  := $(WHEEL_DIR)/ferrosio-*-manylinux*_2_17_$(HOST_ARCH).whl
 LINUX_TARGETS := x86_64-unknown-linux-gnu aarch64-unknown-linux-gnu \
                  x86_64-unknown-linux-musl aarch64-unknown-linux-musl
 
@@ -59,11 +59,11 @@ test-dist: $(VENV)/bin/python ## check dist/: tags, symbols, auditwheel; install
 		--confcutdir=tests/dist -v -rs tests/dist/test_wheels.py
 
 docs: ## the API reference from the docstrings (Sphinx, warnings are errors) -> docs/_build/html
-	@test -n "$(HOST_WHEEL)" || $(MAKE) wheel
+	@ls $(HOST_WHEEL) >/dev/null 2>&1 || $(MAKE) wheel
 	rm -rf $(DOCS_VENV)
 	$(PYTHON) -m venv $(DOCS_VENV)
 	$(DOCS_VENV)/bin/pip install -q --upgrade pip
-	$(DOCS_VENV)/bin/pip install -q $(wildcard $(WHEEL_DIR)/ferrosio-*-manylinux*_2_17_$(HOST_ARCH).whl) -r docs/requirements.txt
+	$(DOCS_VENV)/bin/pip install -q $(HOST_WHEEL) -r docs/requirements.txt
 	cd docs && ../$(DOCS_VENV)/bin/python -c \
 		"import ferrosio; assert 'site-packages' in ferrosio.__file__, ferrosio.__file__"
 	cd docs && ../$(DOCS_VENV)/bin/sphinx-build -W --keep-going -q -b html . _build/html
