@@ -146,6 +146,26 @@ def test_wheel_tags_and_symbols(platform_tag: str, tmp_path: Path) -> None:
             assert needed == {f"libc.musl-{arch}.so.1"}, needed
 
     _auditwheel_agrees(whl, platform_tag)
+    if libc == "musl":
+        _musl_loader_resolves(so, machine)
+
+
+MUSL_LOADERS = {"EM_X86_64": "/lib/ld-musl-x86_64.so.1", "EM_AARCH64": "/lib/ld-musl-aarch64.so.1"}
+
+
+def _musl_loader_resolves(so: Path, machine: str) -> None:
+    """Without a musl CPython, the closest to running: musl's own loader (Debian's ``musl``
+    package) loads the extension and resolves every symbol but the interpreter's."""
+    loader = MUSL_LOADERS[machine]
+    here = {"x86_64": "EM_X86_64", "aarch64": "EM_AARCH64"}.get(platform.machine().lower())
+    if machine != here or not Path(loader).exists():
+        return  # another CPU, or no musl loader installed: the ELF checks above stand alone
+    out = subprocess.run([loader, "--list", str(so)], capture_output=True, text=True, timeout=60)
+    listing = out.stdout + out.stderr
+    assert f"=> {loader}" in listing, listing  # libc.musl-<arch>.so.1 is musl itself
+    unresolved = re.findall(r"Error relocating [^:]+: (\S+): symbol not found", listing)
+    assert unresolved, listing
+    assert all(name.startswith(("Py", "_Py")) for name in unresolved), unresolved
 
 
 def _glibc_versions(elf: object) -> set[tuple[int, ...]]:
