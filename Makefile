@@ -10,6 +10,7 @@
 
 PYTHON      ?= python3
 VENV        := .venv
+VENV_READY  := $(VENV)/.ready
 CI_VENV     := .ci-venv
 DOCS_VENV   := .docs-venv
 NODE_DEPS   := .deps/node
@@ -29,20 +30,22 @@ LINUX_TARGETS := x86_64-unknown-linux-gnu aarch64-unknown-linux-gnu \
 help: ## this list
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
 
-$(VENV)/bin/python:
-	$(PYTHON) -m venv $(VENV)
+# installed again when a requirements file changes (a .venv from before keeps working)
+$(VENV_READY): requirements-dev.txt requirements-dist.txt tests/requirements.txt
+	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install -q --upgrade pip
 	$(VENV)/bin/pip install -q maturin -r tests/requirements.txt -r requirements-dev.txt \
 		-r requirements-dist.txt
+	touch $@
 
-dev: $(VENV)/bin/python ## build the extension in place (debug-ish, fast) into .venv
+dev: $(VENV_READY) ## build the extension in place (debug-ish, fast) into .venv
 	. $(VENV)/bin/activate && maturin develop --release
 
-wheel: $(VENV)/bin/python ## the release wheel for this machine (abi3, manylinux2014) into dist/
+wheel: $(VENV_READY) ## the release wheel for this machine (abi3, manylinux2014) into dist/
 	rm -f $(WHEEL_DIR)/ferrosio-*-manylinux*_$(HOST_ARCH).whl
 	$(MATURIN) $(RELEASE) --target $(HOST_ARCH)-unknown-linux-gnu --compatibility manylinux2014
 
-dist: $(VENV)/bin/python ## every release artifact into dist/: 4 abi3 wheels (manylinux2014, musllinux_1_2; x86_64, aarch64) + sdist
+dist: $(VENV_READY) ## every release artifact into dist/: 4 abi3 wheels (manylinux2014, musllinux_1_2; x86_64, aarch64) + sdist
 	rustup target add $(LINUX_TARGETS)
 	rm -rf $(WHEEL_DIR)
 	set -e; for target in $(LINUX_TARGETS); do \
@@ -54,7 +57,7 @@ dist: $(VENV)/bin/python ## every release artifact into dist/: 4 abi3 wheels (ma
 	for whl in $(WHEEL_DIR)/*.whl; do $(VENV)/bin/auditwheel show $$whl || exit 1; done
 	ls -l $(WHEEL_DIR)
 
-test-dist: $(VENV)/bin/python ## check dist/: tags, symbols, auditwheel; install the runnable wheels in fresh venvs (no Rust on PATH), server + client through an ack
+test-dist: $(VENV_READY) ## check dist/: tags, symbols, auditwheel; install the runnable wheels in fresh venvs (no Rust on PATH), server + client through an ack
 	FERROSIO_REQUIRE_DIST=1 $(VENV)/bin/python -m pytest -p no:cacheprovider \
 		--confcutdir=tests/dist -v -rs tests/dist/test_wheels.py
 
@@ -96,7 +99,7 @@ lint-rust: ## cargo fmt --check and clippy -D warnings
 	cargo fmt --all --check
 	cargo clippy --all-targets -- -D warnings
 
-lint-python: $(VENV)/bin/python ## ruff and mypy --strict on python/
+lint-python: $(VENV_READY) ## ruff and mypy --strict on python/
 	$(VENV)/bin/ruff check python tests examples benches
 	$(VENV)/bin/ruff format --check python tests examples benches
 	$(VENV)/bin/mypy
