@@ -100,8 +100,8 @@ lint-rust: ## cargo fmt --check and clippy -D warnings
 	cargo clippy --all-targets -- -D warnings
 
 lint-python: $(VENV_READY) ## ruff and mypy --strict on python/
-	$(VENV)/bin/ruff check python tests examples benches
-	$(VENV)/bin/ruff format --check python tests examples benches
+	$(VENV)/bin/ruff check python tests examples benches tools
+	$(VENV)/bin/ruff format --check python tests examples benches tools
 	$(VENV)/bin/mypy
 
 lint: lint-rust lint-python ## all linters
