@@ -3,11 +3,55 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import signal
+import sys
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from ferrosio.server import AsyncServer
+
+logger = logging.getLogger("ferrosio.run")
+
+
+def _ensure_visible() -> None:
+    """``run`` is the process's entry point, like uvicorn: its startup line must be seen even
+    when the application configured no logging. An application that did keeps full control."""
+    if logger.hasHandlers():
+        return
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(name)s: %(message)s"))
+    logger.addHandler(handler)
+    if logger.level == logging.NOTSET:
+        logger.setLevel(logging.INFO)
+
+
+def _describe(server: AsyncServer, host: str, port: int | None, loop_name: str) -> str:
+    """Where the server listens and the options a deployment most often gets wrong."""
+    origins = server.cors_allowed_origins
+    if origins is None:
+        cors = "same origin"
+    elif callable(origins):
+        cors = "callable"
+    elif isinstance(origins, str):
+        cors = origins
+    else:
+        cors = ", ".join(origins) or "disabled"
+    shown_host = f"[{host}]" if ":" in host else host
+    parts = [
+        f"transports: {', '.join(server.transports)}",
+        f"upgrades: {'on' if server.allow_upgrades else 'off'}",
+        f"ping: {server.ping_interval:g} s / timeout {server.ping_timeout:g} s",
+        f"max message: {server.max_http_buffer_size} B",
+        f"CORS: {cors}",
+        f"loop: {loop_name}",
+    ]
+    if server.engineio is not None:
+        parts.append(f"Engine.IO endpoint: /{server.engineio.path.strip('/')}/")
+    if server.static_files:
+        parts.append(f"static: {', '.join(server.static_files)}")
+    path = server.socketio_path.strip("/")
+    return f"listening on http://{shown_host}:{port}/{path}/ ({'; '.join(parts)})"
 
 
 def run(
@@ -22,7 +66,19 @@ def run(
 
     On the signal, queued packets are flushed, clients get a clean close and disconnect
     handlers run, then this returns.
+
+    At startup it logs, on the ``ferrosio.run`` logger, where it listens and with which
+    options (transports, ping interval and timeout, largest message, CORS, event loop). When
+    the application has configured no logging, that logger writes to stderr.
+
+    :param server: the server to run.
+    :param host: the address to listen on (``0.0.0.0`` or ``::`` for every interface).
+    :param port: the port; 0 picks a free one (the log line says which).
+    :param shutdown_timeout: seconds allowed for the graceful shutdown.
+    :param use_uvloop: run on uvloop when it is installed.
     """
+
+    _ensure_visible()
 
     async def main() -> None:
         loop = asyncio.get_running_loop()
@@ -30,6 +86,8 @@ def run(
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
         await server.start(host, port)
+        loop_name = type(loop).__module__.split(".")[0]  # "uvloop" or "asyncio"
+        logger.info("%s", _describe(server, host, server.port, loop_name))
         signalled = asyncio.ensure_future(stop.wait())
         stopped = server._stopped  # fails if the engine bridge breaks
         waiting: set[asyncio.Future[Any]] = {signalled}
@@ -39,7 +97,9 @@ def run(
             await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
         finally:
             signalled.cancel()
+            logger.info("shutting down (flushing, up to %g s)", shutdown_timeout)
             await server.shutdown(shutdown_timeout)
+            logger.info("stopped")
         if stopped is not None and stopped.done() and stopped.exception() is not None:
             raise stopped.exception()  # type: ignore[misc]
 
