@@ -1,23 +1,44 @@
-//! ferrosio-core: an Engine.IO v4 / Socket.IO v5 server engine on tokio.
+//! ferrosio-core: an Engine.IO v4 / Socket.IO v5 engine on tokio, server and client.
 //!
-//! Layers, each knowing only the ones below it: [`engineio`] (packets, sessions, the bare
-//! Engine.IO endpoint), [`socketio`] (codec, reassembly, namespaces, the adapter seam and its
-//! rooms), [`transport`] (WebSocket, polling), and [`server`] (the HTTP front door and the
-//! engine thread). [`bridge`] is the host-facing queue pair.
+//! Layers, each knowing only the ones below it: `engineio` (packets, sessions, heartbeats, the
+//! bare Engine.IO endpoint), `socketio` (codec, attachment reassembly, namespaces, the adapter
+//! seam and its rooms), `transport` (WebSocket, polling), `server` (the HTTP front door and the
+//! engine thread) and `client` (the client engine). `bridge` is the typed channel to the host.
 //! Nothing here knows about Python.
+//!
+//! The modules are private: a host sees only what is re-exported below.
 
-pub mod bridge;
-pub mod client;
-pub mod config;
-pub mod engineio;
-pub mod error;
-pub mod server;
-pub mod sid;
-pub mod socketio;
-pub mod transport;
+mod bridge;
+mod client;
+mod config;
+mod engineio;
+mod error;
+mod server;
+mod sid;
+mod socketio;
+mod transport;
 
-pub use bridge::{Command, Inbound, Target};
-pub use config::ServerConfig;
+/// The channel between the engine thread and the host, by audience.
+pub use bridge::{
+    Command, ControlCommand, ControlInbound, EngineIoCommand, EngineIoInbound, Inbound,
+    SocketIoCommand, SocketIoInbound, Target,
+};
+pub use client::tls::TlsOptions;
+pub use client::{
+    ClientCommand, ClientError, ClientHandle, ClientInbound, ConnectTarget, TransportName,
+};
+pub use config::{normalize_path, CorsPolicy, ServerConfig, StaticRoute};
+pub use engineio::packet::Frame;
+pub use engineio::session::Handshake;
 pub use engineio::DisconnectReason;
 pub use error::{EngineError, ProtocolError, ServerError};
 pub use server::ServerHandle;
+pub use socketio::adapter::{Adapter, AdapterError, BroadcastOptions, LocalAdapter, LocalSockets};
+pub use socketio::assembler::AttachmentLimits;
+pub use socketio::rooms::RoomIndex;
+
+/// Codec entry points, for hosts that expose them (benchmarks, property tests).
+pub mod codec {
+    pub use crate::engineio::packet::{encode_payload, EnginePacket, RECORD_SEPARATOR};
+    pub use crate::socketio::packet::{encode_message, PacketType, SocketPacket};
+}

@@ -7,13 +7,11 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use bytes::Bytes;
-use ferrosio_core::client::tls::TlsOptions;
-use ferrosio_core::client::{
-    ClientCommand, ClientError, ClientHandle, ClientInbound, ConnectTarget,
+use ferrosio_core::codec::{encode_message, PacketType};
+use ferrosio_core::{
+    AttachmentLimits, ClientCommand, ClientError, ClientHandle, ClientInbound, ConnectTarget,
+    Frame, TlsOptions,
 };
-use ferrosio_core::engineio::packet::Frame;
-use ferrosio_core::socketio::assembler::AttachmentLimits;
-use ferrosio_core::socketio::packet::{encode_message, PacketType};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList};

@@ -11,16 +11,12 @@ use std::time::Duration;
 use bytes::Bytes;
 use std::sync::{Arc, Mutex};
 
-use ferrosio_core::bridge::{
-    Command, ControlCommand, ControlInbound, EngineIoCommand, EngineIoInbound, Inbound,
-    SocketIoCommand, SocketIoInbound, Target,
+use ferrosio_core::codec::{encode_message, PacketType, SocketPacket};
+use ferrosio_core::{
+    normalize_path, BroadcastOptions, Command, ControlCommand, ControlInbound, CorsPolicy,
+    EngineIoCommand, EngineIoInbound, Frame, Handshake, Inbound, ServerConfig, ServerError,
+    ServerHandle, SocketIoCommand, SocketIoInbound, StaticRoute, Target,
 };
-use ferrosio_core::config::{normalize_path, CorsPolicy, StaticRoute};
-use ferrosio_core::engineio::packet::Frame;
-use ferrosio_core::engineio::session::Handshake;
-use ferrosio_core::socketio::adapter::BroadcastOptions;
-use ferrosio_core::socketio::packet::{encode_message, PacketType, SocketPacket};
-use ferrosio_core::{ServerConfig, ServerError, ServerHandle};
 
 use pyo3::create_exception;
 use pyo3::exceptions::{PyException, PyValueError};
@@ -625,7 +621,7 @@ fn encode_payload<'py>(
     }
     Ok(PyBytes::new(
         py,
-        &ferrosio_core::engineio::packet::encode_payload(&frames),
+        &ferrosio_core::codec::encode_payload(&frames),
     ))
 }
 
@@ -633,7 +629,7 @@ fn encode_payload<'py>(
 /// Raises ValueError on malformed input.
 #[pyfunction]
 fn decode_payload<'py>(py: Python<'py>, body: &[u8]) -> PyResult<Bound<'py, PyList>> {
-    use ferrosio_core::engineio::packet::{EnginePacket, RECORD_SEPARATOR};
+    use ferrosio_core::codec::{EnginePacket, RECORD_SEPARATOR};
     let body = Bytes::copy_from_slice(body);
     // Validate the whole payload first, exactly as the server does.
     let packets =

@@ -8,9 +8,8 @@ pub mod packet;
 pub mod reason;
 pub mod session;
 
-pub use packet::{EnginePacket, Frame};
 pub use reason::DisconnectReason;
-pub use session::{EngineSession, TransportKind};
+pub use session::EngineSession;
 
 use std::sync::Arc;
 

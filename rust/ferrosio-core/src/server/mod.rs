@@ -22,8 +22,6 @@ mod sessions;
 mod static_files;
 mod upgrade;
 
-pub use http::HttpError;
-
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::thread::JoinHandle;

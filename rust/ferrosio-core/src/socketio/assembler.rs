@@ -122,6 +122,7 @@ impl Assembler {
         }
     }
 
+    #[cfg(test)]
     pub fn is_pending(&self) -> bool {
         self.partial.is_some()
     }

@@ -28,7 +28,6 @@ use crate::sid::new_sid;
 
 /// Socket.IO state of one Engine.IO session.
 struct Connection {
-    session: Arc<EngineSession>,
     /// Namespace -> socket sid. Few namespaces per connection: a Vec beats a map.
     sockets: Vec<(Arc<str>, Arc<str>)>,
     assembler: Assembler,
@@ -379,16 +378,6 @@ impl SocketIoLayer {
             }
         }
     }
-
-    /// Every live session (for shutdown).
-    pub fn sessions(&self) -> Vec<Arc<EngineSession>> {
-        self.registry
-            .lock()
-            .connections
-            .values()
-            .map(|c| c.session.clone())
-            .collect()
-    }
 }
 
 impl EngineHandler for SocketIoLayer {
@@ -396,7 +385,6 @@ impl EngineHandler for SocketIoLayer {
         self.registry.lock().connections.insert(
             session.sid.clone(),
             Connection {
-                session: session.clone(),
                 sockets: Vec::new(),
                 assembler: Assembler::default(),
             },

@@ -5,5 +5,3 @@ pub mod assembler;
 pub mod layer;
 pub mod packet;
 pub mod rooms;
-
-pub use packet::{PacketType, SocketPacket};
