@@ -6,7 +6,6 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use bytes::Bytes;
 use ferrosio_core::codec::{encode_message, PacketType};
 use ferrosio_core::{
     AttachmentLimits, ClientCommand, ClientError, ClientHandle, ClientInbound, ConnectTarget,
@@ -16,7 +15,8 @@ use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList};
 
-use super::{packet_frames, EngineNotRunningError, FerrosioError};
+use super::records::{message_record, packet_frames};
+use super::{EngineNotRunningError, FerrosioError};
 
 const C_OPEN: u8 = 0;
 const C_UPGRADED: u8 = 1;
@@ -87,30 +87,14 @@ impl PyClientHandle {
                     ack_id,
                     data,
                     attachments,
-                } => (
-                    C_EVENT,
-                    gen,
-                    nsp,
-                    ack_id,
-                    PyBytes::new(py, &data),
-                    attachment_list(py, attachments)?,
-                )
-                    .into_pyobject(py)?,
+                } => message_record(py, C_EVENT, gen, &nsp, ack_id, &data, &attachments)?,
                 ClientInbound::Ack {
                     gen,
                     nsp,
                     ack_id,
                     data,
                     attachments,
-                } => (
-                    C_ACK,
-                    gen,
-                    nsp,
-                    Some(ack_id),
-                    PyBytes::new(py, &data),
-                    attachment_list(py, attachments)?,
-                )
-                    .into_pyobject(py)?,
+                } => message_record(py, C_ACK, gen, &nsp, Some(ack_id), &data, &attachments)?,
                 ClientInbound::Open {
                     gen,
                     sid,
@@ -281,14 +265,4 @@ impl PyClientHandle {
     fn send(&self, cmd: ClientCommand) -> PyResult<()> {
         self.handle.command(cmd).map_err(to_pyerr)
     }
-}
-
-fn attachment_list(py: Python<'_>, attachments: Vec<Bytes>) -> PyResult<Option<Bound<'_, PyList>>> {
-    if attachments.is_empty() {
-        return Ok(None);
-    }
-    Ok(Some(PyList::new(
-        py,
-        attachments.iter().map(|a| PyBytes::new(py, a)),
-    )?))
 }

@@ -5,6 +5,7 @@
 //! No Python object ever crosses to the engine thread.
 
 mod client;
+mod records;
 
 use std::time::Duration;
 
@@ -17,6 +18,7 @@ use ferrosio_core::{
     EngineIoCommand, EngineIoInbound, Frame, Handshake, Inbound, ServerConfig, ServerError,
     ServerHandle, SocketIoCommand, SocketIoInbound, StaticRoute, Target,
 };
+use records::{message_record, packet_frames};
 
 use pyo3::create_exception;
 use pyo3::exceptions::{PyException, PyValueError};
@@ -103,39 +105,6 @@ impl PyHandshake {
 
 fn handshake<'py>(py: Python<'py>, hs: &Arc<Handshake>) -> PyResult<Bound<'py, PyHandshake>> {
     Bound::new(py, PyHandshake { inner: hs.clone() })
-}
-
-/// Builds the frames of one packet: the text packet, then its binary attachments.
-fn packet_frames(
-    kind: PacketType,
-    nsp: &str,
-    ack_id: Option<u64>,
-    data: &[u8],
-    attachments: Option<Vec<Vec<u8>>>,
-) -> PyResult<Vec<Frame>> {
-    if std::str::from_utf8(data).is_err() {
-        return Err(PyValueError::new_err("packet data must be UTF-8 JSON"));
-    }
-    let attachments = attachments.unwrap_or_default();
-    let kind = match (kind, attachments.is_empty()) {
-        (PacketType::Event, false) => PacketType::BinaryEvent,
-        (PacketType::Ack, false) => PacketType::BinaryAck,
-        (k, _) => k,
-    };
-    let mut frames = Vec::with_capacity(1 + attachments.len());
-    frames.push(Frame::Text(encode_message(
-        kind,
-        nsp,
-        ack_id,
-        attachments.len(),
-        data,
-    )));
-    frames.extend(
-        attachments
-            .into_iter()
-            .map(|a| Frame::Binary(Bytes::from(a))),
-    );
-    Ok(frames)
 }
 
 /// A running server: an HTTP listener and its engine thread.
@@ -475,30 +444,22 @@ fn socketio_record<'py>(py: Python<'py>, item: &SocketIoInbound) -> PyResult<Bou
             ack_id,
             data,
             attachments,
-        } => (
-            SOCKETIO_EVENT,
-            &**sid,
-            &**nsp,
-            *ack_id,
-            PyBytes::new(py, data),
-            attachment_list(py, attachments)?,
-        )
-            .into_pyobject(py),
+        } => message_record(py, SOCKETIO_EVENT, &**sid, nsp, *ack_id, data, attachments),
         SocketIoInbound::Ack {
             sid,
             nsp,
             ack_id,
             data,
             attachments,
-        } => (
+        } => message_record(
+            py,
             SOCKETIO_ACK,
             &**sid,
-            &**nsp,
-            *ack_id,
-            PyBytes::new(py, data),
-            attachment_list(py, attachments)?,
-        )
-            .into_pyobject(py),
+            nsp,
+            Some(*ack_id),
+            data,
+            attachments,
+        ),
         SocketIoInbound::Connect {
             sid,
             nsp,
@@ -544,19 +505,6 @@ fn engineio_record<'py>(py: Python<'py>, item: &EngineIoInbound) -> PyResult<Bou
             (ENGINEIO_CLOSE, &**sid, reason.as_str()).into_pyobject(py)
         }
     }
-}
-
-fn attachment_list<'py>(
-    py: Python<'py>,
-    attachments: &[Bytes],
-) -> PyResult<Option<Bound<'py, PyList>>> {
-    if attachments.is_empty() {
-        return Ok(None);
-    }
-    Ok(Some(PyList::new(
-        py,
-        attachments.iter().map(|a| PyBytes::new(py, a)),
-    )?))
 }
 
 /// Encodes a Socket.IO packet as Engine.IO message text (codec entry point for benchmarks).
