@@ -20,6 +20,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 
+use crate::engineio::dispatch::{receive, PacketReceiver, Step};
 use crate::engineio::packet::{encode_payload, EnginePacket, Frame};
 
 use super::decoder::SocketDecoder;
@@ -254,46 +255,56 @@ struct State {
     request_timeout: Duration,
 }
 
+/// The client's end: pings are the server's heartbeat, messages go to the decoder.
+impl PacketReceiver for State {
+    type Refusal = End;
+
+    fn reply(&mut self, frame: Frame) {
+        self.outbox.push(frame);
+    }
+
+    fn on_ping(&mut self) -> Result<(), End> {
+        // The heartbeat is also the clock of the reassembly deadline.
+        self.decoder
+            .check_deadline(std::time::Instant::now())
+            .map_err(|e| End::new(DisconnectReason::TransportError, e.to_string()))?;
+        self.ping_deadline = Instant::now() + self.ping_window;
+        Ok(())
+    }
+
+    fn on_message(&mut self, text: Bytes) -> Result<(), End> {
+        let item = self
+            .decoder
+            .on_text(self.gen, text)
+            .map_err(|e| End::new(DisconnectReason::TransportError, e.to_string()))?;
+        self.batch.extend(item);
+        Ok(())
+    }
+
+    fn on_binary(&mut self, data: Bytes) -> Result<(), End> {
+        let item = self
+            .decoder
+            .on_binary(self.gen, data)
+            .map_err(|e| End::new(DisconnectReason::TransportError, e.to_string()))?;
+        self.batch.extend(item);
+        Ok(())
+    }
+}
+
 impl State {
     fn on_packet(&mut self, packet: EnginePacket) -> Result<(), End> {
-        match packet {
-            EnginePacket::Ping(payload) => {
-                // The heartbeat is also the clock of the reassembly deadline.
-                self.decoder
-                    .check_deadline(std::time::Instant::now())
-                    .map_err(|e| End::new(DisconnectReason::TransportError, e.to_string()))?;
-                self.ping_deadline = Instant::now() + self.ping_window;
-                self.outbox.push(Frame::pong(&payload));
-            }
-            EnginePacket::Message(text) => {
-                let item = self
-                    .decoder
-                    .on_text(self.gen, text)
-                    .map_err(|e| End::new(DisconnectReason::TransportError, e.to_string()))?;
-                self.batch.extend(item);
-            }
-            EnginePacket::Binary(data) => {
-                let item = self
-                    .decoder
-                    .on_binary(self.gen, data)
-                    .map_err(|e| End::new(DisconnectReason::TransportError, e.to_string()))?;
-                self.batch.extend(item);
-            }
-            EnginePacket::Close => {
-                return Err(End::new(
-                    DisconnectReason::TransportClose,
-                    "the server closed the connection",
-                ))
-            }
-            EnginePacket::Pong(_) | EnginePacket::Upgrade | EnginePacket::Noop => {}
-            EnginePacket::Open(_) => {
-                return Err(End::new(
-                    DisconnectReason::TransportError,
-                    "unexpected open packet",
-                ))
-            }
+        match receive(self, packet) {
+            Ok(Step::Continue) => Ok(()),
+            Ok(Step::PeerClosed) => Err(End::new(
+                DisconnectReason::TransportClose,
+                "the server closed the connection",
+            )),
+            Ok(Step::Refused(end)) => Err(end),
+            Err(_) => Err(End::new(
+                DisconnectReason::TransportError,
+                "unexpected open packet",
+            )),
         }
-        Ok(())
     }
 
     fn on_ws_message(

@@ -1,15 +1,72 @@
-//! The protocol's part of one inbound Engine.IO packet, the same on every transport: a ping is
-//! answered, a pong feeds the heartbeat, a message goes to the layer above. The transport only
-//! acts on the [`Outcome`] (keep reading, or end the session).
+//! The protocol's part of one inbound Engine.IO packet, the same for every transport and for
+//! both ends of a connection: a ping is answered with a pong carrying its payload, a pong feeds
+//! the heartbeat, a message goes to the layer above, a close ends the connection, an open packet
+//! is refused. What differs between the server and the client is a [`PacketReceiver`]; the
+//! transport only acts on the [`Outcome`].
 
 use std::sync::Arc;
+
+use bytes::Bytes;
 
 use super::packet::{EnginePacket, Frame};
 use super::session::{DisconnectReason, EngineSession};
 use super::EngineHandler;
 use crate::error::EngineError;
 
+/// One end of an Engine.IO connection, as the packets it receives see it.
+pub trait PacketReceiver {
+    /// Why the layer above refused a message.
+    type Refusal;
+    /// Queues a frame for the peer (the pong that answers a ping).
+    fn reply(&mut self, frame: Frame);
+    /// A ping arrived, before it is answered: the client's clock for the server's heartbeat.
+    fn on_ping(&mut self) -> Result<(), Self::Refusal> {
+        Ok(())
+    }
+    /// A pong arrived: the server's heartbeat is answered.
+    fn on_pong(&mut self) {}
+    fn on_message(&mut self, text: Bytes) -> Result<(), Self::Refusal>;
+    fn on_binary(&mut self, data: Bytes) -> Result<(), Self::Refusal>;
+}
+
 /// What the transport does after one packet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step<R> {
+    /// Go on with the next packet.
+    Continue,
+    /// The peer sent a close packet (`1`).
+    PeerClosed,
+    /// The receiver refused the packet.
+    Refused(R),
+}
+
+/// Applies one decoded inbound packet to `receiver`. An `Err` is an open packet, which no peer
+/// may send after the handshake: malformed input.
+pub fn receive<R: PacketReceiver>(
+    receiver: &mut R,
+    packet: EnginePacket,
+) -> Result<Step<R::Refusal>, EngineError> {
+    let handled = match packet {
+        EnginePacket::Message(text) => receiver.on_message(text),
+        EnginePacket::Binary(data) => receiver.on_binary(data),
+        EnginePacket::Ping(payload) => receiver.on_ping().map(|()| {
+            receiver.reply(Frame::pong(&payload));
+        }),
+        EnginePacket::Pong(_) => {
+            receiver.on_pong();
+            Ok(())
+        }
+        EnginePacket::Close => return Ok(Step::PeerClosed),
+        EnginePacket::Noop | EnginePacket::Upgrade => Ok(()),
+        EnginePacket::Open(_) => return Err(EngineError::UnexpectedOpen),
+    };
+    Ok(match handled {
+        Ok(()) => Step::Continue,
+        Err(refusal) => Step::Refused(refusal),
+    })
+}
+
+/// What a server transport does after one packet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
     /// Go on with the next packet.
@@ -19,32 +76,46 @@ pub enum Outcome {
     Close(DisconnectReason),
 }
 
-/// Applies one decoded inbound packet to `session`. An `Err` is a packet only a server may
-/// send (`open`): the transport treats it as malformed input.
+/// The server's end: a session and the layer above it.
+struct ServerEnd<'a> {
+    session: &'a Arc<EngineSession>,
+    handler: &'a dyn EngineHandler,
+}
+
+impl PacketReceiver for ServerEnd<'_> {
+    type Refusal = crate::error::ProtocolError;
+
+    fn reply(&mut self, frame: Frame) {
+        self.session.send(frame);
+    }
+
+    fn on_pong(&mut self) {
+        self.session.pong_received();
+    }
+
+    fn on_message(&mut self, text: Bytes) -> Result<(), Self::Refusal> {
+        self.handler.on_message(self.session, text)
+    }
+
+    fn on_binary(&mut self, data: Bytes) -> Result<(), Self::Refusal> {
+        self.handler.on_binary(self.session, data)
+    }
+}
+
+/// Applies one decoded inbound packet to a server session. An `Err` is a packet only a server
+/// may send (`open`): the transport treats it as malformed input.
 pub fn dispatch(
     session: &Arc<EngineSession>,
     handler: &dyn EngineHandler,
     packet: EnginePacket,
 ) -> Result<Outcome, EngineError> {
-    let handled = match packet {
-        EnginePacket::Message(text) => handler.on_message(session, text),
-        EnginePacket::Binary(data) => handler.on_binary(session, data),
-        EnginePacket::Ping(payload) => {
-            session.send(Frame::pong(&payload));
-            Ok(())
-        }
-        EnginePacket::Pong(_) => {
-            session.pong_received();
-            Ok(())
-        }
-        EnginePacket::Close => return Ok(Outcome::Close(DisconnectReason::ClientDisconnect)),
-        EnginePacket::Noop | EnginePacket::Upgrade => Ok(()),
-        EnginePacket::Open(_) => return Err(EngineError::UnexpectedOpen),
-    };
-    Ok(match handled {
-        Ok(()) => Outcome::Continue,
-        Err(_) => Outcome::Close(DisconnectReason::TransportError),
-    })
+    Ok(
+        match receive(&mut ServerEnd { session, handler }, packet)? {
+            Step::Continue => Outcome::Continue,
+            Step::PeerClosed => Outcome::Close(DisconnectReason::ClientDisconnect),
+            Step::Refused(_) => Outcome::Close(DisconnectReason::TransportError),
+        },
+    )
 }
 
 #[cfg(test)]
