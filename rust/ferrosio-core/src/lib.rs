@@ -10,6 +10,8 @@ pub mod client;
 pub mod config;
 pub mod engineio;
 pub mod error;
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing;
 pub mod raw_engine;
 pub mod rooms;
 pub mod server;

@@ -957,3 +957,46 @@ async fn serve(
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }
+
+/// The HTTP fuzz target's way in (see [`crate::fuzzing`]): a fresh engine with one polling
+/// session already open, serving one connection over any byte stream with the settings
+/// [`serve`] uses. Returns that session's sid (so fuzz input can name it) and the connection.
+#[cfg(feature = "fuzzing")]
+pub(crate) fn fuzz_connection<IO>(
+    config: ServerConfig,
+    inbound: Arc<InboundQueue>,
+    io: IO,
+) -> (Arc<str>, impl std::future::Future<Output = ()>)
+where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let engine = Arc::new(Engine {
+        layer: SocketIoLayer::new(inbound.clone(), config.connect_timeout),
+        raw: None,
+        inbound,
+        gate: HostGate::default(),
+        sessions: Mutex::default(),
+        config,
+    });
+    let addr = SocketAddr::from(([127, 0, 0, 1], 1));
+    let handshake = Handshake::new(
+        "GET",
+        "/socket.io/",
+        "EIO=4&transport=polling",
+        [],
+        addr,
+        addr,
+    );
+    let session = engine.open_session(handshake, TransportKind::Polling, Endpoint::SocketIo);
+    let service = hyper::service::service_fn(move |req| engine.clone().handle(req, addr, addr));
+    // Same builder settings as `serve`.
+    let conn = hyper::server::conn::http1::Builder::new()
+        .max_buf_size(64 * 1024)
+        .timer(TokioTimer::new())
+        .header_read_timeout(Duration::from_secs(10))
+        .serve_connection(TokioIo::new(io), service)
+        .with_upgrades();
+    (session.sid.clone(), async move {
+        let _ = conn.await;
+    })
+}
