@@ -151,6 +151,8 @@ pub const SID_PLACEHOLDER: &[u8] = b"$SID";
 /// Writes `data` as raw bytes on one HTTP connection to a fresh engine (on an in-memory stream,
 /// with tokio's clock paused so timeouts and long polls end at once), with one polling session
 /// open whose sid replaces [`SID_PLACEHOLDER`] in `data`. Returns what the server wrote back.
+/// Panics if the server writes something other than HTTP, or holds the connection past every
+/// timeout it has.
 pub fn serve_http_bytes(data: &[u8]) -> Vec<u8> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_time()
@@ -166,8 +168,9 @@ pub fn serve_http_bytes(data: &[u8]) -> Vec<u8> {
         let (sid, connection) = crate::server::fuzz_connection(config, inbound().clone(), server);
         let request = replace_all(data, SID_PLACEHOLDER, sid.as_bytes());
         // The client keeps its side open (the server, like hyper by default, drops a response
-        // to a half-closed connection) and reads until the server closes or the deadline:
-        // virtual time, beyond every timeout the server applies (headers, bodies, heartbeat).
+        // to a half-closed connection) and reads until the server closes. The deadline, in
+        // virtual time, is beyond every timeout the server applies (headers, bodies, heartbeat):
+        // a connection still open then would be one a hostile client can hold forever.
         let exchange = async move {
             let mut response = Vec::new();
             // The server may stop reading (a refused request): then stop writing too.
@@ -180,7 +183,7 @@ pub fn serve_http_bytes(data: &[u8]) -> Vec<u8> {
         let deadline = tokio::time::sleep(Duration::from_secs(120));
         tokio::select! {
             response = &mut exchange => response,
-            () = deadline => Vec::new(),
+            () = deadline => panic!("the connection outlived every server timeout"),
             () = connection => {
                 // The server is done with the connection; take what it wrote.
                 tokio::time::timeout(Duration::from_secs(1), exchange).await.unwrap_or_default()
