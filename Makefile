@@ -15,6 +15,8 @@ CI_VENV     := .ci-venv
 DOCS_VENV   := .docs-venv
 NODE_DEPS   := .deps/node
 SHARED      ?= ../shared
+FUZZ_TARGETS := socketio_packet engineio_payload ws_frames http_front_door
+FUZZ_SECONDS ?= 25
 WHEEL_DIR   := dist
 HOST_ARCH   := $(shell uname -m)
 # maturin runs zig as `python -m ziglang` with the first Python on PATH: the venv's
@@ -25,7 +27,7 @@ HOST_WHEEL  := $(WHEEL_DIR)/ferrosio-*-manylinux*_2_17_$(HOST_ARCH).whl
 LINUX_TARGETS := x86_64-unknown-linux-gnu aarch64-unknown-linux-gnu \
                  x86_64-unknown-linux-musl aarch64-unknown-linux-musl
 
-.PHONY: help dev wheel dist test-dist docs client-bundle node-deps test test-rust test-python lint lint-rust lint-python demo bench bench-smoke clean
+.PHONY: help dev wheel dist test-dist docs client-bundle node-deps test test-rust test-python lint lint-rust lint-python demo bench bench-smoke fuzz-tools fuzz-smoke clean
 
 help: ## this list
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -112,9 +114,24 @@ bench: dev ## benchmarks: codec + end to end vs python-socketio and Node (~20 mi
 bench-smoke: ## the benchmark suite in smoke mode (checks only, no timing asserted)
 	FERROSIO_SHARED=$(abspath $(SHARED)) $(VENV)/bin/python -m pytest -p no:cacheprovider benches/test_e2e_smoke.py
 
+fuzz-tools: ## nightly Rust (minimal) and cargo-fuzz, if missing: what the fuzz targets build with
+	rustup run nightly rustc --version >/dev/null 2>&1 || rustup toolchain install nightly --profile minimal
+	command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
+
+fuzz-smoke: fuzz-tools ## each fuzz target for FUZZ_SECONDS (25) s from its committed corpus; fails on a crash
+	cd fuzz && cargo +nightly fuzz build --sanitizer none
+	set -e; for t in $(FUZZ_TARGETS); do \
+		work=$$(mktemp -d); \
+		dict=; if [ -f fuzz/dict/$$t.dict ]; then dict=-dict=dict/$$t.dict; fi; \
+		echo "== fuzz $$t ($(FUZZ_SECONDS) s)"; \
+		(cd fuzz && cargo +nightly fuzz run --sanitizer none $$t $$work corpus/$$t -- \
+			-max_total_time=$(FUZZ_SECONDS) -timeout=10 -print_final_stats=1 $$dict); \
+		rm -rf $$work; \
+	done
+
 demo: dev client-bundle ## run the chat demo on http://127.0.0.1:5000 (add ?transport=polling)
 	$(VENV)/bin/python examples/demo.py --port 5000
 
 clean: ## remove build products and virtual environments
-	rm -rf target $(WHEEL_DIR) $(VENV) $(CI_VENV) $(DOCS_VENV) docs/_build .deps \
-		tests/node/node_modules tests/browser/node_modules
+	rm -rf target fuzz/target fuzz/artifacts $(WHEEL_DIR) $(VENV) $(CI_VENV) $(DOCS_VENV) \
+		docs/_build .deps tests/node/node_modules tests/browser/node_modules

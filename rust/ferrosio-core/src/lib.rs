@@ -18,6 +18,10 @@ mod sid;
 mod socketio;
 mod transport;
 
+/// Entry points for the fuzz targets in `/fuzz` (only with the `fuzzing` feature).
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing;
+
 /// The channel between the engine thread and the host, by audience.
 pub use bridge::{
     Command, ControlCommand, ControlInbound, EngineIoCommand, EngineIoInbound, Inbound,

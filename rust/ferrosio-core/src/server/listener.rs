@@ -2,10 +2,12 @@
 //! by hyper in its own task), apply host commands between them, and on shutdown close every
 //! session and give them a grace period to flush.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 
@@ -89,18 +91,7 @@ pub(super) async fn serve(
                     Some(addr) => addr,
                     None => stream.local_addr().unwrap_or(remote),
                 };
-                let front = front.clone();
-                tokio::spawn(async move {
-                    let service = hyper::service::service_fn(move |req| front.clone().handle(req, remote, local));
-                    let conn = hyper::server::conn::http1::Builder::new()
-                        // Bounded headers, and a deadline for them: slowloris costs little.
-                        .max_buf_size(64 * 1024)
-                        .timer(TokioTimer::new())
-                        .header_read_timeout(Duration::from_secs(10))
-                        .serve_connection(TokioIo::new(stream), service)
-                        .with_upgrades();
-                    let _ = conn.await;
-                });
+                tokio::spawn(serve_connection(front.clone(), stream, remote, local));
             }
         }
     };
@@ -111,4 +102,24 @@ pub(super) async fn serve(
     while front.has_sessions() && tokio::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
+}
+
+/// Serves one HTTP/1.1 connection until it ends (or is upgraded to a WebSocket).
+pub(super) async fn serve_connection<IO>(
+    front: Arc<FrontDoor>,
+    io: IO,
+    remote: SocketAddr,
+    local: SocketAddr,
+) where
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let service = hyper::service::service_fn(move |req| front.clone().handle(req, remote, local));
+    let conn = hyper::server::conn::http1::Builder::new()
+        // Bounded headers, and a deadline for them: slowloris costs little.
+        .max_buf_size(64 * 1024)
+        .timer(TokioTimer::new())
+        .header_read_timeout(Duration::from_secs(10))
+        .serve_connection(TokioIo::new(io), service)
+        .with_upgrades();
+    let _ = conn.await;
 }

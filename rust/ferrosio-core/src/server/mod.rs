@@ -176,3 +176,45 @@ impl Drop for ServerHandle {
         self.shutdown(Duration::from_millis(0));
     }
 }
+
+/// The HTTP fuzz target's way in (see `crate::fuzzing`): a fresh front door with one polling
+/// session already open, serving one connection over any byte stream as the listener serves
+/// each of its connections. Returns that session's sid (so fuzz input can name it) and the
+/// connection to run. A WebSocket upgrade cannot complete over such a stream (it takes the TCP
+/// socket back from hyper); the frame parser has a target of its own.
+#[cfg(feature = "fuzzing")]
+pub(crate) fn fuzz_connection<IO>(
+    config: ServerConfig,
+    inbound: Arc<InboundQueue>,
+    io: IO,
+) -> (Arc<str>, impl std::future::Future<Output = ()>)
+where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let front = Arc::new(FrontDoor {
+        layer: SocketIoLayer::new(inbound.clone(), &config),
+        engineio: None,
+        inbound,
+        gate: HostGate::default(),
+        sessions: Mutex::default(),
+        config,
+    });
+    let addr = SocketAddr::from(([127, 0, 0, 1], 1));
+    let handshake = crate::engineio::session::Handshake::new(
+        "GET",
+        "/socket.io/",
+        "EIO=4&transport=polling",
+        [],
+        addr,
+        addr,
+    );
+    let session = front.open_session(
+        handshake,
+        crate::engineio::session::TransportKind::Polling,
+        sessions::Endpoint::SocketIo,
+    );
+    (
+        session.sid.clone(),
+        listener::serve_connection(front, io, addr, addr),
+    )
+}
