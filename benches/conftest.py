@@ -10,9 +10,15 @@ from __future__ import annotations
 
 import importlib.util
 from collections.abc import Callable
+from importlib.metadata import entry_points
 from typing import Any
 
 import pytest
+
+# ferrosio's pytest plugin (sio_load, for test_app_bench.py): registered by an installed
+# ferrosio's pytest11 entry point; loaded here for a development install made before it.
+if not any(ep.value == "ferrosio.pytest_plugin" for ep in entry_points(group="pytest11")):
+    pytest_plugins = ["ferrosio.pytest_plugin"]
 
 if importlib.util.find_spec("pytest_benchmark") is None:
 
@@ -25,6 +31,15 @@ if importlib.util.find_spec("pytest_benchmark") is None:
 
         def __call__(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
             return fn(*args, **kwargs)
+
+        def pedantic(
+            self,
+            fn: Callable[..., Any],
+            args: tuple[Any, ...] = (),
+            kwargs: dict[str, Any] | None = None,
+            **_: Any,
+        ) -> Any:
+            return fn(*args, **(kwargs or {}))
 
     @pytest.fixture
     def benchmark() -> _RunOnce:

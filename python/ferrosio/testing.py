@@ -282,12 +282,20 @@ class ServerThread:
         with ServerThread(sio) as server:
             report = drive_load(server.url, "echo", "x" * 32, clients=50)
 
-    ``sio`` must not be running in another loop.
+    ``sio`` must not be running in another loop. The loop is uvloop when it is installed
+    (what :func:`ferrosio.run` serves on), unless ``use_uvloop`` is false.
     """
 
-    def __init__(self, sio: AsyncServer, host: str = HOST, start_timeout: float = 30.0) -> None:
+    def __init__(
+        self,
+        sio: AsyncServer,
+        host: str = HOST,
+        start_timeout: float = 30.0,
+        use_uvloop: bool = True,
+    ) -> None:
         self.sio = sio
         self.host = host
+        self.use_uvloop = use_uvloop
         self.port = 0
         self.start_timeout = start_timeout
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -311,6 +319,14 @@ class ServerThread:
             raise self._error
 
     def _main(self) -> None:
+        if self.use_uvloop:
+            try:
+                import uvloop
+            except ImportError:
+                pass
+            else:
+                uvloop.run(self._serve())
+                return
         asyncio.run(self._serve())
 
     async def _serve(self) -> None:
