@@ -34,7 +34,9 @@ def sio() -> ferrosio.AsyncServer:
 
 
 @pytest.mark.timeout(300)
-def test_echo_handler(sio_load: Any, benchmark: Any, request: pytest.FixtureRequest) -> None:
+def test_echo_handler(
+    sio_load: Any, benchmark: Any, request: pytest.FixtureRequest, e2e_table: list[Any]
+) -> None:
     if request.config.getoption("benchmark_only", default=False):
         load = {"clients": 100, "inflight": 16, "duration": 5, "warmup": 1}
     else:
@@ -42,4 +44,6 @@ def test_echo_handler(sio_load: Any, benchmark: Any, request: pytest.FixtureRequ
     benchmark.group = "your app: echo handler (ferrosio clients)"
     report = benchmark.pedantic(sio_load.run, args=("echo", "x" * 32), kwargs=load, rounds=1)
     benchmark.extra_info.update(report.extra_info())
+    row = {**report.extra_info(), "server": "ferrosio (in-process)"}
+    e2e_table.append({**row, "rate_per_s": report.messages_per_s})
     assert report.messages > 0 and report.errors == 0

@@ -137,6 +137,7 @@ def test_e2e(
     request: pytest.FixtureRequest,
     server: tuple[str, subprocess.Popen[bytes], int],
     scenario_key: str,
+    e2e_table: list[dict[str, Any]],
 ) -> None:
     name, proc, port = server
     scenario = SCENARIOS[scenario_key]
@@ -160,5 +161,6 @@ def test_e2e(
             "ok": run.get("ok"),
         }
     )
+    e2e_table.append(benchmark.extra_info)
     bad = {k: res[k] for k in NOT_CLEAN if res.get(k)}
     assert run.get("ok") and not bad, f"{name} {scenario_key}: ok={run.get('ok')} {bad}"

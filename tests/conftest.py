@@ -24,6 +24,11 @@ the official Node server (``peer_kind``), whatever FERROSIO_TEST_SERVER says:
 
 ``spawn_server(name, argv)`` starts any other server command (e.g. the chat demo).
 
+In-process servers and clients come from ferrosio's public pytest plugin (the one users get:
+``sio``, ``sio_server``, ``sio_client``, ``sio_client_factory``, ``sio_load``; machinery in
+``ferrosio.testing``). ``make_server(sio)`` (several servers per test), ``clients`` (a list
+of clients to disconnect afterwards) and ``until(pred)`` are thin wrappers on that machinery.
+
 When a test fails, what every server wrote during that test (and the state of each one that
 is not running) is attached to the report.
 """

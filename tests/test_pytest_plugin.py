@@ -11,6 +11,7 @@ import subprocess
 import sys
 import textwrap
 from importlib.metadata import entry_points
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -210,3 +211,13 @@ def test_without_an_app_the_error_says_how_to_give_one(pytester: pytest.Pytester
     result = _run(pytester, "-o", "asyncio_mode=auto")
     result.assert_outcomes(errors=2)
     result.stdout.fnmatch_lines(["*define a `sio` fixture*ferrosio_app = module:attribute*"])
+
+
+def test_the_ten_line_file_of_the_docs(pytester: pytest.Pytester) -> None:
+    """docs/testing.md's example test file, as it is there, against an app with ``echo``."""
+    doc = (Path(__file__).resolve().parent.parent / "docs" / "testing.md").read_text()
+    block = doc.split("<!-- the ten-line test file", 1)[1].split("```python\n", 1)[1]
+    test_file = block.split("```", 1)[0]
+    assert len(test_file.splitlines()) == 10
+    pytester.makepyfile(myapp=APP, test_user=test_file)
+    _run(pytester, "-o", "asyncio_mode=auto").assert_outcomes(passed=1)
