@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 import ferrosio
+from _harness import ws_open_packet
 from ferrosio._load import _MAX_BUCKET, Histogram
 from ferrosio.testing import EventRecorder, EventTimeout, RecordingClient, RunningServer
 
@@ -98,7 +99,26 @@ def test_the_recorder_without_a_client() -> None:
     assert rec.received("a", "/chat") == [None]
     assert rec.names() == ["a", "a"]
     rec.clear()
-    assert rec.events == []
+    assert not rec.events
+
+
+async def test_the_recorder_keeps_its_bound_and_says_what_it_forgot() -> None:
+    rec = EventRecorder(max_events=3)
+    for i in range(5):
+        rec.record("n", "/", i)
+    assert rec.received("n") == [2, 3, 4] and rec.dropped == 2
+    assert [await rec.next("n") for _ in range(3)] == [2, 3, 4]  # the forgotten are skipped
+    with pytest.raises(EventTimeout, match="2 older ones forgotten"):
+        await rec.next("n", timeout=0.05)
+    with pytest.raises(ValueError):
+        EventRecorder(max_events=0)
+
+
+def test_a_synchronous_test_gets_a_server_in_a_thread(sio_server_thread: Any) -> None:
+    # a blocking handshake from the test's thread: the server's loop is elsewhere
+    assert sio_server_thread.url == f"http://127.0.0.1:{sio_server_thread.port}"
+    packet = ws_open_packet(sio_server_thread.port)
+    assert packet is not None and packet["sid"]
 
 
 def test_import_ferrosio_imports_neither_pytest_nor_the_plugin() -> None:

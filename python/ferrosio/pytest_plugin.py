@@ -24,9 +24,15 @@ Fixtures:
   connected :class:`~ferrosio.testing.RecordingClient` (its ``received`` records what the
   server sent); every client made is disconnected after the test;
 - ``sio_client``: one such client, connected with the defaults;
-- ``sio_load``: for benchmarks (synchronous tests): ``sio`` run in a background thread, and
-  ``sio_load.run(event, data, clients=N, ...)`` drives N clients from another process and
-  returns a :class:`~ferrosio.testing.LoadReport` (server CPU per message, latencies).
+- ``sio_server_thread``: for synchronous tests: ``sio`` served from its own loop in a
+  background thread (a :class:`~ferrosio.testing.ServerThread`, ``.url``);
+- ``sio_load``: for benchmarks (synchronous tests): ``sio_load.run(event, data, clients=N,
+  ...)`` drives N clients from another process against ``sio_server_thread`` and returns a
+  :class:`~ferrosio.testing.LoadReport` (server CPU per message, latencies).
+
+A synchronous client (python-socketio's ``SimpleClient`` API) blocks its thread, so it must
+not share the server's loop: its fixture belongs beside ``sio_server_thread``, connecting to
+its ``url``, as the async clients connect to ``sio_server``'s.
 """
 
 from __future__ import annotations
@@ -147,8 +153,16 @@ class LoadRunner:
 
 
 @pytest.fixture
-def sio_load(sio: AsyncServer) -> Iterator[LoadRunner]:
-    """For synchronous benchmark tests: ``sio`` served from a background thread;
-    ``sio_load.run(event, data, clients=N, inflight=K, duration=S)`` -> LoadReport."""
+def sio_server_thread(sio: AsyncServer) -> Iterator[ServerThread]:
+    """For synchronous tests: ``sio`` served on a free port of 127.0.0.1 from a loop of its
+    own in a background thread (``.url``, ``.port``); shut down after. What a synchronous
+    client (and ``sio_load``) talks to: a blocking call in the test cannot stall it."""
     with ServerThread(sio) as server:
-        yield LoadRunner(server)
+        yield server
+
+
+@pytest.fixture
+def sio_load(sio_server_thread: ServerThread) -> LoadRunner:
+    """For synchronous benchmark tests: ``sio_load.run(event, data, clients=N, inflight=K,
+    duration=S)`` drives the app in ``sio_server_thread`` -> LoadReport."""
+    return LoadRunner(sio_server_thread)

@@ -21,6 +21,7 @@ Every wait is bounded; a wait that runs out raises :class:`EventTimeout` (an
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import json
 import os
@@ -75,6 +76,8 @@ class ReceivedEvent:
     name: str
     namespace: str
     args: tuple[Any, ...]
+    #: Its place in the arrival order (1 for the first event recorded).
+    seq: int = 0
 
     @property
     def data(self) -> Any:
@@ -85,29 +88,41 @@ class ReceivedEvent:
 class EventRecorder:
     """What a client received, in order; await the next event of a name; assert on them.
 
-    Every event is kept until :meth:`clear` (a test's traffic is small; clear it in a long
-    one). :meth:`next` hands out the events of a name one by one, in arrival order, whether
-    they arrived before the call or after: nothing is missed between an emit and the wait.
+    :meth:`next` hands out the events of a name one by one, in arrival order, whether they
+    arrived before the call or after: nothing is missed between an emit and the wait.
+
+    Bounded: the last ``max_events`` events are kept (10,000 by default; a test's traffic is
+    far less). Past that, the oldest is forgotten for each new one and counted in
+    :attr:`dropped`; :meth:`next` skips what was forgotten, and a timeout's message says how
+    many were.
     """
 
-    def __init__(self) -> None:
-        self.events: list[ReceivedEvent] = []
-        self._taken: dict[tuple[str, str], int] = {}  # (namespace, name) -> events handed out
+    def __init__(self, max_events: int = 10_000) -> None:
+        if max_events < 1:
+            raise ValueError("max_events must be at least 1")
+        self.events: collections.deque[ReceivedEvent] = collections.deque(maxlen=max_events)
+        #: How many events were forgotten to keep the bound.
+        self.dropped = 0
+        self._seq = 0
+        self._taken: dict[tuple[str, str], int] = {}  # (namespace, name) -> last seq handed out
         self._waiters: list[tuple[str, str, asyncio.Future[None]]] = []
 
     def record(self, name: str, namespace: str, *args: Any) -> None:
         """Adds an event (the client's catch-all calls this) and wakes its waiters."""
-        self.events.append(ReceivedEvent(name, namespace, tuple(args)))
+        if len(self.events) == self.events.maxlen:
+            self.dropped += 1
+        self._seq += 1
+        self.events.append(ReceivedEvent(name, namespace, tuple(args), self._seq))
         for ns, ev, fut in self._waiters:
             if (ns, ev) == (namespace, name) and not fut.done():
                 fut.set_result(None)
 
     def received(self, name: str, namespace: str = "/") -> list[Any]:
-        """The data (see :attr:`ReceivedEvent.data`) of every ``name`` event so far."""
+        """The data (see :attr:`ReceivedEvent.data`) of every ``name`` event kept."""
         return [e.data for e in self.events if e.name == name and e.namespace == namespace]
 
     def names(self) -> list[str]:
-        """The names of every event so far, in order."""
+        """The names of every event kept, in order."""
         return [e.name for e in self.events]
 
     async def next(self, name: str, timeout: float = DEFAULT_TIMEOUT, namespace: str = "/") -> Any:
@@ -116,11 +131,11 @@ class EventRecorder:
         key = (namespace, name)
         deadline = time.monotonic() + timeout
         while True:
-            matching = [e for e in self.events if (e.namespace, e.name) == key]
             taken = self._taken.get(key, 0)
-            if len(matching) > taken:
-                self._taken[key] = taken + 1
-                return matching[taken].data
+            for e in self.events:
+                if e.seq > taken and (e.namespace, e.name) == key:
+                    self._taken[key] = e.seq
+                    return e.data
             left = deadline - time.monotonic()
             if left <= 0:
                 raise EventTimeout(
@@ -155,11 +170,13 @@ class EventRecorder:
         self._taken.clear()
 
     def _describe(self, limit: int = 20) -> str:
+        dropped = f" ({self.dropped} older ones forgotten)" if self.dropped else ""
         if not self.events:
-            return "nothing"
-        shown = [f"{e.namespace} {e.name} {e.args!r}"[:200] for e in self.events[-limit:]]
+            return "nothing" + dropped
+        last = list(self.events)[-limit:]
+        shown = [f"{e.namespace} {e.name} {e.args!r}"[:200] for e in last]
         more = f" (last {limit} of {len(self.events)})" if len(self.events) > limit else ""
-        return "; ".join(shown) + more
+        return "; ".join(shown) + more + dropped
 
 
 class RecordingClient(AsyncClient):
