@@ -283,6 +283,24 @@ def wait_stable(pkg: Path, quiet_s: float = 60, limit_s: float = 900) -> bool:
     return False
 
 
+def server_commands(psio_py: Path | str, socketify_py: Path | str = "python") -> dict[str, str]:
+    """compare.py's ``--server`` command of each server (``{port}`` is replaced)."""
+    return {
+        "ferrosio": f"{sys.executable} {REPO / 'examples' / 'reference_app.py'} --port {{port}}",
+        "psio": f"{psio_py} {REFERENCE / 'psio_app.py'} --port {{port}}",
+        "node": f"node {REFERENCE / 'node_app.js'} --port {{port}}",
+        "limit": f"node {SHARED / 'bench' / 'limit_ws.js'} --port {{port}}",
+        "limit-uws": f"{socketify_py} {SHARED / 'bench' / 'limit_socketify.py'} --port {{port}}",
+    }
+
+
+def node_env(node_mods: Path) -> dict[str, str]:
+    """This environment with ``node_mods`` first on NODE_PATH (for the Node servers)."""
+    env = dict(os.environ)
+    env["NODE_PATH"] = os.pathsep.join(p for p in (str(node_mods), env.get("NODE_PATH", "")) if p)
+    return env
+
+
 # -------------------------------------------------------------- machine info ----
 
 
@@ -663,16 +681,8 @@ def main() -> int:
     busy_before = machine_busy()
     others_busy = busy_processes()
 
-    env = dict(os.environ)
-    env["NODE_PATH"] = os.pathsep.join(p for p in (str(node_mods), env.get("NODE_PATH", "")) if p)
-    cmds = {
-        "ferrosio": f"{sys.executable} {REPO / 'examples' / 'reference_app.py'} --port {{port}}",
-        "psio": f"{psio_py} {REFERENCE / 'psio_app.py'} --port {{port}}",
-        "node": f"node {REFERENCE / 'node_app.js'} --port {{port}}",
-        "limit": f"node {SHARED / 'bench' / 'limit_ws.js'} --port {{port}}",
-        "limit-uws": f"{setup_socketify() if 'limit-uws' in names else 'python'} "
-        f"{SHARED / 'bench' / 'limit_socketify.py'} --port {{port}}",
-    }
+    env = node_env(node_mods)
+    cmds = server_commands(psio_py, setup_socketify() if "limit-uws" in names else "python")
     servers = [(n, cmds[n]) for n in names]
 
     doc = [f"# ferrosio benchmarks{' (smoke: not a measurement)' if a.smoke else ''}", "",

@@ -24,16 +24,20 @@ the official Node server (``peer_kind``), whatever FERROSIO_TEST_SERVER says:
 
 ``spawn_server(name, argv)`` starts any other server command (e.g. the chat demo).
 
+In-process servers and clients come from ferrosio's public pytest plugin (the one users get:
+``sio``, ``sio_server``, ``sio_client``, ``sio_client_factory``, ``sio_load``; machinery in
+``ferrosio.testing``). ``make_server(sio)`` (several servers per test), ``clients`` (a list
+of clients to disconnect afterwards) and ``until(pred)`` are thin wrappers on that machinery.
+
 When a test fails, what every server wrote during that test (and the state of each one that
 is not running) is attached to the report.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
@@ -62,6 +66,7 @@ from _harness import (
     transport_params,
     ws_open_packet,
 )
+from ferrosio.testing import ClientFactory, serve, wait_until
 
 # Test files import these from _harness; kept importable from conftest for test files written
 # against the earlier layout (`from conftest import TESTS, transport_params`).
@@ -74,6 +79,14 @@ __all__ = [
     "transport_params",
     "ws_open_packet",
 ]
+
+# The public pytest plugin (ferrosio.pytest_plugin: sio_server, sio_client, ...) is what the
+# in-process tests use. An installed ferrosio registers it through its pytest11 entry point;
+# a development install made before that entry point existed does not, so load it here then.
+# pytester runs the plugin's own tests (test_pytest_plugin.py) in pytest sessions of their own.
+pytest_plugins = ["pytester"]
+if not any(ep.value == "ferrosio.pytest_plugin" for ep in entry_points(group="pytest11")):
+    pytest_plugins.append("ferrosio.pytest_plugin")
 
 DEFAULT_TEST_TIMEOUT = 180  # seconds per test (pytest-timeout) when no ini sets one; a hang guard
 
@@ -235,43 +248,39 @@ def transports(request: pytest.FixtureRequest) -> list[str]:
 
 @pytest_asyncio.fixture
 async def clients() -> AsyncIterator[list[Any]]:
-    """Clients a test creates are appended here and disconnected afterwards."""
-    made: list[Any] = []
+    """Clients a test creates are appended here and disconnected afterwards (the plugin's
+    ClientFactory does the disconnecting)."""
+    factory = ClientFactory("")
+    made: list[Any] = factory.clients  # type: ignore[assignment]
     yield made
-    for c in made:
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(c.disconnect(), 10)
-
-
-async def _until(pred: Callable[[], bool], timeout: float = WAIT, what: str = "condition") -> None:
-    """Polls ``pred`` until it holds; fails after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while not pred():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.01)
+    await factory.close()
 
 
 @pytest_asyncio.fixture
 async def make_server() -> AsyncIterator[Callable[..., Awaitable[str]]]:
     """``url = await make_server(sio)``: starts an ``AsyncServer`` in this test's loop on a free
-    port of 127.0.0.1 and returns its URL; every server made is shut down after the test."""
-    servers: list[Any] = []
+    port of 127.0.0.1 and returns its URL (ferrosio.testing.serve); every server made is shut
+    down after the test. (One server of the test's own: the plugin's ``sio_server``.)"""
+    async with contextlib.AsyncExitStack() as stack:
 
-    async def make(sio: Any) -> str:
-        port = await sio.start("127.0.0.1", 0)
-        servers.append(sio)
-        return f"http://127.0.0.1:{port}"
+        async def make(sio: Any) -> str:
+            running = await stack.enter_async_context(serve(sio))
+            return running.url
 
-    yield make
-    for s in servers:
-        await s.shutdown(timeout=2)
+        yield make
 
 
 @pytest.fixture
 def until() -> Until:
-    """``await until(pred, timeout=WAIT, what=...)``: polls until ``pred()`` holds."""
-    return _until
+    """``await until(pred, timeout=WAIT, what=...)``: polls until ``pred()`` holds
+    (ferrosio.testing.wait_until with the harness's bound)."""
+
+    async def poll(
+        pred: Callable[[], object], timeout: float = WAIT, what: str = "condition"
+    ) -> None:
+        await wait_until(pred, timeout, what)
+
+    return poll
 
 
 # ---------------------------------------------------------------------------------------------

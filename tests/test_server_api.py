@@ -13,14 +13,13 @@ import pytest
 import socketio
 
 import ferrosio
+from ferrosio.testing import wait_until
 
 WAIT = 10.0  # upper bound for anything to happen; never a timing assertion
 
 
 async def until(cond: Callable[[], bool], what: str) -> None:
-    async with asyncio.timeout(WAIT):
-        while not cond():
-            await asyncio.sleep(0.01)
+    await wait_until(cond, WAIT, what)
 
 
 @pytest.fixture
