@@ -57,7 +57,8 @@ class BadNamespaceError(FerrosioError):
 
 
 class BufferFullError(FerrosioError):
-    """The client's offline buffer (or retry queue) of the namespace is full."""
+    """A bounded queue is full: the client's offline buffer (or retry queue) of the namespace,
+    or, on the server, the acknowledgements awaited from one client (``MAX_ACKS_IN_FLIGHT``)."""
 
 
 class UnsupportedFeatureError(FerrosioError, NotImplementedError):
