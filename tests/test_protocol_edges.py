@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 import logging
 import os
@@ -81,10 +82,8 @@ class RawWs:
 
     async def send_maybe_refused(self, op: int, payload: bytes) -> None:
         """For input the server may refuse while it is still being written."""
-        try:
+        with contextlib.suppress(ConnectionResetError, BrokenPipeError):
             await asyncio.wait_for(self.send(op, payload), WAIT)
-        except (ConnectionResetError, BrokenPipeError):
-            pass
 
     async def recv(self) -> tuple[int, bytes]:
         """The next frame; raises EOFError at a clean end of the stream."""
@@ -244,7 +243,7 @@ async def test_undecodable_ack_closes_the_connection_and_settles_the_call(make_s
     while not sids:
         await asyncio.sleep(0.01)
     call = asyncio.ensure_future(sio.call("q", to=sids[0], timeout=WAIT))
-    op, asked = await ws.recv()
+    _, asked = await ws.recv()
     ack_id = asked[2 : asked.index(b"[")]
     await ws.send(OP_TEXT, b"43" + ack_id + b"[1e999999]")
     assert await ws.close_frame() == b""
