@@ -210,11 +210,11 @@ async def traffic(
     return c, samples, elapsed, baseline_fds, baseline_rss, fds_after
 
 
-def run(seconds: float, workers: int, log_path: Path) -> dict[str, Any]:
+def run(seconds: float, workers: int, log_path: Path, app: Path = APP) -> dict[str, Any]:
     port = free_port()
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
-            [sys.executable, str(APP), "--port", str(port)], stdout=log, stderr=subprocess.STDOUT
+            [sys.executable, str(app), "--port", str(port)], stdout=log, stderr=subprocess.STDOUT
         )
         try:
             wait_port(port, proc)
@@ -276,8 +276,9 @@ def main() -> None:
     p.add_argument("--workers", type=int, default=3, help="client loops per transport")
     p.add_argument("--json", help="also write the report here")
     p.add_argument("--server-log", default="/tmp/ferrosio-soak-server.log")
+    p.add_argument("--app", default=str(APP), help="the server (reference_app.py's interface)")
     a = p.parse_args()
-    report = run(a.seconds, a.workers, Path(a.server_log))
+    report = run(a.seconds, a.workers, Path(a.server_log), Path(a.app))
     text = json.dumps(report, indent=2)
     print(text)
     if a.json:
