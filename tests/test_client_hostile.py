@@ -216,3 +216,26 @@ async def test_garbage_polling_handshake_is_a_connection_error(hostile):
             f"http://127.0.0.1:{h.port}", transports=["polling"], wait_timeout=WAIT
         )
     await client.disconnect()
+
+
+async def test_acks_awaited_from_a_server_that_never_answers_are_bounded(hostile, monkeypatch):
+    monkeypatch.setattr(ferrosio.client, "MAX_ACKS_IN_FLIGHT", 3)
+    received: list[bytes] = []
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await ws_accept(reader, writer)
+        while True:  # reads every event, answers none
+            received.append(await client_frame(reader))
+
+    h = await hostile(handler)
+    client, _ = await connected_client(h.port, ["websocket"])
+    await client.emit("q", 1, callback=lambda *a: None)
+    await client.emit("q", 2, callback=lambda *a: None)
+    with pytest.raises(ferrosio.exceptions.TimeoutError):
+        await client.call("q", 3, timeout=0.2)
+    # the timed-out call gave its slot back: one more fits, then the bound holds
+    await client.emit("q", 4, callback=lambda *a: None)
+    with pytest.raises(ferrosio.exceptions.BufferFullError):
+        await client.emit("q", 5, callback=lambda *a: None)
+    await client.emit("q", 6)  # no ack asked: not bounded by it
+    await client.disconnect()

@@ -58,7 +58,8 @@ class BadNamespaceError(FerrosioError):
 
 class BufferFullError(FerrosioError):
     """A bounded queue is full: the client's offline buffer (or retry queue) of the namespace,
-    or, on the server, the acknowledgements awaited from one client (``MAX_ACKS_IN_FLIGHT``)."""
+    or the acknowledgements awaited from one peer (``MAX_ACKS_IN_FLIGHT`` in ``ferrosio.server`` and
+    ``ferrosio.client``)."""
 
 
 class UnsupportedFeatureError(FerrosioError, NotImplementedError):
