@@ -27,7 +27,7 @@ HOST_WHEEL  := $(WHEEL_DIR)/ferrosio-*-manylinux*_2_17_$(HOST_ARCH).whl
 LINUX_TARGETS := x86_64-unknown-linux-gnu aarch64-unknown-linux-gnu \
                  x86_64-unknown-linux-musl aarch64-unknown-linux-musl
 
-.PHONY: help dev wheel dist test-dist docs client-bundle node-deps test test-rust test-python lint lint-rust lint-python demo bench bench-smoke fuzz-tools fuzz-smoke clean
+.PHONY: help dev wheel dist test-dist docs client-bundle node-deps test test-rust test-python lint lint-rust lint-python demo bench bench-smoke fuzz-tools fuzz-smoke soak soak-ci clean
 
 help: ## this list
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -96,7 +96,14 @@ test-python: ## pytest against the installed wheel in .ci-venv (needs `make whee
 	FERROSIO_SHARED=$(abspath $(SHARED)) $(CI_VENV)/bin/python -m pytest -p no:cacheprovider \
 		benches/test_e2e_smoke.py benches/test_e2e_bench.py benches/test_app_bench.py
 
-test: wheel node-deps test-rust test-python ## everything: build the wheel, install it fresh, run all tests
+test: wheel node-deps test-rust test-python soak-ci ## everything: build the wheel, install it fresh, run all tests, 60 s soak
+
+SOAK_SECONDS ?= 1800
+soak: dev ## churn + traffic on every transport against examples/reference_app.py for SOAK_SECONDS (default 1800); fails on a leak
+	SOAK_SECONDS=$(SOAK_SECONDS) $(VENV)/bin/python benches/soak.py
+
+soak-ci: ## the soak for 60 s with the installed wheel in .ci-venv (what `make test` runs; needs test-python first)
+	SOAK_SECONDS=60 $(CI_VENV)/bin/python benches/soak.py
 
 lint-rust: ## cargo fmt --check and clippy -D warnings
 	cargo fmt --all --check

@@ -52,6 +52,10 @@ __all__ = [
 
 default_logger = logging.getLogger("ferrosio.client")
 
+#: Most acknowledgements awaited in one namespace at once (``emit(callback=)``, ``call``); one
+#: more raises BufferFullError (docs/bounds.md). socket.io-client has no bound.
+MAX_ACKS_IN_FLIGHT = 10_000
+
 # namespace states
 _PENDING = 0  # waiting for the server's CONNECT reply (first connection or reconnection)
 _CONNECTED = 1
@@ -674,6 +678,10 @@ class AsyncClient(HandlerRegistry):
         text, attachments = _codec.encode(items)
         ack_id = None
         if fn is not None or fut is not None:
+            if len(ns.acks) >= MAX_ACKS_IN_FLIGHT:  # a server that never answers
+                raise BufferFullError(
+                    f"{ns.name}: {len(ns.acks)} acknowledgements are already awaited"
+                )
             ack_id = ns.ids
             ns.ids += 1
             ack = ns.acks[ack_id] = _Ack(fn, with_error, fut, timeout is not None)

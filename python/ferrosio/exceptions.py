@@ -57,7 +57,9 @@ class BadNamespaceError(FerrosioError):
 
 
 class BufferFullError(FerrosioError):
-    """The client's offline buffer (or retry queue) of the namespace is full."""
+    """A bounded queue is full: the client's offline buffer (or retry queue) of the namespace,
+    or the acknowledgements awaited from one peer (``MAX_ACKS_IN_FLIGHT`` in ``ferrosio.server`` and
+    ``ferrosio.client``)."""
 
 
 class UnsupportedFeatureError(FerrosioError, NotImplementedError):

@@ -77,6 +77,9 @@ _ENVIRON_KEYS: dict[str, str] = {}
 _ENVIRON_VALUES: dict[str, str] = {}
 _ENVIRON_CACHE_MAX = 4096
 _SHARED_VALUE_MAX_LEN = 256
+#: Most acknowledgements awaited from one client at once (``emit(callback=)``/``call``);
+#: one more raises BufferFullError. The official server has no bound (docs/bounds.md).
+MAX_ACKS_IN_FLIGHT = 10_000
 
 
 def _environ_key(name: str) -> str:
@@ -469,14 +472,30 @@ class AsyncServer(HandlerRegistry):
         try:
             args = await asyncio.wait_for(fut, timeout)
         except asyncio.TimeoutError:
+            self._drop_ack(target, on_ack)  # a late answer is dropped, the slot freed
             raise exceptions.TimeoutError(f"no acknowledgement within {timeout} s") from None
         return ack_result(args)
 
     def _register_ack(self, sid: str, callback: Callable[..., Any]) -> int:
+        ids = self._acks_by_sid.setdefault(sid, set())
+        if len(ids) >= MAX_ACKS_IN_FLIGHT:  # a client that never answers: refuse, keep nothing
+            raise exceptions.BufferFullError(
+                f"{sid}: {len(ids)} acknowledgements are already awaited from this client"
+            )
         ack_id = next(self._ack_ids)
         self._acks[ack_id] = (sid, callback)
-        self._acks_by_sid.setdefault(sid, set()).add(ack_id)
+        ids.add(ack_id)
         return ack_id
+
+    def _drop_ack(self, sid: str, callback: Callable[..., Any]) -> None:
+        """Forgets the ack awaited with ``callback`` (its call() timed out)."""
+        ids = self._acks_by_sid.get(sid)
+        for ack_id in ids or ():
+            entry = self._acks.get(ack_id)
+            if entry is not None and entry[1] is callback:
+                del self._acks[ack_id]
+                ids.discard(ack_id)  # type: ignore[union-attr]  # not None: iterated
+                return
 
     # ------------------------------------------------------------------ rooms ----
     async def enter_room(self, sid: str, room: str, namespace: str | None = None) -> None:
@@ -583,8 +602,8 @@ class AsyncServer(HandlerRegistry):
                     _, sid, nsp, ack_id, data, attachments = item
                     on_event(sid, nsp, ack_id, data, attachments)
                 elif item[0] == SOCKETIO_ACK:
-                    _, sid, _nsp, acked_id, data, attachments = item
-                    self._on_ack(sid, acked_id, data, attachments)
+                    _, sid, nsp, acked_id, data, attachments = item
+                    self._on_ack(sid, nsp, acked_id, data, attachments)
                 elif item[0] == SOCKETIO_CONNECT:
                     _, sid, nsp, eio_sid, auth, handshake = item
                     self._on_connect(sid, nsp, eio_sid, auth, handshake)
@@ -670,7 +689,13 @@ class AsyncServer(HandlerRegistry):
         s = self._sockets.get(sid)
         if s is None or not s.connected:
             return
-        payload = orjson.loads(data) if attachments is None else _codec.decode(data, attachments)
+        try:
+            payload = (
+                orjson.loads(data) if attachments is None else _codec.decode(data, attachments)
+            )
+        except ValueError as exc:  # orjson.JSONDecodeError is one
+            self._undecodable(nsp, sid, exc)
+            return
         event = payload[0]
         if event in SERVER_RESERVED_EVENTS:
             self._refuse_reserved(nsp, event)  # and no ack, even if one was asked for
@@ -702,6 +727,17 @@ class AsyncServer(HandlerRegistry):
             return
         self._spawn(self._finish_ack(result, nsp, sid, ack_id))
 
+    def _undecodable(self, nsp: str, sid: str, exc: ValueError) -> None:
+        """An event the engine framed but orjson cannot decode (nested deeper than 1024,
+        a number out of double range, a missing attachment): one warning, and the client's
+        connection is closed as for a malformed packet (docs/bounds.md)."""
+        self.logger.warning(
+            "ferrosio: closing the connection of %s in %s: undecodable event (%s)", sid, nsp, exc
+        )
+        engine = self._engine
+        if engine is not None:
+            engine.abort(nsp, sid)
+
     def _send_ack(self, nsp: str, sid: str, ack_id: int, result: Any) -> None:
         """Sends a handler's return value as the ack (None: no args, tuple: several)."""
         engine = self._engine
@@ -724,15 +760,21 @@ class AsyncServer(HandlerRegistry):
         if self._engine is not None:
             self._send_ack(nsp, sid, ack_id, result)
 
-    def _on_ack(self, sid: str, ack_id: int, data: bytes, attachments: list[bytes] | None) -> None:
+    def _on_ack(
+        self, sid: str, nsp: str, ack_id: int, data: bytes, attachments: list[bytes] | None
+    ) -> None:
         entry = self._acks.get(ack_id)
         if entry is None or entry[0] != sid:
+            return
+        try:
+            args = _codec.decode(data, attachments)
+        except ValueError as exc:  # left in place: the disconnect settles it
+            self._undecodable(nsp, sid, exc)
             return
         del self._acks[ack_id]
         ids = self._acks_by_sid.get(sid)
         if ids is not None:
             ids.discard(ack_id)
-        args = _codec.decode(data, attachments)
         self._run(entry[1], args)
 
     def _on_connect(

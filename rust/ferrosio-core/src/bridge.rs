@@ -158,6 +158,12 @@ pub enum SocketIoCommand {
         nsp: String,
         sid: String,
     },
+    /// The host could not use what this socket's client sent (an event it cannot decode):
+    /// close the client's whole connection as a protocol error, as for a malformed packet.
+    Abort {
+        nsp: String,
+        sid: String,
+    },
     /// The rooms of a socket (its own sid first), answered on `reply`. Applied in order with
     /// the other commands, so the answer reflects every join and leave sent before it.
     Rooms {

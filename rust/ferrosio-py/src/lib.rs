@@ -318,6 +318,12 @@ impl PyServerHandle {
         self.send(SocketIoCommand::Disconnect { nsp, sid })
     }
 
+    /// Closes the whole connection of a socket as a protocol error (its client sent an
+    /// event the host cannot decode).
+    fn abort(&self, nsp: String, sid: String) -> PyResult<()> {
+        self.send(SocketIoCommand::Abort { nsp, sid })
+    }
+
     /// The rooms of a socket, its own sid first; `[]` for an unknown socket or a stopped
     /// server. Exact: the commands sent before (held batch included) are applied first, as
     /// the engine thread applies commands in order; waits for its answer without the GIL.

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
+use http_body_util::{BodyExt, Full, Limited};
 use hyper::client::conn::http1::SendRequest;
 use hyper::header::{HeaderName, HeaderValue, CONTENT_TYPE, HOST};
 use hyper::{Method, Request, StatusCode};
@@ -23,6 +23,10 @@ pub type Ws = WebSocketStream<ClientStream>;
 /// How long a kept-alive connection may sit idle before we stop trusting it (Node's server
 /// closes idle keep-alive connections after 5 s).
 const MAX_IDLE: Duration = Duration::from_secs(2);
+/// The largest response body (a polling payload) the client reads; a longer one fails the
+/// request, so a server that streams without end cannot grow the client's memory. The same
+/// as the WebSocket transport's message bound (tungstenite's default `max_message_size`).
+pub const MAX_RESPONSE_BODY: usize = 64 << 20;
 
 /// Builds `path?EIO=4&transport=...[&query][&sid=...]`.
 pub fn request_path(target: &ConnectTarget, transport: &str, sid: Option<&str>) -> String {
@@ -216,8 +220,7 @@ impl HttpConn {
             .await
             .map_err(|e| HttpFailure::Io(e.to_string()))?;
         let status = res.status();
-        let body = res
-            .into_body()
+        let body = Limited::new(res.into_body(), MAX_RESPONSE_BODY)
             .collect()
             .await
             .map_err(|e| HttpFailure::Io(e.to_string()))?

@@ -26,6 +26,12 @@ use crate::engineio::{DisconnectReason, EngineHandler};
 use crate::error::ProtocolError;
 use crate::sid::new_sid;
 
+/// Most namespaces one connection may be in at once (a CONNECT beyond it gets a
+/// CONNECT_ERROR): with `namespaces="*"` every name a client sends would otherwise add a
+/// socket. The official server has no such bound; no real app comes near it.
+pub const MAX_NAMESPACES_PER_CONNECTION: usize = 256;
+const TOO_MANY_NAMESPACES: &[u8] = br#"{"message":"Too many namespaces on this connection"}"#;
+
 /// Socket.IO state of one Engine.IO session.
 struct Connection {
     /// Namespace -> socket sid. Few namespaces per connection: a Vec beats a map.
@@ -176,6 +182,14 @@ impl SocketIoLayer {
             PacketType::Connect => {
                 if conn.socket_in(nsp_str).is_some() {
                     return Ok(()); // already connected there: ignore the repeat
+                }
+                if conn.sockets.len() >= MAX_NAMESPACES_PER_CONNECTION {
+                    // Refused like an unknown namespace; the connection and its sockets stay.
+                    session.send(Frame::Text(encode_connect_error(
+                        nsp_str,
+                        TOO_MANY_NAMESPACES,
+                    )));
+                    return Ok(());
                 }
                 let sid = new_sid();
                 let nsp = match reg.namespaces.get_key_value(nsp_str) {
@@ -356,6 +370,17 @@ impl SocketIoLayer {
                     nsp: key,
                     reason: DisconnectReason::ServerDisconnect,
                 });
+            }
+            SocketIoCommand::Abort { nsp, sid } => {
+                // The transport ends the connection (a close frame on a WebSocket) and the
+                // layer reports every socket of it gone with "transport error".
+                if let Some(entry) = reg
+                    .namespaces
+                    .get(nsp.as_str())
+                    .and_then(|ns| ns.sockets.0.get(sid.as_str()))
+                {
+                    entry.session.close(DisconnectReason::TransportError);
+                }
             }
             SocketIoCommand::Rooms { nsp, sid, reply } => {
                 let rooms = match reg.namespaces.get(nsp.as_str()) {

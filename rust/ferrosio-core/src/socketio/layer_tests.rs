@@ -381,3 +381,33 @@ fn the_default_limits_follow_max_payload() {
     assert_eq!(limits.max_attachments, 10);
     assert_eq!(limits.timeout, Duration::from_secs(30));
 }
+
+#[test]
+fn namespaces_per_connection_are_bounded() {
+    let h = harness();
+    let s = h.open("e1");
+    for i in 0..MAX_NAMESPACES_PER_CONNECTION {
+        h.connect(&s, &format!("/n{i}"));
+    }
+    let over = format!("/n{MAX_NAMESPACES_PER_CONNECTION}");
+    h.layer.on_message(&s, text(&format!("0{over},"))).unwrap();
+    assert!(h.drain().is_empty(), "the host is not asked");
+    assert_eq!(
+        sent(&s),
+        vec![format!(
+            "44{over},{{\"message\":\"Too many namespaces on this connection\"}}"
+        )]
+    );
+    assert!(s.closed().is_none(), "the connection stays");
+}
+
+#[test]
+fn abort_closes_the_whole_connection_as_a_transport_error() {
+    let h = harness();
+    let (s, sid) = h.joined("e1");
+    h.run(SocketIoCommand::Abort {
+        nsp: "/".into(),
+        sid: sid.to_string(),
+    });
+    assert_eq!(s.closed(), Some(DisconnectReason::TransportError));
+}

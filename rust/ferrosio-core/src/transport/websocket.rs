@@ -22,7 +22,8 @@ use tokio::net::tcp::ReadHalf;
 use tokio::net::TcpStream;
 
 use super::wsframe::{
-    write_close, write_frame, WsFrameError, WsMessage, WsReader, OP_BINARY, OP_PONG, OP_TEXT,
+    write_close, write_frame, WsFrameError, WsMessage, WsReader, OP_BINARY, OP_CLOSE, OP_PONG,
+    OP_TEXT,
 };
 use crate::engineio::dispatch::{dispatch, Outcome};
 use crate::engineio::packet::{EnginePacket, Frame};
@@ -35,6 +36,9 @@ const READ_SCRATCH_LEN: usize = 64 * 1024;
 const WRITE_SCRATCH_KEEP: usize = 256 * 1024;
 /// How long a closing connection may take to write its last frames.
 const CLOSE_LINGER: Duration = Duration::from_secs(5);
+/// What a client that broke the framing may still send after our close frame before we stop
+/// reading and drop the connection (typically the rest of a too-large frame).
+const CLOSE_DISCARD_MAX: usize = 16 * 1024 * 1024;
 
 thread_local! {
     static READ_SCRATCH: RefCell<Box<[u8]>> =
@@ -288,25 +292,98 @@ pub async fn run(
     let reason = match step {
         Step::Close(reason) => reason,
         Step::Fail(err) => {
-            // The client sent bad frames: tell it why (1002, 1007 or 1009), nothing else.
+            // The client sent bad frames: tell it why (1002, 1007 or 1009), nothing else, and
+            // make sure the close frame reaches it: half-close, then read what it is still
+            // sending (the rest of a too-large frame) until it closes. Closing with unread
+            // bytes would reset the connection and lose the close frame on the client's side.
             backlog.clear();
             let _ = send_close(sock, backlog, Some(err.close_code()));
-            linger(sock, backlog).await;
-            DisconnectReason::TransportError
+            session.close(DisconnectReason::TransportError);
+            Box::pin(finish_close(&mut rd, None, sock, backlog, max_payload)).await;
+            return DisconnectReason::TransportError;
         }
         Step::Continue => DisconnectReason::TransportError,
     };
     session.close(reason);
-    if matches!(
-        reason,
-        DisconnectReason::ServerDisconnect | DisconnectReason::PingTimeout
-    ) {
-        // Flush what was queued before the close, then close cleanly.
+    if reason != DisconnectReason::TransportClose {
+        // The server ends it (a disconnect, a ping timeout, a protocol error above the
+        // frames, the client's Engine.IO `1`): flush what was queued before the close, then
+        // a close frame, and wait for the client's (as the official server's `ws` does).
         let _ = flush(sock, backlog, &session);
         let _ = send_close(sock, backlog, None);
-        linger(sock, backlog).await;
+        Box::pin(finish_close(
+            &mut rd,
+            Some(reader),
+            sock,
+            backlog,
+            max_payload,
+        ))
+        .await;
     }
     reason
+}
+
+/// The end of a close this side started, bounded by [`CLOSE_LINGER`]: writes the backlog
+/// (which ends with the close frame), then reads until the client's close frame (`reader`
+/// given: the frames are still in sync) or, after a framing error, half-closes and discards
+/// what comes (at most [`CLOSE_DISCARD_MAX`] bytes) until the client closes.
+async fn finish_close(
+    rd: &mut ReadHalf<'_>,
+    reader: Option<&mut WsReader>,
+    sock: &TcpStream,
+    backlog: &mut Vec<u8>,
+    max_payload: usize,
+) {
+    let closing = async {
+        if drain(sock, backlog).await.is_err() {
+            return;
+        }
+        match reader {
+            Some(reader) => loop {
+                let mut saw_close = false;
+                let read = read_once(rd, reader, max_payload, |m| {
+                    saw_close = matches!(m, WsMessage::Close(_));
+                    if saw_close {
+                        ControlFlow::Break(())
+                    } else {
+                        ControlFlow::Continue(())
+                    }
+                })
+                .await;
+                if saw_close || read.is_err() {
+                    return;
+                }
+            },
+            None => {
+                let _ = socket2::SockRef::from(sock).shutdown(std::net::Shutdown::Write);
+                let mut discarded = 0usize;
+                while discarded < CLOSE_DISCARD_MAX {
+                    match discard_once(rd).await {
+                        Some(n) => discarded += n,
+                        None => return,
+                    }
+                }
+            }
+        }
+    };
+    let _ = tokio::time::timeout(CLOSE_LINGER, closing).await;
+}
+
+/// Reads once into the thread's scratch buffer and drops the bytes; `None` at EOF or error.
+async fn discard_once(rd: &mut ReadHalf<'_>) -> Option<usize> {
+    poll_fn(|cx| {
+        READ_SCRATCH.with_borrow_mut(|scratch| {
+            let mut buf = ReadBuf::new(scratch);
+            match Pin::new(&mut *rd).poll_read(cx, &mut buf) {
+                Poll::Pending => Poll::Pending,
+                Poll::Ready(Ok(())) if !buf.filled().is_empty() => {
+                    Poll::Ready(Some(buf.filled().len()))
+                }
+                Poll::Ready(_) => Poll::Ready(None),
+            }
+        })
+    })
+    .await
 }
 
 /// The upgrade handshake on a new WebSocket for a polling session: `2probe` -> `3probe`, a
@@ -379,9 +456,10 @@ fn on_message(
             };
         }
         WsMessage::Pong => return Step::Continue,
-        WsMessage::Close(code) => {
-            // Answer the close handshake (echoing the code), then go.
-            let _ = send_close(sock, backlog, code).and_then(|()| write_backlog(sock, backlog));
+        WsMessage::Close(body) => {
+            // Answer the close handshake (echoing code and reason, checked), then go.
+            let _ = send_frame(sock, backlog, OP_CLOSE, &body)
+                .and_then(|()| write_backlog(sock, backlog));
             return Step::Close(DisconnectReason::TransportClose);
         }
     };

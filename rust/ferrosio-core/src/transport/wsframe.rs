@@ -51,8 +51,16 @@ pub enum WsMessage {
     Binary(Bytes),
     Ping(Bytes),
     Pong,
-    /// The status code, if the client gave one.
-    Close(Option<u16>),
+    /// The close frame's body, checked: empty, or a valid status code and a UTF-8 reason.
+    /// Echoed as it is (RFC 6455 5.5.1), as the official server's `ws` does.
+    Close(Bytes),
+}
+
+/// A status code a peer may send in a close frame (RFC 6455 7.4; the same rule as Node's
+/// `ws`): 1000-1014 without 1004 (reserved), 1005 and 1006 (never on the wire), or the
+/// registered/private range 3000-4999.
+pub fn is_valid_close_code(code: u16) -> bool {
+    matches!(code, 1000..=1003 | 1007..=1014 | 3000..=4999)
 }
 
 struct Header {
@@ -238,11 +246,13 @@ impl WsReader {
                 Err(WsFrameError::Protocol("fragmented control frame"))
             }
             OP_CLOSE => match payload.len() {
-                0 => Ok(Some(WsMessage::Close(None))),
+                0 => Ok(Some(WsMessage::Close(Bytes::new()))),
                 1 => Err(WsFrameError::Protocol("close frame with a 1-byte body")),
-                _ => Ok(Some(WsMessage::Close(Some(u16::from_be_bytes([
-                    payload[0], payload[1],
-                ]))))),
+                _ if !is_valid_close_code(u16::from_be_bytes([payload[0], payload[1]])) => {
+                    Err(WsFrameError::Protocol("invalid close code"))
+                }
+                _ if std::str::from_utf8(&payload[2..]).is_err() => Err(WsFrameError::InvalidUtf8),
+                _ => Ok(Some(WsMessage::Close(Bytes::from(payload)))),
             },
             OP_PING => Ok(Some(WsMessage::Ping(Bytes::from(payload)))),
             OP_PONG => Ok(Some(WsMessage::Pong)),
@@ -439,7 +449,35 @@ mod tests {
             })
             .unwrap();
         assert!(flow.is_break());
-        assert_eq!(got, vec![WsMessage::Close(Some(1001))]);
+        assert_eq!(
+            got,
+            vec![WsMessage::Close(Bytes::copy_from_slice(
+                &1001u16.to_be_bytes()
+            ))]
+        );
+    }
+
+    #[test]
+    fn close_frames_are_checked_as_node_ws_does() {
+        for code in [1000u16, 1001, 1003, 1007, 1011, 1014, 3000, 4999] {
+            let mut body = code.to_be_bytes().to_vec();
+            body.extend_from_slice("bye é".as_bytes());
+            let wire = client_frame(true, OP_CLOSE, &body, [9, 8, 7, 6]);
+            assert_eq!(
+                read_all(&[&wire], 100).unwrap(),
+                vec![WsMessage::Close(Bytes::from(body))],
+                "{code}"
+            );
+        }
+        for code in [0u16, 999, 1004, 1005, 1006, 1015, 2999, 5000, 65535] {
+            let wire = client_frame(true, OP_CLOSE, &code.to_be_bytes(), [0; 4]);
+            let err = read_all(&[&wire], 100).unwrap_err();
+            assert_eq!(err.close_code(), CLOSE_PROTOCOL, "{code}");
+        }
+        let mut body = 1000u16.to_be_bytes().to_vec();
+        body.extend_from_slice(&[0xFF, 0xFE]);
+        let err = read_all(&[&client_frame(true, OP_CLOSE, &body, [0; 4])], 100).unwrap_err();
+        assert_eq!(err.close_code(), CLOSE_INVALID_DATA);
     }
 
     #[test]
