@@ -560,8 +560,6 @@ class AsyncServer(HandlerRegistry):
         engine = self._core()
         text, attachments = _codec.encode([event, *_codec.to_args(data)])
         sid, rooms, skip = self._targets(nsp, to if to is not None else room, skip_sid)
-        if self._outgoing:
-            self._notify_outgoing(event, data, nsp, sid if sid is not None else rooms)
         ack_id = None
         if callback is not None:
             if timeout is not None:
@@ -570,7 +568,9 @@ class AsyncServer(HandlerRegistry):
                 def completion(err: BaseException | None, responses: list[Any]) -> None:
                     self._run(fn, (err, responses))
 
-                self._emit_with_ack(nsp, text, attachments, sid, rooms, skip, timeout, completion)
+                self._emit_with_ack(
+                    event, data, nsp, text, attachments, sid, rooms, skip, timeout, completion
+                )
                 return
             if sid is None:
                 raise ValueError(
@@ -579,6 +579,8 @@ class AsyncServer(HandlerRegistry):
                     "give a timeout: callback(err, responses) as in Node"
                 )
             ack_id = self._register_ack(sid, callback)
+        if self._outgoing:
+            self._notify_outgoing(event, data, nsp, sid if sid is not None else rooms)
         engine.emit(
             nsp, text, to=sid, rooms=rooms, skip=skip, attachments=attachments, ack_id=ack_id
         )
@@ -677,13 +679,15 @@ class AsyncServer(HandlerRegistry):
         self._core()
         text, attachments = _codec.encode([event, *_codec.to_args(data)])
         sid, room_list, skip = self._targets(nsp, rooms, skip_sid)
-        if self._outgoing:
-            self._notify_outgoing(event, data, nsp, sid if sid is not None else room_list)
-        self._emit_with_ack(nsp, text, attachments, sid, room_list, skip, timeout, completion)
+        self._emit_with_ack(
+            event, data, nsp, text, attachments, sid, room_list, skip, timeout, completion
+        )
         return await fut
 
     def _emit_with_ack(
         self,
+        event: str,
+        data: Any,
         nsp: str,
         text: bytes,
         attachments: list[bytes] | None,
@@ -698,6 +702,8 @@ class AsyncServer(HandlerRegistry):
         if timeout <= 0:
             raise ValueError("timeout must be positive")
         engine = self._core()
+        if self._outgoing:
+            self._notify_outgoing(event, data, nsp, sid if sid is not None else rooms)
         loop = self._loop or asyncio.get_running_loop()
         ack_id = next(self._ack_ids)
         self._broadcast_acks.register(loop, ack_id, nsp, timeout, completion)
