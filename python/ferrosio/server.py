@@ -53,7 +53,7 @@ if TYPE_CHECKING:
         ServerRecord,
     )
 
-__all__ = ["AsyncServer", "ack_requested"]
+__all__ = ["AsyncServer", "DynamicNamespace", "ack_requested"]
 
 Origins: TypeAlias = "str | list[str] | Callable[[str], bool] | None"
 #: A connection middleware: ``mw(sid, environ, auth)``, sync or async; raise
@@ -140,8 +140,9 @@ def _build_environ(hs: Handshake) -> dict[str, Any]:
     return environ
 
 
-class _DynamicNamespace:
-    """A namespace given as a pattern or a predicate: what every matching child shares."""
+class DynamicNamespace:
+    """A dynamic namespace (:meth:`AsyncServer.of`): its ``matcher`` and what every matching
+    child namespace shares (its handlers and middlewares)."""
 
     __slots__ = ("connect_middlewares", "handlers", "matcher", "packet_middlewares")
 
@@ -152,6 +153,7 @@ class _DynamicNamespace:
         self.packet_middlewares: list[PacketMiddleware] = []
 
     def matches(self, nsp: str) -> bool:
+        """Whether the namespace ``nsp`` is a child of this one."""
         m = self.matcher
         if isinstance(m, re.Pattern):
             return m.search(nsp) is not None
@@ -270,7 +272,7 @@ class AsyncServer(HandlerRegistry):
         self._connect_middlewares: dict[str, list[ConnectMiddleware]] = {}
         self._packet_middlewares: dict[str, list[PacketMiddleware]] = {}
         self._outgoing: list[OutgoingListener] = []
-        self._dynamic: list[_DynamicNamespace] = []
+        self._dynamic: list[DynamicNamespace] = []
         self._children: dict[str, int] = {}  # child namespace -> its sockets
         self._engine: ServerHandle | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -287,7 +289,7 @@ class AsyncServer(HandlerRegistry):
             return super()._handler_table(namespace)
         return self.of(namespace).handlers
 
-    def of(self, matcher: NamespaceMatcher) -> _DynamicNamespace:
+    def of(self, matcher: NamespaceMatcher) -> DynamicNamespace:
         """Declares a dynamic namespace (Node's ``io.of(/^\\/dynamic-\\d+$/)``): every
         namespace a client asks for that ``matcher`` accepts is created on demand, with the
         handlers and middlewares registered for ``matcher`` (also those registered later).
@@ -304,7 +306,7 @@ class AsyncServer(HandlerRegistry):
         for dyn in self._dynamic:
             if dyn.matcher is matcher or dyn.matcher == matcher:
                 return dyn
-        dyn = _DynamicNamespace(matcher)
+        dyn = DynamicNamespace(matcher)
         self._dynamic.append(dyn)
         return dyn
 
