@@ -153,6 +153,14 @@ async def test_broadcast_acks_from_python_socketio_clients(make_server, psio) ->
     assert sorted(await sio.call("ask", "p", broadcast=True, timeout=WAIT), key=repr) == sorted(
         [("p", 0), None, ("p", 2)], key=repr
     )
+    # one client, Node's way (socket.timeout(ms).emit(ev, (err, response) => ...)): a list of one
+    one = next(iter(sio._sockets))
+    got: list[Any] = []
+    await sio.emit("ask", "o", to=one, callback=lambda e, r: got.append((e, r)), timeout=WAIT)
+    async with asyncio.timeout(WAIT):
+        while not got:
+            await asyncio.sleep(0.01)
+    assert got[0][0] is None and len(got[0][1]) == 1
 
 
 async def test_broadcast_ack_needs_a_timeout_and_duplicates_count_once(make_server, psio) -> None:
