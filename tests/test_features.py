@@ -344,11 +344,19 @@ async def test_dynamic_namespace_predicate_and_cleanup(make_server, psio) -> Non
     sio.on("late", lambda sid: "late", namespace=room_of.matcher)
     assert await c.call("late", namespace="/room-a", timeout=WAIT) == "late"
     assert "/room-a" in sio.handlers
+    # registering on a live child's own name detaches it: its siblings do not get it
+    c2 = await psio(url, namespaces=["/room-b"])
+    sio.on("mine", lambda sid: "b only", namespace="/room-b")
+    assert await c2.call("mine", namespace="/room-b", timeout=WAIT) == "b only"
+    assert await c2.call("late", namespace="/room-b", timeout=WAIT) == "late"  # kept its copy
+    assert "mine" not in sio.handlers["/room-a"]
+    await c2.disconnect()
     await c.disconnect()
     async with asyncio.timeout(WAIT):
         while "/room-a" in sio.handlers:  # the child goes with its last client: bounded
             await asyncio.sleep(0.01)
     assert sio._children == {}
+    assert "/room-b" in sio.handlers  # a namespace of its own now: it stays
 
 
 async def test_dynamic_namespace_is_a_server_feature() -> None:

@@ -286,8 +286,18 @@ class AsyncServer(HandlerRegistry):
 
     def _handler_table(self, namespace: str | NamespaceMatcher | None) -> dict[str, Handler]:
         if namespace is None or isinstance(namespace, str):
+            if namespace in self._children:
+                self._detach_child(namespace)
             return super()._handler_table(namespace)
         return self.of(namespace).handlers
+
+    def _detach_child(self, nsp: str) -> None:
+        """Registering on a live child's own name makes it a namespace of its own: it keeps a
+        copy of what it shared (so the registration does not reach its siblings) and stays."""
+        del self._children[nsp]
+        self.handlers[nsp] = dict(self.handlers.get(nsp, {}))
+        self._connect_middlewares[nsp] = list(self._connect_middlewares.get(nsp, ()))
+        self._packet_middlewares[nsp] = list(self._packet_middlewares.get(nsp, ()))
 
     def of(self, matcher: NamespaceMatcher) -> DynamicNamespace:
         """Declares a dynamic namespace (Node's ``io.of(/^\\/dynamic-\\d+$/)``): every
@@ -299,7 +309,8 @@ class AsyncServer(HandlerRegistry):
         passing it as ``namespace=`` to :meth:`on`, :meth:`event`, :meth:`use` or
         :meth:`use_packet`; calling ``of`` first is optional. A namespace with handlers of its
         own is not a child; dynamic namespaces are tried in declaration order. A child is
-        forgotten when its last client leaves. Handlers are called as registered (``sid``
+        forgotten when its last client leaves; registering on a live child's own name makes it
+        a namespace of its own (with a copy of what it had). Handlers are called as registered (``sid``
         first); :meth:`namespace_of` tells which child a client joined. To emit to a child,
         name it: ``emit(..., namespace="/dynamic-1")``.
         """
@@ -365,6 +376,8 @@ class AsyncServer(HandlerRegistry):
         if namespace is not None and not isinstance(namespace, str):
             dyn = self.of(namespace)
             return dyn.connect_middlewares if connect else dyn.packet_middlewares
+        if namespace in self._children:
+            self._detach_child(namespace)
         table: dict[str, Any] = self._connect_middlewares if connect else self._packet_middlewares
         return table.setdefault(namespace or "/", [])
 
