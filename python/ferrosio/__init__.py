@@ -33,15 +33,19 @@ from ferrosio._run import run
 from ferrosio.client import AsyncClient, AsyncClientNamespace
 from ferrosio.namespace import AsyncNamespace
 from ferrosio.server import AsyncServer, ack_requested
+from ferrosio.simple_client import AsyncSimpleClient, SimpleClient
 
 # No ``Server`` or ``Namespace``: those are python-socketio's synchronous API, which ferrosio
-# does not have; an alias of the async classes would make ``sio.emit(...)`` send nothing.
+# does not have (but for ``SimpleClient``); an alias of the async classes would make
+# ``sio.emit(...)`` send nothing.
 
 __all__ = [
     "AsyncClient",
     "AsyncClientNamespace",
     "AsyncNamespace",
     "AsyncServer",
+    "AsyncSimpleClient",
+    "SimpleClient",
     "__version__",
     "ack_requested",
     "exceptions",

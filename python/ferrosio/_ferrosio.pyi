@@ -14,6 +14,7 @@ ENGINEIO_OPEN: Final = 4
 ENGINEIO_MESSAGE: Final = 5
 ENGINEIO_CLOSE: Final = 6
 CONTROL_AUTHORIZE: Final = 7
+SOCKETIO_BROADCAST_REACH: Final = 8
 
 class FerrosioError(Exception): ...
 class EngineNotRunningError(FerrosioError): ...
@@ -61,6 +62,10 @@ EngineIoClose: TypeAlias = tuple[Literal[6], str, DisconnectReason]
 # (check_request)? Answered with ``ServerHandle.authorize(id, ...)``.
 # (kind, id, origin or None, check_request, handshake)
 ControlAuthorize: TypeAlias = tuple[Literal[7], int, str | None, bool, Handshake]
+# How many clients an ``emit_with_ack`` reached (the acks to expect for ack_id); it comes
+# before those acks.
+# (kind, nsp, ack_id, clients)
+SocketIoBroadcastReach: TypeAlias = tuple[Literal[8], str, int, int]
 
 ServerRecord: TypeAlias = (
     SocketIoEvent
@@ -71,6 +76,7 @@ ServerRecord: TypeAlias = (
     | EngineIoMessage
     | EngineIoClose
     | ControlAuthorize
+    | SocketIoBroadcastReach
 )
 
 class ServerHandle:
@@ -122,6 +128,18 @@ class ServerHandle:
         attachments: list[bytes] | None = None,
         ack_id: int | None = None,
     ) -> None: ...
+    def emit_with_ack(
+        self,
+        nsp: str,
+        data: bytes,
+        ack_id: int,
+        *,
+        rooms: list[str] | None = None,
+        skip: list[str] | None = None,
+        attachments: list[bytes] | None = None,
+    ) -> None:
+        """Broadcasts an EVENT asking every recipient for an ack under ``ack_id`` (one id for
+        all, as Node); answered by a ``SocketIoBroadcastReach`` record."""
     def ack(
         self,
         nsp: str,

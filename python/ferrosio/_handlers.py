@@ -23,6 +23,7 @@ import asyncio
 import contextvars
 import inspect
 import logging
+import re
 import types
 from collections.abc import Awaitable, Callable, Coroutine, Generator, Iterable, Sequence
 from types import CoroutineType
@@ -30,6 +31,10 @@ from typing import Any, ClassVar, TypeVar, overload
 
 Handler = Callable[..., Any]
 F = TypeVar("F", bound=Handler)
+#: A dynamic namespace (server only): a compiled regular expression (a namespace matches when
+#: ``pattern.search(name)`` does, as Node's ``RegExp.test``: anchor it with ``^...$``) or a
+#: predicate ``fn(name) -> bool``.
+NamespaceMatcher = re.Pattern[str] | Callable[[str], bool]
 
 
 class DisconnectReason:
@@ -187,14 +192,19 @@ class HandlerRegistry:
 
     @overload
     def on(
-        self, event: str, handler: None = None, namespace: str | None = None
+        self, event: str, handler: None = None, namespace: str | NamespaceMatcher | None = None
     ) -> Callable[[F], F]: ...
 
     @overload
-    def on(self, event: str, handler: Handler, namespace: str | None = None) -> None: ...
+    def on(
+        self, event: str, handler: Handler, namespace: str | NamespaceMatcher | None = None
+    ) -> None: ...
 
     def on(
-        self, event: str, handler: Handler | None = None, namespace: str | None = None
+        self,
+        event: str,
+        handler: Handler | None = None,
+        namespace: str | NamespaceMatcher | None = None,
     ) -> Callable[[F], F] | None:
         """Registers a handler for ``event`` in ``namespace`` (``/`` by default).
 
@@ -211,11 +221,14 @@ class HandlerRegistry:
         as in python-socketio. ``connect``,
         ``disconnect`` (and, on a client, ``connect_error``) never go to a ``"*"`` event
         handler, and a peer cannot send events with those names.
+
+        On a server, ``namespace`` may also be a dynamic namespace (a compiled regular
+        expression or a predicate): see :meth:`ferrosio.AsyncServer.of`.
         """
-        nsp = namespace or "/"
+        table = self._handler_table(namespace)
 
         def register(fn: F) -> F:
-            self.handlers.setdefault(nsp, {})[event] = fn
+            table[event] = fn
             self._arity[fn] = positional_arity(fn)
             return fn
 
@@ -228,9 +241,11 @@ class HandlerRegistry:
     def event(self, handler: F, /) -> F: ...
 
     @overload
-    def event(self, /, *, namespace: str | None = None) -> Callable[[F], F]: ...
+    def event(self, /, *, namespace: str | NamespaceMatcher | None = None) -> Callable[[F], F]: ...
 
-    def event(self, handler: Any = None, /, *, namespace: str | None = None) -> Any:
+    def event(
+        self, handler: Any = None, /, *, namespace: str | NamespaceMatcher | None = None
+    ) -> Any:
         """Registers a handler named after the function: ``@x.event`` or
         ``@x.event(namespace="/chat")``."""
         if handler is not None:
@@ -242,6 +257,12 @@ class HandlerRegistry:
             return fn
 
         return deco
+
+    def _handler_table(self, namespace: str | NamespaceMatcher | None) -> dict[str, Handler]:
+        """The handler table of ``namespace`` (created when new)."""
+        if namespace is not None and not isinstance(namespace, str):
+            raise TypeError("a dynamic namespace (a pattern or a predicate) is a server feature")
+        return self.handlers.setdefault(namespace or "/", {})
 
     def _arity_of(self, fn: Handler) -> int:
         n = self._arity.get(fn)

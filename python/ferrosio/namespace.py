@@ -57,10 +57,20 @@ class AsyncNamespace:
         namespace: str | None = None,
         callback: Callable[..., Any] | None = None,
         ignore_queue: bool = False,
+        *,
+        timeout: float | None = None,
     ) -> None:
         """:meth:`AsyncServer.emit`, in this namespace unless told otherwise."""
         await self.server.emit(
-            event, data, to, room, skip_sid, namespace or self.namespace, callback, ignore_queue
+            event,
+            data,
+            to,
+            room,
+            skip_sid,
+            namespace or self.namespace,
+            callback,
+            ignore_queue,
+            timeout=timeout,
         )
 
     async def send(
@@ -82,11 +92,15 @@ class AsyncNamespace:
         self,
         event: str,
         data: Any = None,
-        to: str | None = None,
+        to: str | Iterable[str] | None = None,
         sid: str | None = None,
         namespace: str | None = None,
         timeout: float = 60,
         ignore_queue: bool = False,
+        *,
+        room: str | Iterable[str] | None = None,
+        skip_sid: str | Iterable[str] | None = None,
+        broadcast: bool = False,
     ) -> Any:
         """:meth:`AsyncServer.call`, in this namespace unless told otherwise."""
         return await self.server.call(
@@ -97,6 +111,9 @@ class AsyncNamespace:
             namespace=namespace or self.namespace,
             timeout=timeout,
             ignore_queue=ignore_queue,
+            room=room,
+            skip_sid=skip_sid,
+            broadcast=broadcast,
         )
 
     async def enter_room(self, sid: str, room: str, namespace: str | None = None) -> None:

@@ -11,18 +11,21 @@ import contextlib
 import inspect
 import itertools
 import logging
+import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from types import CoroutineType
-from typing import TYPE_CHECKING, Any, TypeAlias
+from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
 
 import orjson
 
 from ferrosio import _codec, _compat, exceptions
+from ferrosio._broadcast_acks import BroadcastAcks
 from ferrosio._ferrosio import (
     CONTROL_AUTHORIZE,
     ENGINEIO_MESSAGE,
     ENGINEIO_OPEN,
     SOCKETIO_ACK,
+    SOCKETIO_BROADCAST_REACH,
     SOCKETIO_CONNECT,
     SOCKETIO_DISCONNECT,
     SOCKETIO_EVENT,
@@ -31,7 +34,9 @@ from ferrosio._ferrosio import (
 from ferrosio._handlers import (
     PLAIN_RESULTS,
     SERVER_RESERVED_EVENTS,
+    Handler,
     HandlerRegistry,
+    NamespaceMatcher,
     ack_requested,
     ack_result,
     mark_ack_requested,
@@ -48,9 +53,19 @@ if TYPE_CHECKING:
         ServerRecord,
     )
 
-__all__ = ["AsyncServer", "ack_requested"]
+__all__ = ["AsyncServer", "DynamicNamespace", "ack_requested"]
 
 Origins: TypeAlias = "str | list[str] | Callable[[str], bool] | None"
+#: A connection middleware: ``mw(sid, environ, auth)``, sync or async; raise
+#: :class:`~ferrosio.exceptions.ConnectionRefusedError` to refuse the connection.
+ConnectMiddleware: TypeAlias = Callable[[str, dict[str, Any], Any], Any]
+#: A packet middleware: ``mw(sid, event, args)``, sync or async; ``args`` is the event's
+#: argument list (editable in place); raise to drop the packet.
+PacketMiddleware: TypeAlias = Callable[[str, str, list[Any]], Any]
+#: An outgoing listener: ``fn(event, args, namespace, to)``; ``to`` is a sid, a list of rooms,
+#: or None for everyone in the namespace.
+OutgoingListener: TypeAlias = Callable[[str, list[Any], str, "str | list[str] | None"], Any]
+_M = TypeVar("_M", bound=Callable[..., Any])
 
 default_logger = logging.getLogger("ferrosio.server")
 
@@ -126,6 +141,26 @@ def _build_environ(hs: Handshake) -> dict[str, Any]:
         else:
             environ[key] = _shared(value)
     return environ
+
+
+class DynamicNamespace:
+    """A dynamic namespace (:meth:`AsyncServer.of`): its ``matcher`` and what every matching
+    child namespace shares (its handlers and middlewares)."""
+
+    __slots__ = ("connect_middlewares", "handlers", "matcher", "packet_middlewares")
+
+    def __init__(self, matcher: NamespaceMatcher) -> None:
+        self.matcher = matcher
+        self.handlers: dict[str, Handler] = {}
+        self.connect_middlewares: list[ConnectMiddleware] = []
+        self.packet_middlewares: list[PacketMiddleware] = []
+
+    def matches(self, nsp: str) -> bool:
+        """Whether the namespace ``nsp`` is a child of this one."""
+        m = self.matcher
+        if isinstance(m, re.Pattern):
+            return m.search(nsp) is not None
+        return bool(m(nsp))
 
 
 class AsyncServer(HandlerRegistry):
@@ -236,6 +271,12 @@ class AsyncServer(HandlerRegistry):
         self._acks: dict[int, tuple[str, Callable[..., Any]]] = {}
         self._acks_by_sid: dict[str, set[int]] = {}
         self._ack_ids = itertools.count(1)
+        self._broadcast_acks = BroadcastAcks()
+        self._connect_middlewares: dict[str, list[ConnectMiddleware]] = {}
+        self._packet_middlewares: dict[str, list[PacketMiddleware]] = {}
+        self._outgoing: list[OutgoingListener] = []
+        self._dynamic: list[DynamicNamespace] = []
+        self._children: dict[str, int] = {}  # child namespace -> its sockets
         self._engine: ServerHandle | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stopped: asyncio.Future[None] | None = None
@@ -245,6 +286,122 @@ class AsyncServer(HandlerRegistry):
         """Registers a class-based namespace (an :class:`ferrosio.AsyncNamespace`)."""
         namespace_handler._set_server(self)
         self.namespace_handlers[namespace_handler.namespace] = namespace_handler
+
+    def _handler_table(self, namespace: str | NamespaceMatcher | None) -> dict[str, Handler]:
+        if namespace is None or isinstance(namespace, str):
+            if namespace in self._children:
+                self._detach_child(namespace)
+            return super()._handler_table(namespace)
+        return self.of(namespace).handlers
+
+    def _detach_child(self, nsp: str) -> None:
+        """Registering on a live child's own name makes it a namespace of its own: it keeps a
+        copy of what it shared (so the registration does not reach its siblings) and stays."""
+        del self._children[nsp]
+        self.handlers[nsp] = dict(self.handlers.get(nsp, {}))
+        self._connect_middlewares[nsp] = list(self._connect_middlewares.get(nsp, ()))
+        self._packet_middlewares[nsp] = list(self._packet_middlewares.get(nsp, ()))
+
+    def of(self, matcher: NamespaceMatcher) -> DynamicNamespace:
+        """Declares a dynamic namespace (Node's ``io.of(/^\\/dynamic-\\d+$/)``): every
+        namespace a client asks for that ``matcher`` accepts is created on demand, with the
+        handlers and middlewares registered for ``matcher`` (also those registered later).
+
+        ``matcher`` is a compiled regular expression (``pattern.search(name)``, as Node's
+        ``RegExp.test``: anchor it) or a predicate ``fn(name) -> bool``. Register on it by
+        passing it as ``namespace=`` to :meth:`on`, :meth:`event`, :meth:`use` or
+        :meth:`use_packet`; calling ``of`` first is optional. A namespace with handlers of its
+        own is not a child; dynamic namespaces are tried in declaration order. A child is
+        forgotten when its last client leaves; registering on a live child's own name makes it
+        a namespace of its own (with a copy of what it had). Handlers are called as registered
+        (``sid`` first); :meth:`namespace_of` tells which child a client joined. To emit to a child,
+        name it: ``emit(..., namespace="/dynamic-1")``.
+        """
+        for dyn in self._dynamic:
+            if dyn.matcher is matcher or dyn.matcher == matcher:
+                return dyn
+        dyn = DynamicNamespace(matcher)
+        self._dynamic.append(dyn)
+        return dyn
+
+    def use(
+        self,
+        middleware: ConnectMiddleware | None = None,
+        *,
+        namespace: str | NamespaceMatcher | None = None,
+    ) -> Any:
+        """Adds a connection middleware to ``namespace`` (``/`` by default), as Node's
+        ``io.of(nsp).use(...)``: ``@sio.use()`` or ``sio.use(fn, namespace="/chat")``.
+
+        ``middleware(sid, environ, auth)`` (sync or async) runs for every client joining the
+        namespace, before its ``connect`` handler, in registration order. Raising
+        :class:`~ferrosio.exceptions.ConnectionRefusedError` (``"message"``, then optional
+        data) refuses the client: the message and data reach its ``connect_error``; returning
+        ``False`` refuses it too; any other exception is logged and refuses it.
+        """
+
+        def register(fn: _M) -> _M:
+            self._middlewares_of(namespace, connect=True).append(fn)
+            return fn
+
+        if middleware is not None:
+            register(middleware)
+            return middleware
+        return register
+
+    def use_packet(
+        self,
+        middleware: PacketMiddleware | None = None,
+        *,
+        namespace: str | NamespaceMatcher | None = None,
+    ) -> Any:
+        """Adds a packet middleware to ``namespace`` (``/`` by default), as Node's
+        ``socket.use(...)`` for every socket of it: ``@sio.use_packet()`` or
+        ``sio.use_packet(fn)``.
+
+        ``middleware(sid, event, args)`` (sync or async) runs for every event a client sends,
+        before its handler, in registration order; ``args`` is the list of the event's
+        arguments and may be changed in place. Raising an exception drops the event (its
+        handler does not run, no ack is sent; the exception is logged at INFO). Without
+        packet middlewares, events pay nothing for this.
+        """
+
+        def register(fn: _M) -> _M:
+            self._middlewares_of(namespace, connect=False).append(fn)
+            return fn
+
+        if middleware is not None:
+            register(middleware)
+            return middleware
+        return register
+
+    def _middlewares_of(self, namespace: str | NamespaceMatcher | None, connect: bool) -> Any:
+        if namespace is not None and not isinstance(namespace, str):
+            dyn = self.of(namespace)
+            return dyn.connect_middlewares if connect else dyn.packet_middlewares
+        if namespace in self._children:
+            self._detach_child(namespace)
+        table: dict[str, Any] = self._connect_middlewares if connect else self._packet_middlewares
+        return table.setdefault(namespace or "/", [])
+
+    def on_any_outgoing(self, listener: OutgoingListener) -> OutgoingListener:
+        """Adds a listener called for every event the server emits (Node's
+        ``onAnyOutgoing``, for all sockets): ``listener(event, args, namespace, to)``, where
+        ``to`` is the sid, the list of rooms, or None for everyone. Called when the emit is
+        made, before it is sent; usable as a decorator. Exceptions are logged. Acks are not
+        events and are not reported. Without listeners, emits pay one check."""
+        self._outgoing.append(listener)
+        return listener
+
+    def _notify_outgoing(self, event: str, data: Any, nsp: str, to: str | list[str] | None) -> None:
+        args = list(_codec.to_args(data))
+        for listener in list(self._outgoing):
+            try:
+                result = listener(event, args, nsp, to)
+                if inspect.isawaitable(result):
+                    self._spawn(result)
+            except Exception:
+                self.logger.exception("ferrosio: outgoing listener raised")
 
     def attach(self, app: Any, socketio_path: str = "socket.io") -> None:
         """python-socketio's way to serve through a web framework: not supported."""
@@ -314,6 +471,8 @@ class AsyncServer(HandlerRegistry):
         await loop.run_in_executor(None, engine.shutdown, round(timeout * 1000))
         loop.remove_reader(engine.wake_fd())
         self._drain()  # the disconnects the shutdown produced
+        if self._broadcast_acks:
+            self._broadcast_acks.fail_all(exceptions.DisconnectedError("the server stopped"))
         if self._tasks:
             await asyncio.wait(set(self._tasks), timeout=timeout)
         self._engine = None
@@ -383,14 +542,24 @@ class AsyncServer(HandlerRegistry):
         namespace: str | None = None,
         callback: Callable[..., Any] | None = None,
         ignore_queue: bool = False,
+        *,
+        timeout: float | None = None,
     ) -> None:
         """Emits ``event`` to one client (``to=sid``), rooms, or everyone in the namespace.
 
         ``data`` may be a tuple to send several arguments. With ``callback``, the single
-        recipient's acknowledgement is passed to it. Returns without waiting for the network.
-        ``ignore_queue`` is python-socketio's; without a message queue it changes nothing.
+        recipient's acknowledgement is passed to it (``callback(*args)``). Returns without
+        waiting for the network. ``ignore_queue`` is python-socketio's; without a message
+        queue it changes nothing.
+
+        With ``callback`` and ``timeout`` (seconds), the emit may go to many clients and the
+        callback is Node's (``io.timeout(ms).emit(ev, (err, responses) => ...)``):
+        ``callback(err, responses)`` once, when every client reached has answered (``err``
+        None) or at the deadline (``err`` a :class:`~ferrosio.exceptions.TimeoutError` naming
+        how many of how many answered); ``responses`` lists the answers in arrival order (each
+        as :meth:`call` returns one).
         """
-        self.emit_nowait(event, data, to, room, skip_sid, namespace, callback)
+        self.emit_nowait(event, data, to, room, skip_sid, namespace, callback, timeout=timeout)
 
     def emit_nowait(
         self,
@@ -401,6 +570,8 @@ class AsyncServer(HandlerRegistry):
         skip_sid: str | Iterable[str] | None = None,
         namespace: str | None = None,
         callback: Callable[..., Any] | None = None,
+        *,
+        timeout: float | None = None,
     ) -> None:
         """Like :meth:`emit`, callable from synchronous code."""
         nsp = namespace or "/"
@@ -409,13 +580,25 @@ class AsyncServer(HandlerRegistry):
         sid, rooms, skip = self._targets(nsp, to if to is not None else room, skip_sid)
         ack_id = None
         if callback is not None:
+            if timeout is not None:
+                fn = callback
+
+                def completion(err: BaseException | None, responses: list[Any]) -> None:
+                    self._run(fn, (err, responses))
+
+                self._emit_with_ack(
+                    event, data, nsp, text, attachments, sid, rooms, skip, timeout, completion
+                )
+                return
             if sid is None:
                 raise ValueError(
                     f"a callback needs one client connected to {nsp} as to=<sid>, not "
-                    f"{to if to is not None else room!r} (callbacks from rooms or everyone "
-                    "are not supported)"
+                    f"{to if to is not None else room!r}; for the answers of many clients, "
+                    "give a timeout: callback(err, responses) as in Node"
                 )
             ack_id = self._register_ack(sid, callback)
+        if self._outgoing:
+            self._notify_outgoing(event, data, nsp, sid if sid is not None else rooms)
         engine.emit(
             nsp, text, to=sid, rooms=rooms, skip=skip, attachments=attachments, ack_id=ack_id
         )
@@ -437,11 +620,15 @@ class AsyncServer(HandlerRegistry):
         self,
         event: str,
         data: Any = None,
-        to: str | None = None,
+        to: str | Iterable[str] | None = None,
         sid: str | None = None,
         namespace: str | None = None,
         timeout: float = 60,
         ignore_queue: bool = False,
+        *,
+        room: str | Iterable[str] | None = None,
+        skip_sid: str | Iterable[str] | None = None,
+        broadcast: bool = False,
     ) -> Any:
         """Emits to one client (``to``, or its alias ``sid``) and waits for its
         acknowledgement.
@@ -450,7 +637,18 @@ class AsyncServer(HandlerRegistry):
         :class:`ferrosio.exceptions.TimeoutError` after ``timeout`` seconds, and
         :class:`ferrosio.exceptions.DisconnectedError` if the client is not connected to the
         namespace, or goes away before answering. ``ignore_queue`` changes nothing (no queue).
+
+        To many clients (Node's ``io.to(room).timeout(ms).emitWithAck(...)``): ``room=`` (a
+        room or several), ``to=`` a list of rooms, or ``broadcast=True`` for everyone in the
+        namespace, minus ``skip_sid``. Returns the list of the answers in arrival order, once
+        every client reached has answered (``[]`` if none was reached); raises
+        :class:`ferrosio.exceptions.TimeoutError` naming how many of how many answered if some
+        did not within ``timeout`` seconds.
         """
+        if room is not None or broadcast or (to is not None and not isinstance(to, str)):
+            return await self._call_many(
+                event, data, room if room is not None else to, skip_sid, namespace, timeout
+            )
         target = to if to is not None else sid
         if target is None:
             raise ValueError("call() needs one recipient, to=<sid>: it cannot broadcast")
@@ -475,6 +673,67 @@ class AsyncServer(HandlerRegistry):
             self._drop_ack(target, on_ack)  # a late answer is dropped, the slot freed
             raise exceptions.TimeoutError(f"no acknowledgement within {timeout} s") from None
         return ack_result(args)
+
+    async def _call_many(
+        self,
+        event: str,
+        data: Any,
+        rooms: str | Iterable[str] | None,
+        skip_sid: str | Iterable[str] | None,
+        namespace: str | None,
+        timeout: float,
+    ) -> list[Any]:
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[list[Any]] = loop.create_future()
+
+        def completion(err: BaseException | None, responses: list[Any]) -> None:
+            if fut.done():
+                return
+            if err is not None:
+                fut.set_exception(err)
+            else:
+                fut.set_result(responses)
+
+        nsp = namespace or "/"
+        self._core()
+        text, attachments = _codec.encode([event, *_codec.to_args(data)])
+        sid, room_list, skip = self._targets(nsp, rooms, skip_sid)
+        self._emit_with_ack(
+            event, data, nsp, text, attachments, sid, room_list, skip, timeout, completion
+        )
+        return await fut
+
+    def _emit_with_ack(
+        self,
+        event: str,
+        data: Any,
+        nsp: str,
+        text: bytes,
+        attachments: list[bytes] | None,
+        sid: str | None,
+        rooms: list[str] | None,
+        skip: list[str] | None,
+        timeout: float,
+        completion: Callable[[BaseException | None, list[Any]], None],
+    ) -> None:
+        """One broadcast under one ack id (as Node's); the engine reports how many clients it
+        reached, :class:`BroadcastAcks` collects their answers."""
+        if timeout <= 0:
+            raise ValueError("timeout must be positive")
+        engine = self._core()
+        if self._outgoing:
+            self._notify_outgoing(event, data, nsp, sid if sid is not None else rooms)
+        loop = self._loop or asyncio.get_running_loop()
+        ack_id = next(self._ack_ids)
+        self._broadcast_acks.register(loop, ack_id, nsp, timeout, completion)
+        engine.emit_with_ack(
+            nsp,
+            text,
+            ack_id,
+            rooms=[sid] if sid is not None else rooms,
+            skip=skip,
+            attachments=attachments,
+        )
 
     def _register_ack(self, sid: str, callback: Callable[..., Any]) -> int:
         ids = self._acks_by_sid.setdefault(sid, set())
@@ -526,6 +785,12 @@ class AsyncServer(HandlerRegistry):
         handler runs with reason ``server disconnect``. ``ignore_queue`` changes nothing."""
         nsp = namespace or "/"
         self._core().disconnect(nsp, sid)
+
+    def namespace_of(self, sid: str) -> str | None:
+        """The namespace the client ``sid`` joined (a sid belongs to one namespace); None for
+        an unknown sid. Useful in the handlers of a dynamic namespace (:meth:`of`)."""
+        s = self._sockets.get(sid)
+        return s.nsp if s is not None else None
 
     def _socket_in(self, sid: str, namespace: str | None) -> _Socket | None:
         """The socket ``sid`` if it belongs to ``namespace`` (``/`` by default): a sid is
@@ -595,7 +860,7 @@ class AsyncServer(HandlerRegistry):
 
     def _dispatch(self, items: list[ServerRecord]) -> None:
         # Each branch narrows the record to its exact tuple type; events come first.
-        on_event = self._on_event
+        on_event = self._on_event if not self._packet_middlewares else self._on_event_filtered
         for item in items:
             try:
                 if item[0] == SOCKETIO_EVENT:
@@ -613,6 +878,9 @@ class AsyncServer(HandlerRegistry):
                 elif item[0] == CONTROL_AUTHORIZE:
                     _, request_id, origin, check_request, handshake = item
                     self._authorize(request_id, origin, check_request, handshake)
+                elif item[0] == SOCKETIO_BROADCAST_REACH:
+                    _, _nsp, acked_id, count = item
+                    self._broadcast_acks.on_reach(acked_id, count)
                 else:
                     self._on_engineio(item)
             except Exception:
@@ -677,10 +945,89 @@ class AsyncServer(HandlerRegistry):
 
     def _namespace_allowed(self, nsp: str) -> bool:
         """python-socketio's rule: a namespace with handlers, or listed in ``namespaces``
-        (``["/"]`` by default, ``"*"`` for any)."""
-        if nsp in self.handlers or nsp in self.namespace_handlers or self.namespaces == "*":
+        (``["/"]`` by default, ``"*"`` for any); else a dynamic namespace's child."""
+        if nsp in self.handlers or nsp in self.namespace_handlers:
+            return True
+        if nsp in self._connect_middlewares or nsp in self._packet_middlewares:
+            return True
+        if self._dynamic and self._adopt(nsp):
+            return True
+        if self.namespaces == "*":
             return True
         return nsp in (self.namespaces if self.namespaces is not None else ["/"])
+
+    def _adopt(self, nsp: str) -> bool:
+        """Makes ``nsp`` a child of the first dynamic namespace accepting it: it shares the
+        parent's tables (so later registrations apply to it too)."""
+        for dyn in self._dynamic:
+            try:
+                accepted = dyn.matches(nsp)
+            except Exception:
+                self.logger.exception("ferrosio: namespace predicate raised; %s refused", nsp)
+                accepted = False
+            if accepted:
+                # (shared lists: while a child lives, events of every namespace take the
+                # packet-middleware path, which costs one lookup when the list is empty)
+                self.handlers[nsp] = dyn.handlers
+                self._connect_middlewares[nsp] = dyn.connect_middlewares
+                self._packet_middlewares[nsp] = dyn.packet_middlewares
+                self._children[nsp] = 0
+                return True
+        return False
+
+    def _on_event_filtered(
+        self, sid: str, nsp: str, ack_id: int | None, data: bytes, attachments: list[bytes] | None
+    ) -> None:
+        """:meth:`_on_event` when packet middlewares exist (somewhere): run them first."""
+        middlewares = self._packet_middlewares.get(nsp)
+        if not middlewares:
+            self._on_event(sid, nsp, ack_id, data, attachments)
+            return
+        s = self._sockets.get(sid)
+        if s is None or not s.connected:
+            return
+        payload = orjson.loads(data) if attachments is None else _codec.decode(data, attachments)
+        event = payload[0]
+        if event in SERVER_RESERVED_EVENTS:
+            self._refuse_reserved(nsp, event)
+            return
+        args = payload[1:]
+        finished, rest = step_eagerly(self._filter_packet(sid, nsp, ack_id, event, args))
+        if not finished:
+            self._spawn(rest)
+
+    async def _filter_packet(
+        self, sid: str, nsp: str, ack_id: int | None, event: str, args: list[Any]
+    ) -> None:
+        for middleware in list(self._packet_middlewares.get(nsp, ())):
+            try:
+                result = middleware(sid, event, args)
+                if inspect.isawaitable(result):
+                    await result
+            except Exception as exc:
+                self.logger.info(
+                    "ferrosio: packet middleware dropped %r from %s: %r", event, sid, exc
+                )
+                return
+        s = self._sockets.get(sid)
+        if s is None or not s.connected:
+            return  # left while an async middleware ran
+        self._deliver(sid, nsp, ack_id, event, args)
+
+    def _deliver(self, sid: str, nsp: str, ack_id: int | None, event: str, args: list[Any]) -> None:
+        """Runs the handler of an event that went through the packet middlewares (the same
+        steps as the end of :meth:`_on_event`, which keeps them inline for speed)."""
+        fn, lead = self._find_handler(nsp, event)
+        if fn is None:
+            if ack_id is not None:
+                self._send_ack(nsp, sid, ack_id, None)
+            return
+        full = (*lead, sid, *args)
+        if ack_id is None:
+            self._run(fn, full)
+            return
+        acked = ack_id
+        self._run(fn, full, lambda result: self._send_ack(nsp, sid, acked, result), ack=True)
 
     def _on_event(
         self, sid: str, nsp: str, ack_id: int | None, data: bytes, attachments: list[bytes] | None
@@ -764,7 +1111,11 @@ class AsyncServer(HandlerRegistry):
         self, sid: str, nsp: str, ack_id: int, data: bytes, attachments: list[bytes] | None
     ) -> None:
         entry = self._acks.get(ack_id)
-        if entry is None or entry[0] != sid:
+        if entry is None:
+            if self._broadcast_acks:
+                self._broadcast_acks.on_ack(sid, ack_id, _codec.decode(data, attachments))
+            return
+        if entry[0] != sid:
             return
         try:
             args = _codec.decode(data, attachments)
@@ -793,6 +1144,42 @@ class AsyncServer(HandlerRegistry):
             environ = self._environs[eio_sid] = _build_environ(handshake)
         self._eio_refs[eio_sid] = self._eio_refs.get(eio_sid, 0) + 1
         s = self._sockets[sid] = _Socket(sid, nsp, eio_sid, environ)
+        if nsp in self._children:
+            self._children[nsp] += 1
+        middlewares = self._connect_middlewares.get(nsp)
+        if middlewares:
+            finished, rest = step_eagerly(self._run_middlewares(s, middlewares, environ, auth))
+            if not finished:
+                self._spawn(rest)
+            return
+        self._run_connect_handler(s, environ, auth)
+
+    async def _run_middlewares(
+        self,
+        s: _Socket,
+        middlewares: list[ConnectMiddleware],
+        environ: dict[str, Any],
+        auth: Any,
+    ) -> None:
+        """The connection middlewares in order, then the connect handler (Node's order)."""
+        for middleware in list(middlewares):
+            try:
+                result = middleware(s.sid, environ, auth)
+                if inspect.isawaitable(result):
+                    result = await result
+            except Exception as exc:
+                self._connect_failed(s, exc)
+                return
+            if self._sockets.get(s.sid) is not s or self._engine is None:
+                return  # the client left (or the server stopped) meanwhile
+            if result is False:
+                self._refuse(s, {"message": "Connection rejected by server"})
+                return
+        self._run_connect_handler(s, environ, auth)
+
+    def _run_connect_handler(self, s: _Socket, environ: dict[str, Any], auth: Any) -> None:
+        engine = self._core()
+        nsp, sid = s.nsp, s.sid
         fn, lead = self._find_handler(nsp, "connect")
         if self.always_connect:
             s.connected = True
@@ -839,6 +1226,8 @@ class AsyncServer(HandlerRegistry):
 
     def _forget(self, s: _Socket) -> None:
         self._sockets.pop(s.sid, None)
+        if self._children and s.nsp in self._children:
+            self._forget_child_socket(s.nsp)
         refs = self._eio_refs.get(s.eio_sid, 1) - 1
         if refs <= 0:
             self._eio_refs.pop(s.eio_sid, None)
@@ -850,6 +1239,17 @@ class AsyncServer(HandlerRegistry):
             fut = getattr(entry[1], "__ferrosio_future__", None) if entry else None
             if fut is not None and not fut.done():
                 fut.set_exception(exceptions.DisconnectedError(f"{s.sid} disconnected"))
+
+    def _forget_child_socket(self, nsp: str) -> None:
+        # A child namespace lives while it has sockets (clients choose the names: bounded).
+        left = self._children[nsp] - 1
+        if left > 0:
+            self._children[nsp] = left
+            return
+        del self._children[nsp]
+        self.handlers.pop(nsp, None)
+        self._connect_middlewares.pop(nsp, None)
+        self._packet_middlewares.pop(nsp, None)
 
     def _on_disconnect(self, sid: str, nsp: str, reason: str) -> None:
         s = self._sockets.get(sid)

@@ -56,6 +56,14 @@ pub enum SocketIoInbound {
         nsp: Arc<str>,
         reason: DisconnectReason,
     },
+    /// How many clients a [`SocketIoCommand::EmitWithAck`] reached: the number of acks the
+    /// host may expect for `ack_id`. Pushed while the command is applied, so it comes before
+    /// any of those acks (the host still tolerates the other order).
+    BroadcastReach {
+        nsp: Arc<str>,
+        ack_id: u64,
+        clients: usize,
+    },
 }
 
 /// What happened on the bare Engine.IO endpoint.
@@ -130,6 +138,15 @@ pub enum SocketIoCommand {
         nsp: String,
         target: Target,
         frames: Vec<Frame>,
+    },
+    /// A broadcast asking every recipient for an ack (one `ack_id` for all, as Node's
+    /// `BroadcastOperator.emit`): delivered like `Emit`, then answered with
+    /// [`SocketIoInbound::BroadcastReach`] (no reply channel: the host never blocks on it).
+    EmitWithAck {
+        nsp: String,
+        opts: BroadcastOptions,
+        frames: Vec<Frame>,
+        ack_id: u64,
     },
     Accept {
         nsp: String,

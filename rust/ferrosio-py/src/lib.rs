@@ -58,6 +58,7 @@ const ENGINEIO_OPEN: u8 = 4;
 const ENGINEIO_MESSAGE: u8 = 5;
 const ENGINEIO_CLOSE: u8 = 6;
 const CONTROL_AUTHORIZE: u8 = 7;
+const SOCKETIO_BROADCAST_REACH: u8 = 8;
 
 /// The HTTP request that opened a session, as Python reads it (to build its environ dict).
 #[pyclass(frozen, name = "Handshake", module = "ferrosio._ferrosio")]
@@ -265,6 +266,31 @@ impl PyServerHandle {
             nsp: nsp.to_owned(),
             target,
             frames,
+        })
+    }
+
+    /// Broadcasts an EVENT asking each recipient for an ack, all under `ack_id`; the engine
+    /// answers with a `SOCKETIO_BROADCAST_REACH` record telling how many clients it reached.
+    #[pyo3(signature = (nsp, data, ack_id, *, rooms = None, skip = None, attachments = None))]
+    fn emit_with_ack(
+        &self,
+        nsp: &str,
+        data: &[u8],
+        ack_id: u64,
+        rooms: Option<Vec<String>>,
+        skip: Option<Vec<String>>,
+        attachments: Option<Vec<Vec<u8>>>,
+    ) -> PyResult<()> {
+        let frames = packet_frames(PacketType::Event, nsp, Some(ack_id), data, attachments)?;
+        self.send(SocketIoCommand::EmitWithAck {
+            nsp: nsp.to_owned(),
+            opts: BroadcastOptions {
+                rooms: rooms.unwrap_or_default(),
+                except: skip.unwrap_or_default(),
+                ..BroadcastOptions::default()
+            },
+            frames,
+            ack_id,
         })
     }
 
@@ -491,6 +517,11 @@ fn socketio_record<'py>(py: Python<'py>, item: &SocketIoInbound) -> PyResult<Bou
         SocketIoInbound::Disconnect { sid, nsp, reason } => {
             (SOCKETIO_DISCONNECT, &**sid, &**nsp, reason.as_str()).into_pyobject(py)
         }
+        SocketIoInbound::BroadcastReach {
+            nsp,
+            ack_id,
+            clients,
+        } => (SOCKETIO_BROADCAST_REACH, &**nsp, *ack_id, *clients).into_pyobject(py),
     }
 }
 
@@ -652,6 +683,7 @@ mod _ferrosio {
         m.add("ENGINEIO_MESSAGE", ENGINEIO_MESSAGE)?;
         m.add("ENGINEIO_CLOSE", ENGINEIO_CLOSE)?;
         m.add("CONTROL_AUTHORIZE", CONTROL_AUTHORIZE)?;
+        m.add("SOCKETIO_BROADCAST_REACH", SOCKETIO_BROADCAST_REACH)?;
         Ok(())
     }
 }

@@ -293,6 +293,25 @@ impl SocketIoLayer {
                     }
                 }
             }
+            SocketIoCommand::EmitWithAck {
+                nsp,
+                opts,
+                frames,
+                ack_id,
+            } => {
+                // A namespace nobody joined yet reached nobody: 0, still answered.
+                let clients = match reg.namespaces.get_mut(nsp.as_str()) {
+                    Some(ns) => ns
+                        .adapter
+                        .broadcast_with_ack(&frames, &opts, &mut ns.sockets),
+                    None => 0,
+                };
+                self.push(SocketIoInbound::BroadcastReach {
+                    nsp: Arc::from(nsp),
+                    ack_id,
+                    clients,
+                });
+            }
             SocketIoCommand::Accept { nsp, sid } => {
                 let Some(ns) = reg.namespaces.get_mut(nsp.as_str()) else {
                     return;

@@ -228,6 +228,47 @@ fn fan_out_with_except_rooms_and_sid_as_room() {
 }
 
 #[test]
+fn a_broadcast_with_ack_reports_how_many_clients_it_reached() {
+    let h = harness();
+    let (sa, a) = h.joined("ea");
+    let (sb, b) = h.joined("eb");
+    let (sc, _c) = h.joined("ec");
+    h.join(&a, "r");
+    h.join(&b, "r");
+    let emit = |rooms: &[&str], nsp: &str, ack_id: u64| {
+        h.run(SocketIoCommand::EmitWithAck {
+            nsp: nsp.into(),
+            opts: BroadcastOptions {
+                rooms: rooms.iter().map(|r| r.to_string()).collect(),
+                ..BroadcastOptions::default()
+            },
+            frames: vec![Frame::Text(text(&format!("2{ack_id}[\"ask\"]")))],
+            ack_id,
+        });
+        match h.drain().as_slice() {
+            [SocketIoInbound::BroadcastReach {
+                nsp: n,
+                ack_id: id,
+                clients,
+            }] if &**n == nsp && *id == ack_id => *clients,
+            other => panic!("expected one BroadcastReach, got {other:?}"),
+        }
+    };
+    assert_eq!(emit(&["r"], "/", 7), 2);
+    // one packet, one ack id, for every recipient (as Node's BroadcastOperator)
+    assert_eq!(sent(&sa), ["27[\"ask\"]"]);
+    assert_eq!(sent(&sb), ["27[\"ask\"]"]);
+    assert!(sent(&sc).is_empty());
+    assert_eq!(emit(&[], "/", 8), 3);
+    assert_eq!(emit(&["nobody"], "/", 9), 0);
+    // a namespace nobody joined still gets its answer
+    assert_eq!(emit(&[], "/nowhere", 10), 0);
+    for s in [&sa, &sb, &sc] {
+        s.take();
+    }
+}
+
+#[test]
 fn join_leave_close_room_and_the_rooms_query() {
     let h = harness();
     let (_s, a) = h.joined("ea");
