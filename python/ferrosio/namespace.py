@@ -57,10 +57,21 @@ class AsyncNamespace:
         namespace: str | None = None,
         callback: Callable[..., Any] | None = None,
         ignore_queue: bool = False,
+        *,
+        volatile: bool = False,
     ) -> None:
-        """:meth:`AsyncServer.emit`, in this namespace unless told otherwise."""
+        """:meth:`AsyncServer.emit` (``volatile`` included), in this namespace unless told
+        otherwise."""
         await self.server.emit(
-            event, data, to, room, skip_sid, namespace or self.namespace, callback, ignore_queue
+            event,
+            data,
+            to,
+            room,
+            skip_sid,
+            namespace or self.namespace,
+            callback,
+            ignore_queue,
+            volatile=volatile,
         )
 
     async def send(

@@ -34,7 +34,10 @@ pub fn dispatch(
             Ok(())
         }
         EnginePacket::Pong(_) => {
-            session.pong_received();
+            // A client that answers pings but does not read what it is sent is not alive.
+            if !session.over_limit() {
+                session.pong_received();
+            }
             Ok(())
         }
         EnginePacket::Close => return Ok(Outcome::Close(DisconnectReason::ClientDisconnect)),

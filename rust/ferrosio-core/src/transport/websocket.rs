@@ -27,6 +27,7 @@ use super::wsframe::{
 use crate::engineio::dispatch::{dispatch, Outcome};
 use crate::engineio::packet::{EnginePacket, Frame};
 use crate::engineio::session::{DisconnectReason, EngineSession};
+use crate::engineio::trim;
 use crate::engineio::EngineHandler;
 
 /// One read takes at most this much; a full read leaves the socket readable and is repeated.
@@ -223,6 +224,11 @@ fn flush(
         }
         written
     })?;
+    session.set_backlog(backlog.len());
+    if closed.is_none() && backlog.len() > session.max_buffer() {
+        session.close(DisconnectReason::BufferFull);
+        return Ok(Some(DisconnectReason::BufferFull));
+    }
     Ok(closed)
 }
 
@@ -254,8 +260,12 @@ pub async fn run(
     }
     *queued = VecDeque::new();
 
+    let budget = handler.inbound_budget();
     while matches!(step, Step::Continue) {
         let mut stop = Step::Continue;
+        // The host is behind on this connection's messages: stop reading it (TCP backpressure
+        // reaches the client) until the host drains.
+        let held = budget.and_then(|b| b.must_wait(&session.inbound));
         step = tokio::select! {
             biased;
             () = session.wait() => match flush(sock, backlog, &session) {
@@ -263,6 +273,11 @@ pub async fn run(
                 Ok(Some(reason)) => Step::Close(reason),
                 Err(_) => Step::Close(DisconnectReason::TransportError),
             },
+            () = async {
+                if let (Some(b), Some(generation)) = (budget, held) {
+                    b.wait_drained(generation).await;
+                }
+            }, if held.is_some() => Step::Continue,
             read = read_once(&mut rd, reader, max_payload, |msg| {
                 match on_message(msg, &session, &*handler, sock, backlog) {
                     Step::Continue => ControlFlow::Continue(()),
@@ -271,14 +286,17 @@ pub async fn run(
                         ControlFlow::Break(())
                     }
                 }
-            }) => match read {
+            }), if held.is_none() => match read {
                 Ok(_) => stop,
                 Err(ReadFailure::Closed) => Step::Close(DisconnectReason::TransportClose),
                 Err(ReadFailure::Frame(err)) => Step::Fail(err),
             },
             ready = sock.writable(), if !backlog.is_empty() => {
                 match ready.and_then(|()| write_backlog(sock, backlog)) {
-                    Ok(()) => Step::Continue,
+                    Ok(()) => {
+                        session.set_backlog(backlog.len());
+                        Step::Continue
+                    }
                     Err(_) => Step::Close(DisconnectReason::TransportError),
                 }
             },
@@ -297,6 +315,13 @@ pub async fn run(
         Step::Continue => DisconnectReason::TransportError,
     };
     session.close(reason);
+    if reason == DisconnectReason::BufferFull {
+        // The client is not reading: what it did not take is dropped, not lingered over.
+        let freed = backlog.len();
+        *backlog = Vec::new();
+        session.set_backlog(0);
+        trim::after_free(freed);
+    }
     if matches!(
         reason,
         DisconnectReason::ServerDisconnect | DisconnectReason::PingTimeout
