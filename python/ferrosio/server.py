@@ -873,4 +873,12 @@ class AsyncServer(HandlerRegistry):
         self._forget(s)
         if not was_connected:
             return
+        if reason == "send buffer full":
+            self.logger.warning(
+                "ferrosio: disconnected %s from %s: send buffer full (more than "
+                "max_send_buffer_size=%d bytes waited for a client that did not read them)",
+                sid,
+                nsp,
+                self.max_send_buffer_size,
+            )
         self._trigger_disconnect(nsp, (sid,), reason)
