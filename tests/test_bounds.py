@@ -14,7 +14,6 @@ import asyncio
 import json
 import socket
 import sys
-import time
 import urllib.request
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import TYPE_CHECKING, Any

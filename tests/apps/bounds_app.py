@@ -43,7 +43,9 @@ def make_server(a: argparse.Namespace) -> ferrosio.AsyncServer:
         await sio.enter_room(sid, "flood")
 
     @sio.event
-    async def flood(sid: str, size: int, count: int, binary: bool = False, vol: bool = False) -> int:
+    async def flood(
+        sid: str, size: int, count: int, binary: bool = False, vol: bool = False
+    ) -> int:
         blob: Any = b"x" * size if binary else "x" * size
         for _ in range(count):
             await sio.emit("blob", blob, room="flood", volatile=vol)
