@@ -111,8 +111,8 @@ class ServerHandle:
         attachment_timeout_ms: int = 30000,
         max_send_buffer: int = 16000000,
         max_poll_response: int = 1000000,
-        max_inbound_buffer: int = 1000000,
-        max_inbound_total: int = 64000000,
+        max_inbound_buffer: int = 64000,
+        max_inbound_total: int = 16000000,
     ) -> None: ...
     @property
     def port(self) -> int: ...

@@ -165,10 +165,12 @@ class AsyncServer(HandlerRegistry):
     :param max_poll_response_size: the most bytes of one long-polling response (1 MB; at least
         one packet, whose binary attachments always go with it); the rest waits for the next GET.
     :param max_inbound_buffer_size: the most bytes of one client's messages that may wait for
-        the handlers (1 MB; each message also counts 64 bytes for its bookkeeping). Past it,
+        the handlers (64 KB; each message also counts 64 bytes for its bookkeeping). Past it,
         the server stops reading that client (TCP backpressure: its sends slow down, a polling
-        POST is held) until the handlers catch up; nothing is dropped.
-    :param max_inbound_total_size: the same bound over all clients together (64 MB): past it,
+        POST is held) until the handlers catch up; nothing is dropped. A single larger message
+        is still accepted. Small, so that one flooding client adds little to the wait of the
+        others' events.
+    :param max_inbound_total_size: the same bound over all clients together (16 MB): past it,
         every client with messages waiting is paused; others read on.
 
     python-socketio's other arguments are accepted where their value means what ferrosio does
@@ -205,8 +207,8 @@ class AsyncServer(HandlerRegistry):
         attachment_timeout: float = 30,
         max_send_buffer_size: int = 16_000_000,
         max_poll_response_size: int = 1_000_000,
-        max_inbound_buffer_size: int = 1_000_000,
-        max_inbound_total_size: int = 64_000_000,
+        max_inbound_buffer_size: int = 64_000,
+        max_inbound_total_size: int = 16_000_000,
         client_manager: Any = None,
         serializer: str = "default",
         json: Any = None,

@@ -118,8 +118,8 @@ impl Default for ServerConfig {
             attachment_timeout: AttachmentLimits::DEFAULT_TIMEOUT,
             max_send_buffer: 16_000_000,
             max_poll_response: 1_000_000,
-            max_inbound_buffer: 1_000_000,
-            max_inbound_total: 64_000_000,
+            max_inbound_buffer: 64_000,
+            max_inbound_total: 16_000_000,
         }
     }
 }

@@ -15,6 +15,10 @@ use tokio::sync::Notify;
 /// of tiny messages is bounded too.
 pub const RECORD_OVERHEAD: usize = 64;
 
+/// The smallest and largest read of a throttled connection (see [`InboundBudget::read_limit`]).
+pub const MIN_READ: usize = 4 * 1024;
+pub const MAX_READ: usize = 64 * 1024;
+
 /// The bounds and the shared count.
 pub struct InboundBudget {
     generation: AtomicU64,
@@ -74,6 +78,20 @@ impl InboundBudget {
         let over = mine > self.max_per_conn
             || (mine > 0 && self.total.load(Ordering::Relaxed) > self.max_total);
         over.then_some(generation)
+    }
+
+    /// How many bytes a throttled connection (one the host fell behind) may read at once: a
+    /// share of what is left of its bound, so one read of tiny messages (each charged
+    /// [`RECORD_OVERHEAD`] more than its bytes) cannot put much more before the host than the
+    /// bound. Between [`MIN_READ`] and [`MAX_READ`].
+    pub fn read_limit(&self, meter: &InboundMeter) -> usize {
+        let generation = self.generation.load(Ordering::Acquire);
+        let mine = if meter.generation.load(Ordering::Relaxed) == generation {
+            meter.bytes.load(Ordering::Relaxed)
+        } else {
+            0
+        };
+        (self.max_per_conn.saturating_sub(mine) / 8).clamp(MIN_READ, MAX_READ)
     }
 
     /// The host took everything queued: every count starts over.
@@ -139,6 +157,17 @@ mod tests {
         );
         budget.drained();
         assert_eq!(budget.must_wait(&flooder), None);
+    }
+
+    #[test]
+    fn a_throttled_read_is_a_share_of_what_is_left() {
+        let budget = InboundBudget::new(64_000, usize::MAX);
+        let meter = InboundMeter::default();
+        assert_eq!(budget.read_limit(&meter), 8_000);
+        budget.charge(&meter, 40_000 - RECORD_OVERHEAD);
+        assert_eq!(budget.read_limit(&meter), 3_000_usize.max(MIN_READ));
+        let big = InboundBudget::new(usize::MAX, usize::MAX);
+        assert_eq!(big.read_limit(&meter), MAX_READ);
     }
 
     #[test]

@@ -105,14 +105,15 @@ async fn read_once<F>(
     rd: &mut ReadHalf<'_>,
     reader: &mut WsReader,
     max_payload: usize,
+    limit: usize,
     mut on_message: F,
-) -> Result<ControlFlow<()>, ReadFailure>
+) -> Result<(ControlFlow<()>, usize), ReadFailure>
 where
     F: FnMut(WsMessage) -> ControlFlow<()>,
 {
     poll_fn(|cx| {
         READ_SCRATCH.with_borrow_mut(|scratch| {
-            let mut buf = ReadBuf::new(scratch);
+            let mut buf = ReadBuf::new(&mut scratch[..limit.min(READ_SCRATCH_LEN)]);
             // AsyncRead (not try_read): tokio treats a short read as "drained", which saves the
             // extra read that would only return EAGAIN.
             match Pin::new(&mut *rd).poll_read(cx, &mut buf) {
@@ -121,11 +122,15 @@ where
                 Poll::Ready(Ok(())) if buf.filled().is_empty() => {
                     Poll::Ready(Err(ReadFailure::Closed))
                 }
-                Poll::Ready(Ok(())) => Poll::Ready(
-                    reader
-                        .feed(buf.filled(), max_payload, &mut on_message)
-                        .map_err(ReadFailure::Frame),
-                ),
+                Poll::Ready(Ok(())) => {
+                    let n = buf.filled().len();
+                    Poll::Ready(
+                        reader
+                            .feed(buf.filled(), max_payload, &mut on_message)
+                            .map(|flow| (flow, n))
+                            .map_err(ReadFailure::Frame),
+                    )
+                }
             }
         })
     })
@@ -261,11 +266,18 @@ pub async fn run(
     *queued = VecDeque::new();
 
     let budget = handler.inbound_budget();
+    // Set once the host fell behind this connection; while the client keeps the socket full,
+    // its reads are small, so one read cannot put much more before the host than its bound.
+    let mut throttled = false;
     while matches!(step, Step::Continue) {
         let mut stop = Step::Continue;
         // The host is behind on this connection's messages: stop reading it (TCP backpressure
         // reaches the client) until the host drains.
         let held = budget.and_then(|b| b.must_wait(&session.inbound));
+        let limit = match budget {
+            Some(b) if throttled => b.read_limit(&session.inbound),
+            _ => READ_SCRATCH_LEN,
+        };
         step = tokio::select! {
             biased;
             () = session.wait() => match flush(sock, backlog, &session) {
@@ -277,8 +289,11 @@ pub async fn run(
                 if let (Some(b), Some(generation)) = (budget, held) {
                     b.wait_drained(generation).await;
                 }
-            }, if held.is_some() => Step::Continue,
-            read = read_once(&mut rd, reader, max_payload, |msg| {
+            }, if held.is_some() => {
+                throttled = true;
+                Step::Continue
+            },
+            read = read_once(&mut rd, reader, max_payload, limit, |msg| {
                 match on_message(msg, &session, &*handler, sock, backlog) {
                     Step::Continue => ControlFlow::Continue(()),
                     other => {
@@ -287,7 +302,11 @@ pub async fn run(
                     }
                 }
             }), if held.is_none() => match read {
-                Ok(_) => stop,
+                Ok((_, n)) => {
+                    // Less than asked for: the client is not keeping the socket full.
+                    throttled &= n >= limit;
+                    stop
+                }
                 Err(ReadFailure::Closed) => Step::Close(DisconnectReason::TransportClose),
                 Err(ReadFailure::Frame(err)) => Step::Fail(err),
             },
@@ -356,7 +375,7 @@ pub async fn probe(conn: &mut WsConn, session: &EngineSession, timeout: Duration
     let handshake = async {
         loop {
             let Some(msg) = queued.pop_front() else {
-                let read = read_once(&mut rd, reader, max_payload, |m| {
+                let read = read_once(&mut rd, reader, max_payload, READ_SCRATCH_LEN, |m| {
                     queued.push_back(m);
                     ControlFlow::Continue(())
                 })
