@@ -351,3 +351,27 @@ async def test_a_flood_of_pipelined_events_is_held_back_not_queued(
     assert sent < cap // 2, f"{sent // MiB} MiB of events were taken in 5 s"
     assert peak < base + 64 * MiB, f"RSS grew by {(peak - base) // MiB} MiB"
     assert await ack == "meanwhile", "a well-behaved client still gets its ack"
+
+
+async def test_a_polling_flood_is_held_at_the_post_and_nothing_is_lost(
+    bounds_app: Callable[..., ServerProcess], controller: Any
+) -> None:
+    srv = bounds_app("--inbound-buffer", "16000", "--handler-delay", "0.0005")
+    victim = RawPolling(srv.port)
+    victim.post("40")
+    assert victim.get().startswith(b"40{")
+    c = await controller(srv)
+    base = rss(srv)
+    n, per_post = 0, 500
+    for _ in range(4):  # each POST is ~10 times the bound: the next one waits for the handlers
+        body = "\x1e".join(f'42{n + i}["count"]' for i in range(per_post))
+        await asyncio.to_thread(victim.post, body)
+        n += per_post
+    acked: list[int] = []
+    while len(acked) < n:
+        for rec in _records(await asyncio.to_thread(victim.get)):
+            if rec.startswith(b"43"):
+                acked.append(int(rec[2 : rec.index(b"[")]))
+    assert acked == list(range(n)), "every event handled once, in order"
+    assert rss(srv) < base + 64 * MiB
+    assert await c.call("echo", 3, timeout=10) == 3
