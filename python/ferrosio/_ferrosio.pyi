@@ -86,6 +86,11 @@ class ServerHandle:
     Node's socket.io-parser), ``max_attachment_bytes`` (default ``max_payload``) and
     ``attachment_timeout_ms`` (default 30 s, checked at each heartbeat tick) bound one binary
     packet in reassembly; exceeding one closes that connection as a protocol error.
+    ``max_send_buffer`` bounds the bytes waiting to be written to one client (past it a
+    volatile packet is dropped, any other disconnects it: ``"send buffer full"``);
+    ``max_poll_response`` one polling response; ``max_inbound_buffer`` and
+    ``max_inbound_total`` what waits in :meth:`drain` per client and overall (past them the
+    engine stops reading those clients until the next drain).
     """
 
     def __init__(
@@ -110,6 +115,10 @@ class ServerHandle:
         max_attachments: int = 10,
         max_attachment_bytes: int | None = None,
         attachment_timeout_ms: int = 30000,
+        max_send_buffer: int = 16000000,
+        max_poll_response: int = 1000000,
+        max_inbound_buffer: int = 64000,
+        max_inbound_total: int = 16000000,
     ) -> None: ...
     @property
     def port(self) -> int: ...
@@ -127,6 +136,7 @@ class ServerHandle:
         skip: list[str] | None = None,
         attachments: list[bytes] | None = None,
         ack_id: int | None = None,
+        volatile: bool = False,
     ) -> None: ...
     def emit_with_ack(
         self,

@@ -52,6 +52,9 @@ class DisconnectReason:
     TRANSPORT_CLOSE = "transport close"
     #: The transport failed.
     TRANSPORT_ERROR = "transport error"
+    #: Server only (ferrosio's): the client read slower than it was sent to, and more than
+    #: ``max_send_buffer_size`` bytes waited for it.
+    SEND_BUFFER_FULL = "send buffer full"
 
 
 #: Events of the server's own: never a catch-all's, never accepted from a client.

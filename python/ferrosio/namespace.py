@@ -59,8 +59,10 @@ class AsyncNamespace:
         ignore_queue: bool = False,
         *,
         timeout: float | None = None,
+        volatile: bool = False,
     ) -> None:
-        """:meth:`AsyncServer.emit`, in this namespace unless told otherwise."""
+        """:meth:`AsyncServer.emit` (``timeout`` and ``volatile`` included), in this namespace
+        unless told otherwise."""
         await self.server.emit(
             event,
             data,
@@ -71,6 +73,7 @@ class AsyncNamespace:
             callback,
             ignore_queue,
             timeout=timeout,
+            volatile=volatile,
         )
 
     async def send(

@@ -195,6 +195,21 @@ class AsyncServer(HandlerRegistry):
         ``None`` (the default) means ``max_http_buffer_size``.
     :param attachment_timeout: seconds the attachments of one packet may take to arrive (30);
         checked at each ping, so an overdue packet is caught within ``ping_interval`` more.
+    :param max_send_buffer_size: the most bytes that may wait to be written to one client
+        (16 MB): what is queued for it, what its socket has not taken, what waits for a polling
+        GET, an upgrade or a pending CONNECT. Past it, a ``volatile`` emit to the client is
+        dropped; any other emit disconnects the client, with the reason ``"send buffer full"``
+        (a slow or stalled reader cannot hold the server's memory).
+    :param max_poll_response_size: the most bytes of one long-polling response (1 MB; at least
+        one packet, whose binary attachments always go with it); the rest waits for the next GET.
+    :param max_inbound_buffer_size: the most bytes of one client's messages that may wait for
+        the handlers (64 KB; each message also counts 64 bytes for its bookkeeping). Past it,
+        the server stops reading that client (TCP backpressure: its sends slow down, a polling
+        POST is held) until the handlers catch up; nothing is dropped. A single larger message
+        is still accepted. Small, so that one flooding client adds little to the wait of the
+        others' events.
+    :param max_inbound_total_size: the same bound over all clients together (16 MB): past it,
+        every client with messages waiting is paused; others read on.
 
     python-socketio's other arguments are accepted where their value means what ferrosio does
     anyway (``async_handlers=True``, ``monitor_clients=True``, ``json=None``, ``async_mode=None``
@@ -228,6 +243,10 @@ class AsyncServer(HandlerRegistry):
         max_attachments: int = 10,
         max_attachment_bytes: int | None = None,
         attachment_timeout: float = 30,
+        max_send_buffer_size: int = 16_000_000,
+        max_poll_response_size: int = 1_000_000,
+        max_inbound_buffer_size: int = 64_000,
+        max_inbound_total_size: int = 16_000_000,
         client_manager: Any = None,
         serializer: str = "default",
         json: Any = None,
@@ -254,6 +273,18 @@ class AsyncServer(HandlerRegistry):
         self.max_attachments = max_attachments
         self.max_attachment_bytes = max_attachment_bytes
         self.attachment_timeout = attachment_timeout
+        for name, size in (
+            ("max_send_buffer_size", max_send_buffer_size),
+            ("max_poll_response_size", max_poll_response_size),
+            ("max_inbound_buffer_size", max_inbound_buffer_size),
+            ("max_inbound_total_size", max_inbound_total_size),
+        ):
+            if not isinstance(size, int) or size <= 0:
+                raise ValueError(f"{name} must be a positive number of bytes, not {size!r}")
+        self.max_send_buffer_size = max_send_buffer_size
+        self.max_poll_response_size = max_poll_response_size
+        self.max_inbound_buffer_size = max_inbound_buffer_size
+        self.max_inbound_total_size = max_inbound_total_size
         self.transports = list(transports) if transports is not None else ["polling", "websocket"]
         for t in self.transports:
             if t not in ("polling", "websocket"):
@@ -448,6 +479,10 @@ class AsyncServer(HandlerRegistry):
             max_attachments=self.max_attachments,
             max_attachment_bytes=self.max_attachment_bytes,
             attachment_timeout_ms=round(self.attachment_timeout * 1000),
+            max_send_buffer=self.max_send_buffer_size,
+            max_poll_response=self.max_poll_response_size,
+            max_inbound_buffer=self.max_inbound_buffer_size,
+            max_inbound_total=self.max_inbound_total_size,
             **self._cors_options(),
         )
         self._loop.add_reader(self._engine.wake_fd(), self._drain)
@@ -544,6 +579,7 @@ class AsyncServer(HandlerRegistry):
         ignore_queue: bool = False,
         *,
         timeout: float | None = None,
+        volatile: bool = False,
     ) -> None:
         """Emits ``event`` to one client (``to=sid``), rooms, or everyone in the namespace.
 
@@ -558,8 +594,17 @@ class AsyncServer(HandlerRegistry):
         None) or at the deadline (``err`` a :class:`~ferrosio.exceptions.TimeoutError` naming
         how many of how many answered); ``responses`` lists the answers in arrival order (each
         as :meth:`call` returns one).
+
+        ``volatile=True`` (ferrosio's, after Node's ``socket.volatile.emit``; not in
+        python-socketio) marks a packet that may be lost: it is dropped for a client that
+        cannot take it right now (its socket has unwritten data, a polling client has no GET
+        open, its CONNECT is pending) or whose send buffer it would overflow
+        (``max_send_buffer_size``), instead of being queued. Use it for updates a newer one
+        replaces (positions, typing indicators).
         """
-        self.emit_nowait(event, data, to, room, skip_sid, namespace, callback, timeout=timeout)
+        self.emit_nowait(
+            event, data, to, room, skip_sid, namespace, callback, timeout=timeout, volatile=volatile
+        )
 
     def emit_nowait(
         self,
@@ -572,6 +617,7 @@ class AsyncServer(HandlerRegistry):
         callback: Callable[..., Any] | None = None,
         *,
         timeout: float | None = None,
+        volatile: bool = False,
     ) -> None:
         """Like :meth:`emit`, callable from synchronous code."""
         nsp = namespace or "/"
@@ -599,6 +645,18 @@ class AsyncServer(HandlerRegistry):
             ack_id = self._register_ack(sid, callback)
         if self._outgoing:
             self._notify_outgoing(event, data, nsp, sid if sid is not None else rooms)
+        if volatile:
+            engine.emit(
+                nsp,
+                text,
+                to=sid,
+                rooms=rooms,
+                skip=skip,
+                attachments=attachments,
+                ack_id=ack_id,
+                volatile=True,
+            )
+            return
         engine.emit(
             nsp, text, to=sid, rooms=rooms, skip=skip, attachments=attachments, ack_id=ack_id
         )
@@ -1259,4 +1317,12 @@ class AsyncServer(HandlerRegistry):
         self._forget(s)
         if not was_connected:
             return
+        if reason == "send buffer full":
+            self.logger.warning(
+                "ferrosio: disconnected %s from %s: send buffer full (more than "
+                "max_send_buffer_size=%d bytes waited for a client that did not read them)",
+                sid,
+                nsp,
+                self.max_send_buffer_size,
+            )
         self._trigger_disconnect(nsp, (sid,), reason)

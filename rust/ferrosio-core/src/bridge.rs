@@ -13,6 +13,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use parking_lot::Mutex;
 
+use crate::engineio::inbound::InboundBudget;
 use crate::engineio::packet::Frame;
 use crate::engineio::session::Handshake;
 use crate::engineio::DisconnectReason;
@@ -237,6 +238,8 @@ pub struct WakeQueue<T> {
     armed: AtomicBool,
     wake_tx: UnixStream,
     wake_rx: UnixStream,
+    /// What pushers may queue before the host drains (reset by each drain).
+    budget: InboundBudget,
 }
 
 /// At most this many spent items wait for the producer; beyond, the host drops them itself.
@@ -247,6 +250,11 @@ pub type InboundQueue = WakeQueue<Inbound>;
 
 impl<T> WakeQueue<T> {
     pub fn new() -> std::io::Result<Arc<Self>> {
+        Self::with_budget(InboundBudget::unbounded())
+    }
+
+    /// A queue whose producers respect `budget` (see [`InboundBudget`]).
+    pub fn with_budget(budget: InboundBudget) -> std::io::Result<Arc<Self>> {
         let (wake_tx, wake_rx) = UnixStream::pair()?;
         wake_tx.set_nonblocking(true)?;
         wake_rx.set_nonblocking(true)?;
@@ -256,7 +264,12 @@ impl<T> WakeQueue<T> {
             armed: AtomicBool::new(false),
             wake_tx,
             wake_rx,
+            budget,
         }))
+    }
+
+    pub fn budget(&self) -> &InboundBudget {
+        &self.budget
     }
 
     /// The fd the host watches for readability (e.g. `loop.add_reader`).
@@ -333,7 +346,9 @@ impl<T> WakeQueue<T> {
             }
         }
         self.armed.store(false, Ordering::Release);
-        std::mem::take(&mut *self.items.lock())
+        let items = std::mem::take(&mut *self.items.lock());
+        self.budget.drained();
+        items
     }
 }
 

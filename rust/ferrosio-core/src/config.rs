@@ -60,6 +60,18 @@ pub struct ServerConfig {
     /// How long the attachments of one binary packet may take to arrive (checked at each
     /// heartbeat tick, so a late packet is caught within one `ping_interval` after this).
     pub attachment_timeout: Duration,
+    /// Most bytes that may wait to be written to one client (its outbox, WebSocket backlog,
+    /// frames held during an upgrade or a pending CONNECT). Past it a volatile packet is
+    /// dropped; any other packet disconnects the client ("send buffer full").
+    pub max_send_buffer: usize,
+    /// Most bytes of one polling response (at least one packet); the rest waits for the next GET.
+    pub max_poll_response: usize,
+    /// Most bytes of one connection's messages waiting for the host; past it the engine stops
+    /// reading that connection (TCP backpressure) until the host catches up.
+    pub max_inbound_buffer: usize,
+    /// Most bytes of all connections' messages waiting for the host; past it the engine stops
+    /// reading every connection that has messages waiting.
+    pub max_inbound_total: usize,
 }
 
 impl ServerConfig {
@@ -104,6 +116,10 @@ impl Default for ServerConfig {
             max_attachments: AttachmentLimits::DEFAULT_MAX_ATTACHMENTS,
             max_attachment_bytes: None,
             attachment_timeout: AttachmentLimits::DEFAULT_TIMEOUT,
+            max_send_buffer: 16_000_000,
+            max_poll_response: 1_000_000,
+            max_inbound_buffer: 64_000,
+            max_inbound_total: 16_000_000,
         }
     }
 }

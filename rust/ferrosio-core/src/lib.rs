@@ -37,7 +37,9 @@ pub use engineio::session::Handshake;
 pub use engineio::DisconnectReason;
 pub use error::{EngineError, ProtocolError, ServerError};
 pub use server::ServerHandle;
-pub use socketio::adapter::{Adapter, AdapterError, BroadcastOptions, LocalAdapter, LocalSockets};
+pub use socketio::adapter::{
+    Adapter, AdapterError, BroadcastFlags, BroadcastOptions, LocalAdapter, LocalSockets,
+};
 pub use socketio::assembler::AttachmentLimits;
 pub use socketio::rooms::RoomIndex;
 

@@ -14,9 +14,9 @@ use std::sync::{Arc, Mutex};
 
 use ferrosio_core::codec::{encode_message, PacketType, SocketPacket};
 use ferrosio_core::{
-    normalize_path, BroadcastOptions, Command, ControlCommand, ControlInbound, CorsPolicy,
-    EngineIoCommand, EngineIoInbound, Frame, Handshake, Inbound, ServerConfig, ServerError,
-    ServerHandle, SocketIoCommand, SocketIoInbound, StaticRoute, Target,
+    normalize_path, BroadcastFlags, BroadcastOptions, Command, ControlCommand, ControlInbound,
+    CorsPolicy, EngineIoCommand, EngineIoInbound, Frame, Handshake, Inbound, ServerConfig,
+    ServerError, ServerHandle, SocketIoCommand, SocketIoInbound, StaticRoute, Target,
 };
 use records::{message_record, packet_frames};
 
@@ -119,7 +119,7 @@ struct PyServerHandle {
 #[pymethods]
 impl PyServerHandle {
     #[new]
-    #[pyo3(signature = (host, port, *, path = "/socket.io/", ping_interval_ms = 25_000, ping_timeout_ms = 20_000, max_payload = 1_000_000, connect_timeout_ms = 45_000, websocket = true, polling = true, upgrades = true, engineio_path = None, cors = "same-origin", cors_origins = None, cors_credentials = true, static_files = None, authorize_requests = false, max_attachments = 10, max_attachment_bytes = None, attachment_timeout_ms = 30_000))]
+    #[pyo3(signature = (host, port, *, path = "/socket.io/", ping_interval_ms = 25_000, ping_timeout_ms = 20_000, max_payload = 1_000_000, connect_timeout_ms = 45_000, websocket = true, polling = true, upgrades = true, engineio_path = None, cors = "same-origin", cors_origins = None, cors_credentials = true, static_files = None, authorize_requests = false, max_attachments = 10, max_attachment_bytes = None, attachment_timeout_ms = 30_000, max_send_buffer = 16_000_000, max_poll_response = 1_000_000, max_inbound_buffer = 64_000, max_inbound_total = 16_000_000))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -142,6 +142,10 @@ impl PyServerHandle {
         max_attachments: usize,
         max_attachment_bytes: Option<usize>,
         attachment_timeout_ms: u64,
+        max_send_buffer: usize,
+        max_poll_response: usize,
+        max_inbound_buffer: usize,
+        max_inbound_total: usize,
     ) -> PyResult<Self> {
         let cors = match cors {
             "same-origin" => CorsPolicy::SameOrigin,
@@ -181,6 +185,10 @@ impl PyServerHandle {
             max_attachments,
             max_attachment_bytes,
             attachment_timeout: Duration::from_millis(attachment_timeout_ms),
+            max_send_buffer,
+            max_poll_response,
+            max_inbound_buffer,
+            max_inbound_total,
             ..ServerConfig::default()
         };
         let addr = if host.contains(':') {
@@ -241,7 +249,8 @@ impl PyServerHandle {
     }
 
     /// Emits an EVENT packet (`data` is the JSON array) to one socket (`to`) or to rooms.
-    #[pyo3(signature = (nsp, data, *, to = None, rooms = None, skip = None, attachments = None, ack_id = None))]
+    /// `volatile`: dropped for a client that cannot take it now.
+    #[pyo3(signature = (nsp, data, *, to = None, rooms = None, skip = None, attachments = None, ack_id = None, volatile = false))]
     #[allow(clippy::too_many_arguments)]
     fn emit(
         &self,
@@ -252,14 +261,27 @@ impl PyServerHandle {
         skip: Option<Vec<String>>,
         attachments: Option<Vec<Vec<u8>>>,
         ack_id: Option<u64>,
+        volatile: bool,
     ) -> PyResult<()> {
         let frames = packet_frames(PacketType::Event, nsp, ack_id, data, attachments)?;
         let target = match to {
-            Some(sid) => Target::Socket(sid),
+            Some(sid) if !volatile => Target::Socket(sid),
+            // A volatile emit to one socket goes to its own room, where the flag travels.
+            Some(sid) => Target::Broadcast(BroadcastOptions {
+                rooms: vec![sid],
+                flags: BroadcastFlags {
+                    volatile,
+                    ..BroadcastFlags::default()
+                },
+                ..BroadcastOptions::default()
+            }),
             None => Target::Broadcast(BroadcastOptions {
                 rooms: rooms.unwrap_or_default(),
                 except: skip.unwrap_or_default(),
-                ..BroadcastOptions::default()
+                flags: BroadcastFlags {
+                    volatile,
+                    ..BroadcastFlags::default()
+                },
             }),
         };
         self.send(SocketIoCommand::Emit {

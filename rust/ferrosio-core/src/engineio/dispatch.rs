@@ -90,7 +90,10 @@ impl PacketReceiver for ServerEnd<'_> {
     }
 
     fn on_pong(&mut self) {
-        self.session.pong_received();
+        // A client that answers pings but does not read what it is sent is not alive.
+        if !self.session.over_limit() {
+            self.session.pong_received();
+        }
     }
 
     fn on_message(&mut self, text: Bytes) -> Result<(), Self::Refusal> {

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use parking_lot::Mutex;
 
+use super::inbound::InboundBudget;
 use super::session::EngineSession;
 use super::{DisconnectReason, EngineHandler};
 use crate::bridge::{EngineIoCommand, EngineIoInbound, InboundQueue};
@@ -57,7 +58,12 @@ impl EngineHandler for EngineIoEndpoint {
         });
     }
 
+    fn inbound_budget(&self) -> Option<&InboundBudget> {
+        Some(self.inbound.budget())
+    }
+
     fn on_message(&self, session: &Arc<EngineSession>, text: Bytes) -> Result<(), ProtocolError> {
+        self.inbound.budget().charge(&session.inbound, text.len());
         self.push(EngineIoInbound::Message {
             sid: session.sid.clone(),
             data: text,
@@ -67,6 +73,7 @@ impl EngineHandler for EngineIoEndpoint {
     }
 
     fn on_binary(&self, session: &Arc<EngineSession>, data: Bytes) -> Result<(), ProtocolError> {
+        self.inbound.budget().charge(&session.inbound, data.len());
         self.push(EngineIoInbound::Message {
             sid: session.sid.clone(),
             data,

@@ -4,9 +4,11 @@
 pub mod dispatch;
 pub mod endpoint;
 pub mod heartbeat;
+pub mod inbound;
 pub mod packet;
 pub mod reason;
 pub mod session;
+pub mod trim;
 
 pub use reason::DisconnectReason;
 pub use session::EngineSession;
@@ -32,5 +34,10 @@ pub trait EngineHandler: Send + Sync + 'static {
     /// deadlines without a timer of one's own. An `Err` closes the session as a protocol error.
     fn on_tick(&self, _session: &Arc<EngineSession>) -> Result<(), ProtocolError> {
         Ok(())
+    }
+    /// The bound on what this layer's host has not drained yet; transports stop reading a
+    /// connection past it. None: no bound.
+    fn inbound_budget(&self) -> Option<&inbound::InboundBudget> {
+        None
     }
 }

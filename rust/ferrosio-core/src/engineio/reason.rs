@@ -17,6 +17,9 @@ pub enum DisconnectReason {
     TransportError,
     /// Client only: the Engine.IO handshake itself failed.
     ConnectError,
+    /// Server only: more was queued for the client than its buffer bound
+    /// (`max_buffer_bytes`) while it did not read: a slow or stalled consumer.
+    BufferFull,
 }
 
 impl DisconnectReason {
@@ -28,6 +31,7 @@ impl DisconnectReason {
             DisconnectReason::TransportClose => "transport close",
             DisconnectReason::TransportError => "transport error",
             DisconnectReason::ConnectError => "connect error",
+            DisconnectReason::BufferFull => "send buffer full",
         }
     }
 }

@@ -5,12 +5,13 @@
 //! one polling response.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use parking_lot::Mutex;
 use tokio::sync::Notify;
 
+use super::inbound::InboundMeter;
 use super::packet::Frame;
 
 pub use super::reason::DisconnectReason;
@@ -78,7 +79,19 @@ impl Handshake {
 #[derive(Default)]
 struct Outbox {
     frames: Vec<Frame>,
+    /// Payload bytes of `frames`: one add per frame.
+    bytes: usize,
     closed: Option<DisconnectReason>,
+}
+
+/// What [`EngineSession::send_volatile`] did with a packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delivery {
+    Queued,
+    /// Volatile, and the client could not take it now: dropped, the session goes on.
+    Dropped,
+    /// The session is closed (before, or now because the packet would not fit).
+    Closed,
 }
 
 /// Which transport carries a session now.
@@ -105,10 +118,29 @@ pub struct EngineSession {
     post_in_flight: AtomicBool,
     /// When the pong for the last ping is due, while one is awaited.
     pong_deadline: Mutex<Option<tokio::time::Instant>>,
+    /// Most bytes that may wait for this client: the outbox plus the transport's backlog.
+    max_buffer: usize,
+    /// Bytes the transport took from the outbox but the socket has not (the WebSocket backlog).
+    backlog: AtomicUsize,
+    /// This client's messages waiting for the host (see [`super::inbound`]).
+    pub inbound: InboundMeter,
 }
 
 impl EngineSession {
+    /// A session with no outbound bound (tests).
+    #[cfg(test)]
     pub fn new(sid: Arc<str>, handshake: Arc<Handshake>, transport: TransportKind) -> Arc<Self> {
+        Self::bounded(sid, handshake, transport, usize::MAX)
+    }
+
+    /// A session that may hold at most `max_buffer` bytes for its client (see
+    /// [`EngineSession::send_volatile`] for what happens past it).
+    pub fn bounded(
+        sid: Arc<str>,
+        handshake: Arc<Handshake>,
+        transport: TransportKind,
+        max_buffer: usize,
+    ) -> Arc<Self> {
         Arc::new(EngineSession {
             sid,
             handshake,
@@ -120,7 +152,39 @@ impl EngineSession {
             get_in_flight: AtomicBool::new(false),
             post_in_flight: AtomicBool::new(false),
             pong_deadline: Mutex::new(None),
+            max_buffer,
+            backlog: AtomicUsize::new(0),
+            inbound: InboundMeter::default(),
         })
+    }
+
+    /// The most bytes that may wait for this client.
+    pub fn max_buffer(&self) -> usize {
+        self.max_buffer
+    }
+
+    /// The transport reports what its socket has not taken yet (one store per flush).
+    pub fn set_backlog(&self, bytes: usize) {
+        self.backlog.store(bytes, Ordering::Relaxed);
+    }
+
+    /// Bytes waiting for this client: queued plus the transport's backlog.
+    pub fn buffered(&self) -> usize {
+        self.outbox.lock().bytes + self.backlog.load(Ordering::Relaxed)
+    }
+
+    /// True while more than `max_buffer` bytes wait for the client (a pong then does not
+    /// count: a client that answers pings but reads nothing else is not alive).
+    pub fn over_limit(&self) -> bool {
+        self.buffered() > self.max_buffer
+    }
+
+    /// Whether the client can take a packet right now: nothing waits in the transport, and on
+    /// polling a GET is open (Node's `transport.writable`).
+    fn writable(&self) -> bool {
+        self.backlog.load(Ordering::Relaxed) == 0
+            && (self.transport() == TransportKind::WebSocket
+                || self.get_in_flight.load(Ordering::Acquire))
     }
 
     pub fn transport(&self) -> TransportKind {
@@ -213,30 +277,56 @@ impl EngineSession {
         notified.await;
     }
 
-    /// Queues one frame; returns false (and drops it) once the session is closed.
+    /// Queues one frame; returns false (and drops it) once the session is closed, or when the
+    /// frame would take the client past its buffer bound (which closes the session).
     pub fn send(&self, frame: Frame) -> bool {
-        {
-            let mut out = self.outbox.lock();
-            if out.closed.is_some() {
-                return false;
-            }
-            out.frames.push(frame);
-        }
-        self.notify.notify_one();
-        true
+        self.send_volatile(std::slice::from_ref(&frame), false) == Delivery::Queued
     }
 
     /// Queues several frames that must stay adjacent (a binary packet and its attachments).
     pub fn send_all(&self, frames: &[Frame]) -> bool {
-        {
+        self.send_volatile(frames, false) == Delivery::Queued
+    }
+
+    /// Queues a packet (frames that must stay adjacent). A `volatile` packet is dropped when
+    /// the client cannot take it now or it would not fit in the buffer bound; any other packet
+    /// that would not fit closes the session with [`DisconnectReason::BufferFull`]: a client
+    /// that reads slower than it is sent to cannot hold the server's memory.
+    pub fn send_volatile(&self, frames: &[Frame], volatile: bool) -> Delivery {
+        let dropped = {
             let mut out = self.outbox.lock();
             if out.closed.is_some() {
-                return false;
+                return Delivery::Closed;
             }
-            out.frames.extend_from_slice(frames);
-        }
+            let mut bytes = 0;
+            for frame in frames {
+                bytes += frame.len();
+            }
+            let total = out.bytes + bytes + self.backlog.load(Ordering::Relaxed);
+            if volatile && (total > self.max_buffer || !self.writable()) {
+                return Delivery::Dropped;
+            }
+            if total <= self.max_buffer {
+                out.frames.extend_from_slice(frames);
+                out.bytes += bytes;
+                None
+            } else {
+                out.closed = Some(DisconnectReason::BufferFull);
+                out.bytes = 0;
+                Some(std::mem::take(&mut out.frames))
+            }
+        };
         self.notify.notify_one();
-        true
+        match dropped {
+            None => Delivery::Queued,
+            Some(frames) => {
+                self.closed_notify.notify_waiters();
+                let freed: usize = frames.iter().map(Frame::len).sum();
+                drop(frames);
+                super::trim::after_free(freed);
+                Delivery::Closed
+            }
+        }
     }
 
     /// Takes everything queued, plus the close reason if the session was closed.
@@ -245,7 +335,32 @@ impl EngineSession {
     /// it goes: a server-side close loses nothing that was sent before it.
     pub fn take(&self) -> (Vec<Frame>, Option<DisconnectReason>) {
         let mut out = self.outbox.lock();
+        out.bytes = 0;
         (std::mem::take(&mut out.frames), out.closed)
+    }
+
+    /// Takes queued frames up to about `max_bytes` (at least one packet), plus the close reason
+    /// if the session was closed and nothing is left. A binary packet is never split from its
+    /// attachments: the cut moves past the binary frames that follow it.
+    pub fn take_up_to(&self, max_bytes: usize) -> (Vec<Frame>, Option<DisconnectReason>) {
+        let mut out = self.outbox.lock();
+        let mut taken = 0;
+        let mut cut = 0;
+        for frame in &out.frames {
+            let binary = matches!(frame, Frame::Binary(_));
+            if cut > 0 && !binary && taken + frame.len() > max_bytes {
+                break;
+            }
+            taken += frame.len();
+            cut += 1;
+        }
+        if cut == out.frames.len() {
+            out.bytes = 0;
+            return (std::mem::take(&mut out.frames), out.closed);
+        }
+        let rest = out.frames.split_off(cut);
+        out.bytes -= taken;
+        (std::mem::replace(&mut out.frames, rest), None)
     }
 
     /// Marks the session closed (first reason wins) and wakes its transport.
@@ -297,5 +412,106 @@ mod tests {
         let (frames, closed) = s.take();
         assert_eq!(frames, vec![Frame::Text(Bytes::from_static(b"4a"))]);
         assert_eq!(closed, Some(DisconnectReason::ServerDisconnect));
+    }
+
+    fn bounded(max: usize) -> Arc<EngineSession> {
+        let addr: SocketAddr = "127.0.0.1:1".parse().unwrap();
+        let hs = Handshake::new("GET", "/socket.io/", "", [], addr, addr);
+        EngineSession::bounded("s".into(), Arc::new(hs), TransportKind::WebSocket, max)
+    }
+
+    fn text(n: usize) -> Frame {
+        Frame::Text(Bytes::from(vec![b'4'; n]))
+    }
+
+    #[test]
+    fn a_packet_past_the_bound_closes_the_session_and_frees_the_outbox() {
+        let s = bounded(100);
+        assert!(s.send(text(60)));
+        assert!(s.send(text(40)), "exactly at the bound is fine");
+        assert_eq!(s.buffered(), 100);
+        assert_eq!(s.send_volatile(&[text(1)], false), Delivery::Closed);
+        assert_eq!(s.closed(), Some(DisconnectReason::BufferFull));
+        assert_eq!(s.buffered(), 0, "what the client did not read is dropped");
+        assert!(s.take().0.is_empty());
+    }
+
+    #[test]
+    fn taking_the_outbox_gives_its_budget_back() {
+        let s = bounded(100);
+        assert!(s.send(text(90)));
+        s.take();
+        assert!(s.send(text(90)));
+        assert_eq!(s.closed(), None);
+    }
+
+    #[test]
+    fn the_transport_backlog_counts_against_the_bound() {
+        let s = bounded(100);
+        s.set_backlog(80);
+        assert!(!s.over_limit());
+        assert_eq!(s.send_volatile(&[text(30)], false), Delivery::Closed);
+        assert_eq!(s.closed(), Some(DisconnectReason::BufferFull));
+    }
+
+    #[test]
+    fn a_volatile_packet_is_dropped_when_the_client_cannot_take_it() {
+        let s = bounded(100);
+        assert_eq!(s.send_volatile(&[text(10)], true), Delivery::Queued);
+        s.set_backlog(5);
+        assert_eq!(
+            s.send_volatile(&[text(10)], true),
+            Delivery::Dropped,
+            "the socket has not taken everything yet"
+        );
+        s.set_backlog(0);
+        assert_eq!(
+            s.send_volatile(&[text(95)], true),
+            Delivery::Dropped,
+            "it would not fit"
+        );
+        assert_eq!(s.closed(), None, "a dropped volatile packet closes nothing");
+        assert_eq!(s.take().0.len(), 1);
+    }
+
+    #[test]
+    fn a_volatile_packet_on_polling_needs_an_open_get() {
+        let addr: SocketAddr = "127.0.0.1:1".parse().unwrap();
+        let hs = Handshake::new("GET", "/socket.io/", "", [], addr, addr);
+        let s = EngineSession::bounded("s".into(), Arc::new(hs), TransportKind::Polling, 100);
+        assert_eq!(s.send_volatile(&[text(1)], true), Delivery::Dropped);
+        assert!(s.claim_get());
+        assert_eq!(s.send_volatile(&[text(1)], true), Delivery::Queued);
+    }
+
+    #[test]
+    fn take_up_to_cuts_between_packets_never_inside_one() {
+        let s = bounded(usize::MAX);
+        let bin = |n: usize| Frame::Binary(Bytes::from(vec![0; n]));
+        s.send(text(40));
+        s.send_all(&[text(10), bin(50), bin(50)]);
+        s.send(text(40));
+        let (first, closed) = s.take_up_to(45);
+        assert_eq!((first.len(), closed), (1, None));
+        let (second, _) = s.take_up_to(45);
+        assert_eq!(
+            second.len(),
+            3,
+            "a binary packet leaves with its attachments"
+        );
+        assert_eq!(s.buffered(), 40);
+        let (third, _) = s.take_up_to(1);
+        assert_eq!(third.len(), 1, "at least one packet per response");
+        assert_eq!(s.buffered(), 0);
+    }
+
+    #[test]
+    fn take_up_to_reports_the_close_only_once_everything_left() {
+        let s = bounded(usize::MAX);
+        s.send(text(10));
+        s.send(text(10));
+        s.close(DisconnectReason::ServerDisconnect);
+        assert_eq!(s.take_up_to(10).1, None);
+        assert_eq!(s.take_up_to(10).1, Some(DisconnectReason::ServerDisconnect));
     }
 }

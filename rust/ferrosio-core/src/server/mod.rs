@@ -33,6 +33,7 @@ use tokio::sync::mpsc;
 use crate::bridge::{Command, ControlCommand, Inbound, InboundQueue};
 use crate::config::ServerConfig;
 use crate::engineio::endpoint::EngineIoEndpoint;
+use crate::engineio::inbound::InboundBudget;
 use crate::error::ServerError;
 use crate::socketio::layer::SocketIoLayer;
 
@@ -100,7 +101,10 @@ impl ServerHandle {
             source,
         })?;
         let local_addr = listener.local_addr()?;
-        let inbound = InboundQueue::new()?;
+        let inbound = InboundQueue::with_budget(InboundBudget::new(
+            config.max_inbound_buffer,
+            config.max_inbound_total,
+        ))?;
         let (tx, rx) = mpsc::unbounded_channel();
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()

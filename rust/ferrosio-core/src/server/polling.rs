@@ -89,7 +89,7 @@ impl FrontDoor {
             return HttpError::BadRequest.response();
         }
         let _slot = SlotGuard { session, get: true };
-        let body = polling::get(session).await;
+        let body = polling::get(session, self.config.max_poll_response).await;
         if let Some(reason) = session.closed() {
             self.end_session(session, reason);
         }
@@ -121,6 +121,12 @@ impl FrontDoor {
             self.end_session(session, DisconnectReason::TransportError);
             return status_response(StatusCode::PAYLOAD_TOO_LARGE, "Payload Too Large");
         }
+        // The host is behind on this client's messages: hold the POST (the client sends no
+        // other while one is in flight) until it drains.
+        let handler = self.handler(endpoint);
+        if let Some(budget) = handler.inbound_budget() {
+            budget.wait_ready(&session.inbound).await;
+        }
         let body = Limited::new(req.into_body(), max);
         let body = match tokio::time::timeout(BODY_TIMEOUT, body.collect()).await {
             Ok(Ok(collected)) => collected.to_bytes(),
@@ -133,7 +139,6 @@ impl FrontDoor {
                 return HttpError::BadRequest.response();
             }
         };
-        let handler = self.handler(endpoint);
         if polling::post(session, &handler, &body).is_err() {
             self.end_session(session, DisconnectReason::TransportError);
             return HttpError::BadRequest.response();

@@ -59,7 +59,12 @@ impl FrontDoor {
         transport: TransportKind,
         endpoint: Endpoint,
     ) -> Arc<EngineSession> {
-        let session = EngineSession::new(new_sid(), Arc::new(handshake), transport);
+        let session = EngineSession::bounded(
+            new_sid(),
+            Arc::new(handshake),
+            transport,
+            self.config.max_send_buffer,
+        );
         let cfg = &self.config;
         let upgrades: &[&str] =
             if transport == TransportKind::Polling && cfg.allow_upgrades && cfg.allow_websocket {

@@ -19,6 +19,8 @@ use crate::engineio::packet::Frame;
 pub struct BroadcastFlags {
     /// Only this server's sockets: a multi-server adapter does not forward it.
     pub local: bool,
+    /// Dropped for a client that cannot take it now (Node's `volatile`), instead of queued.
+    pub volatile: bool,
 }
 
 /// Which sockets a broadcast (or a bulk operation) selects.

@@ -20,6 +20,7 @@ use super::packet::{
 };
 use crate::bridge::{InboundQueue, SocketIoCommand, SocketIoInbound, Target};
 use crate::config::ServerConfig;
+use crate::engineio::inbound::InboundBudget;
 use crate::engineio::packet::Frame;
 use crate::engineio::session::EngineSession;
 use crate::engineio::{DisconnectReason, EngineHandler};
@@ -49,22 +50,37 @@ struct SocketEntry {
     session: Arc<EngineSession>,
     /// Frames held back until the host accepts the CONNECT, so the CONNECT reply goes first.
     pending: Option<Vec<Frame>>,
+    /// Bytes of `pending`, bounded by the session's `max_buffer`.
+    held_bytes: usize,
 }
 
 impl SocketEntry {
-    fn deliver(&mut self, frames: &[Frame]) {
+    fn deliver(&mut self, frames: &[Frame], volatile: bool) {
         match &mut self.pending {
-            Some(held) => held.extend_from_slice(frames),
+            // Nothing can reach the client before its CONNECT reply: a volatile packet is lost.
+            Some(_) if volatile => {}
+            Some(held) => {
+                let bytes: usize = frames.iter().map(Frame::len).sum();
+                if self.held_bytes + bytes > self.session.max_buffer() {
+                    held.clear();
+                    self.held_bytes = 0;
+                    self.session.close(DisconnectReason::BufferFull);
+                } else {
+                    held.extend_from_slice(frames);
+                    self.held_bytes += bytes;
+                }
+            }
             None => {
-                self.session.send_all(frames);
+                self.session.send_volatile(frames, volatile);
             }
         }
     }
 }
 
-/// The sockets of one namespace on this server, as its adapter reaches them.
+/// The sockets of one namespace on this server, as its adapter reaches them, and whether the
+/// broadcast being delivered is volatile (set around one `Adapter::broadcast` call).
 #[derive(Default)]
-struct SocketTable(HashMap<Arc<str>, SocketEntry>);
+struct SocketTable(HashMap<Arc<str>, SocketEntry>, bool);
 
 impl LocalSockets for SocketTable {
     fn contains(&self, sid: &str) -> bool {
@@ -74,7 +90,7 @@ impl LocalSockets for SocketTable {
     fn deliver(&mut self, sid: &str, frames: &[Frame]) -> bool {
         match self.0.get_mut(sid) {
             Some(entry) => {
-                entry.deliver(frames);
+                entry.deliver(frames, self.1);
                 true
             }
             None => false,
@@ -85,7 +101,7 @@ impl LocalSockets for SocketTable {
         let mut count = 0;
         for (sid, entry) in self.0.iter_mut() {
             if except.is_empty() || !except.contains(&**sid) {
-                entry.deliver(frames);
+                entry.deliver(frames, self.1);
                 count += 1;
             }
         }
@@ -209,6 +225,7 @@ impl SocketIoLayer {
                     SocketEntry {
                         session: session.clone(),
                         pending: Some(Vec::new()),
+                        held_bytes: 0,
                     },
                 );
                 self.push(SocketIoInbound::Connect {
@@ -243,6 +260,8 @@ impl SocketIoLayer {
                     return Ok(()); // not connected to that namespace: dropped, as the official server does
                 };
                 let data = packet.data;
+                let bytes = data.len() + attachments.iter().map(Bytes::len).sum::<usize>();
+                self.inbound.budget().charge(&session.inbound, bytes);
                 self.push(match (packet.kind, packet.ack_id) {
                     (PacketType::Ack | PacketType::BinaryAck, Some(ack_id)) => {
                         SocketIoInbound::Ack {
@@ -289,7 +308,9 @@ impl SocketIoLayer {
                         }
                     }
                     Target::Broadcast(opts) => {
+                        ns.sockets.1 = opts.flags.volatile;
                         ns.adapter.broadcast(&frames, &opts, &mut ns.sockets);
+                        ns.sockets.1 = false;
                     }
                 }
             }
@@ -318,6 +339,7 @@ impl SocketIoLayer {
                 };
                 if let Some(entry) = ns.sockets.0.get_mut(sid.as_str()) {
                     let held = entry.pending.take().unwrap_or_default();
+                    entry.held_bytes = 0;
                     let mut frames = Vec::with_capacity(held.len() + 1);
                     frames.push(Frame::Text(encode_connect_reply(&nsp, &sid)));
                     frames.extend(held);
@@ -425,6 +447,10 @@ impl SocketIoLayer {
 }
 
 impl EngineHandler for SocketIoLayer {
+    fn inbound_budget(&self) -> Option<&InboundBudget> {
+        Some(self.inbound.budget())
+    }
+
     fn on_open(&self, session: &Arc<EngineSession>) {
         self.registry.lock().connections.insert(
             session.sid.clone(),

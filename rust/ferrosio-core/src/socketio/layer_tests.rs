@@ -452,3 +452,79 @@ fn abort_closes_the_whole_connection_as_a_transport_error() {
     });
     assert_eq!(s.closed(), Some(DisconnectReason::TransportError));
 }
+
+fn volatile_broadcast(h: &Harness, packet: &str) {
+    h.run(SocketIoCommand::Emit {
+        nsp: "/".into(),
+        target: Target::Broadcast(BroadcastOptions {
+            flags: crate::socketio::adapter::BroadcastFlags {
+                volatile: true,
+                ..Default::default()
+            },
+            ..BroadcastOptions::default()
+        }),
+        frames: vec![Frame::Text(text(packet))],
+    });
+}
+
+#[test]
+fn a_volatile_broadcast_skips_only_the_clients_that_cannot_take_it() {
+    let h = harness();
+    let (ready, _) = h.joined("e1");
+    let (stalled, _) = h.joined("e2");
+    stalled.set_backlog(10); // its socket has not taken everything yet
+    volatile_broadcast(&h, "42[\"pos\"]");
+    assert_eq!(sent(&ready), ["42[\"pos\"]"]);
+    assert!(sent(&stalled).is_empty());
+    assert_eq!(
+        stalled.closed(),
+        None,
+        "dropping a volatile packet closes nothing"
+    );
+    h.broadcast(&[], &[], "42[\"after\"]");
+    assert_eq!(
+        sent(&stalled),
+        ["42[\"after\"]"],
+        "the flag does not outlive its emit"
+    );
+}
+
+#[test]
+fn frames_held_while_a_connect_is_pending_are_bounded() {
+    let h = harness();
+    let addr = "127.0.0.1:1".parse().unwrap();
+    let hs = Handshake::new("GET", "/socket.io/", "EIO=4", [], addr, addr);
+    let s = EngineSession::bounded("e1".into(), Arc::new(hs), TransportKind::WebSocket, 100);
+    h.layer.on_open(&s);
+    let sid = h.connect(&s, "/");
+    volatile_broadcast(&h, "42[\"lost\"]"); // nothing reaches a client before its CONNECT reply
+    h.broadcast(&[], &[], &format!("42[\"{}\"]", "x".repeat(60)));
+    assert_eq!(s.closed(), None, "66 bytes held: within the bound");
+    h.broadcast(&[], &[], &format!("42[\"{}\"]", "x".repeat(60)));
+    assert_eq!(s.closed(), Some(DisconnectReason::BufferFull));
+    h.run(SocketIoCommand::Accept {
+        nsp: "/".into(),
+        sid: sid.to_string(),
+    });
+    assert!(sent(&s).is_empty(), "nothing is queued on a closed session");
+}
+
+#[test]
+fn the_host_queue_counts_what_each_connection_pushed() {
+    let inbound = InboundQueue::with_budget(InboundBudget::new(200, usize::MAX)).unwrap();
+    let h = Harness {
+        layer: SocketIoLayer::new(inbound.clone(), &ServerConfig::default()),
+        inbound,
+    };
+    let (s, _) = h.joined("e1");
+    h.drain();
+    let budget = h.layer.inbound_budget().expect("the layer has a budget");
+    h.layer.on_message(&s, text("2[\"a\"]")).unwrap();
+    assert_eq!(budget.must_wait(&s.inbound), None);
+    h.layer
+        .on_message(&s, text(&format!("2[\"{}\"]", "x".repeat(200))))
+        .unwrap();
+    assert!(budget.must_wait(&s.inbound).is_some(), "past its bound");
+    assert_eq!(h.drain().len(), 2);
+    assert_eq!(budget.must_wait(&s.inbound), None, "the drain took it all");
+}

@@ -11,14 +11,15 @@ use crate::engineio::session::{DisconnectReason, EngineSession};
 use crate::engineio::EngineHandler;
 use crate::error::EngineError;
 
-/// Waits until frames are queued or the session closes; returns the response body.
+/// Waits until frames are queued or the session closes; returns the response body, of at
+/// most about `max_bytes` (at least one packet; the rest waits for the next GET).
 ///
 /// A closed session answers with what was still queued, so nothing sent before a close is
 /// lost, followed by a close packet `1` when the server closed it, or a noop `6` when the
 /// client did (as the official server does).
-pub async fn get(session: &EngineSession) -> Bytes {
+pub async fn get(session: &EngineSession, max_bytes: usize) -> Bytes {
     loop {
-        let (mut frames, closed) = session.take();
+        let (mut frames, closed) = session.take_up_to(max_bytes);
         if let Some(reason) = closed {
             frames.push(if reason == DisconnectReason::ClientDisconnect {
                 Frame::NOOP

@@ -28,6 +28,7 @@ use super::wsframe::{
 use crate::engineio::dispatch::{dispatch, Outcome};
 use crate::engineio::packet::{EnginePacket, Frame};
 use crate::engineio::session::{DisconnectReason, EngineSession};
+use crate::engineio::trim;
 use crate::engineio::EngineHandler;
 
 /// One read takes at most this much; a full read leaves the socket readable and is repeated.
@@ -108,14 +109,15 @@ async fn read_once<F>(
     rd: &mut ReadHalf<'_>,
     reader: &mut WsReader,
     max_payload: usize,
+    limit: usize,
     mut on_message: F,
-) -> Result<ControlFlow<()>, ReadFailure>
+) -> Result<(ControlFlow<()>, usize), ReadFailure>
 where
     F: FnMut(WsMessage) -> ControlFlow<()>,
 {
     poll_fn(|cx| {
         READ_SCRATCH.with_borrow_mut(|scratch| {
-            let mut buf = ReadBuf::new(scratch);
+            let mut buf = ReadBuf::new(&mut scratch[..limit.min(READ_SCRATCH_LEN)]);
             // AsyncRead (not try_read): tokio treats a short read as "drained", which saves the
             // extra read that would only return EAGAIN.
             match Pin::new(&mut *rd).poll_read(cx, &mut buf) {
@@ -124,11 +126,15 @@ where
                 Poll::Ready(Ok(())) if buf.filled().is_empty() => {
                     Poll::Ready(Err(ReadFailure::Closed))
                 }
-                Poll::Ready(Ok(())) => Poll::Ready(
-                    reader
-                        .feed(buf.filled(), max_payload, &mut on_message)
-                        .map_err(ReadFailure::Frame),
-                ),
+                Poll::Ready(Ok(())) => {
+                    let n = buf.filled().len();
+                    Poll::Ready(
+                        reader
+                            .feed(buf.filled(), max_payload, &mut on_message)
+                            .map(|flow| (flow, n))
+                            .map_err(ReadFailure::Frame),
+                    )
+                }
             }
         })
     })
@@ -227,6 +233,11 @@ fn flush(
         }
         written
     })?;
+    session.set_backlog(backlog.len());
+    if closed.is_none() && backlog.len() > session.max_buffer() {
+        session.close(DisconnectReason::BufferFull);
+        return Ok(Some(DisconnectReason::BufferFull));
+    }
     Ok(closed)
 }
 
@@ -258,8 +269,19 @@ pub async fn run(
     }
     *queued = VecDeque::new();
 
+    let budget = handler.inbound_budget();
+    // Set once the host fell behind this connection; while the client keeps the socket full,
+    // its reads are small, so one read cannot put much more before the host than its bound.
+    let mut throttled = false;
     while matches!(step, Step::Continue) {
         let mut stop = Step::Continue;
+        // The host is behind on this connection's messages: stop reading it (TCP backpressure
+        // reaches the client) until the host drains.
+        let held = budget.and_then(|b| b.must_wait(&session.inbound));
+        let limit = match budget {
+            Some(b) if throttled => b.read_limit(&session.inbound),
+            _ => READ_SCRATCH_LEN,
+        };
         step = tokio::select! {
             biased;
             () = session.wait() => match flush(sock, backlog, &session) {
@@ -267,7 +289,15 @@ pub async fn run(
                 Ok(Some(reason)) => Step::Close(reason),
                 Err(_) => Step::Close(DisconnectReason::TransportError),
             },
-            read = read_once(&mut rd, reader, max_payload, |msg| {
+            () = async {
+                if let (Some(b), Some(generation)) = (budget, held) {
+                    b.wait_drained(generation).await;
+                }
+            }, if held.is_some() => {
+                throttled = true;
+                Step::Continue
+            },
+            read = read_once(&mut rd, reader, max_payload, limit, |msg| {
                 match on_message(msg, &session, &*handler, sock, backlog) {
                     Step::Continue => ControlFlow::Continue(()),
                     other => {
@@ -275,14 +305,21 @@ pub async fn run(
                         ControlFlow::Break(())
                     }
                 }
-            }) => match read {
-                Ok(_) => stop,
+            }), if held.is_none() => match read {
+                Ok((_, n)) => {
+                    // Less than asked for: the client is not keeping the socket full.
+                    throttled &= n >= limit;
+                    stop
+                }
                 Err(ReadFailure::Closed) => Step::Close(DisconnectReason::TransportClose),
                 Err(ReadFailure::Frame(err)) => Step::Fail(err),
             },
             ready = sock.writable(), if !backlog.is_empty() => {
                 match ready.and_then(|()| write_backlog(sock, backlog)) {
-                    Ok(()) => Step::Continue,
+                    Ok(()) => {
+                        session.set_backlog(backlog.len());
+                        Step::Continue
+                    }
                     Err(_) => Step::Close(DisconnectReason::TransportError),
                 }
             },
@@ -305,7 +342,13 @@ pub async fn run(
         Step::Continue => DisconnectReason::TransportError,
     };
     session.close(reason);
-    if reason != DisconnectReason::TransportClose {
+    if reason == DisconnectReason::BufferFull {
+        // The client is not reading: what it did not take is dropped, not lingered over.
+        let freed = backlog.len();
+        *backlog = Vec::new();
+        session.set_backlog(0);
+        trim::after_free(freed);
+    } else if reason != DisconnectReason::TransportClose {
         // The server ends it (a disconnect, a ping timeout, a protocol error above the
         // frames, the client's Engine.IO `1`): flush what was queued before the close, then
         // a close frame, and wait for the client's (as the official server's `ws` does).
@@ -341,7 +384,7 @@ async fn finish_close(
         match reader {
             Some(reader) => loop {
                 let mut saw_close = false;
-                let read = read_once(rd, reader, max_payload, |m| {
+                let read = read_once(rd, reader, max_payload, READ_SCRATCH_LEN, |m| {
                     saw_close = matches!(m, WsMessage::Close(_));
                     if saw_close {
                         ControlFlow::Break(())
@@ -408,7 +451,7 @@ pub async fn probe(conn: &mut WsConn, session: &EngineSession, timeout: Duration
     let handshake = async {
         loop {
             let Some(msg) = queued.pop_front() else {
-                let read = read_once(&mut rd, reader, max_payload, |m| {
+                let read = read_once(&mut rd, reader, max_payload, READ_SCRATCH_LEN, |m| {
                     queued.push_back(m);
                     ControlFlow::Continue(())
                 })
