@@ -14,6 +14,7 @@ ENGINEIO_OPEN: Final = 4
 ENGINEIO_MESSAGE: Final = 5
 ENGINEIO_CLOSE: Final = 6
 CONTROL_AUTHORIZE: Final = 7
+CONTROL_CLUSTER: Final = 8
 
 class FerrosioError(Exception): ...
 class EngineNotRunningError(FerrosioError): ...
@@ -61,6 +62,8 @@ EngineIoClose: TypeAlias = tuple[Literal[6], str, DisconnectReason]
 # (check_request)? Answered with ``ServerHandle.authorize(id, ...)``.
 # (kind, id, origin or None, check_request, handshake)
 ControlAuthorize: TypeAlias = tuple[Literal[7], int, str | None, bool, Handshake]
+# The cluster link lost Redis (connected False, with why) or got it back; once per change.
+ControlCluster: TypeAlias = tuple[Literal[8], bool, str]
 
 ServerRecord: TypeAlias = (
     SocketIoEvent
@@ -71,6 +74,7 @@ ServerRecord: TypeAlias = (
     | EngineIoMessage
     | EngineIoClose
     | ControlAuthorize
+    | ControlCluster
 )
 
 class ServerHandle:
@@ -104,7 +108,11 @@ class ServerHandle:
         max_attachments: int = 10,
         max_attachment_bytes: int | None = None,
         attachment_timeout_ms: int = 30000,
+        cluster_url: str | None = None,
+        cluster_key: str = "socket.io",
     ) -> None: ...
+    def cluster_stats(self) -> dict[str, int | bool] | None:
+        """The cluster link's counters, or None when the server is not in a cluster."""
     @property
     def port(self) -> int: ...
     def wake_fd(self) -> int: ...
@@ -121,6 +129,7 @@ class ServerHandle:
         skip: list[str] | None = None,
         attachments: list[bytes] | None = None,
         ack_id: int | None = None,
+        local: bool = False,
     ) -> None: ...
     def ack(
         self,
@@ -240,3 +249,18 @@ class _Codec:
     def decode_payload(body: bytes) -> list[str | bytes]: ...
 
 codec: Final[_Codec]
+
+class RedisPublisher:
+    """Publishes broadcasts to a Redis cluster without a server (blocking; the GIL is
+    released while it talks to Redis)."""
+
+    def __init__(self, url: str, key: str = "socket.io") -> None: ...
+    def broadcast(
+        self,
+        nsp: str,
+        data: bytes,
+        *,
+        rooms: list[str] | None = None,
+        skip: list[str] | None = None,
+        attachments: list[bytes] | None = None,
+    ) -> int: ...

@@ -20,6 +20,7 @@ import orjson
 from ferrosio import _codec, _compat, exceptions
 from ferrosio._ferrosio import (
     CONTROL_AUTHORIZE,
+    CONTROL_CLUSTER,
     ENGINEIO_MESSAGE,
     ENGINEIO_OPEN,
     SOCKETIO_ACK,
@@ -37,6 +38,7 @@ from ferrosio._handlers import (
     mark_ack_requested,
     step_eagerly,
 )
+from ferrosio.cluster import AsyncRedisManager
 from ferrosio.engineio import EngineIOEndpoint
 
 if TYPE_CHECKING:
@@ -53,6 +55,8 @@ __all__ = ["AsyncServer", "ack_requested"]
 Origins: TypeAlias = "str | list[str] | Callable[[str], bool] | None"
 
 default_logger = logging.getLogger("ferrosio.server")
+# Outages of the Redis link and its recovery, once per change.
+_cluster_logger = logging.getLogger("ferrosio.cluster")
 
 
 class _Socket:
@@ -155,12 +159,15 @@ class AsyncServer(HandlerRegistry):
         socket.io-parser); a client announcing more is disconnected.
     :param max_attachment_bytes: the most bytes of binary attachments one packet may carry;
         ``None`` (the default) means ``max_http_buffer_size``.
+    :param client_manager: ``None`` (this server alone) or a
+        :class:`ferrosio.AsyncRedisManager`: a cluster of servers over Redis, ferrosio's and
+        Node's (``@socket.io/redis-adapter``) alike.
     :param attachment_timeout: seconds the attachments of one packet may take to arrive (30);
         checked at each ping, so an overdue packet is caught within ``ping_interval`` more.
 
     python-socketio's other arguments are accepted where their value means what ferrosio does
     anyway (``async_handlers=True``, ``monitor_clients=True``, ``json=None``, ``async_mode=None``
-    ...); a value asking for something ferrosio does not do, such as a ``client_manager``,
+    ...); a value asking for something ferrosio does not do, such as ``serializer="msgpack"``,
     raises :class:`~ferrosio.exceptions.UnsupportedFeatureError` naming the feature (the table
     is in :mod:`ferrosio._compat`). An argument neither knows raises ``TypeError``.
 
@@ -236,6 +243,7 @@ class AsyncServer(HandlerRegistry):
         self._engine: ServerHandle | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stopped: asyncio.Future[None] | None = None
+        self.client_manager: AsyncRedisManager | None = client_manager
 
     # ------------------------------------------------------------------ handlers ----
     def register_namespace(self, namespace_handler: Any) -> None:
@@ -288,11 +296,20 @@ class AsyncServer(HandlerRegistry):
             max_attachments=self.max_attachments,
             max_attachment_bytes=self.max_attachment_bytes,
             attachment_timeout_ms=round(self.attachment_timeout * 1000),
+            cluster_url=self.client_manager.url if self.client_manager else None,
+            cluster_key=self.client_manager.channel if self.client_manager else "socket.io",
             **self._cors_options(),
         )
         self._loop.add_reader(self._engine.wake_fd(), self._drain)
         self.logger.info("ferrosio listening on %s:%d", host, self._engine.port)
         return self._engine.port
+
+    def cluster_stats(self) -> dict[str, int | bool] | None:
+        """The counters of the Redis link when the server is in a cluster (``None`` otherwise):
+        ``connected``, ``published`` and ``received`` broadcasts, ``dropped`` (broadcasts that
+        reached this server's clients but not the other nodes': Redis unreachable or slower
+        than the broadcasts), ``malformed`` messages ignored, ``outages``."""
+        return self._engine.cluster_stats() if self._engine is not None else None
 
     async def serve(self, host: str = "127.0.0.1", port: int = 5000) -> None:
         """Serves until :meth:`shutdown` is called (from a handler, a signal, another task)."""
@@ -385,9 +402,10 @@ class AsyncServer(HandlerRegistry):
 
         ``data`` may be a tuple to send several arguments. With ``callback``, the single
         recipient's acknowledgement is passed to it. Returns without waiting for the network.
-        ``ignore_queue`` is python-socketio's; without a message queue it changes nothing.
+        ``ignore_queue=True`` keeps the emit on this server when it is in a cluster
+        (``client_manager``); without one it changes nothing.
         """
-        self.emit_nowait(event, data, to, room, skip_sid, namespace, callback)
+        self.emit_nowait(event, data, to, room, skip_sid, namespace, callback, ignore_queue)
 
     def emit_nowait(
         self,
@@ -398,6 +416,7 @@ class AsyncServer(HandlerRegistry):
         skip_sid: str | Iterable[str] | None = None,
         namespace: str | None = None,
         callback: Callable[..., Any] | None = None,
+        ignore_queue: bool = False,
     ) -> None:
         """Like :meth:`emit`, callable from synchronous code."""
         nsp = namespace or "/"
@@ -414,7 +433,14 @@ class AsyncServer(HandlerRegistry):
                 )
             ack_id = self._register_ack(sid, callback)
         engine.emit(
-            nsp, text, to=sid, rooms=rooms, skip=skip, attachments=attachments, ack_id=ack_id
+            nsp,
+            text,
+            to=sid,
+            rooms=rooms,
+            skip=skip,
+            attachments=attachments,
+            ack_id=ack_id,
+            local=ignore_queue and self.client_manager is not None,
         )
 
     async def send(
@@ -428,7 +454,7 @@ class AsyncServer(HandlerRegistry):
         ignore_queue: bool = False,
     ) -> None:
         """Emits a ``message`` event (as :meth:`emit`)."""
-        await self.emit("message", data, to, room, skip_sid, namespace, callback)
+        await self.emit("message", data, to, room, skip_sid, namespace, callback, ignore_queue)
 
     async def call(
         self,
@@ -594,6 +620,15 @@ class AsyncServer(HandlerRegistry):
                 elif item[0] == CONTROL_AUTHORIZE:
                     _, request_id, origin, check_request, handshake = item
                     self._authorize(request_id, origin, check_request, handshake)
+                elif item[0] == CONTROL_CLUSTER:
+                    _, connected, detail = item
+                    if connected:
+                        _cluster_logger.warning("ferrosio: redis reachable again; resubscribed")
+                    else:
+                        _cluster_logger.error(
+                            "ferrosio: lost redis (%s); serving local clients, reconnecting",
+                            detail,
+                        )
                 else:
                     self._on_engineio(item)
             except Exception:

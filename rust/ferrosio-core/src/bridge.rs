@@ -89,6 +89,9 @@ pub enum ControlInbound {
         check_request: bool,
         handshake: Arc<Handshake>,
     },
+    /// The cluster link lost Redis (`connected` false, `detail` says why) or got it back.
+    /// Sent once per change, not per attempt.
+    Cluster { connected: bool, detail: String },
 }
 
 impl From<SocketIoInbound> for Inbound {

@@ -60,6 +60,8 @@ pub struct ServerConfig {
     /// How long the attachments of one binary packet may take to arrive (checked at each
     /// heartbeat tick, so a late packet is caught within one `ping_interval` after this).
     pub attachment_timeout: Duration,
+    /// Join a cluster of servers over Redis (see [`crate::cluster`]); `None`: this server alone.
+    pub cluster: Option<crate::cluster::RedisClusterConfig>,
 }
 
 impl ServerConfig {
@@ -104,6 +106,7 @@ impl Default for ServerConfig {
             max_attachments: AttachmentLimits::DEFAULT_MAX_ATTACHMENTS,
             max_attachment_bytes: None,
             attachment_timeout: AttachmentLimits::DEFAULT_TIMEOUT,
+            cluster: None,
         }
     }
 }

@@ -8,6 +8,7 @@
 
 pub mod bridge;
 pub mod client;
+pub mod cluster;
 pub mod config;
 pub mod engineio;
 pub mod error;

@@ -15,17 +15,18 @@ use ferrosio_core::bridge::{
     Command, ControlCommand, ControlInbound, EngineIoCommand, EngineIoInbound, Inbound,
     SocketIoCommand, SocketIoInbound, Target,
 };
+use ferrosio_core::cluster::{Publisher, RedisClusterConfig};
 use ferrosio_core::config::{normalize_path, CorsPolicy, StaticRoute};
 use ferrosio_core::engineio::packet::Frame;
 use ferrosio_core::engineio::session::Handshake;
-use ferrosio_core::socketio::adapter::BroadcastOptions;
+use ferrosio_core::socketio::adapter::{BroadcastFlags, BroadcastOptions};
 use ferrosio_core::socketio::packet::{encode_message, PacketType, SocketPacket};
 use ferrosio_core::{ServerConfig, ServerError, ServerHandle};
 
 use pyo3::create_exception;
 use pyo3::exceptions::{PyException, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyList, PyTuple};
+use pyo3::types::{PyBytes, PyDict, PyList, PyTuple};
 
 create_exception!(
     _ferrosio,
@@ -60,6 +61,7 @@ const ENGINEIO_OPEN: u8 = 4;
 const ENGINEIO_MESSAGE: u8 = 5;
 const ENGINEIO_CLOSE: u8 = 6;
 const CONTROL_AUTHORIZE: u8 = 7;
+const CONTROL_CLUSTER: u8 = 8;
 
 /// The HTTP request that opened a session, as Python reads it (to build its environ dict).
 #[pyclass(frozen, name = "Handshake", module = "ferrosio._ferrosio")]
@@ -142,6 +144,50 @@ fn packet_frames(
     Ok(frames)
 }
 
+/// Publishes broadcasts to a Redis cluster without running a server (the emitter's
+/// transport). Blocking: the GIL is released while it talks to Redis.
+#[pyclass(frozen, name = "RedisPublisher", module = "ferrosio._ferrosio")]
+struct PyRedisPublisher {
+    inner: Mutex<Publisher>,
+}
+
+#[pymethods]
+impl PyRedisPublisher {
+    #[new]
+    #[pyo3(signature = (url, key = "socket.io"))]
+    fn new(url: &str, key: &str) -> PyResult<Self> {
+        let inner = Publisher::new(url, key).map_err(|e| PyValueError::new_err(e.to_string()))?;
+        Ok(PyRedisPublisher {
+            inner: Mutex::new(inner),
+        })
+    }
+
+    /// Publishes an EVENT packet (`data` is the JSON array) for the sockets of `nsp` in any
+    /// of `rooms` (all when empty) minus `skip`; returns how many subscribers got it.
+    #[pyo3(signature = (nsp, data, *, rooms = None, skip = None, attachments = None))]
+    fn broadcast(
+        &self,
+        py: Python<'_>,
+        nsp: &str,
+        data: &[u8],
+        rooms: Option<Vec<String>>,
+        skip: Option<Vec<String>>,
+        attachments: Option<Vec<Vec<u8>>>,
+    ) -> PyResult<u64> {
+        let frames = packet_frames(PacketType::Event, nsp, None, data, attachments)?;
+        let opts = BroadcastOptions {
+            rooms: rooms.unwrap_or_default(),
+            except: skip.unwrap_or_default(),
+            ..BroadcastOptions::default()
+        };
+        py.detach(|| {
+            let mut publisher = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+            publisher.broadcast(nsp, &frames, &opts)
+        })
+        .map_err(|e| FerrosioError::new_err(e.to_string()))
+    }
+}
+
 /// A running server: an HTTP listener and its engine thread.
 #[pyclass(frozen, name = "ServerHandle", module = "ferrosio._ferrosio")]
 struct PyServerHandle {
@@ -153,7 +199,7 @@ struct PyServerHandle {
 #[pymethods]
 impl PyServerHandle {
     #[new]
-    #[pyo3(signature = (host, port, *, path = "/socket.io/", ping_interval_ms = 25_000, ping_timeout_ms = 20_000, max_payload = 1_000_000, connect_timeout_ms = 45_000, websocket = true, polling = true, upgrades = true, engineio_path = None, cors = "same-origin", cors_origins = None, cors_credentials = true, static_files = None, authorize_requests = false, max_attachments = 10, max_attachment_bytes = None, attachment_timeout_ms = 30_000))]
+    #[pyo3(signature = (host, port, *, path = "/socket.io/", ping_interval_ms = 25_000, ping_timeout_ms = 20_000, max_payload = 1_000_000, connect_timeout_ms = 45_000, websocket = true, polling = true, upgrades = true, engineio_path = None, cors = "same-origin", cors_origins = None, cors_credentials = true, static_files = None, authorize_requests = false, max_attachments = 10, max_attachment_bytes = None, attachment_timeout_ms = 30_000, cluster_url = None, cluster_key = "socket.io"))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -176,6 +222,8 @@ impl PyServerHandle {
         max_attachments: usize,
         max_attachment_bytes: Option<usize>,
         attachment_timeout_ms: u64,
+        cluster_url: Option<String>,
+        cluster_key: &str,
     ) -> PyResult<Self> {
         let cors = match cors {
             "same-origin" => CorsPolicy::SameOrigin,
@@ -215,6 +263,10 @@ impl PyServerHandle {
             max_attachments,
             max_attachment_bytes,
             attachment_timeout: Duration::from_millis(attachment_timeout_ms),
+            cluster: cluster_url.map(|url| RedisClusterConfig {
+                key: cluster_key.to_owned(),
+                ..RedisClusterConfig::new(url)
+            }),
             ..ServerConfig::default()
         };
         let addr = if host.contains(':') {
@@ -229,6 +281,22 @@ impl PyServerHandle {
             handle,
             batch: Mutex::new(None),
         })
+    }
+
+    /// The cluster link's counters as a dict (`connected`, `published`, `received`, `dropped`,
+    /// `malformed`, `outages`), or None when the server is not in a cluster.
+    fn cluster_stats<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyDict>>> {
+        let Some(s) = self.handle.cluster_stats() else {
+            return Ok(None);
+        };
+        let d = PyDict::new(py);
+        d.set_item("connected", s.connected)?;
+        d.set_item("published", s.published)?;
+        d.set_item("received", s.received)?;
+        d.set_item("dropped", s.dropped)?;
+        d.set_item("malformed", s.malformed)?;
+        d.set_item("outages", s.outages)?;
+        Ok(Some(d))
     }
 
     /// The bound port (useful with port 0).
@@ -267,6 +335,9 @@ impl PyServerHandle {
                     handshake(py, hs)?,
                 )
                     .into_pyobject(py)?,
+                Inbound::Control(ControlInbound::Cluster { connected, detail }) => {
+                    (CONTROL_CLUSTER, *connected, detail.as_str()).into_pyobject(py)?
+                }
             };
             out.append(t)?;
         }
@@ -274,8 +345,9 @@ impl PyServerHandle {
         Ok(out)
     }
 
-    /// Emits an EVENT packet (`data` is the JSON array) to one socket (`to`) or to rooms.
-    #[pyo3(signature = (nsp, data, *, to = None, rooms = None, skip = None, attachments = None, ack_id = None))]
+    /// Emits an EVENT packet (`data` is the JSON array) to one socket (`to`) or to rooms;
+    /// `local`: this server's sockets only (a cluster does not forward it).
+    #[pyo3(signature = (nsp, data, *, to = None, rooms = None, skip = None, attachments = None, ack_id = None, local = false))]
     #[allow(clippy::too_many_arguments)]
     fn emit(
         &self,
@@ -286,14 +358,15 @@ impl PyServerHandle {
         skip: Option<Vec<String>>,
         attachments: Option<Vec<Vec<u8>>>,
         ack_id: Option<u64>,
+        local: bool,
     ) -> PyResult<()> {
         let frames = packet_frames(PacketType::Event, nsp, ack_id, data, attachments)?;
         let target = match to {
-            Some(sid) => Target::Socket(sid),
-            None => Target::Broadcast(BroadcastOptions {
-                rooms: rooms.unwrap_or_default(),
+            Some(sid) if !local => Target::Socket(sid),
+            to => Target::Broadcast(BroadcastOptions {
+                rooms: to.map_or_else(|| rooms.unwrap_or_default(), |sid| vec![sid]),
                 except: skip.unwrap_or_default(),
-                ..BroadcastOptions::default()
+                flags: BroadcastFlags { local },
             }),
         };
         self.send(SocketIoCommand::Emit {
@@ -675,7 +748,7 @@ mod _ferrosio {
     #[pymodule_export]
     use super::client::PyClientHandle;
     #[pymodule_export]
-    use super::{PyHandshake, PyServerHandle};
+    use super::{PyHandshake, PyRedisPublisher, PyServerHandle};
 
     use super::*;
 
@@ -702,6 +775,7 @@ mod _ferrosio {
         m.add("ENGINEIO_MESSAGE", ENGINEIO_MESSAGE)?;
         m.add("ENGINEIO_CLOSE", ENGINEIO_CLOSE)?;
         m.add("CONTROL_AUTHORIZE", CONTROL_AUTHORIZE)?;
+        m.add("CONTROL_CLUSTER", CONTROL_CLUSTER)?;
         Ok(())
     }
 }

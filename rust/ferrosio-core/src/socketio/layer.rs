@@ -121,6 +121,9 @@ pub struct SocketIoLayer {
     connect_timeout: Duration,
     limits: AttachmentLimits,
     new_adapter: AdapterFactory,
+    /// The adapters forward broadcasts to other servers (a cluster): a broadcast to a
+    /// namespace with no socket here still goes out.
+    new_adapter_forwards: bool,
 }
 
 impl SocketIoLayer {
@@ -134,12 +137,31 @@ impl SocketIoLayer {
         config: &ServerConfig,
         new_adapter: AdapterFactory,
     ) -> Arc<Self> {
+        Self::build(inbound, config, new_adapter, false)
+    }
+
+    /// A layer whose adapters forward broadcasts to other servers (see `new_adapter_forwards`).
+    pub fn with_cluster_adapter(
+        inbound: Arc<InboundQueue>,
+        config: &ServerConfig,
+        new_adapter: AdapterFactory,
+    ) -> Arc<Self> {
+        Self::build(inbound, config, new_adapter, true)
+    }
+
+    fn build(
+        inbound: Arc<InboundQueue>,
+        config: &ServerConfig,
+        new_adapter: AdapterFactory,
+        new_adapter_forwards: bool,
+    ) -> Arc<Self> {
         Arc::new(SocketIoLayer {
             registry: Mutex::default(),
             inbound,
             connect_timeout: config.connect_timeout,
             limits: config.attachment_limits(),
             new_adapter,
+            new_adapter_forwards,
         })
     }
 
@@ -264,8 +286,22 @@ impl SocketIoLayer {
                 target,
                 frames,
             } => {
-                let Some(ns) = reg.namespaces.get_mut(nsp.as_str()) else {
-                    return;
+                let ns = match reg.namespaces.get_mut(nsp.as_str()) {
+                    Some(ns) => ns,
+                    // No socket here ever joined it, but other servers of a cluster may have
+                    // some: the namespace's adapter is made to forward the broadcast.
+                    None if self.new_adapter_forwards
+                        && !matches!(&target, Target::Broadcast(o) if o.flags.local) =>
+                    {
+                        let nsp: Arc<str> = Arc::from(nsp.as_str());
+                        reg.namespaces
+                            .entry(nsp.clone())
+                            .or_insert_with(|| Namespace {
+                                sockets: SocketTable::default(),
+                                adapter: (self.new_adapter)(&nsp),
+                            })
+                    }
+                    None => return,
                 };
                 match target {
                     Target::Socket(sid) => {

@@ -1,0 +1,216 @@
+//! The task owning a server's Redis connections.
+//!
+//! One session = one multiplexed connection for PUBLISH and one pub/sub connection,
+//! subscribed to `<key>#<nsp>#*` for every namespace this server has. A session ends at the
+//! first error; the task then reports the outage to the host once, drops what was queued
+//! for publication (counted), waits with a growing delay and starts a new session, which
+//! subscribes again to every namespace. Its return to service is reported too.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use tokio::sync::mpsc;
+
+use super::wire::{broadcast_channel, decode_broadcast, encode_broadcast};
+use super::{ClusterError, ClusterLink, ClusterStats, Outgoing, RedisClusterConfig};
+use crate::bridge::{Command, ControlInbound, Inbound, InboundQueue, SocketIoCommand, Target};
+
+/// Most queued broadcasts sent to Redis as one pipeline.
+const PIPELINE_MAX: usize = 256;
+
+/// Creates the link and spawns its task on `runtime` (the engine thread's).
+pub(crate) fn spawn_link(
+    config: &RedisClusterConfig,
+    runtime: &tokio::runtime::Runtime,
+    commands: mpsc::WeakUnboundedSender<Command>,
+    inbound: Arc<InboundQueue>,
+) -> Result<Arc<ClusterLink>, ClusterError> {
+    let client = redis::Client::open(config.url.as_str())?;
+    let (tx, rx) = mpsc::channel(config.queue_bound.max(1));
+    let uid: String = std::iter::repeat_with(fastrand::alphanumeric)
+        .take(6)
+        .collect();
+    let link = Arc::new(ClusterLink {
+        uid,
+        key: config.key.clone(),
+        queue: tx,
+        namespaces: Default::default(),
+        namespaces_changed: Default::default(),
+        stats: ClusterStats::default(),
+    });
+    let task = LinkTask {
+        link: link.clone(),
+        client,
+        rx,
+        commands,
+        inbound,
+        max_delay: config.max_reconnect_delay,
+    };
+    runtime.spawn(task.run());
+    Ok(link)
+}
+
+struct LinkTask {
+    link: Arc<ClusterLink>,
+    client: redis::Client,
+    rx: mpsc::Receiver<Outgoing>,
+    commands: mpsc::WeakUnboundedSender<Command>,
+    inbound: Arc<InboundQueue>,
+    max_delay: Duration,
+}
+
+impl LinkTask {
+    async fn run(mut self) {
+        let mut delay = Duration::from_millis(50);
+        let mut down = false;
+        loop {
+            let result = self.session(&mut down).await;
+            self.link.stats.connected.store(false, Ordering::Relaxed);
+            let Err(error) = result else {
+                return; // the server is gone
+            };
+            if !down {
+                down = true;
+                self.link.stats.outages.fetch_add(1, Ordering::Relaxed);
+                self.report(false, error.to_string());
+            }
+            // What waits for a dead connection is not replayed: counted as dropped.
+            let mut dropped = 0;
+            let sleep = tokio::time::sleep(delay);
+            tokio::pin!(sleep);
+            loop {
+                tokio::select! {
+                    _ = &mut sleep => break,
+                    item = self.rx.recv() => match item {
+                        Some(_) => dropped += 1,
+                        None => return,
+                    },
+                }
+            }
+            self.link
+                .stats
+                .dropped
+                .fetch_add(dropped, Ordering::Relaxed);
+            delay = (delay * 2).min(self.max_delay);
+            if self.commands.upgrade().is_none() {
+                return;
+            }
+        }
+    }
+
+    fn report(&self, connected: bool, detail: String) {
+        self.inbound.push(Inbound::Control(ControlInbound::Cluster {
+            connected,
+            detail,
+        }));
+    }
+
+    /// One connected period; returns Ok only when the server is gone.
+    async fn session(&mut self, down: &mut bool) -> Result<(), ClusterError> {
+        let mut publisher = self.client.get_multiplexed_async_connection().await?;
+        let (mut sink, mut stream) = self.client.get_async_pubsub().await?.split();
+        let key = self.link.key.clone();
+        let mut subscribed = 0;
+        subscribed = self.subscribe_new(&mut sink, &key, subscribed).await?;
+        self.link.stats.connected.store(true, Ordering::Relaxed);
+        if *down {
+            *down = false;
+            self.report(true, String::new());
+        }
+        let mut batch = Vec::with_capacity(PIPELINE_MAX);
+        loop {
+            tokio::select! {
+                n = self.rx.recv_many(&mut batch, PIPELINE_MAX) => {
+                    if n == 0 {
+                        return Ok(());
+                    }
+                    self.publish(&mut publisher, &key, &mut batch).await?;
+                }
+                () = self.link.namespaces_changed.notified() => {
+                    subscribed = self.subscribe_new(&mut sink, &key, subscribed).await?;
+                }
+                msg = stream.next() => {
+                    let Some(msg) = msg else {
+                        return Err(ClusterError::ConnectionLost);
+                    };
+                    if !self.deliver(msg.get_payload_bytes()) {
+                        return Ok(());
+                    }
+                }
+            }
+        }
+    }
+
+    /// Subscribes to the namespaces added since the first `done` ones.
+    async fn subscribe_new(
+        &self,
+        sink: &mut redis::aio::PubSubSink,
+        key: &str,
+        done: usize,
+    ) -> Result<usize, ClusterError> {
+        let pending: Vec<Arc<str>> = self.link.namespaces.lock()[done..].to_vec();
+        for nsp in &pending {
+            sink.psubscribe(format!("{key}#{nsp}#*")).await?;
+        }
+        Ok(done + pending.len())
+    }
+
+    async fn publish(
+        &self,
+        conn: &mut redis::aio::MultiplexedConnection,
+        key: &str,
+        batch: &mut Vec<Outgoing>,
+    ) -> Result<(), ClusterError> {
+        let mut pipe = redis::pipe();
+        let mut count = 0;
+        for item in batch.drain(..) {
+            match encode_broadcast(&self.link.uid, &item.nsp, &item.frames, &item.opts) {
+                Ok(payload) => {
+                    pipe.cmd("PUBLISH")
+                        .arg(broadcast_channel(key, &item.nsp, &item.opts))
+                        .arg(payload)
+                        .ignore();
+                    count += 1;
+                }
+                // Not an event packet (nothing to forward): the clients here got it.
+                Err(_) => continue,
+            }
+        }
+        if count == 0 {
+            return Ok(());
+        }
+        if let Err(e) = pipe.query_async::<()>(conn).await {
+            self.link.stats.dropped.fetch_add(count, Ordering::Relaxed);
+            return Err(e.into());
+        }
+        self.link
+            .stats
+            .published
+            .fetch_add(count, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Hands a message from another node to the layer; false when the server is gone.
+    fn deliver(&self, payload: &[u8]) -> bool {
+        let Some(commands) = self.commands.upgrade() else {
+            return false;
+        };
+        match decode_broadcast(payload) {
+            Ok(remote) if remote.uid == self.link.uid => {} // our own, already delivered here
+            Ok(remote) => {
+                self.link.stats.received.fetch_add(1, Ordering::Relaxed);
+                let _ = commands.send(Command::SocketIo(SocketIoCommand::Emit {
+                    nsp: remote.nsp,
+                    target: Target::Broadcast(remote.opts),
+                    frames: remote.frames,
+                }));
+            }
+            Err(_) => {
+                self.link.stats.malformed.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        true
+    }
+}
