@@ -171,6 +171,36 @@ class Cluster:
                 event, tuple(args), room=rooms or None, skip_sid=skip, ignore_queue=local
             )
 
+    async def bulk(
+        self,
+        origin: str,
+        action: str,
+        names: list[str],
+        *,
+        rooms: list[str] | None = None,
+        skip: list[str] | None = None,
+    ) -> None:
+        """socketsJoin/socketsLeave/disconnectSockets from `origin`."""
+        if origin in ("node", "node-emitter"):
+            await self.node.call(
+                "bulk",
+                **{
+                    "from": "emitter" if origin == "node-emitter" else "node",
+                    "action": action,
+                    "rooms": rooms or [],
+                    "except": skip or [],
+                    "names": names,
+                },
+            )
+            return
+        sio = self.a if origin == "a" else self.b
+        if action == "join":
+            await sio.sockets_join(names, room=rooms, skip_sid=skip)
+        elif action == "leave":
+            await sio.sockets_leave(names, room=rooms, skip_sid=skip)
+        else:
+            await sio.disconnect_sockets(room=rooms, skip_sid=skip)
+
     async def fence(self, origin: str, timeout: float = WAIT) -> None:
         """Broadcasts a fence from `origin` and waits until every client has it."""
         tag = next(self.fences)
@@ -411,3 +441,73 @@ async def test_a_server_without_clients_still_broadcasts(cluster: Cluster) -> No
 def test_other_client_managers_are_refused() -> None:
     with pytest.raises(ferrosio.exceptions.UnsupportedFeatureError, match="AsyncRedisManager"):
         ferrosio.AsyncServer(client_manager=object())
+
+
+BULK_ORIGINS = ["a", "b", "node", "node-emitter"]
+
+
+@pytest.mark.parametrize("origin", BULK_ORIGINS)
+async def test_sockets_join_and_leave_on_every_node(cluster: Cluster, origin: str) -> None:
+    await cluster.bulk(origin, "join", ["j"], rooms=["r2"], skip=[cluster.sids["b1"]])
+    sender = "node" if origin == "node-emitter" else origin
+    # Node applies its own socketsJoin when its request comes back from Redis, so the
+    # sender's fence first: after it, every node has applied the request.
+    await cluster.fence(sender)
+    await cluster.emit_from(sender, "to-j", [1], rooms=["j"])
+    await cluster.fence(sender)
+    assert await cluster.receivers("to-j") == {"a2", "n2"}
+    await cluster.bulk(origin, "leave", ["j", "r2"], rooms=["j"])
+    await cluster.fence(sender)
+    await cluster.emit_from(sender, "to-j-or-r2", [2], rooms=["j", "r2"])
+    await cluster.emit_from(sender, "to-r1", [3], rooms=["r1"])
+    await cluster.fence(sender)
+    assert await cluster.receivers("to-j-or-r2") == {"b1"}, "b1 never joined j, kept r2"
+    assert await cluster.receivers("to-r1") == {"a1", "b1", "n1"}
+
+
+@pytest.mark.parametrize("origin", BULK_ORIGINS)
+async def test_disconnect_sockets_on_every_node(cluster: Cluster, origin: str) -> None:
+    gone: list[tuple[str, str]] = []
+    for sio in (cluster.a, cluster.b):
+
+        @sio.event
+        async def disconnect(sid: str, reason: str) -> None:
+            gone.append((sid, reason))
+
+    await cluster.bulk(origin, "disconnect", [], rooms=["r1"], skip=[cluster.sids["b1"]])
+    deadline = time.monotonic() + WAIT
+    for name in ("a1", "n1"):
+        while not await cluster.got(name, "__disconnect"):
+            assert time.monotonic() < deadline, f"{name} was not disconnected"
+            await asyncio.sleep(0.02)
+        assert await cluster.got(name, "__disconnect") == [["io server disconnect"]]
+    while (cluster.sids["a1"], "server disconnect") not in gone:
+        assert time.monotonic() < deadline, gone
+        await asyncio.sleep(0.02)
+    sender = "node" if origin == "node-emitter" else origin
+    del cluster.sids["a1"], cluster.sids["n1"]
+    await cluster.fence(sender)  # everyone left still connected
+    for name in ("a2", "b1", "b2", "n2"):
+        assert await cluster.got(name, "__disconnect") == []
+
+
+@pytest.mark.parametrize("server", ["a", "b"])
+async def test_enter_leave_room_and_disconnect_a_client_of_another_node(
+    cluster: Cluster, server: str
+) -> None:
+    sio = cluster.a if server == "a" else cluster.b
+    other = "b2" if server == "a" else "a2"
+    for target in ("n1", other):
+        await sio.enter_room(cluster.sids[target], "solo")
+    await sio.emit("to-solo", 1, room="solo")
+    await cluster.fence(server)
+    assert await cluster.receivers("to-solo") == {"n1", other}
+    await sio.leave_room(cluster.sids["n1"], "solo")
+    await sio.emit("to-solo-2", 2, room="solo")
+    await cluster.fence(server)
+    assert await cluster.receivers("to-solo-2") == {other}
+    await sio.disconnect(cluster.sids["n2"])
+    deadline = time.monotonic() + WAIT
+    while await cluster.got("n2", "__disconnect") != [["io server disconnect"]]:
+        assert time.monotonic() < deadline, "n2 was not disconnected"
+        await asyncio.sleep(0.02)

@@ -142,6 +142,32 @@ class ServerHandle:
     def accept(self, nsp: str, sid: str) -> None: ...
     def reject(self, nsp: str, sid: str, data: bytes) -> None: ...
     def join(self, nsp: str, sid: str, room: str) -> None: ...
+    def sockets_join(
+        self,
+        nsp: str,
+        join: list[str],
+        *,
+        rooms: list[str] | None = None,
+        skip: list[str] | None = None,
+        local: bool = False,
+    ) -> None: ...
+    def sockets_leave(
+        self,
+        nsp: str,
+        leave: list[str],
+        *,
+        rooms: list[str] | None = None,
+        skip: list[str] | None = None,
+        local: bool = False,
+    ) -> None: ...
+    def disconnect_sockets(
+        self,
+        nsp: str,
+        *,
+        rooms: list[str] | None = None,
+        skip: list[str] | None = None,
+        local: bool = False,
+    ) -> None: ...
     def leave(self, nsp: str, sid: str, room: str) -> None: ...
     def close_room(self, nsp: str, room: str) -> None: ...
     def disconnect(self, nsp: str, sid: str) -> None: ...

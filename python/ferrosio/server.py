@@ -55,6 +55,13 @@ __all__ = ["AsyncServer", "ack_requested"]
 Origins: TypeAlias = "str | list[str] | Callable[[str], bool] | None"
 
 default_logger = logging.getLogger("ferrosio.server")
+
+
+def _names(value: str | Iterable[str]) -> list[str]:
+    """One room name or several, as a list."""
+    return [value] if isinstance(value, str) else list(value)
+
+
 # Outages of the Redis link and its recovery, once per change.
 _cluster_logger = logging.getLogger("ferrosio.cluster")
 
@@ -506,12 +513,72 @@ class AsyncServer(HandlerRegistry):
 
     # ------------------------------------------------------------------ rooms ----
     async def enter_room(self, sid: str, room: str, namespace: str | None = None) -> None:
-        """Adds a client to a room."""
-        self._core().join(namespace or "/", sid, room)
+        """Adds a client to a room; in a cluster (``client_manager``), a client of any server."""
+        nsp = namespace or "/"
+        if self._remote(sid, nsp):
+            self._core().sockets_join(nsp, [room], rooms=[sid])
+        else:
+            self._core().join(nsp, sid, room)
 
     async def leave_room(self, sid: str, room: str, namespace: str | None = None) -> None:
-        """Removes a client from a room."""
-        self._core().leave(namespace or "/", sid, room)
+        """Removes a client from a room; in a cluster, a client of any server."""
+        nsp = namespace or "/"
+        if self._remote(sid, nsp):
+            self._core().sockets_leave(nsp, [room], rooms=[sid])
+        else:
+            self._core().leave(nsp, sid, room)
+
+    def _remote(self, sid: str, nsp: str) -> bool:
+        """Whether ``sid`` may be a socket of another server of the cluster."""
+        return self.client_manager is not None and self._socket_in(sid, nsp) is None
+
+    async def sockets_join(
+        self,
+        rooms: str | Iterable[str],
+        room: str | Iterable[str] | None = None,
+        skip_sid: str | Iterable[str] | None = None,
+        namespace: str | None = None,
+        ignore_queue: bool = False,
+    ) -> None:
+        """Makes the clients in ``room`` (a room or sid, or several; everyone in the namespace
+        when None) minus ``skip_sid`` join ``rooms``, on every server of the cluster (Node's
+        ``io.in(room).except(skip).socketsJoin(rooms)``); ``ignore_queue=True``: this server's
+        clients only. Without a ``client_manager``, this server's clients."""
+        nsp, selected, skip = self._selection(namespace, room, skip_sid)
+        self._core().sockets_join(nsp, _names(rooms), rooms=selected, skip=skip, local=ignore_queue)
+
+    async def sockets_leave(
+        self,
+        rooms: str | Iterable[str],
+        room: str | Iterable[str] | None = None,
+        skip_sid: str | Iterable[str] | None = None,
+        namespace: str | None = None,
+        ignore_queue: bool = False,
+    ) -> None:
+        """As :meth:`sockets_join`, leaving ``rooms`` (Node's ``socketsLeave``)."""
+        nsp, selected, skip = self._selection(namespace, room, skip_sid)
+        self._core().sockets_leave(
+            nsp, _names(rooms), rooms=selected, skip=skip, local=ignore_queue
+        )
+
+    async def disconnect_sockets(
+        self,
+        room: str | Iterable[str] | None = None,
+        skip_sid: str | Iterable[str] | None = None,
+        namespace: str | None = None,
+        ignore_queue: bool = False,
+    ) -> None:
+        """Disconnects the clients in ``room`` minus ``skip_sid`` from the namespace, on every
+        server of the cluster (Node's ``disconnectSockets()``); their ``disconnect`` handlers
+        run on their own servers with reason ``server disconnect``."""
+        nsp, selected, skip = self._selection(namespace, room, skip_sid)
+        self._core().disconnect_sockets(nsp, rooms=selected, skip=skip, local=ignore_queue)
+
+    def _selection(
+        self, namespace: str | None, room: Any, skip_sid: Any
+    ) -> tuple[str, list[str] | None, list[str] | None]:
+        skip = _names(skip_sid) if skip_sid else None
+        return namespace or "/", _names(room) if room is not None else None, skip
 
     async def close_room(self, room: str, namespace: str | None = None) -> None:
         """Removes every client from a room."""
@@ -530,9 +597,13 @@ class AsyncServer(HandlerRegistry):
         self, sid: str, namespace: str | None = None, ignore_queue: bool = False
     ) -> None:
         """Disconnects a client from ``namespace`` (``/`` by default); its ``disconnect``
-        handler runs with reason ``server disconnect``. ``ignore_queue`` changes nothing."""
+        handler runs with reason ``server disconnect``. In a cluster, ``sid`` may be a client of
+        another server (unless ``ignore_queue``); without one ``ignore_queue`` changes nothing."""
         nsp = namespace or "/"
-        self._core().disconnect(nsp, sid)
+        if self._remote(sid, nsp) and not ignore_queue:
+            self._core().disconnect_sockets(nsp, rooms=[sid])
+        else:
+            self._core().disconnect(nsp, sid)
 
     def _socket_in(self, sid: str, namespace: str | None) -> _Socket | None:
         """The socket ``sid`` if it belongs to ``namespace`` (``/`` by default): a sid is

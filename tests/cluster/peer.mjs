@@ -11,6 +11,11 @@
 //   {"op":"received","name"}                    what that client got: [[event, ...args]]
 //   {"op":"emit","event","args","rooms","except","local"}   broadcast from this Node server
 //   {"op":"emitter","event","args","rooms","except","nsp"}  publish with the redis emitter
+//   {"op":"bulk","from","action","rooms","except","names"}  socketsJoin (action "join"),
+//                                               socketsLeave ("leave"), disconnectSockets
+//                                               ("disconnect") from this server or the emitter
+//                                               (from "emitter"); a client's disconnect is
+//                                               recorded as ["__disconnect", reason]
 //   {"op":"close"}                              disconnect the clients
 // Binary values are {"$bin": "<hex>"} in both directions.
 
@@ -83,6 +88,7 @@ const ops = {
     });
     const entry = { socket, got: [] };
     socket.onAny((event, ...args) => entry.got.push([event, ...args.map(toWire)]));
+    socket.on("disconnect", (reason) => entry.got.push(["__disconnect", reason]));
     clients.set(name, entry);
     await new Promise((resolve, reject) => {
       const timer = setTimeout(() => reject(new Error("connect timeout")), 10000);
@@ -107,6 +113,20 @@ const ops = {
     if (rooms && rooms.length) op = op.to(rooms);
     if (except && except.length) op = op.except(except);
     op.emit(event, ...fromWire(args || []));
+    await emitterClient.ping(); // published before the answer (see bulk)
+    return {};
+  },
+  // socketsJoin / socketsLeave / disconnectSockets, from this server or the emitter.
+  async bulk({ from, action, rooms, except, names, nsp }) {
+    let op = from === "emitter" ? emitter.of(nsp || "/") : io.of(nsp || "/");
+    if (rooms && rooms.length) op = op.in(rooms);
+    if (except && except.length) op = op.except(except);
+    if (action === "join") op.socketsJoin(names);
+    else if (action === "leave") op.socketsLeave(names);
+    else op.disconnectSockets();
+    // Once Redis has answered a later command on the same connection, the request is
+    // published: what the test does next is ordered after it.
+    await (from === "emitter" ? emitterClient : pub).ping();
     return {};
   },
   async close() {

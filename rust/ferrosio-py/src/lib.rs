@@ -188,6 +188,19 @@ impl PyRedisPublisher {
     }
 }
 
+/// The sockets in any of `rooms` (all when empty) minus `skip`.
+fn selection(
+    rooms: Option<Vec<String>>,
+    skip: Option<Vec<String>>,
+    local: bool,
+) -> BroadcastOptions {
+    BroadcastOptions {
+        rooms: rooms.unwrap_or_default(),
+        except: skip.unwrap_or_default(),
+        flags: BroadcastFlags { local },
+    }
+}
+
 /// A running server: an HTTP listener and its engine thread.
 #[pyclass(frozen, name = "ServerHandle", module = "ferrosio._ferrosio")]
 struct PyServerHandle {
@@ -424,6 +437,60 @@ impl PyServerHandle {
 
     fn disconnect(&self, nsp: String, sid: String) -> PyResult<()> {
         self.send(SocketIoCommand::Disconnect { nsp, sid })
+    }
+
+    /// Makes the sockets in any of `rooms` (all when empty) minus `skip` join `join`; in a
+    /// cluster on every server unless `local` (Node's `socketsJoin`).
+    #[pyo3(signature = (nsp, join, *, rooms = None, skip = None, local = false))]
+    fn sockets_join(
+        &self,
+        nsp: String,
+        join: Vec<String>,
+        rooms: Option<Vec<String>>,
+        skip: Option<Vec<String>>,
+        local: bool,
+    ) -> PyResult<()> {
+        let opts = selection(rooms, skip, local);
+        self.send(SocketIoCommand::SocketsJoin {
+            nsp,
+            opts,
+            rooms: join,
+        })
+    }
+
+    /// As `sockets_join`, leaving `leave` (Node's `socketsLeave`).
+    #[pyo3(signature = (nsp, leave, *, rooms = None, skip = None, local = false))]
+    fn sockets_leave(
+        &self,
+        nsp: String,
+        leave: Vec<String>,
+        rooms: Option<Vec<String>>,
+        skip: Option<Vec<String>>,
+        local: bool,
+    ) -> PyResult<()> {
+        let opts = selection(rooms, skip, local);
+        self.send(SocketIoCommand::SocketsLeave {
+            nsp,
+            opts,
+            rooms: leave,
+        })
+    }
+
+    /// Disconnects the selected sockets from `nsp` (Node's `disconnectSockets`).
+    #[pyo3(signature = (nsp, *, rooms = None, skip = None, local = false))]
+    fn disconnect_sockets(
+        &self,
+        nsp: String,
+        rooms: Option<Vec<String>>,
+        skip: Option<Vec<String>>,
+        local: bool,
+    ) -> PyResult<()> {
+        let opts = selection(rooms, skip, local);
+        self.send(SocketIoCommand::DisconnectSockets {
+            nsp,
+            opts,
+            close: false,
+        })
     }
 
     /// The rooms of a socket, its own sid first; `[]` for an unknown socket or a stopped

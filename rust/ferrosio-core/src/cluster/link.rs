@@ -13,7 +13,10 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use tokio::sync::mpsc;
 
-use super::wire::{broadcast_channel, decode_broadcast, encode_broadcast};
+use super::wire::{
+    broadcast_channel, decode_broadcast, decode_bulk, encode_broadcast, encode_bulk, exact_pattern,
+    request_channel, BulkAction,
+};
 use super::{ClusterError, ClusterLink, ClusterStats, Outgoing, RedisClusterConfig};
 use crate::bridge::{Command, ControlInbound, Inbound, InboundQueue, SocketIoCommand, Target};
 
@@ -120,6 +123,7 @@ impl LinkTask {
             self.report(true, String::new());
         }
         let mut batch = Vec::with_capacity(PIPELINE_MAX);
+        let request_prefix = format!("{key}-request#");
         loop {
             tokio::select! {
                 n = self.rx.recv_many(&mut batch, PIPELINE_MAX) => {
@@ -135,7 +139,8 @@ impl LinkTask {
                     let Some(msg) = msg else {
                         return Err(ClusterError::ConnectionLost);
                     };
-                    if !self.deliver(msg.get_payload_bytes()) {
+                    let is_request = msg.get_channel_name().starts_with(&request_prefix);
+                    if !self.deliver(is_request, msg.get_channel_name(), msg.get_payload_bytes()) {
                         return Ok(());
                     }
                 }
@@ -153,6 +158,8 @@ impl LinkTask {
         let pending: Vec<Arc<str>> = self.link.namespaces.lock()[done..].to_vec();
         for nsp in &pending {
             sink.psubscribe(format!("{key}#{nsp}#*")).await?;
+            sink.psubscribe(exact_pattern(&request_channel(key, nsp)))
+                .await?;
         }
         Ok(done + pending.len())
     }
@@ -166,16 +173,27 @@ impl LinkTask {
         let mut pipe = redis::pipe();
         let mut count = 0;
         for item in batch.drain(..) {
-            match encode_broadcast(&self.link.uid, &item.nsp, &item.frames, &item.opts) {
-                Ok(payload) => {
+            match item {
+                Outgoing::Broadcast { nsp, frames, opts } => {
+                    match encode_broadcast(&self.link.uid, &nsp, &frames, &opts) {
+                        Ok(payload) => {
+                            pipe.cmd("PUBLISH")
+                                .arg(broadcast_channel(key, &nsp, &opts))
+                                .arg(payload)
+                                .ignore();
+                            count += 1;
+                        }
+                        // Not an event packet (nothing to forward): the clients here got it.
+                        Err(_) => continue,
+                    }
+                }
+                Outgoing::Bulk { nsp, action, opts } => {
                     pipe.cmd("PUBLISH")
-                        .arg(broadcast_channel(key, &item.nsp, &item.opts))
-                        .arg(payload)
+                        .arg(request_channel(key, &nsp))
+                        .arg(encode_bulk(&self.link.uid, &action, &opts))
                         .ignore();
                     count += 1;
                 }
-                // Not an event packet (nothing to forward): the clients here got it.
-                Err(_) => continue,
             }
         }
         if count == 0 {
@@ -193,10 +211,43 @@ impl LinkTask {
     }
 
     /// Hands a message from another node to the layer; false when the server is gone.
-    fn deliver(&self, payload: &[u8]) -> bool {
+    fn deliver(&self, is_request: bool, channel: &str, payload: &[u8]) -> bool {
         let Some(commands) = self.commands.upgrade() else {
             return false;
         };
+        if is_request {
+            // `<key>-request#<nsp>#`
+            let nsp = channel
+                .strip_prefix(self.link.key.as_str())
+                .and_then(|rest| rest.strip_prefix("-request#"))
+                .and_then(|rest| rest.strip_suffix('#'))
+                .unwrap_or("/")
+                .to_owned();
+            match decode_bulk(payload) {
+                Ok(Some(bulk)) if bulk.uid.as_deref() == Some(self.link.uid.as_str()) => {}
+                Ok(Some(bulk)) => {
+                    self.link.stats.received.fetch_add(1, Ordering::Relaxed);
+                    let opts = bulk.opts;
+                    let cmd = match bulk.action {
+                        BulkAction::Join(rooms) => {
+                            SocketIoCommand::SocketsJoin { nsp, opts, rooms }
+                        }
+                        BulkAction::Leave(rooms) => {
+                            SocketIoCommand::SocketsLeave { nsp, opts, rooms }
+                        }
+                        BulkAction::Disconnect { close } => {
+                            SocketIoCommand::DisconnectSockets { nsp, opts, close }
+                        }
+                    };
+                    let _ = commands.send(Command::SocketIo(cmd));
+                }
+                Ok(None) => {} // a request this node does not answer (see `exact_pattern`)
+                Err(_) => {
+                    self.link.stats.malformed.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            return true;
+        }
         match decode_broadcast(payload) {
             Ok(remote) if remote.uid == self.link.uid => {} // our own, already delivered here
             Ok(remote) => {

@@ -109,10 +109,17 @@ pub struct ClusterStatsSnapshot {
 
 /// What an adapter hands to the link.
 #[derive(Debug)]
-pub(crate) struct Outgoing {
-    nsp: Arc<str>,
-    frames: Vec<Frame>,
-    opts: BroadcastOptions,
+pub(crate) enum Outgoing {
+    Broadcast {
+        nsp: Arc<str>,
+        frames: Vec<Frame>,
+        opts: BroadcastOptions,
+    },
+    Bulk {
+        nsp: Arc<str>,
+        action: wire::BulkAction,
+        opts: BroadcastOptions,
+    },
 }
 
 /// The adapters' side of the link: its queue, the namespaces to subscribe to, the counters.
@@ -129,11 +136,22 @@ pub struct ClusterLink {
 
 impl ClusterLink {
     fn publish(&self, nsp: &Arc<str>, frames: &[Frame], opts: &BroadcastOptions) {
-        let item = Outgoing {
+        self.enqueue(Outgoing::Broadcast {
             nsp: nsp.clone(),
             frames: frames.to_vec(),
             opts: opts.clone(),
-        };
+        });
+    }
+
+    fn request(&self, nsp: &Arc<str>, action: wire::BulkAction, opts: &BroadcastOptions) {
+        self.enqueue(Outgoing::Bulk {
+            nsp: nsp.clone(),
+            action,
+            opts: opts.clone(),
+        });
+    }
+
+    fn enqueue(&self, item: Outgoing) {
         if self.queue.try_send(item).is_err() {
             self.stats.dropped.fetch_add(1, Ordering::Relaxed);
         }
@@ -216,10 +234,20 @@ impl Adapter for RedisAdapter {
     }
 
     fn add_sockets(&mut self, opts: &BroadcastOptions, rooms: &[&str], sockets: &dyn LocalSockets) {
+        if !opts.flags.local {
+            let rooms = rooms.iter().map(|r| r.to_string()).collect();
+            self.link
+                .request(&self.nsp, wire::BulkAction::Join(rooms), opts);
+        }
         self.local.add_sockets(opts, rooms, sockets);
     }
 
     fn del_sockets(&mut self, opts: &BroadcastOptions, rooms: &[&str], sockets: &dyn LocalSockets) {
+        if !opts.flags.local {
+            let rooms = rooms.iter().map(|r| r.to_string()).collect();
+            self.link
+                .request(&self.nsp, wire::BulkAction::Leave(rooms), opts);
+        }
         self.local.del_sockets(opts, rooms, sockets);
     }
 
@@ -228,6 +256,14 @@ impl Adapter for RedisAdapter {
         opts: &BroadcastOptions,
         sockets: &dyn LocalSockets,
     ) -> Vec<Arc<str>> {
+        if !opts.flags.local {
+            // The trait has no `close`: other nodes disconnect from the namespace only.
+            self.link.request(
+                &self.nsp,
+                wire::BulkAction::Disconnect { close: false },
+                opts,
+            );
+        }
         self.local.disconnect_sockets(opts, sockets)
     }
 
@@ -363,8 +399,11 @@ mod tests {
         assert_eq!(stats.dropped, 3, "the bound is 2: three of five dropped");
         let mut queued = 0;
         while let Ok(item) = rx.try_recv() {
-            assert!(!item.opts.flags.local);
-            assert_eq!(&*item.nsp, "/");
+            let Outgoing::Broadcast { nsp, opts, .. } = item else {
+                panic!("a broadcast")
+            };
+            assert!(!opts.flags.local);
+            assert_eq!(&*nsp, "/");
             queued += 1;
         }
         assert_eq!(queued, 2);

@@ -98,6 +98,112 @@ fn options_value(opts: &BroadcastOptions) -> Value {
     ])
 }
 
+/// The channel of requests between the nodes of `nsp`.
+pub fn request_channel(key: &str, nsp: &str) -> String {
+    format!("{key}-request#{nsp}#")
+}
+
+/// A Redis glob pattern matching exactly `channel` (a pattern subscription is not counted by
+/// `PUBSUB NUMSUB`, with which Node's nodes count who must answer their requests: this node
+/// does not answer those yet, so it must not be counted).
+pub fn exact_pattern(channel: &str) -> String {
+    let mut out = String::with_capacity(channel.len() + 4);
+    for c in channel.chars() {
+        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// What a bulk request asks of the selected sockets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BulkAction {
+    Join(Vec<String>),
+    Leave(Vec<String>),
+    Disconnect { close: bool },
+}
+
+const REMOTE_JOIN: u64 = 2;
+const REMOTE_LEAVE: u64 = 3;
+const REMOTE_DISCONNECT: u64 = 4;
+
+/// A bulk request from another node or an emitter (Node's `socketsJoin`, `socketsLeave`,
+/// `disconnectSockets`): no answer is expected.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoteBulk {
+    /// Absent in the emitter's requests.
+    pub uid: Option<String>,
+    pub action: BulkAction,
+    /// With `local` set: not to be published again.
+    pub opts: BroadcastOptions,
+}
+
+/// Encodes a bulk request as the adapter does (JSON).
+pub fn encode_bulk(uid: &str, action: &BulkAction, opts: &BroadcastOptions) -> Vec<u8> {
+    let selection = serde_json::json!({"rooms": opts.rooms, "except": opts.except});
+    let value = match action {
+        BulkAction::Join(rooms) => {
+            serde_json::json!({"uid": uid, "type": REMOTE_JOIN, "opts": selection, "rooms": rooms})
+        }
+        BulkAction::Leave(rooms) => {
+            serde_json::json!({"uid": uid, "type": REMOTE_LEAVE, "opts": selection, "rooms": rooms})
+        }
+        BulkAction::Disconnect { close } => serde_json::json!(
+            {"uid": uid, "type": REMOTE_DISCONNECT, "opts": selection, "close": close}
+        ),
+    };
+    value.to_string().into_bytes()
+}
+
+/// Decodes a request; `None` for the kinds this node does not handle (those that need an
+/// answer) and for requests about one socket by sid (the emitter never sends those; a node
+/// sends them only to nodes it counted, which this one is not).
+pub fn decode_bulk(message: &[u8]) -> Result<Option<RemoteBulk>, WireError> {
+    let value: Json = if message.first() == Some(&b'{') {
+        serde_json::from_slice(message).map_err(|e| WireError::BadMessage(e.to_string()))?
+    } else {
+        let v = rmpv::decode::read_value(&mut &message[..])
+            .map_err(|e| WireError::BadMessage(e.to_string()))?;
+        msgpack_to_json(&v, &mut Vec::new())
+    };
+    let Some(opts) = value.get("opts") else {
+        return Ok(None);
+    };
+    let names = |v: Option<&Json>| -> Vec<String> {
+        v.and_then(Json::as_array)
+            .map(|items| {
+                items
+                    .iter()
+                    .filter_map(|x| match x {
+                        Json::String(s) => Some(s.clone()),
+                        Json::Number(n) => Some(n.to_string()),
+                        _ => None,
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let action = match value.get("type").and_then(Json::as_u64) {
+        Some(REMOTE_JOIN) => BulkAction::Join(names(value.get("rooms"))),
+        Some(REMOTE_LEAVE) => BulkAction::Leave(names(value.get("rooms"))),
+        Some(REMOTE_DISCONNECT) => BulkAction::Disconnect {
+            close: value.get("close").and_then(Json::as_bool).unwrap_or(false),
+        },
+        _ => return Ok(None),
+    };
+    Ok(Some(RemoteBulk {
+        uid: value.get("uid").and_then(Json::as_str).map(str::to_owned),
+        action,
+        opts: BroadcastOptions {
+            rooms: names(opts.get("rooms")),
+            except: names(opts.get("except")),
+            flags: BroadcastFlags { local: true },
+        },
+    }))
+}
+
 /// Decodes a broadcast message published by a node or an emitter.
 pub fn decode_broadcast(message: &[u8]) -> Result<RemoteBroadcast, WireError> {
     let value = rmpv::decode::read_value(&mut &message[..])
@@ -331,6 +437,44 @@ mod tests {
         assert_eq!(data[1], Value::Binary(vec![1, 2]));
         let got = decode_broadcast(&bytes).unwrap();
         assert_eq!(got.frames, frames);
+    }
+
+    #[test]
+    fn bulk_requests_round_trip_and_others_are_skipped() {
+        let o = opts(&["r1"], &["s1"]);
+        for action in [
+            BulkAction::Join(vec!["x".into(), "y".into()]),
+            BulkAction::Leave(vec!["x".into()]),
+            BulkAction::Disconnect { close: true },
+        ] {
+            let bytes = encode_bulk("me", &action, &o);
+            let got = decode_bulk(&bytes).unwrap().unwrap();
+            assert_eq!(got.uid.as_deref(), Some("me"));
+            assert_eq!(got.action, action);
+            assert_eq!(got.opts.rooms, ["r1"]);
+            assert_eq!(got.opts.except, ["s1"]);
+            assert!(got.opts.flags.local);
+        }
+        // The emitter's form: no uid.
+        let emitter = br#"{"type":2,"opts":{"rooms":[],"except":[]},"rooms":["z"]}"#;
+        let got = decode_bulk(emitter).unwrap().unwrap();
+        assert_eq!(got.uid, None);
+        assert_eq!(got.action, BulkAction::Join(vec!["z".into()]));
+        // Requests needing an answer, and the one-socket form, are not ours to handle.
+        let fetch = br#"{"uid":"n","requestId":"q","type":5,"opts":{"rooms":[],"except":[]}}"#;
+        assert_eq!(decode_bulk(fetch).unwrap(), None);
+        let one = br#"{"uid":"n","requestId":"q","type":2,"sid":"s","room":"r"}"#;
+        assert_eq!(decode_bulk(one).unwrap(), None);
+        assert!(decode_bulk(b"{nope").is_err());
+    }
+
+    #[test]
+    fn exact_patterns_escape_glob_characters() {
+        assert_eq!(
+            exact_pattern("socket.io-request#/#"),
+            "socket.io-request#/#"
+        );
+        assert_eq!(exact_pattern("k#/a*b?[c]#"), "k#/a\\*b\\?\\[c\\]#");
     }
 
     #[test]
