@@ -439,15 +439,20 @@ class AsyncServer(HandlerRegistry):
                     "are not supported)"
                 )
             ack_id = self._register_ack(sid, callback)
+        if ignore_queue and self.client_manager is not None:
+            engine.emit(
+                nsp,
+                text,
+                to=sid,
+                rooms=rooms,
+                skip=skip,
+                attachments=attachments,
+                ack_id=ack_id,
+                local=True,
+            )
+            return
         engine.emit(
-            nsp,
-            text,
-            to=sid,
-            rooms=rooms,
-            skip=skip,
-            attachments=attachments,
-            ack_id=ack_id,
-            local=ignore_queue and self.client_manager is not None,
+            nsp, text, to=sid, rooms=rooms, skip=skip, attachments=attachments, ack_id=ack_id
         )
 
     async def send(
