@@ -20,6 +20,9 @@ use super::wire::{
 use super::{ClusterError, ClusterLink, ClusterStats, Outgoing, RedisClusterConfig};
 use crate::bridge::{Command, ControlInbound, Inbound, InboundQueue, SocketIoCommand, Target};
 
+/// Longest wait for Redis to accept a connection or answer a command.
+const REDIS_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// Most queued broadcasts sent to Redis as one pipeline.
 const PIPELINE_MAX: usize = 256;
 
@@ -112,8 +115,19 @@ impl LinkTask {
 
     /// One connected period; returns Ok only when the server is gone.
     async fn session(&mut self, down: &mut bool) -> Result<(), ClusterError> {
-        let mut publisher = self.client.get_multiplexed_async_connection().await?;
-        let (mut sink, mut stream) = self.client.get_async_pubsub().await?.split();
+        // Bounded: a Redis that stops answering (frozen, a black-holed address) ends the
+        // session like a dead one instead of stalling the link.
+        let config = redis::AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(REDIS_TIMEOUT))
+            .set_response_timeout(Some(REDIS_TIMEOUT));
+        let mut publisher = self
+            .client
+            .get_multiplexed_async_connection_with_config(&config)
+            .await?;
+        let pubsub = tokio::time::timeout(REDIS_TIMEOUT, self.client.get_async_pubsub())
+            .await
+            .map_err(|_| ClusterError::ConnectionLost)??;
+        let (mut sink, mut stream) = pubsub.split();
         let key = self.link.key.clone();
         let mut subscribed = 0;
         subscribed = self.subscribe_new(&mut sink, &key, subscribed).await?;

@@ -322,10 +322,14 @@ impl Publisher {
     fn publish_once(&mut self, channel: &str, payload: &[u8]) -> Result<u64, ClusterError> {
         let conn = match &mut self.connection {
             Some(c) => c,
-            None => self.connection.insert(
-                self.client
-                    .get_connection_with_timeout(Duration::from_secs(5))?,
-            ),
+            None => {
+                // Bounded: a caller never hangs on a Redis that stopped answering.
+                let timeout = Duration::from_secs(5);
+                let c = self.client.get_connection_with_timeout(timeout)?;
+                c.set_read_timeout(Some(timeout))?;
+                c.set_write_timeout(Some(timeout))?;
+                self.connection.insert(c)
+            }
         };
         let receivers: u64 = redis::cmd("PUBLISH")
             .arg(channel)
