@@ -77,8 +77,9 @@ docs: ## the API reference from the docstrings (Sphinx, warnings are errors) -> 
 client-bundle: ## the official socket.io-client (tests, and the browser bundle the demo serves)
 	npm install --prefix tests/node --no-audit --no-fund --loglevel=error
 
-node-deps: client-bundle ## npm packages for the peers: + playwright-core, socket.io (reference server)
+node-deps: client-bundle ## npm packages for the peers: + playwright-core, socket.io (reference server), the redis adapter/emitter (cluster tests)
 	npm install --prefix tests/browser --no-audit --no-fund --loglevel=error
+	npm install --prefix tests/cluster --no-audit --no-fund --loglevel=error
 	mkdir -p $(NODE_DEPS) && cp $(SHARED)/reference/package.json $(NODE_DEPS)/
 	npm install --prefix $(NODE_DEPS) --no-audit --no-fund --loglevel=error
 
@@ -142,4 +143,4 @@ demo: dev client-bundle ## run the chat demo on http://127.0.0.1:5000 (add ?tran
 
 clean: ## remove build products and virtual environments
 	rm -rf target fuzz/target fuzz/artifacts $(WHEEL_DIR) $(VENV) $(CI_VENV) $(DOCS_VENV) \
-		docs/_build .deps tests/node/node_modules tests/browser/node_modules
+		docs/_build .deps tests/node/node_modules tests/browser/node_modules tests/cluster/node_modules

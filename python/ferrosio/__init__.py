@@ -14,8 +14,9 @@ the import::
     ferrosio.run(sio, port=5000)
 
 Arguments of python-socketio that ferrosio does not support raise
-:class:`ferrosio.exceptions.UnsupportedFeatureError` naming the feature (``client_manager``,
-for one); unknown arguments raise ``TypeError``.
+:class:`ferrosio.exceptions.UnsupportedFeatureError` naming the feature (``serializer="msgpack"``,
+for one); unknown arguments raise ``TypeError``. ``client_manager=ferrosio.AsyncRedisManager(url)``
+joins a cluster with other ferrosio and Node socket.io servers over Redis.
 
 The handler for an event in namespace ``nsp`` is the first of: ``handlers[nsp][event]``,
 ``handlers[nsp]["*"]`` (event name first), ``handlers["*"][event]`` (namespace first),
@@ -31,6 +32,7 @@ from ferrosio import exceptions
 from ferrosio._ferrosio import __version__
 from ferrosio._run import run
 from ferrosio.client import AsyncClient, AsyncClientNamespace
+from ferrosio.cluster import AsyncRedisEmitter, AsyncRedisManager, RedisEmitter
 from ferrosio.namespace import AsyncNamespace
 from ferrosio.server import AsyncServer, ack_requested
 from ferrosio.simple_client import AsyncSimpleClient, SimpleClient
@@ -43,8 +45,11 @@ __all__ = [
     "AsyncClient",
     "AsyncClientNamespace",
     "AsyncNamespace",
+    "AsyncRedisEmitter",
+    "AsyncRedisManager",
     "AsyncServer",
     "AsyncSimpleClient",
+    "RedisEmitter",
     "SimpleClient",
     "__version__",
     "ack_requested",

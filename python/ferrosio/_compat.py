@@ -22,8 +22,9 @@ allow_upgrades,
 cors_allowed_origins,
 cors_credentials, transports
 ping_interval=(interval, grace)   unsupported: a ping grace period
-client_manager                    unsupported unless None: scaling out over several servers
-                                  (Redis, Kafka, ... managers)
+client_manager                    supported: None or a ``ferrosio.AsyncRedisManager``; other
+                                  managers (python-socketio's Redis, Kafka, ... classes)
+                                  are unsupported
 serializer                        accepted: ``"default"``; msgpack/custom: unsupported
 json                              accepted: None (ferrosio encodes with orjson)
 async_handlers                    accepted: True (handlers run concurrently, as tasks)
@@ -51,8 +52,9 @@ timestamp_requests                accepted: True (polling requests carry ``t=``)
 ================================  ==========================================================
 
 Methods: ``ignore_queue`` on the server's ``emit``, ``send``, ``call`` and ``disconnect`` is
-accepted with any value: there is no message queue without a client manager, so it changes
-nothing (it is not checked). Every ``namespace=`` is honoured.
+accepted with any value: on a server with an ``AsyncRedisManager``, ``emit``/``send`` with
+``ignore_queue=True`` stay on this server (python-socketio's meaning); without a client manager
+there is no queue, so it changes nothing. Every ``namespace=`` is honoured.
 """
 
 from __future__ import annotations
@@ -60,6 +62,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
+from ferrosio.cluster import AsyncRedisManager
 from ferrosio.exceptions import UnsupportedFeatureError
 
 
@@ -81,7 +84,9 @@ SERVER: Mapping[str, _Rule] = {
         lambda value: not isinstance(value, tuple), "a ping grace period (ping_interval tuple)"
     ),
     "client_manager": _Rule(
-        _only(None), "client_manager (scaling out over several servers with a message queue)"
+        lambda value: value is None or isinstance(value, AsyncRedisManager),
+        "client_manager other than ferrosio.AsyncRedisManager (python-socketio's managers, "
+        "Kafka, ...; use ferrosio.AsyncRedisManager(url) for a Redis cluster)",
     ),
     "serializer": _Rule(_only("default"), "serializer (msgpack or a custom packet class)"),
     "json": _Rule(_only(None), "json (a custom JSON module; ferrosio encodes with orjson)"),

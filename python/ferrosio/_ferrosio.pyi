@@ -15,6 +15,7 @@ ENGINEIO_MESSAGE: Final = 5
 ENGINEIO_CLOSE: Final = 6
 CONTROL_AUTHORIZE: Final = 7
 SOCKETIO_BROADCAST_REACH: Final = 8
+CONTROL_CLUSTER: Final = 9
 
 class FerrosioError(Exception): ...
 class EngineNotRunningError(FerrosioError): ...
@@ -66,6 +67,8 @@ ControlAuthorize: TypeAlias = tuple[Literal[7], int, str | None, bool, Handshake
 # before those acks.
 # (kind, nsp, ack_id, clients)
 SocketIoBroadcastReach: TypeAlias = tuple[Literal[8], str, int, int]
+# The cluster link lost Redis (connected False, with why) or got it back; once per change.
+ControlCluster: TypeAlias = tuple[Literal[9], bool, str]
 
 ServerRecord: TypeAlias = (
     SocketIoEvent
@@ -77,6 +80,7 @@ ServerRecord: TypeAlias = (
     | EngineIoClose
     | ControlAuthorize
     | SocketIoBroadcastReach
+    | ControlCluster
 )
 
 class ServerHandle:
@@ -119,7 +123,11 @@ class ServerHandle:
         max_poll_response: int = 1000000,
         max_inbound_buffer: int = 64000,
         max_inbound_total: int = 16000000,
+        cluster_url: str | None = None,
+        cluster_key: str = "socket.io",
     ) -> None: ...
+    def cluster_stats(self) -> dict[str, int | bool] | None:
+        """The cluster link's counters, or None when the server is not in a cluster."""
     @property
     def port(self) -> int: ...
     def wake_fd(self) -> int: ...
@@ -137,6 +145,7 @@ class ServerHandle:
         attachments: list[bytes] | None = None,
         ack_id: int | None = None,
         volatile: bool = False,
+        local: bool = False,
     ) -> None: ...
     def emit_with_ack(
         self,
@@ -161,6 +170,32 @@ class ServerHandle:
     def accept(self, nsp: str, sid: str) -> None: ...
     def reject(self, nsp: str, sid: str, data: bytes) -> None: ...
     def join(self, nsp: str, sid: str, room: str) -> None: ...
+    def sockets_join(
+        self,
+        nsp: str,
+        join: list[str],
+        *,
+        rooms: list[str] | None = None,
+        skip: list[str] | None = None,
+        local: bool = False,
+    ) -> None: ...
+    def sockets_leave(
+        self,
+        nsp: str,
+        leave: list[str],
+        *,
+        rooms: list[str] | None = None,
+        skip: list[str] | None = None,
+        local: bool = False,
+    ) -> None: ...
+    def disconnect_sockets(
+        self,
+        nsp: str,
+        *,
+        rooms: list[str] | None = None,
+        skip: list[str] | None = None,
+        local: bool = False,
+    ) -> None: ...
     def leave(self, nsp: str, sid: str, room: str) -> None: ...
     def close_room(self, nsp: str, room: str) -> None: ...
     def disconnect(self, nsp: str, sid: str) -> None: ...
@@ -270,3 +305,18 @@ class _Codec:
     def decode_payload(body: bytes) -> list[str | bytes]: ...
 
 codec: Final[_Codec]
+
+class RedisPublisher:
+    """Publishes broadcasts to a Redis cluster without a server (blocking; the GIL is
+    released while it talks to Redis)."""
+
+    def __init__(self, url: str, key: str = "socket.io") -> None: ...
+    def broadcast(
+        self,
+        nsp: str,
+        data: bytes,
+        *,
+        rooms: list[str] | None = None,
+        skip: list[str] | None = None,
+        attachments: list[bytes] | None = None,
+    ) -> int: ...

@@ -22,6 +22,7 @@ from ferrosio import _codec, _compat, exceptions
 from ferrosio._broadcast_acks import BroadcastAcks
 from ferrosio._ferrosio import (
     CONTROL_AUTHORIZE,
+    CONTROL_CLUSTER,
     ENGINEIO_MESSAGE,
     ENGINEIO_OPEN,
     SOCKETIO_ACK,
@@ -42,6 +43,7 @@ from ferrosio._handlers import (
     mark_ack_requested,
     step_eagerly,
 )
+from ferrosio.cluster import AsyncRedisManager
 from ferrosio.engineio import EngineIOEndpoint
 
 if TYPE_CHECKING:
@@ -68,6 +70,15 @@ OutgoingListener: TypeAlias = Callable[[str, list[Any], str, "str | list[str] | 
 _M = TypeVar("_M", bound=Callable[..., Any])
 
 default_logger = logging.getLogger("ferrosio.server")
+
+
+def _names(value: str | Iterable[str]) -> list[str]:
+    """One room name or several, as a list."""
+    return [value] if isinstance(value, str) else list(value)
+
+
+# Outages of the Redis link and its recovery, once per change.
+_cluster_logger = logging.getLogger("ferrosio.cluster")
 
 
 class _Socket:
@@ -193,6 +204,9 @@ class AsyncServer(HandlerRegistry):
         socket.io-parser); a client announcing more is disconnected.
     :param max_attachment_bytes: the most bytes of binary attachments one packet may carry;
         ``None`` (the default) means ``max_http_buffer_size``.
+    :param client_manager: ``None`` (this server alone) or a
+        :class:`ferrosio.AsyncRedisManager`: a cluster of servers over Redis, ferrosio's and
+        Node's (``@socket.io/redis-adapter``) alike.
     :param attachment_timeout: seconds the attachments of one packet may take to arrive (30);
         checked at each ping, so an overdue packet is caught within ``ping_interval`` more.
     :param max_send_buffer_size: the most bytes that may wait to be written to one client
@@ -213,7 +227,7 @@ class AsyncServer(HandlerRegistry):
 
     python-socketio's other arguments are accepted where their value means what ferrosio does
     anyway (``async_handlers=True``, ``monitor_clients=True``, ``json=None``, ``async_mode=None``
-    ...); a value asking for something ferrosio does not do, such as a ``client_manager``,
+    ...); a value asking for something ferrosio does not do, such as ``serializer="msgpack"``,
     raises :class:`~ferrosio.exceptions.UnsupportedFeatureError` naming the feature (the table
     is in :mod:`ferrosio._compat`). An argument neither knows raises ``TypeError``.
 
@@ -311,6 +325,7 @@ class AsyncServer(HandlerRegistry):
         self._engine: ServerHandle | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stopped: asyncio.Future[None] | None = None
+        self.client_manager: AsyncRedisManager | None = client_manager
 
     # ------------------------------------------------------------------ handlers ----
     def register_namespace(self, namespace_handler: Any) -> None:
@@ -483,11 +498,20 @@ class AsyncServer(HandlerRegistry):
             max_poll_response=self.max_poll_response_size,
             max_inbound_buffer=self.max_inbound_buffer_size,
             max_inbound_total=self.max_inbound_total_size,
+            cluster_url=self.client_manager.url if self.client_manager else None,
+            cluster_key=self.client_manager.channel if self.client_manager else "socket.io",
             **self._cors_options(),
         )
         self._loop.add_reader(self._engine.wake_fd(), self._drain)
         self.logger.info("ferrosio listening on %s:%d", host, self._engine.port)
         return self._engine.port
+
+    def cluster_stats(self) -> dict[str, int | bool] | None:
+        """The counters of the Redis link when the server is in a cluster (``None`` otherwise):
+        ``connected``, ``published`` and ``received`` broadcasts, ``dropped`` (broadcasts that
+        reached this server's clients but not the other nodes': Redis unreachable or slower
+        than the broadcasts), ``malformed`` messages ignored, ``outages``."""
+        return self._engine.cluster_stats() if self._engine is not None else None
 
     async def serve(self, host: str = "127.0.0.1", port: int = 5000) -> None:
         """Serves until :meth:`shutdown` is called (from a handler, a signal, another task)."""
@@ -585,8 +609,8 @@ class AsyncServer(HandlerRegistry):
 
         ``data`` may be a tuple to send several arguments. With ``callback``, the single
         recipient's acknowledgement is passed to it (``callback(*args)``). Returns without
-        waiting for the network. ``ignore_queue`` is python-socketio's; without a message
-        queue it changes nothing.
+        waiting for the network. ``ignore_queue=True`` keeps the emit on this server when it
+        is in a cluster (``client_manager``); without one it changes nothing.
 
         With ``callback`` and ``timeout`` (seconds), the emit may go to many clients and the
         callback is Node's (``io.timeout(ms).emit(ev, (err, responses) => ...)``):
@@ -603,7 +627,16 @@ class AsyncServer(HandlerRegistry):
         replaces (positions, typing indicators).
         """
         self.emit_nowait(
-            event, data, to, room, skip_sid, namespace, callback, timeout=timeout, volatile=volatile
+            event,
+            data,
+            to,
+            room,
+            skip_sid,
+            namespace,
+            callback,
+            ignore_queue,
+            timeout=timeout,
+            volatile=volatile,
         )
 
     def emit_nowait(
@@ -615,6 +648,7 @@ class AsyncServer(HandlerRegistry):
         skip_sid: str | Iterable[str] | None = None,
         namespace: str | None = None,
         callback: Callable[..., Any] | None = None,
+        ignore_queue: bool = False,
         *,
         timeout: float | None = None,
         volatile: bool = False,
@@ -645,7 +679,8 @@ class AsyncServer(HandlerRegistry):
             ack_id = self._register_ack(sid, callback)
         if self._outgoing:
             self._notify_outgoing(event, data, nsp, sid if sid is not None else rooms)
-        if volatile:
+        local = ignore_queue and self.client_manager is not None
+        if volatile or local:
             engine.emit(
                 nsp,
                 text,
@@ -654,7 +689,8 @@ class AsyncServer(HandlerRegistry):
                 skip=skip,
                 attachments=attachments,
                 ack_id=ack_id,
-                volatile=True,
+                volatile=volatile,
+                local=local,
             )
             return
         engine.emit(
@@ -672,7 +708,7 @@ class AsyncServer(HandlerRegistry):
         ignore_queue: bool = False,
     ) -> None:
         """Emits a ``message`` event (as :meth:`emit`)."""
-        await self.emit("message", data, to, room, skip_sid, namespace, callback)
+        await self.emit("message", data, to, room, skip_sid, namespace, callback, ignore_queue)
 
     async def call(
         self,
@@ -816,12 +852,72 @@ class AsyncServer(HandlerRegistry):
 
     # ------------------------------------------------------------------ rooms ----
     async def enter_room(self, sid: str, room: str, namespace: str | None = None) -> None:
-        """Adds a client to a room."""
-        self._core().join(namespace or "/", sid, room)
+        """Adds a client to a room; in a cluster (``client_manager``), a client of any server."""
+        nsp = namespace or "/"
+        if self._remote(sid, nsp):
+            self._core().sockets_join(nsp, [room], rooms=[sid])
+        else:
+            self._core().join(nsp, sid, room)
 
     async def leave_room(self, sid: str, room: str, namespace: str | None = None) -> None:
-        """Removes a client from a room."""
-        self._core().leave(namespace or "/", sid, room)
+        """Removes a client from a room; in a cluster, a client of any server."""
+        nsp = namespace or "/"
+        if self._remote(sid, nsp):
+            self._core().sockets_leave(nsp, [room], rooms=[sid])
+        else:
+            self._core().leave(nsp, sid, room)
+
+    def _remote(self, sid: str, nsp: str) -> bool:
+        """Whether ``sid`` may be a socket of another server of the cluster."""
+        return self.client_manager is not None and self._socket_in(sid, nsp) is None
+
+    async def sockets_join(
+        self,
+        rooms: str | Iterable[str],
+        room: str | Iterable[str] | None = None,
+        skip_sid: str | Iterable[str] | None = None,
+        namespace: str | None = None,
+        ignore_queue: bool = False,
+    ) -> None:
+        """Makes the clients in ``room`` (a room or sid, or several; everyone in the namespace
+        when None) minus ``skip_sid`` join ``rooms``, on every server of the cluster (Node's
+        ``io.in(room).except(skip).socketsJoin(rooms)``); ``ignore_queue=True``: this server's
+        clients only. Without a ``client_manager``, this server's clients."""
+        nsp, selected, skip = self._selection(namespace, room, skip_sid)
+        self._core().sockets_join(nsp, _names(rooms), rooms=selected, skip=skip, local=ignore_queue)
+
+    async def sockets_leave(
+        self,
+        rooms: str | Iterable[str],
+        room: str | Iterable[str] | None = None,
+        skip_sid: str | Iterable[str] | None = None,
+        namespace: str | None = None,
+        ignore_queue: bool = False,
+    ) -> None:
+        """As :meth:`sockets_join`, leaving ``rooms`` (Node's ``socketsLeave``)."""
+        nsp, selected, skip = self._selection(namespace, room, skip_sid)
+        self._core().sockets_leave(
+            nsp, _names(rooms), rooms=selected, skip=skip, local=ignore_queue
+        )
+
+    async def disconnect_sockets(
+        self,
+        room: str | Iterable[str] | None = None,
+        skip_sid: str | Iterable[str] | None = None,
+        namespace: str | None = None,
+        ignore_queue: bool = False,
+    ) -> None:
+        """Disconnects the clients in ``room`` minus ``skip_sid`` from the namespace, on every
+        server of the cluster (Node's ``disconnectSockets()``); their ``disconnect`` handlers
+        run on their own servers with reason ``server disconnect``."""
+        nsp, selected, skip = self._selection(namespace, room, skip_sid)
+        self._core().disconnect_sockets(nsp, rooms=selected, skip=skip, local=ignore_queue)
+
+    def _selection(
+        self, namespace: str | None, room: Any, skip_sid: Any
+    ) -> tuple[str, list[str] | None, list[str] | None]:
+        skip = _names(skip_sid) if skip_sid else None
+        return namespace or "/", _names(room) if room is not None else None, skip
 
     async def close_room(self, room: str, namespace: str | None = None) -> None:
         """Removes every client from a room."""
@@ -840,9 +936,13 @@ class AsyncServer(HandlerRegistry):
         self, sid: str, namespace: str | None = None, ignore_queue: bool = False
     ) -> None:
         """Disconnects a client from ``namespace`` (``/`` by default); its ``disconnect``
-        handler runs with reason ``server disconnect``. ``ignore_queue`` changes nothing."""
+        handler runs with reason ``server disconnect``. In a cluster, ``sid`` may be a client of
+        another server (unless ``ignore_queue``); without one ``ignore_queue`` changes nothing."""
         nsp = namespace or "/"
-        self._core().disconnect(nsp, sid)
+        if self._remote(sid, nsp) and not ignore_queue:
+            self._core().disconnect_sockets(nsp, rooms=[sid])
+        else:
+            self._core().disconnect(nsp, sid)
 
     def namespace_of(self, sid: str) -> str | None:
         """The namespace the client ``sid`` joined (a sid belongs to one namespace); None for
@@ -939,6 +1039,15 @@ class AsyncServer(HandlerRegistry):
                 elif item[0] == SOCKETIO_BROADCAST_REACH:
                     _, _nsp, acked_id, count = item
                     self._broadcast_acks.on_reach(acked_id, count)
+                elif item[0] == CONTROL_CLUSTER:
+                    _, connected, detail = item
+                    if connected:
+                        _cluster_logger.warning("ferrosio: redis reachable again; resubscribed")
+                    else:
+                        _cluster_logger.error(
+                            "ferrosio: lost redis (%s); serving local clients, reconnecting",
+                            detail,
+                        )
                 else:
                     self._on_engineio(item)
             except Exception:

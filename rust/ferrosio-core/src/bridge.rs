@@ -98,6 +98,9 @@ pub enum ControlInbound {
         check_request: bool,
         handshake: Arc<Handshake>,
     },
+    /// The cluster link lost Redis (`connected` false, `detail` says why) or got it back.
+    /// Sent once per change, not per attempt.
+    Cluster { connected: bool, detail: String },
 }
 
 impl From<SocketIoInbound> for Inbound {
@@ -181,6 +184,26 @@ pub enum SocketIoCommand {
     Abort {
         nsp: String,
         sid: String,
+    },
+    /// Makes the sockets `opts` selects join `rooms` (Node's `socketsJoin`): in a cluster on
+    /// every server, unless `opts.flags.local`.
+    SocketsJoin {
+        nsp: String,
+        opts: BroadcastOptions,
+        rooms: Vec<String>,
+    },
+    /// Makes the selected sockets leave `rooms` (Node's `socketsLeave`).
+    SocketsLeave {
+        nsp: String,
+        opts: BroadcastOptions,
+        rooms: Vec<String>,
+    },
+    /// Disconnects the selected sockets from the namespace (Node's `disconnectSockets`);
+    /// `close`: their whole connection too.
+    DisconnectSockets {
+        nsp: String,
+        opts: BroadcastOptions,
+        close: bool,
     },
     /// The rooms of a socket (its own sid first), answered on `reply`. Applied in order with
     /// the other commands, so the answer reflects every join and leave sent before it.

@@ -72,6 +72,8 @@ pub struct ServerConfig {
     /// Most bytes of all connections' messages waiting for the host; past it the engine stops
     /// reading every connection that has messages waiting.
     pub max_inbound_total: usize,
+    /// Join a cluster of servers over Redis (see [`crate::cluster`]); `None`: this server alone.
+    pub cluster: Option<crate::cluster::RedisClusterConfig>,
 }
 
 impl ServerConfig {
@@ -120,6 +122,7 @@ impl Default for ServerConfig {
             max_poll_response: 1_000_000,
             max_inbound_buffer: 64_000,
             max_inbound_total: 16_000_000,
+            cluster: None,
         }
     }
 }

@@ -62,4 +62,6 @@ pub enum ServerError {
     NotRunning,
     #[error("i/o error: {0}")]
     Io(#[from] std::io::Error),
+    #[error("cluster: {0}")]
+    Cluster(#[from] crate::cluster::ClusterError),
 }

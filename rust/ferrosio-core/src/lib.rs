@@ -10,6 +10,7 @@
 
 mod bridge;
 mod client;
+mod cluster;
 mod config;
 mod engineio;
 mod error;
@@ -31,6 +32,7 @@ pub use client::tls::TlsOptions;
 pub use client::{
     ClientCommand, ClientError, ClientHandle, ClientInbound, ConnectTarget, TransportName,
 };
+pub use cluster::{Publisher, RedisClusterConfig};
 pub use config::{normalize_path, CorsPolicy, ServerConfig, StaticRoute};
 pub use engineio::packet::Frame;
 pub use engineio::session::Handshake;

@@ -15,15 +15,16 @@ use std::sync::{Arc, Mutex};
 use ferrosio_core::codec::{encode_message, PacketType, SocketPacket};
 use ferrosio_core::{
     normalize_path, BroadcastFlags, BroadcastOptions, Command, ControlCommand, ControlInbound,
-    CorsPolicy, EngineIoCommand, EngineIoInbound, Frame, Handshake, Inbound, ServerConfig,
-    ServerError, ServerHandle, SocketIoCommand, SocketIoInbound, StaticRoute, Target,
+    CorsPolicy, EngineIoCommand, EngineIoInbound, Frame, Handshake, Inbound, Publisher,
+    RedisClusterConfig, ServerConfig, ServerError, ServerHandle, SocketIoCommand, SocketIoInbound,
+    StaticRoute, Target,
 };
 use records::{message_record, packet_frames};
 
 use pyo3::create_exception;
 use pyo3::exceptions::{PyException, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyList, PyTuple};
+use pyo3::types::{PyBytes, PyDict, PyList, PyTuple};
 
 create_exception!(
     _ferrosio,
@@ -59,6 +60,7 @@ const ENGINEIO_MESSAGE: u8 = 5;
 const ENGINEIO_CLOSE: u8 = 6;
 const CONTROL_AUTHORIZE: u8 = 7;
 const SOCKETIO_BROADCAST_REACH: u8 = 8;
+const CONTROL_CLUSTER: u8 = 9;
 
 /// The HTTP request that opened a session, as Python reads it (to build its environ dict).
 #[pyclass(frozen, name = "Handshake", module = "ferrosio._ferrosio")]
@@ -108,6 +110,66 @@ fn handshake<'py>(py: Python<'py>, hs: &Arc<Handshake>) -> PyResult<Bound<'py, P
     Bound::new(py, PyHandshake { inner: hs.clone() })
 }
 
+/// Publishes broadcasts to a Redis cluster without running a server (the emitter's
+/// transport). Blocking: the GIL is released while it talks to Redis.
+#[pyclass(frozen, name = "RedisPublisher", module = "ferrosio._ferrosio")]
+struct PyRedisPublisher {
+    inner: Mutex<Publisher>,
+}
+
+#[pymethods]
+impl PyRedisPublisher {
+    #[new]
+    #[pyo3(signature = (url, key = "socket.io"))]
+    fn new(url: &str, key: &str) -> PyResult<Self> {
+        let inner = Publisher::new(url, key).map_err(|e| PyValueError::new_err(e.to_string()))?;
+        Ok(PyRedisPublisher {
+            inner: Mutex::new(inner),
+        })
+    }
+
+    /// Publishes an EVENT packet (`data` is the JSON array) for the sockets of `nsp` in any
+    /// of `rooms` (all when empty) minus `skip`; returns how many subscribers got it.
+    #[pyo3(signature = (nsp, data, *, rooms = None, skip = None, attachments = None))]
+    fn broadcast(
+        &self,
+        py: Python<'_>,
+        nsp: &str,
+        data: &[u8],
+        rooms: Option<Vec<String>>,
+        skip: Option<Vec<String>>,
+        attachments: Option<Vec<Vec<u8>>>,
+    ) -> PyResult<u64> {
+        let frames = packet_frames(PacketType::Event, nsp, None, data, attachments)?;
+        let opts = BroadcastOptions {
+            rooms: rooms.unwrap_or_default(),
+            except: skip.unwrap_or_default(),
+            ..BroadcastOptions::default()
+        };
+        py.detach(|| {
+            let mut publisher = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+            publisher.broadcast(nsp, &frames, &opts)
+        })
+        .map_err(|e| FerrosioError::new_err(e.to_string()))
+    }
+}
+
+/// The sockets in any of `rooms` (all when empty) minus `skip`.
+fn selection(
+    rooms: Option<Vec<String>>,
+    skip: Option<Vec<String>>,
+    local: bool,
+) -> BroadcastOptions {
+    BroadcastOptions {
+        rooms: rooms.unwrap_or_default(),
+        except: skip.unwrap_or_default(),
+        flags: BroadcastFlags {
+            local,
+            ..BroadcastFlags::default()
+        },
+    }
+}
+
 /// A running server: an HTTP listener and its engine thread.
 #[pyclass(frozen, name = "ServerHandle", module = "ferrosio._ferrosio")]
 struct PyServerHandle {
@@ -119,7 +181,7 @@ struct PyServerHandle {
 #[pymethods]
 impl PyServerHandle {
     #[new]
-    #[pyo3(signature = (host, port, *, path = "/socket.io/", ping_interval_ms = 25_000, ping_timeout_ms = 20_000, max_payload = 1_000_000, connect_timeout_ms = 45_000, websocket = true, polling = true, upgrades = true, engineio_path = None, cors = "same-origin", cors_origins = None, cors_credentials = true, static_files = None, authorize_requests = false, max_attachments = 10, max_attachment_bytes = None, attachment_timeout_ms = 30_000, max_send_buffer = 16_000_000, max_poll_response = 1_000_000, max_inbound_buffer = 64_000, max_inbound_total = 16_000_000))]
+    #[pyo3(signature = (host, port, *, path = "/socket.io/", ping_interval_ms = 25_000, ping_timeout_ms = 20_000, max_payload = 1_000_000, connect_timeout_ms = 45_000, websocket = true, polling = true, upgrades = true, engineio_path = None, cors = "same-origin", cors_origins = None, cors_credentials = true, static_files = None, authorize_requests = false, max_attachments = 10, max_attachment_bytes = None, attachment_timeout_ms = 30_000, max_send_buffer = 16_000_000, max_poll_response = 1_000_000, max_inbound_buffer = 64_000, max_inbound_total = 16_000_000, cluster_url = None, cluster_key = "socket.io"))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -146,6 +208,8 @@ impl PyServerHandle {
         max_poll_response: usize,
         max_inbound_buffer: usize,
         max_inbound_total: usize,
+        cluster_url: Option<String>,
+        cluster_key: &str,
     ) -> PyResult<Self> {
         let cors = match cors {
             "same-origin" => CorsPolicy::SameOrigin,
@@ -189,6 +253,10 @@ impl PyServerHandle {
             max_poll_response,
             max_inbound_buffer,
             max_inbound_total,
+            cluster: cluster_url.map(|url| RedisClusterConfig {
+                key: cluster_key.to_owned(),
+                ..RedisClusterConfig::new(url)
+            }),
             ..ServerConfig::default()
         };
         let addr = if host.contains(':') {
@@ -203,6 +271,22 @@ impl PyServerHandle {
             handle,
             batch: Mutex::new(None),
         })
+    }
+
+    /// The cluster link's counters as a dict (`connected`, `published`, `received`, `dropped`,
+    /// `malformed`, `outages`), or None when the server is not in a cluster.
+    fn cluster_stats<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyDict>>> {
+        let Some(s) = self.handle.cluster_stats() else {
+            return Ok(None);
+        };
+        let d = PyDict::new(py);
+        d.set_item("connected", s.connected)?;
+        d.set_item("published", s.published)?;
+        d.set_item("received", s.received)?;
+        d.set_item("dropped", s.dropped)?;
+        d.set_item("malformed", s.malformed)?;
+        d.set_item("outages", s.outages)?;
+        Ok(Some(d))
     }
 
     /// The bound port (useful with port 0).
@@ -241,6 +325,9 @@ impl PyServerHandle {
                     handshake(py, hs)?,
                 )
                     .into_pyobject(py)?,
+                Inbound::Control(ControlInbound::Cluster { connected, detail }) => {
+                    (CONTROL_CLUSTER, *connected, detail.as_str()).into_pyobject(py)?
+                }
             };
             out.append(t)?;
         }
@@ -249,8 +336,9 @@ impl PyServerHandle {
     }
 
     /// Emits an EVENT packet (`data` is the JSON array) to one socket (`to`) or to rooms.
-    /// `volatile`: dropped for a client that cannot take it now.
-    #[pyo3(signature = (nsp, data, *, to = None, rooms = None, skip = None, attachments = None, ack_id = None, volatile = false))]
+    /// `volatile`: dropped for a client that cannot take it now; `local`: this server's
+    /// sockets only (a cluster does not forward it).
+    #[pyo3(signature = (nsp, data, *, to = None, rooms = None, skip = None, attachments = None, ack_id = None, volatile = false, local = false))]
     #[allow(clippy::too_many_arguments)]
     fn emit(
         &self,
@@ -262,26 +350,17 @@ impl PyServerHandle {
         attachments: Option<Vec<Vec<u8>>>,
         ack_id: Option<u64>,
         volatile: bool,
+        local: bool,
     ) -> PyResult<()> {
         let frames = packet_frames(PacketType::Event, nsp, ack_id, data, attachments)?;
+        let flags = BroadcastFlags { volatile, local };
         let target = match to {
-            Some(sid) if !volatile => Target::Socket(sid),
-            // A volatile emit to one socket goes to its own room, where the flag travels.
-            Some(sid) => Target::Broadcast(BroadcastOptions {
-                rooms: vec![sid],
-                flags: BroadcastFlags {
-                    volatile,
-                    ..BroadcastFlags::default()
-                },
-                ..BroadcastOptions::default()
-            }),
-            None => Target::Broadcast(BroadcastOptions {
-                rooms: rooms.unwrap_or_default(),
+            Some(sid) if !volatile && !local => Target::Socket(sid),
+            // A flagged emit to one socket goes to its own room, where the flags travel.
+            to => Target::Broadcast(BroadcastOptions {
+                rooms: to.map_or_else(|| rooms.unwrap_or_default(), |sid| vec![sid]),
                 except: skip.unwrap_or_default(),
-                flags: BroadcastFlags {
-                    volatile,
-                    ..BroadcastFlags::default()
-                },
+                flags,
             }),
         };
         self.send(SocketIoCommand::Emit {
@@ -370,6 +449,60 @@ impl PyServerHandle {
     /// event the host cannot decode).
     fn abort(&self, nsp: String, sid: String) -> PyResult<()> {
         self.send(SocketIoCommand::Abort { nsp, sid })
+    }
+
+    /// Makes the sockets in any of `rooms` (all when empty) minus `skip` join `join`; in a
+    /// cluster on every server unless `local` (Node's `socketsJoin`).
+    #[pyo3(signature = (nsp, join, *, rooms = None, skip = None, local = false))]
+    fn sockets_join(
+        &self,
+        nsp: String,
+        join: Vec<String>,
+        rooms: Option<Vec<String>>,
+        skip: Option<Vec<String>>,
+        local: bool,
+    ) -> PyResult<()> {
+        let opts = selection(rooms, skip, local);
+        self.send(SocketIoCommand::SocketsJoin {
+            nsp,
+            opts,
+            rooms: join,
+        })
+    }
+
+    /// As `sockets_join`, leaving `leave` (Node's `socketsLeave`).
+    #[pyo3(signature = (nsp, leave, *, rooms = None, skip = None, local = false))]
+    fn sockets_leave(
+        &self,
+        nsp: String,
+        leave: Vec<String>,
+        rooms: Option<Vec<String>>,
+        skip: Option<Vec<String>>,
+        local: bool,
+    ) -> PyResult<()> {
+        let opts = selection(rooms, skip, local);
+        self.send(SocketIoCommand::SocketsLeave {
+            nsp,
+            opts,
+            rooms: leave,
+        })
+    }
+
+    /// Disconnects the selected sockets from `nsp` (Node's `disconnectSockets`).
+    #[pyo3(signature = (nsp, *, rooms = None, skip = None, local = false))]
+    fn disconnect_sockets(
+        &self,
+        nsp: String,
+        rooms: Option<Vec<String>>,
+        skip: Option<Vec<String>>,
+        local: bool,
+    ) -> PyResult<()> {
+        let opts = selection(rooms, skip, local);
+        self.send(SocketIoCommand::DisconnectSockets {
+            nsp,
+            opts,
+            close: false,
+        })
     }
 
     /// The rooms of a socket, its own sid first; `[]` for an unknown socket or a stopped
@@ -678,7 +811,7 @@ mod _ferrosio {
     #[pymodule_export]
     use super::client::PyClientHandle;
     #[pymodule_export]
-    use super::{PyHandshake, PyServerHandle};
+    use super::{PyHandshake, PyRedisPublisher, PyServerHandle};
 
     use super::*;
 
@@ -706,6 +839,7 @@ mod _ferrosio {
         m.add("ENGINEIO_CLOSE", ENGINEIO_CLOSE)?;
         m.add("CONTROL_AUTHORIZE", CONTROL_AUTHORIZE)?;
         m.add("SOCKETIO_BROADCAST_REACH", SOCKETIO_BROADCAST_REACH)?;
+        m.add("CONTROL_CLUSTER", CONTROL_CLUSTER)?;
         Ok(())
     }
 }

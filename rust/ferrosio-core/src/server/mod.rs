@@ -31,6 +31,7 @@ use parking_lot::Mutex;
 use tokio::sync::mpsc;
 
 use crate::bridge::{Command, ControlCommand, Inbound, InboundQueue};
+use crate::cluster::{spawn_link, ClusterLink, ClusterStatsSnapshot, RedisAdapter};
 use crate::config::ServerConfig;
 use crate::engineio::endpoint::EngineIoEndpoint;
 use crate::engineio::inbound::InboundBudget;
@@ -91,6 +92,7 @@ pub struct ServerHandle {
     inbound: Arc<InboundQueue>,
     thread: Mutex<Option<JoinHandle<()>>>,
     local_addr: SocketAddr,
+    cluster: Option<Arc<ClusterLink>>,
 }
 
 impl ServerHandle {
@@ -109,8 +111,22 @@ impl ServerHandle {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
+        let (layer, cluster) = match &config.cluster {
+            None => (SocketIoLayer::new(inbound.clone(), &config), None),
+            Some(cluster_config) => {
+                // The link holds a weak sender: the host dropping its handle still ends the server.
+                let link = spawn_link(cluster_config, &runtime, tx.downgrade(), inbound.clone())?;
+                let for_adapters = link.clone();
+                let layer = SocketIoLayer::with_cluster_adapter(
+                    inbound.clone(),
+                    &config,
+                    Box::new(move |nsp| Box::new(RedisAdapter::new(nsp, for_adapters.clone()))),
+                );
+                (layer, Some(link))
+            }
+        };
         let front = Arc::new(FrontDoor {
-            layer: SocketIoLayer::new(inbound.clone(), &config),
+            layer,
             engineio: config
                 .engineio_path
                 .as_ref()
@@ -130,7 +146,13 @@ impl ServerHandle {
             inbound,
             thread: Mutex::new(Some(thread)),
             local_addr,
+            cluster,
         })
+    }
+
+    /// The counters of the cluster link, if this server is in a cluster.
+    pub fn cluster_stats(&self) -> Option<ClusterStatsSnapshot> {
+        self.cluster.as_ref().map(|link| link.stats.snapshot())
     }
 
     pub fn local_addr(&self) -> SocketAddr {

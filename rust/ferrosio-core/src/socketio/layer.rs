@@ -142,6 +142,9 @@ pub struct SocketIoLayer {
     connect_timeout: Duration,
     limits: AttachmentLimits,
     new_adapter: AdapterFactory,
+    /// The adapters forward broadcasts to other servers (a cluster): a broadcast to a
+    /// namespace with no socket here still goes out.
+    new_adapter_forwards: bool,
 }
 
 impl SocketIoLayer {
@@ -155,12 +158,31 @@ impl SocketIoLayer {
         config: &ServerConfig,
         new_adapter: AdapterFactory,
     ) -> Arc<Self> {
+        Self::build(inbound, config, new_adapter, false)
+    }
+
+    /// A layer whose adapters forward broadcasts to other servers (see `new_adapter_forwards`).
+    pub fn with_cluster_adapter(
+        inbound: Arc<InboundQueue>,
+        config: &ServerConfig,
+        new_adapter: AdapterFactory,
+    ) -> Arc<Self> {
+        Self::build(inbound, config, new_adapter, true)
+    }
+
+    fn build(
+        inbound: Arc<InboundQueue>,
+        config: &ServerConfig,
+        new_adapter: AdapterFactory,
+        new_adapter_forwards: bool,
+    ) -> Arc<Self> {
         Arc::new(SocketIoLayer {
             registry: Mutex::default(),
             inbound,
             connect_timeout: config.connect_timeout,
             limits: config.attachment_limits(),
             new_adapter,
+            new_adapter_forwards,
         })
     }
 
@@ -286,6 +308,64 @@ impl SocketIoLayer {
         Ok(())
     }
 
+    /// The namespace a bulk command acts on. One no socket here ever joined is made when the
+    /// command is to `forward` and the adapters forward to other servers (a cluster), which
+    /// may have sockets there; otherwise there is nothing to act on.
+    fn namespace_for<'r>(
+        &self,
+        reg: &'r mut Registry,
+        nsp: &str,
+        forward: bool,
+    ) -> Option<&'r mut Namespace> {
+        if !reg.namespaces.contains_key(nsp) {
+            if !(forward && self.new_adapter_forwards) {
+                return None;
+            }
+            let nsp: Arc<str> = Arc::from(nsp);
+            reg.namespaces.insert(
+                nsp.clone(),
+                Namespace {
+                    sockets: SocketTable::default(),
+                    adapter: (self.new_adapter)(&nsp),
+                },
+            );
+        }
+        reg.namespaces.get_mut(nsp)
+    }
+
+    /// Disconnects one socket from its namespace by the server's decision; `close`: its whole
+    /// connection too.
+    fn disconnect_socket(&self, reg: &mut Registry, nsp: &str, sid: &str, close: bool) {
+        let Some(key) = reg.namespaces.get_key_value(nsp).map(|(k, _)| k.clone()) else {
+            return;
+        };
+        let Some(entry) = reg
+            .namespaces
+            .get_mut(&key)
+            .and_then(|ns| ns.remove_socket(sid))
+        else {
+            return;
+        };
+        let sid: Arc<str> = match reg.connections.get_mut(&entry.session.sid) {
+            Some(conn) => match conn.sockets.iter().position(|(_, s)| &**s == sid) {
+                Some(pos) => conn.sockets.swap_remove(pos).1,
+                None => sid.into(),
+            },
+            None => sid.into(),
+        };
+        if entry.pending.is_none() {
+            entry.session.send(Frame::Text(encode_disconnect(&key)));
+        }
+        self.push(SocketIoInbound::Disconnect {
+            sid,
+            nsp: key,
+            reason: DisconnectReason::ServerDisconnect,
+        });
+        if close {
+            entry.session.close(DisconnectReason::ServerDisconnect);
+        }
+    }
+
     /// Applies one host command.
     pub fn execute(&self, cmd: SocketIoCommand) {
         let mut reg = self.registry.lock();
@@ -296,8 +376,22 @@ impl SocketIoLayer {
                 target,
                 frames,
             } => {
-                let Some(ns) = reg.namespaces.get_mut(nsp.as_str()) else {
-                    return;
+                let ns = match reg.namespaces.get_mut(nsp.as_str()) {
+                    Some(ns) => ns,
+                    // No socket here ever joined it, but other servers of a cluster may have
+                    // some: the namespace's adapter is made to forward the broadcast.
+                    None if self.new_adapter_forwards
+                        && !matches!(&target, Target::Broadcast(o) if o.flags.local) =>
+                    {
+                        let nsp: Arc<str> = Arc::from(nsp.as_str());
+                        reg.namespaces
+                            .entry(nsp.clone())
+                            .or_insert_with(|| Namespace {
+                                sockets: SocketTable::default(),
+                                adapter: (self.new_adapter)(&nsp),
+                            })
+                    }
+                    None => return,
                 };
                 match target {
                     Target::Socket(sid) => {
@@ -380,37 +474,29 @@ impl SocketIoLayer {
                     ns.adapter.close_room(&room);
                 }
             }
-            SocketIoCommand::Disconnect { nsp, sid } => {
-                let Some(key) = reg
-                    .namespaces
-                    .get_key_value(nsp.as_str())
-                    .map(|(k, _)| k.clone())
-                else {
-                    return;
-                };
-                let Some(entry) = reg
-                    .namespaces
-                    .get_mut(&key)
-                    .and_then(|ns| ns.remove_socket(&sid))
-                else {
-                    return;
-                };
-                let sid: Arc<str> = match reg.connections.get_mut(&entry.session.sid) {
-                    Some(conn) => match conn.sockets.iter().position(|(_, s)| &**s == sid.as_str())
-                    {
-                        Some(pos) => conn.sockets.swap_remove(pos).1,
-                        None => sid.into(),
-                    },
-                    None => sid.into(),
-                };
-                if entry.pending.is_none() {
-                    entry.session.send(Frame::Text(encode_disconnect(&key)));
+            SocketIoCommand::SocketsJoin { nsp, opts, rooms } => {
+                if let Some(ns) = self.namespace_for(reg, &nsp, !opts.flags.local) {
+                    let rooms: Vec<&str> = rooms.iter().map(String::as_str).collect();
+                    ns.adapter.add_sockets(&opts, &rooms, &ns.sockets);
                 }
-                self.push(SocketIoInbound::Disconnect {
-                    sid,
-                    nsp: key,
-                    reason: DisconnectReason::ServerDisconnect,
-                });
+            }
+            SocketIoCommand::SocketsLeave { nsp, opts, rooms } => {
+                if let Some(ns) = self.namespace_for(reg, &nsp, !opts.flags.local) {
+                    let rooms: Vec<&str> = rooms.iter().map(String::as_str).collect();
+                    ns.adapter.del_sockets(&opts, &rooms, &ns.sockets);
+                }
+            }
+            SocketIoCommand::DisconnectSockets { nsp, opts, close } => {
+                let Some(ns) = self.namespace_for(reg, &nsp, !opts.flags.local) else {
+                    return;
+                };
+                let sids = ns.adapter.disconnect_sockets(&opts, &ns.sockets);
+                for sid in sids {
+                    self.disconnect_socket(reg, &nsp, &sid, close);
+                }
+            }
+            SocketIoCommand::Disconnect { nsp, sid } => {
+                self.disconnect_socket(reg, &nsp, &sid, false);
             }
             SocketIoCommand::Abort { nsp, sid } => {
                 // The transport ends the connection (a close frame on a WebSocket) and the

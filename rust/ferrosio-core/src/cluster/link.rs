@@ -1,0 +1,281 @@
+//! The task owning a server's Redis connections.
+//!
+//! One session = one multiplexed connection for PUBLISH and one pub/sub connection,
+//! subscribed to `<key>#<nsp>#*` for every namespace this server has. A session ends at the
+//! first error; the task then reports the outage to the host once, drops what was queued
+//! for publication (counted), waits with a growing delay and starts a new session, which
+//! subscribes again to every namespace. Its return to service is reported too.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use tokio::sync::mpsc;
+
+use super::wire::{
+    broadcast_channel, decode_broadcast, decode_bulk, encode_broadcast, encode_bulk, exact_pattern,
+    request_channel, BulkAction,
+};
+use super::{ClusterError, ClusterLink, ClusterStats, Outgoing, RedisClusterConfig};
+use crate::bridge::{Command, ControlInbound, Inbound, InboundQueue, SocketIoCommand, Target};
+
+/// Longest wait for Redis to accept a connection or answer a command.
+const REDIS_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Most queued broadcasts sent to Redis as one pipeline.
+const PIPELINE_MAX: usize = 256;
+
+/// Creates the link and spawns its task on `runtime` (the engine thread's).
+pub(crate) fn spawn_link(
+    config: &RedisClusterConfig,
+    runtime: &tokio::runtime::Runtime,
+    commands: mpsc::WeakUnboundedSender<Command>,
+    inbound: Arc<InboundQueue>,
+) -> Result<Arc<ClusterLink>, ClusterError> {
+    let client = redis::Client::open(config.url.as_str())?;
+    let (tx, rx) = mpsc::channel(config.queue_bound.max(1));
+    let uid: String = std::iter::repeat_with(fastrand::alphanumeric)
+        .take(6)
+        .collect();
+    let link = Arc::new(ClusterLink {
+        uid,
+        key: config.key.clone(),
+        queue: tx,
+        namespaces: Default::default(),
+        namespaces_changed: Default::default(),
+        stats: ClusterStats::default(),
+    });
+    let task = LinkTask {
+        link: link.clone(),
+        client,
+        rx,
+        commands,
+        inbound,
+        max_delay: config.max_reconnect_delay,
+    };
+    runtime.spawn(task.run());
+    Ok(link)
+}
+
+struct LinkTask {
+    link: Arc<ClusterLink>,
+    client: redis::Client,
+    rx: mpsc::Receiver<Outgoing>,
+    commands: mpsc::WeakUnboundedSender<Command>,
+    inbound: Arc<InboundQueue>,
+    max_delay: Duration,
+}
+
+impl LinkTask {
+    async fn run(mut self) {
+        let mut delay = Duration::from_millis(50);
+        let mut down = false;
+        loop {
+            let result = self.session(&mut down).await;
+            self.link.stats.connected.store(false, Ordering::Relaxed);
+            let Err(error) = result else {
+                return; // the server is gone
+            };
+            if !down {
+                down = true;
+                self.link.stats.outages.fetch_add(1, Ordering::Relaxed);
+                self.report(false, error.to_string());
+            }
+            // What waits for a dead connection is not replayed: counted as dropped.
+            let mut dropped = 0;
+            let sleep = tokio::time::sleep(delay);
+            tokio::pin!(sleep);
+            loop {
+                tokio::select! {
+                    _ = &mut sleep => break,
+                    item = self.rx.recv() => match item {
+                        Some(_) => dropped += 1,
+                        None => return,
+                    },
+                }
+            }
+            self.link
+                .stats
+                .dropped
+                .fetch_add(dropped, Ordering::Relaxed);
+            delay = (delay * 2).min(self.max_delay);
+            if self.commands.upgrade().is_none() {
+                return;
+            }
+        }
+    }
+
+    fn report(&self, connected: bool, detail: String) {
+        self.inbound.push(Inbound::Control(ControlInbound::Cluster {
+            connected,
+            detail,
+        }));
+    }
+
+    /// One connected period; returns Ok only when the server is gone.
+    async fn session(&mut self, down: &mut bool) -> Result<(), ClusterError> {
+        // Bounded: a Redis that stops answering (frozen, a black-holed address) ends the
+        // session like a dead one instead of stalling the link.
+        let config = redis::AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(REDIS_TIMEOUT))
+            .set_response_timeout(Some(REDIS_TIMEOUT));
+        let mut publisher = self
+            .client
+            .get_multiplexed_async_connection_with_config(&config)
+            .await?;
+        let pubsub = tokio::time::timeout(REDIS_TIMEOUT, self.client.get_async_pubsub())
+            .await
+            .map_err(|_| ClusterError::ConnectionLost)??;
+        let (mut sink, mut stream) = pubsub.split();
+        let key = self.link.key.clone();
+        let mut subscribed = 0;
+        subscribed = self.subscribe_new(&mut sink, &key, subscribed).await?;
+        self.link.stats.connected.store(true, Ordering::Relaxed);
+        if *down {
+            *down = false;
+            self.report(true, String::new());
+        }
+        let mut batch = Vec::with_capacity(PIPELINE_MAX);
+        let request_prefix = format!("{key}-request#");
+        loop {
+            tokio::select! {
+                n = self.rx.recv_many(&mut batch, PIPELINE_MAX) => {
+                    if n == 0 {
+                        return Ok(());
+                    }
+                    self.publish(&mut publisher, &key, &mut batch).await?;
+                }
+                () = self.link.namespaces_changed.notified() => {
+                    subscribed = self.subscribe_new(&mut sink, &key, subscribed).await?;
+                }
+                msg = stream.next() => {
+                    let Some(msg) = msg else {
+                        return Err(ClusterError::ConnectionLost);
+                    };
+                    let is_request = msg.get_channel_name().starts_with(&request_prefix);
+                    if !self.deliver(is_request, msg.get_channel_name(), msg.get_payload_bytes()) {
+                        return Ok(());
+                    }
+                }
+            }
+        }
+    }
+
+    /// Subscribes to the namespaces added since the first `done` ones.
+    async fn subscribe_new(
+        &self,
+        sink: &mut redis::aio::PubSubSink,
+        key: &str,
+        done: usize,
+    ) -> Result<usize, ClusterError> {
+        let pending: Vec<Arc<str>> = self.link.namespaces.lock()[done..].to_vec();
+        for nsp in &pending {
+            sink.psubscribe(format!("{key}#{nsp}#*")).await?;
+            sink.psubscribe(exact_pattern(&request_channel(key, nsp)))
+                .await?;
+        }
+        Ok(done + pending.len())
+    }
+
+    async fn publish(
+        &self,
+        conn: &mut redis::aio::MultiplexedConnection,
+        key: &str,
+        batch: &mut Vec<Outgoing>,
+    ) -> Result<(), ClusterError> {
+        let mut pipe = redis::pipe();
+        let mut count = 0;
+        for item in batch.drain(..) {
+            match item {
+                Outgoing::Broadcast { nsp, frames, opts } => {
+                    match encode_broadcast(&self.link.uid, &nsp, &frames, &opts) {
+                        Ok(payload) => {
+                            pipe.cmd("PUBLISH")
+                                .arg(broadcast_channel(key, &nsp, &opts))
+                                .arg(payload)
+                                .ignore();
+                            count += 1;
+                        }
+                        // Not an event packet (nothing to forward): the clients here got it.
+                        Err(_) => continue,
+                    }
+                }
+                Outgoing::Bulk { nsp, action, opts } => {
+                    pipe.cmd("PUBLISH")
+                        .arg(request_channel(key, &nsp))
+                        .arg(encode_bulk(&self.link.uid, &action, &opts))
+                        .ignore();
+                    count += 1;
+                }
+            }
+        }
+        if count == 0 {
+            return Ok(());
+        }
+        if let Err(e) = pipe.query_async::<()>(conn).await {
+            self.link.stats.dropped.fetch_add(count, Ordering::Relaxed);
+            return Err(e.into());
+        }
+        self.link
+            .stats
+            .published
+            .fetch_add(count, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Hands a message from another node to the layer; false when the server is gone.
+    fn deliver(&self, is_request: bool, channel: &str, payload: &[u8]) -> bool {
+        let Some(commands) = self.commands.upgrade() else {
+            return false;
+        };
+        if is_request {
+            // `<key>-request#<nsp>#`
+            let nsp = channel
+                .strip_prefix(self.link.key.as_str())
+                .and_then(|rest| rest.strip_prefix("-request#"))
+                .and_then(|rest| rest.strip_suffix('#'))
+                .unwrap_or("/")
+                .to_owned();
+            match decode_bulk(payload) {
+                Ok(Some(bulk)) if bulk.uid.as_deref() == Some(self.link.uid.as_str()) => {}
+                Ok(Some(bulk)) => {
+                    self.link.stats.received.fetch_add(1, Ordering::Relaxed);
+                    let opts = bulk.opts;
+                    let cmd = match bulk.action {
+                        BulkAction::Join(rooms) => {
+                            SocketIoCommand::SocketsJoin { nsp, opts, rooms }
+                        }
+                        BulkAction::Leave(rooms) => {
+                            SocketIoCommand::SocketsLeave { nsp, opts, rooms }
+                        }
+                        BulkAction::Disconnect { close } => {
+                            SocketIoCommand::DisconnectSockets { nsp, opts, close }
+                        }
+                    };
+                    let _ = commands.send(Command::SocketIo(cmd));
+                }
+                Ok(None) => {} // a request this node does not answer (see `exact_pattern`)
+                Err(_) => {
+                    self.link.stats.malformed.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            return true;
+        }
+        match decode_broadcast(payload) {
+            Ok(remote) if remote.uid == self.link.uid => {} // our own, already delivered here
+            Ok(remote) => {
+                self.link.stats.received.fetch_add(1, Ordering::Relaxed);
+                let _ = commands.send(Command::SocketIo(SocketIoCommand::Emit {
+                    nsp: remote.nsp,
+                    target: Target::Broadcast(remote.opts),
+                    frames: remote.frames,
+                }));
+            }
+            Err(_) => {
+                self.link.stats.malformed.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        true
+    }
+}

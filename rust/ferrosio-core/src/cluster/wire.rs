@@ -1,0 +1,510 @@
+//! The messages of `@socket.io/redis-adapter` 8.x and `@socket.io/redis-emitter`, in
+//! MessagePack (the npm packages encode with `notepack.io`).
+//!
+//! A broadcast is published as `[uid, packet, opts]` on `<key>#<nsp>#` (or
+//! `<key>#<nsp>#<room>#` when it targets exactly one room), where `packet` is
+//! `{type: 2, data: [event, ...args], nsp}` with binary values inline (MessagePack `bin`)
+//! and `opts` is `{rooms: [...], except: [...], flags: {...}}`. Our packets travel as
+//! Socket.IO frames (JSON text with `{"_placeholder":true,"num":n}` for each binary
+//! attachment, then the attachments): this module converts between the two.
+
+use bytes::Bytes;
+use rmpv::Value;
+use serde_json::Value as Json;
+use thiserror::Error;
+
+use crate::engineio::packet::Frame;
+use crate::socketio::adapter::{BroadcastFlags, BroadcastOptions};
+use crate::socketio::packet::{encode_message, PacketType, SocketPacket};
+
+#[derive(Debug, Error, PartialEq, Eq, Clone)]
+pub enum WireError {
+    #[error("not a Socket.IO event packet")]
+    NotAnEvent,
+    #[error("malformed packet: {0}")]
+    BadPacket(String),
+    #[error("malformed MessagePack message: {0}")]
+    BadMessage(String),
+}
+
+/// A broadcast that came from another node (or an emitter).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RemoteBroadcast {
+    pub uid: String,
+    pub nsp: String,
+    /// The packet as Socket.IO frames, ready for this node's clients.
+    pub frames: Vec<Frame>,
+    /// Its target, with `local` set: it must not be published again.
+    pub opts: BroadcastOptions,
+}
+
+/// The channel every node of `nsp` listens on, by pattern (`<key>#<nsp>#*`).
+pub fn broadcast_channel(key: &str, nsp: &str, opts: &BroadcastOptions) -> String {
+    match opts.rooms.as_slice() {
+        [room] => format!("{key}#{nsp}#{room}#"),
+        _ => format!("{key}#{nsp}#"),
+    }
+}
+
+/// Encodes a broadcast of `frames` (one EVENT packet and its attachments, as built for
+/// clients) for the other nodes.
+pub fn encode_broadcast(
+    uid: &str,
+    nsp: &str,
+    frames: &[Frame],
+    opts: &BroadcastOptions,
+) -> Result<Vec<u8>, WireError> {
+    let Some(Frame::Text(text)) = frames.first() else {
+        return Err(WireError::NotAnEvent);
+    };
+    // The frame is Engine.IO message text: `4` then the Socket.IO packet.
+    let packet =
+        SocketPacket::decode(text.slice(1..)).map_err(|e| WireError::BadPacket(e.to_string()))?;
+    if !matches!(packet.kind, PacketType::Event | PacketType::BinaryEvent) {
+        return Err(WireError::NotAnEvent);
+    }
+    let data: Json =
+        serde_json::from_slice(&packet.data).map_err(|e| WireError::BadPacket(e.to_string()))?;
+    let attachments: Vec<&Bytes> = frames[1..]
+        .iter()
+        .map(|f| match f {
+            Frame::Binary(b) | Frame::Text(b) => b,
+        })
+        .collect();
+    let mut map = vec![
+        (Value::from("type"), Value::from(PacketType::Event as u8)),
+        (Value::from("data"), json_to_msgpack(&data, &attachments)),
+        (Value::from("nsp"), Value::from(nsp)),
+    ];
+    if let Some(id) = packet.ack_id {
+        map.push((Value::from("id"), Value::from(id)));
+    }
+    let message = Value::Array(vec![Value::from(uid), Value::Map(map), options_value(opts)]);
+    let mut out = Vec::with_capacity(packet.data.len() + 64);
+    rmpv::encode::write_value(&mut out, &message)
+        .map_err(|e| WireError::BadMessage(e.to_string()))?;
+    Ok(out)
+}
+
+fn strings(items: &[String]) -> Value {
+    Value::Array(items.iter().map(|s| Value::from(s.as_str())).collect())
+}
+
+fn options_value(opts: &BroadcastOptions) -> Value {
+    Value::Map(vec![
+        (Value::from("rooms"), strings(&opts.rooms)),
+        (Value::from("except"), strings(&opts.except)),
+        (Value::from("flags"), Value::Map(Vec::new())),
+    ])
+}
+
+/// The channel of requests between the nodes of `nsp`.
+pub fn request_channel(key: &str, nsp: &str) -> String {
+    format!("{key}-request#{nsp}#")
+}
+
+/// A Redis glob pattern matching exactly `channel` (a pattern subscription is not counted by
+/// `PUBSUB NUMSUB`, with which Node's nodes count who must answer their requests: this node
+/// does not answer those yet, so it must not be counted).
+pub fn exact_pattern(channel: &str) -> String {
+    let mut out = String::with_capacity(channel.len() + 4);
+    for c in channel.chars() {
+        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// What a bulk request asks of the selected sockets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BulkAction {
+    Join(Vec<String>),
+    Leave(Vec<String>),
+    Disconnect { close: bool },
+}
+
+const REMOTE_JOIN: u64 = 2;
+const REMOTE_LEAVE: u64 = 3;
+const REMOTE_DISCONNECT: u64 = 4;
+
+/// A bulk request from another node or an emitter (Node's `socketsJoin`, `socketsLeave`,
+/// `disconnectSockets`): no answer is expected.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoteBulk {
+    /// Absent in the emitter's requests.
+    pub uid: Option<String>,
+    pub action: BulkAction,
+    /// With `local` set: not to be published again.
+    pub opts: BroadcastOptions,
+}
+
+/// Encodes a bulk request as the adapter does (JSON).
+pub fn encode_bulk(uid: &str, action: &BulkAction, opts: &BroadcastOptions) -> Vec<u8> {
+    let selection = serde_json::json!({"rooms": opts.rooms, "except": opts.except});
+    let value = match action {
+        BulkAction::Join(rooms) => {
+            serde_json::json!({"uid": uid, "type": REMOTE_JOIN, "opts": selection, "rooms": rooms})
+        }
+        BulkAction::Leave(rooms) => {
+            serde_json::json!({"uid": uid, "type": REMOTE_LEAVE, "opts": selection, "rooms": rooms})
+        }
+        BulkAction::Disconnect { close } => serde_json::json!(
+            {"uid": uid, "type": REMOTE_DISCONNECT, "opts": selection, "close": close}
+        ),
+    };
+    value.to_string().into_bytes()
+}
+
+/// Decodes a request; `None` for the kinds this node does not handle (those that need an
+/// answer) and for requests about one socket by sid (the emitter never sends those; a node
+/// sends them only to nodes it counted, which this one is not).
+pub fn decode_bulk(message: &[u8]) -> Result<Option<RemoteBulk>, WireError> {
+    let value: Json = if message.first() == Some(&b'{') {
+        serde_json::from_slice(message).map_err(|e| WireError::BadMessage(e.to_string()))?
+    } else {
+        let v = rmpv::decode::read_value(&mut &message[..])
+            .map_err(|e| WireError::BadMessage(e.to_string()))?;
+        msgpack_to_json(&v, &mut Vec::new())
+    };
+    let Some(opts) = value.get("opts") else {
+        return Ok(None);
+    };
+    let names = |v: Option<&Json>| -> Vec<String> {
+        v.and_then(Json::as_array)
+            .map(|items| {
+                items
+                    .iter()
+                    .filter_map(|x| match x {
+                        Json::String(s) => Some(s.clone()),
+                        Json::Number(n) => Some(n.to_string()),
+                        _ => None,
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let action = match value.get("type").and_then(Json::as_u64) {
+        Some(REMOTE_JOIN) => BulkAction::Join(names(value.get("rooms"))),
+        Some(REMOTE_LEAVE) => BulkAction::Leave(names(value.get("rooms"))),
+        Some(REMOTE_DISCONNECT) => BulkAction::Disconnect {
+            close: value.get("close").and_then(Json::as_bool).unwrap_or(false),
+        },
+        _ => return Ok(None),
+    };
+    Ok(Some(RemoteBulk {
+        uid: value.get("uid").and_then(Json::as_str).map(str::to_owned),
+        action,
+        opts: BroadcastOptions {
+            rooms: names(opts.get("rooms")),
+            except: names(opts.get("except")),
+            flags: BroadcastFlags {
+                local: true,
+                ..BroadcastFlags::default()
+            },
+        },
+    }))
+}
+
+/// Decodes a broadcast message published by a node or an emitter.
+pub fn decode_broadcast(message: &[u8]) -> Result<RemoteBroadcast, WireError> {
+    let value = rmpv::decode::read_value(&mut &message[..])
+        .map_err(|e| WireError::BadMessage(e.to_string()))?;
+    let Value::Array(parts) = value else {
+        return Err(WireError::BadMessage("not an array".into()));
+    };
+    let [uid, packet, opts] = <[Value; 3]>::try_from(parts)
+        .map_err(|_| WireError::BadMessage("not [uid, packet, opts]".into()))?;
+    let uid = uid.as_str().unwrap_or_default().to_owned();
+    let kind = field(&packet, "type").and_then(Value::as_u64);
+    if !matches!(kind, Some(2) | Some(5)) {
+        return Err(WireError::NotAnEvent);
+    }
+    let nsp = field(&packet, "nsp")
+        .and_then(Value::as_str)
+        .unwrap_or("/")
+        .to_owned();
+    let ack_id = field(&packet, "id").and_then(Value::as_u64);
+    let data = field(&packet, "data").ok_or(WireError::NotAnEvent)?;
+    let mut attachments = Vec::new();
+    let json = msgpack_to_json(data, &mut attachments);
+    let text = serde_json::to_vec(&json).map_err(|e| WireError::BadPacket(e.to_string()))?;
+    let kind = if attachments.is_empty() {
+        PacketType::Event
+    } else {
+        PacketType::BinaryEvent
+    };
+    let mut frames = Vec::with_capacity(1 + attachments.len());
+    frames.push(Frame::Text(encode_message(
+        kind,
+        &nsp,
+        ack_id,
+        attachments.len(),
+        &text,
+    )));
+    frames.extend(attachments.into_iter().map(Frame::Binary));
+    Ok(RemoteBroadcast {
+        uid,
+        nsp,
+        frames,
+        opts: BroadcastOptions {
+            rooms: string_list(field(&opts, "rooms")),
+            except: string_list(field(&opts, "except")),
+            flags: BroadcastFlags {
+                local: true,
+                ..BroadcastFlags::default()
+            },
+        },
+    })
+}
+
+/// The value of a string key of a MessagePack map.
+fn field<'a>(map: &'a Value, key: &str) -> Option<&'a Value> {
+    match map {
+        Value::Map(entries) => entries
+            .iter()
+            .find(|(k, _)| k.as_str() == Some(key))
+            .map(|(_, v)| v),
+        _ => None,
+    }
+}
+
+/// Room names; Node allows numbers as room names, so they are kept as their decimal text.
+fn string_list(value: Option<&Value>) -> Vec<String> {
+    let Some(Value::Array(items)) = value else {
+        return Vec::new();
+    };
+    items
+        .iter()
+        .filter_map(|v| match v {
+            Value::String(s) => s.as_str().map(str::to_owned),
+            Value::Integer(i) => Some(i.to_string()),
+            Value::F64(f) => Some(f.to_string()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// JSON with attachment placeholders to MessagePack with the binaries inline.
+fn json_to_msgpack(value: &Json, attachments: &[&Bytes]) -> Value {
+    match value {
+        Json::Null => Value::Nil,
+        Json::Bool(b) => Value::Boolean(*b),
+        Json::Number(n) => {
+            if let Some(u) = n.as_u64() {
+                Value::from(u)
+            } else if let Some(i) = n.as_i64() {
+                Value::from(i)
+            } else {
+                Value::F64(n.as_f64().unwrap_or(0.0))
+            }
+        }
+        Json::String(s) => Value::from(s.as_str()),
+        Json::Array(items) => Value::Array(
+            items
+                .iter()
+                .map(|v| json_to_msgpack(v, attachments))
+                .collect(),
+        ),
+        Json::Object(map) => {
+            if map.get("_placeholder") == Some(&Json::Bool(true)) {
+                if let Some(bin) = map
+                    .get("num")
+                    .and_then(Json::as_u64)
+                    .and_then(|n| attachments.get(n as usize))
+                {
+                    return Value::Binary(bin.to_vec());
+                }
+            }
+            Value::Map(
+                map.iter()
+                    .map(|(k, v)| (Value::from(k.as_str()), json_to_msgpack(v, attachments)))
+                    .collect(),
+            )
+        }
+    }
+}
+
+/// MessagePack to JSON, each binary value moved to `attachments` and replaced by its
+/// placeholder (depth first, in order, as socket.io-parser numbers them).
+fn msgpack_to_json(value: &Value, attachments: &mut Vec<Bytes>) -> Json {
+    match value {
+        Value::Nil => Json::Null,
+        Value::Boolean(b) => Json::Bool(*b),
+        Value::Integer(i) => match (i.as_u64(), i.as_i64()) {
+            (Some(u), _) => Json::from(u),
+            (_, Some(s)) => Json::from(s),
+            _ => Json::Null,
+        },
+        Value::F32(f) => {
+            serde_json::Number::from_f64(f64::from(*f)).map_or(Json::Null, Json::Number)
+        }
+        Value::F64(f) => serde_json::Number::from_f64(*f).map_or(Json::Null, Json::Number),
+        Value::String(s) => Json::String(String::from_utf8_lossy(s.as_bytes()).into_owned()),
+        Value::Binary(b) | Value::Ext(_, b) => {
+            let num = attachments.len();
+            attachments.push(Bytes::copy_from_slice(b));
+            serde_json::json!({"_placeholder": true, "num": num})
+        }
+        Value::Array(items) => Json::Array(
+            items
+                .iter()
+                .map(|v| msgpack_to_json(v, attachments))
+                .collect(),
+        ),
+        Value::Map(entries) => Json::Object(
+            entries
+                .iter()
+                .map(|(k, v)| {
+                    let key = match k {
+                        Value::String(s) => String::from_utf8_lossy(s.as_bytes()).into_owned(),
+                        other => other.to_string(),
+                    };
+                    (key, msgpack_to_json(v, attachments))
+                })
+                .collect(),
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn opts(rooms: &[&str], except: &[&str]) -> BroadcastOptions {
+        BroadcastOptions {
+            rooms: rooms.iter().map(|s| s.to_string()).collect(),
+            except: except.iter().map(|s| s.to_string()).collect(),
+            ..BroadcastOptions::default()
+        }
+    }
+
+    #[test]
+    fn channel_names_follow_the_adapter() {
+        assert_eq!(
+            broadcast_channel("socket.io", "/", &opts(&[], &[])),
+            "socket.io#/#"
+        );
+        assert_eq!(
+            broadcast_channel("socket.io", "/chat", &opts(&["r1"], &["x"])),
+            "socket.io#/chat#r1#"
+        );
+        assert_eq!(broadcast_channel("k", "/", &opts(&["a", "b"], &[])), "k#/#");
+    }
+
+    #[test]
+    fn a_text_event_round_trips() {
+        let frames = vec![Frame::Text(encode_message(
+            PacketType::Event,
+            "/chat",
+            None,
+            0,
+            br#"["hi",{"n":1,"f":1.5,"neg":-3,"s":"x","l":[true,null]}]"#,
+        ))];
+        let o = opts(&["r1"], &["s1"]);
+        let bytes = encode_broadcast("abc123", "/chat", &frames, &o).unwrap();
+        let got = decode_broadcast(&bytes).unwrap();
+        assert_eq!(got.uid, "abc123");
+        assert_eq!(got.nsp, "/chat");
+        assert_eq!(got.opts.rooms, ["r1"]);
+        assert_eq!(got.opts.except, ["s1"]);
+        assert!(got.opts.flags.local, "never published again");
+        let Frame::Text(text) = &got.frames[0] else {
+            panic!()
+        };
+        let p = SocketPacket::decode(text.slice(1..)).unwrap();
+        let a: Json = serde_json::from_slice(&p.data).unwrap();
+        let b: Json =
+            serde_json::from_str(r#"["hi",{"n":1,"f":1.5,"neg":-3,"s":"x","l":[true,null]}]"#)
+                .unwrap();
+        assert_eq!(a, b);
+    }
+
+    #[test]
+    fn binary_attachments_travel_inline_and_come_back_as_attachments() {
+        let frames = vec![
+            Frame::Text(encode_message(
+                PacketType::BinaryEvent,
+                "/",
+                None,
+                2,
+                br#"["bin",{"_placeholder":true,"num":0},[{"_placeholder":true,"num":1}]]"#,
+            )),
+            Frame::Binary(Bytes::from_static(b"\x01\x02")),
+            Frame::Binary(Bytes::from_static(b"\x03")),
+        ];
+        let bytes = encode_broadcast("u", "/", &frames, &opts(&[], &[])).unwrap();
+        // The packet itself carries the binaries as MessagePack bin, type 2 (Node's EVENT).
+        let v = rmpv::decode::read_value(&mut &bytes[..]).unwrap();
+        let packet = &v.as_array().unwrap()[1];
+        assert_eq!(field(packet, "type").and_then(Value::as_u64), Some(2));
+        let data = field(packet, "data").unwrap().as_array().unwrap();
+        assert_eq!(data[1], Value::Binary(vec![1, 2]));
+        let got = decode_broadcast(&bytes).unwrap();
+        assert_eq!(got.frames, frames);
+    }
+
+    #[test]
+    fn bulk_requests_round_trip_and_others_are_skipped() {
+        let o = opts(&["r1"], &["s1"]);
+        for action in [
+            BulkAction::Join(vec!["x".into(), "y".into()]),
+            BulkAction::Leave(vec!["x".into()]),
+            BulkAction::Disconnect { close: true },
+        ] {
+            let bytes = encode_bulk("me", &action, &o);
+            let got = decode_bulk(&bytes).unwrap().unwrap();
+            assert_eq!(got.uid.as_deref(), Some("me"));
+            assert_eq!(got.action, action);
+            assert_eq!(got.opts.rooms, ["r1"]);
+            assert_eq!(got.opts.except, ["s1"]);
+            assert!(got.opts.flags.local);
+        }
+        // The emitter's form: no uid.
+        let emitter = br#"{"type":2,"opts":{"rooms":[],"except":[]},"rooms":["z"]}"#;
+        let got = decode_bulk(emitter).unwrap().unwrap();
+        assert_eq!(got.uid, None);
+        assert_eq!(got.action, BulkAction::Join(vec!["z".into()]));
+        // Requests needing an answer, and the one-socket form, are not ours to handle.
+        let fetch = br#"{"uid":"n","requestId":"q","type":5,"opts":{"rooms":[],"except":[]}}"#;
+        assert_eq!(decode_bulk(fetch).unwrap(), None);
+        let one = br#"{"uid":"n","requestId":"q","type":2,"sid":"s","room":"r"}"#;
+        assert_eq!(decode_bulk(one).unwrap(), None);
+        assert!(decode_bulk(b"{nope").is_err());
+    }
+
+    #[test]
+    fn exact_patterns_escape_glob_characters() {
+        assert_eq!(
+            exact_pattern("socket.io-request#/#"),
+            "socket.io-request#/#"
+        );
+        assert_eq!(exact_pattern("k#/a*b?[c]#"), "k#/a\\*b\\?\\[c\\]#");
+    }
+
+    #[test]
+    fn other_packets_and_garbage_are_refused() {
+        let ack = vec![Frame::Text(encode_message(
+            PacketType::Ack,
+            "/",
+            Some(1),
+            0,
+            b"[1]",
+        ))];
+        assert_eq!(
+            encode_broadcast("u", "/", &ack, &opts(&[], &[])),
+            Err(WireError::NotAnEvent)
+        );
+        assert!(matches!(
+            decode_broadcast(b"\xc1"),
+            Err(WireError::BadMessage(_))
+        ));
+        let mut not_three = Vec::new();
+        rmpv::encode::write_value(&mut not_three, &Value::Array(vec![Value::Nil])).unwrap();
+        assert!(matches!(
+            decode_broadcast(&not_three),
+            Err(WireError::BadMessage(_))
+        ));
+    }
+}
