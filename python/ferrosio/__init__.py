@@ -30,6 +30,7 @@ from __future__ import annotations
 from ferrosio import exceptions
 from ferrosio._ferrosio import __version__
 from ferrosio._run import run
+from ferrosio.asgi import ASGIApp
 from ferrosio.client import AsyncClient, AsyncClientNamespace
 from ferrosio.namespace import AsyncNamespace
 from ferrosio.server import AsyncServer, ack_requested
@@ -38,6 +39,7 @@ from ferrosio.server import AsyncServer, ack_requested
 # does not have; an alias of the async classes would make ``sio.emit(...)`` send nothing.
 
 __all__ = [
+    "ASGIApp",
     "AsyncClient",
     "AsyncClientNamespace",
     "AsyncNamespace",

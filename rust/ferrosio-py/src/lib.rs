@@ -18,8 +18,10 @@ use ferrosio_core::bridge::{
 use ferrosio_core::config::{normalize_path, CorsPolicy, StaticRoute};
 use ferrosio_core::engineio::packet::Frame;
 use ferrosio_core::engineio::session::Handshake;
+use ferrosio_core::server::ExternalRequest;
 use ferrosio_core::socketio::adapter::BroadcastOptions;
 use ferrosio_core::socketio::packet::{encode_message, PacketType, SocketPacket};
+use ferrosio_core::transport::external::{ExternalMessage, Reply};
 use ferrosio_core::{ServerConfig, ServerError, ServerHandle};
 
 use pyo3::create_exception;
@@ -60,6 +62,8 @@ const ENGINEIO_OPEN: u8 = 4;
 const ENGINEIO_MESSAGE: u8 = 5;
 const ENGINEIO_CLOSE: u8 = 6;
 const CONTROL_AUTHORIZE: u8 = 7;
+const CONTROL_RESPONSE: u8 = 8;
+const CONTROL_READY: u8 = 9;
 
 /// The HTTP request that opened a session, as Python reads it (to build its environ dict).
 #[pyclass(frozen, name = "Handshake", module = "ferrosio._ferrosio")]
@@ -153,11 +157,11 @@ struct PyServerHandle {
 #[pymethods]
 impl PyServerHandle {
     #[new]
-    #[pyo3(signature = (host, port, *, path = "/socket.io/", ping_interval_ms = 25_000, ping_timeout_ms = 20_000, max_payload = 1_000_000, connect_timeout_ms = 45_000, websocket = true, polling = true, upgrades = true, engineio_path = None, cors = "same-origin", cors_origins = None, cors_credentials = true, static_files = None, authorize_requests = false, max_attachments = 10, max_attachment_bytes = None, attachment_timeout_ms = 30_000))]
+    #[pyo3(signature = (host, port = 0, *, path = "/socket.io/", ping_interval_ms = 25_000, ping_timeout_ms = 20_000, max_payload = 1_000_000, connect_timeout_ms = 45_000, websocket = true, polling = true, upgrades = true, engineio_path = None, cors = "same-origin", cors_origins = None, cors_credentials = true, static_files = None, authorize_requests = false, max_attachments = 10, max_attachment_bytes = None, attachment_timeout_ms = 30_000))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
-        host: &str,
+        host: Option<&str>,
         port: u16,
         path: &str,
         ping_interval_ms: u64,
@@ -217,14 +221,19 @@ impl PyServerHandle {
             attachment_timeout: Duration::from_millis(attachment_timeout_ms),
             ..ServerConfig::default()
         };
-        let addr = if host.contains(':') {
-            format!("[{host}]:{port}")
-        } else {
-            format!("{host}:{port}")
-        };
-        let handle = py
-            .detach(|| ServerHandle::start(config, &addr))
-            .map_err(to_pyerr)?;
+        let handle = match host {
+            // No listener: the host's web server hands requests over (`external_*`).
+            None => py.detach(|| ServerHandle::start_unbound(config)),
+            Some(host) => {
+                let addr = if host.contains(':') {
+                    format!("[{host}]:{port}")
+                } else {
+                    format!("{host}:{port}")
+                };
+                py.detach(|| ServerHandle::start(config, &addr))
+            }
+        }
+        .map_err(to_pyerr)?;
         Ok(PyServerHandle {
             handle,
             batch: Mutex::new(None),
@@ -267,6 +276,29 @@ impl PyServerHandle {
                     handshake(py, hs)?,
                 )
                     .into_pyobject(py)?,
+                Inbound::Control(ControlInbound::Response {
+                    id,
+                    status,
+                    headers,
+                    body,
+                }) => {
+                    let pairs = PyList::empty(py);
+                    for (name, value) in headers {
+                        pairs
+                            .append((PyBytes::new(py, name.as_bytes()), PyBytes::new(py, value)))?;
+                    }
+                    (
+                        CONTROL_RESPONSE,
+                        *id,
+                        *status,
+                        pairs,
+                        PyBytes::new(py, body),
+                    )
+                        .into_pyobject(py)?
+                }
+                Inbound::Control(ControlInbound::Ready { id }) => {
+                    (CONTROL_READY, *id).into_pyobject(py)?
+                }
             };
             out.append(t)?;
         }
@@ -404,6 +436,92 @@ impl PyServerHandle {
         })
     }
 
+    /// Hands over one HTTP request of the host's web server (no listener: `host=None`); the
+    /// answer comes as a `CONTROL_RESPONSE` record with `id`. `path` excludes any mount
+    /// prefix; `remote`/`local` are `(ip, port)` when known.
+    #[pyo3(signature = (id, method, path, query, headers, body, remote = None, local = None))]
+    #[allow(clippy::too_many_arguments)]
+    fn external_http(
+        &self,
+        id: u64,
+        method: String,
+        path: String,
+        query: String,
+        headers: Vec<(Vec<u8>, Vec<u8>)>,
+        body: &[u8],
+        remote: Option<(String, u16)>,
+        local: Option<(String, u16)>,
+    ) -> PyResult<()> {
+        let req = external_request(method, path, query, headers, body, remote, local);
+        self.handle.external_http(id, req).map_err(to_pyerr)
+    }
+
+    /// Hands over a WebSocket request; answered by a `CONTROL_RESPONSE` record with `id`
+    /// (status 101: accept the WebSocket; anything else: refuse it with that answer).
+    #[pyo3(signature = (id, path, query, headers, remote = None, local = None))]
+    fn external_ws_open(
+        &self,
+        id: u64,
+        path: String,
+        query: String,
+        headers: Vec<(Vec<u8>, Vec<u8>)>,
+        remote: Option<(String, u16)>,
+        local: Option<(String, u16)>,
+    ) -> PyResult<()> {
+        let req = external_request("GET".into(), path, query, headers, b"", remote, local);
+        self.handle.external_ws_open(id, req).map_err(to_pyerr)
+    }
+
+    /// One message of WebSocket `id` (`str`: text, `bytes`: binary). Returns what to do now:
+    /// None (nothing), a `str` to send at once, or an `int`: close with that code.
+    fn external_ws_receive<'py>(
+        &self,
+        py: Python<'py>,
+        id: u64,
+        data: &Bound<'py, PyAny>,
+    ) -> PyResult<Option<Bound<'py, PyAny>>> {
+        let msg = if let Ok(text) = data.cast::<pyo3::types::PyString>() {
+            ExternalMessage::Text(Bytes::copy_from_slice(text.to_str()?.as_bytes()))
+        } else if let Ok(bytes) = data.cast::<PyBytes>() {
+            ExternalMessage::Binary(Bytes::copy_from_slice(bytes.as_bytes()))
+        } else {
+            return Err(pyo3::exceptions::PyTypeError::new_err(
+                "data must be str or bytes",
+            ));
+        };
+        Ok(match self.handle.external_ws_receive(id, msg) {
+            Reply::Nothing => None,
+            Reply::Send(text) => Some(pyo3::types::PyString::new(py, text).into_any()),
+            Reply::Close(code) => Some(code.into_pyobject(py)?.into_any()),
+        })
+    }
+
+    /// What WebSocket `id` has to send (`str` text frames, `bytes` binary ones) and whether
+    /// to close it after them. Answers its `CONTROL_READY` record.
+    fn external_ws_take<'py>(
+        &self,
+        py: Python<'py>,
+        id: u64,
+    ) -> PyResult<(Bound<'py, PyList>, bool)> {
+        let (frames, close) = self.handle.external_ws_take(id);
+        let out = PyList::empty(py);
+        for frame in &frames {
+            match frame {
+                Frame::Text(b) => match std::str::from_utf8(b) {
+                    Ok(text) => out.append(pyo3::types::PyString::new(py, text))?,
+                    Err(_) => out.append(PyBytes::new(py, b))?,
+                },
+                Frame::Binary(b) => out.append(PyBytes::new(py, b))?,
+            }
+        }
+        Ok((out, close))
+    }
+
+    /// The host's side of WebSocket `id` ended (client gone, or the host is done with it).
+    fn external_ws_close(&self, id: u64) {
+        self.handle.external_ws_close(id);
+    }
+
     /// Holds commands back until `end_batch`, which sends them as one message: a drain that
     /// answers fifty events wakes the engine thread once, not fifty times. Order is kept.
     fn begin_batch(&self) -> PyResult<()> {
@@ -468,6 +586,44 @@ impl PyServerHandle {
         // A stopped engine: nothing is listening, and the caller's answer is `[]` anyway.
         let _ = self.handle.command(Command::Batch(held));
         Ok(())
+    }
+}
+
+/// An `(ip, port)` pair as a socket address; unknown or unparsable: `0.0.0.0:0`.
+fn socket_addr(addr: Option<(String, u16)>) -> std::net::SocketAddr {
+    addr.and_then(|(ip, port)| {
+        ip.parse::<std::net::IpAddr>()
+            .ok()
+            .map(|ip| std::net::SocketAddr::new(ip, port))
+    })
+    .unwrap_or_else(|| std::net::SocketAddr::from(([0, 0, 0, 0], 0)))
+}
+
+fn external_request(
+    method: String,
+    path: String,
+    query: String,
+    headers: Vec<(Vec<u8>, Vec<u8>)>,
+    body: &[u8],
+    remote: Option<(String, u16)>,
+    local: Option<(String, u16)>,
+) -> ExternalRequest {
+    ExternalRequest {
+        method,
+        path,
+        query,
+        headers: headers
+            .into_iter()
+            .map(|(n, v)| {
+                (
+                    String::from_utf8_lossy(&n).into_owned(),
+                    String::from_utf8_lossy(&v).into_owned(),
+                )
+            })
+            .collect(),
+        body: Bytes::copy_from_slice(body),
+        remote: socket_addr(remote),
+        local: socket_addr(local),
     }
 }
 
@@ -702,6 +858,8 @@ mod _ferrosio {
         m.add("ENGINEIO_MESSAGE", ENGINEIO_MESSAGE)?;
         m.add("ENGINEIO_CLOSE", ENGINEIO_CLOSE)?;
         m.add("CONTROL_AUTHORIZE", CONTROL_AUTHORIZE)?;
+        m.add("CONTROL_RESPONSE", CONTROL_RESPONSE)?;
+        m.add("CONTROL_READY", CONTROL_READY)?;
         Ok(())
     }
 }
