@@ -344,6 +344,8 @@ def _addr(pair: Any) -> tuple[str, int] | None:
 
 async def _respond(send: Send, response: Response) -> None:
     status, headers, body = response
+    if not any(name == b"content-length" for name, _ in headers):
+        headers = [*headers, (b"content-length", str(len(body)).encode())]
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
 

@@ -148,6 +148,7 @@ impl FrontDoor {
                         // The probe finishes on the host's thread; look in on it until then.
                         while conn.probing() && tokio::time::Instant::now() < deadline {
                             tokio::time::sleep(PROBE_POLL).await;
+                            conn.nudge_polling();
                         }
                         if conn.probing() {
                             conn.close(DisconnectReason::TransportError);
@@ -196,8 +197,10 @@ impl FrontDoor {
     }
 }
 
-/// How often a pending upgrade probe is looked in on (it completes on the host's thread).
-const PROBE_POLL: std::time::Duration = std::time::Duration::from_millis(50);
+/// How often a pending upgrade probe is looked in on (it completes on the host's thread),
+/// and a polling GET released meanwhile (the official server's 100 ms). At most
+/// `upgrade_timeout / PROBE_POLL` noops (100 by default) are queued by one probe.
+const PROBE_POLL: std::time::Duration = std::time::Duration::from_millis(100);
 
 impl ServerHandle {
     /// The engine thread without a listening socket: requests come from the host

@@ -60,6 +60,8 @@ pub struct ExternalWs {
     max_payload: usize,
     /// A ready notice is out and not answered by `take` yet: no second one.
     notified: AtomicBool,
+    /// The client sent `2probe` (the probe is answered; `5` is awaited).
+    probed: AtomicBool,
 }
 
 impl ExternalWs {
@@ -70,6 +72,7 @@ impl ExternalWs {
             handler: Mutex::new(None),
             max_payload,
             notified: AtomicBool::new(false),
+            probed: AtomicBool::new(false),
         })
     }
 
@@ -100,6 +103,19 @@ impl ExternalWs {
     /// True while the upgrade probe has not finished.
     pub fn probing(&self) -> bool {
         matches!(&*self.state.lock(), State::Probing(_))
+    }
+
+    /// While the client, told `3probe`, pauses polling: releases a polling GET it may have
+    /// sent before `3probe` arrived (the one noop sent with `3probe` may have released the
+    /// GET before, and the client polls again until it sees `3probe`), as the official
+    /// server does every 100 ms. The client ignores noops; once upgraded, `take` drops them.
+    pub fn nudge_polling(&self) {
+        if !self.probed.load(Ordering::Acquire) {
+            return;
+        }
+        if let State::Probing(session) = &*self.state.lock() {
+            session.send(Frame::NOOP);
+        }
     }
 
     /// Ends the connection on this side: a probe is abandoned (its session stays on polling),
@@ -184,6 +200,7 @@ impl ExternalWs {
                 match msg {
                     ExternalMessage::Text(t) if t.as_ref() == b"2probe" => {
                         // Releases the pending polling GET so the client can pause polling.
+                        self.probed.store(true, Ordering::Release);
                         session.send(Frame::NOOP);
                         Reply::Send("3probe")
                     }
