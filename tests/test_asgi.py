@@ -32,7 +32,10 @@ SCRIPT_TIMEOUT = 600
 
 
 def _spawn(
-    spawn_server: Callable[..., ServerProcess], server: str, mode: str = "wrap", app: str = "reference"
+    spawn_server: Callable[..., ServerProcess],
+    server: str,
+    mode: str = "wrap",
+    app: str = "reference",
 ) -> ServerProcess:
     srv = spawn_server(
         f"asgi-{server}-{mode}",
@@ -165,7 +168,10 @@ def test_rest_route_and_lifespan_on_the_same_port(asgi_server: ServerProcess) ->
 
 def test_engine_io_errors_are_the_engines(asgi_server: ServerProcess) -> None:
     status, body = _get(f"{asgi_server.url}/socket.io/?EIO=3&transport=polling")
-    assert (status, json.loads(body)) == (400, {"code": 5, "message": "Unsupported protocol version"})
+    assert (status, json.loads(body)) == (
+        400,
+        {"code": 5, "message": "Unsupported protocol version"},
+    )
     status, body = _get(f"{asgi_server.url}/socket.io/?EIO=4&transport=polling&sid=nope")
     assert (status, json.loads(body)) == (400, {"code": 1, "message": "Session ID unknown"})
 

@@ -34,6 +34,11 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApplication = Callable[[Scope, Receive, Send], Awaitable[None]]
 Response = tuple[int, list[tuple[bytes, bytes]], bytes]
 
+# How long a polling request of a session being upgraded waits for the upgrade's `5` (see
+# ASGIApp._after_upgrade); the engine's own probe nudge is every 100 ms.
+UPGRADE_HOLD = 0.1
+UPGRADE_SETTLE = 0.005
+
 
 class ASGIApp:
     """An ASGI application serving ``socketio_server`` at ``/<socketio_path>/``, python-socketio's
@@ -82,6 +87,8 @@ class ASGIApp:
         self._responses: dict[int, asyncio.Future[Response]] = {}
         self._ready: dict[int, asyncio.Event] = {}
         self._starting: asyncio.Lock | None = None
+        # Sessions whose upgrade WebSocket is open and has not sent `5` yet, by sid.
+        self._upgrading: dict[str, asyncio.Event] = {}
 
     # ---------------------------------------------------------------- dispatch ----
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -95,7 +102,7 @@ class ASGIApp:
                 await self.other_asgi_app(scope, receive, send)
             return
         path = _engine_path(scope)
-        if path == self._path or (kind == "http" and self._is_static(path)):
+        if path in self._endpoints() or (kind == "http" and self._is_static(path)):
             engine = await self._engine()
             if kind == "http":
                 await self._http(engine, scope, path, receive, send)
@@ -108,6 +115,13 @@ class ASGIApp:
         else:
             await receive()  # websocket.connect
             await send({"type": "websocket.close", "code": 1000})
+
+    def _endpoints(self) -> tuple[str, ...]:
+        """The engine's paths: Socket.IO's, and the bare Engine.IO endpoint's if any."""
+        endpoint = self.sio.engineio
+        if endpoint is None:
+            return (self._path,)
+        return (self._path, "/" + endpoint.path.strip("/") + "/")
 
     def _is_static(self, path: str) -> bool:
         return any(
@@ -179,9 +193,9 @@ class ASGIApp:
             while True:
                 message = await receive()
                 if message["type"] == "lifespan.startup":
-                    failed = await startup()
-                    if failed is not None:
-                        await send({"type": "lifespan.startup.failed", "message": failed})
+                    error = await startup()
+                    if error is not None:
+                        await send({"type": "lifespan.startup.failed", "message": error})
                         return
                     await send({"type": "lifespan.startup.complete"})
                 elif message["type"] == "lifespan.shutdown":
@@ -227,13 +241,16 @@ class ASGIApp:
                 chunks.append(chunk)
             size += len(chunk)
             more = message.get("more_body", False)
+        query = scope.get("query_string", b"")
+        if self._upgrading:
+            await self._after_upgrade(query)
         request_id, fut = self._expect()
         try:
             engine.external_http(
                 request_id,
                 scope["method"],
                 path,
-                scope.get("query_string", b"").decode("latin-1"),
+                query.decode("latin-1"),
                 [(bytes(k), bytes(v)) for k, v in scope.get("headers", [])],
                 b"".join(chunks),
                 _addr(scope.get("client")),
@@ -249,6 +266,22 @@ class ASGIApp:
             self._responses.pop(request_id, None)
         await _respond(send, response)
 
+    async def _after_upgrade(self, query: bytes) -> None:
+        """Holds a request (polling, or another WebSocket) of a session being upgraded until
+        its WebSocket's `5` is handled, for at most UPGRADE_HOLD. The ASGI server runs each
+        connection in a task of its own, so a request sent after the `5` could otherwise
+        overtake it (and be answered as polling instead of 400). A compliant client only
+        polls there when its GET crossed the `3probe`; the engine releases that one with a
+        noop every 100 ms anyway."""
+        sid = _query_value(query, b"sid")
+        upgrading = self._upgrading.get(sid) if sid is not None else None
+        if upgrading is not None:
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(upgrading.wait(), UPGRADE_HOLD)
+                # The `3probe` went out before the `5` was read: let it reach the client well
+                # ahead of this answer, as it does from the engine's own listener.
+                await asyncio.sleep(UPGRADE_SETTLE)
+
     # ---------------------------------------------------------------- WebSocket ----
     async def _websocket(
         self, engine: ServerHandle, scope: Scope, path: str, receive: Receive, send: Send
@@ -258,6 +291,13 @@ class ASGIApp:
             return
         conn_id, fut = self._expect()
         ready = self._ready[conn_id] = asyncio.Event()
+        sid = _query_value(scope.get("query_string", b""), b"sid")
+        upgraded = None
+        if sid is not None and sid not in self._upgrading:
+            upgraded = self._upgrading[sid] = asyncio.Event()
+        elif self._upgrading:
+            # A second WebSocket for a session being upgraded: after the first one's `5`.
+            await self._after_upgrade(scope.get("query_string", b""))
         try:
             engine.external_ws_open(
                 conn_id,
@@ -274,7 +314,7 @@ class ASGIApp:
                 return
             await send({"type": "websocket.accept"})
             writer = asyncio.ensure_future(self._ws_writer(engine, conn_id, ready, send))
-            reader = asyncio.ensure_future(_ws_reader(engine, conn_id, receive, send))
+            reader = asyncio.ensure_future(_ws_reader(engine, conn_id, receive, send, upgraded))
             try:
                 await asyncio.wait({writer, reader}, return_when=asyncio.FIRST_COMPLETED)
             finally:
@@ -285,6 +325,9 @@ class ASGIApp:
         finally:
             self._responses.pop(conn_id, None)
             self._ready.pop(conn_id, None)
+            if upgraded is not None and sid is not None:
+                upgraded.set()
+                self._upgrading.pop(sid, None)
             with contextlib.suppress(Exception):
                 engine.external_ws_close(conn_id)
 
@@ -307,8 +350,15 @@ class ASGIApp:
                 return
 
 
-async def _ws_reader(engine: ServerHandle, conn_id: int, receive: Receive, send: Send) -> None:
-    """Hands each message to the engine until the client goes."""
+async def _ws_reader(
+    engine: ServerHandle,
+    conn_id: int,
+    receive: Receive,
+    send: Send,
+    upgraded: asyncio.Event | None,
+) -> None:
+    """Hands each message to the engine until the client goes; sets ``upgraded`` once an
+    upgrade's `5` is handled."""
     while True:
         message = await receive()
         if message["type"] != "websocket.receive":
@@ -316,6 +366,9 @@ async def _ws_reader(engine: ServerHandle, conn_id: int, receive: Receive, send:
         text = message.get("text")
         data: str | bytes = text if text is not None else message.get("bytes") or b""
         reply = engine.external_ws_receive(conn_id, data)
+        if upgraded is not None and data == "5":
+            upgraded.set()
+            upgraded = None
         if reply is None:
             continue
         if isinstance(reply, str):
@@ -323,6 +376,16 @@ async def _ws_reader(engine: ServerHandle, conn_id: int, receive: Receive, send:
         else:
             await send({"type": "websocket.close", "code": reply})
             return
+
+
+def _query_value(query: bytes, key: bytes) -> str | None:
+    """The last value of ``key`` in a query string (as the engine reads it), if any."""
+    value = None
+    prefix = key + b"="
+    for pair in query.split(b"&"):
+        if pair.startswith(prefix):
+            value = pair[len(prefix) :].decode("latin-1")
+    return value
 
 
 def _engine_path(scope: Scope) -> str:

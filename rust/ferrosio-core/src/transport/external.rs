@@ -106,15 +106,16 @@ impl ExternalWs {
     }
 
     /// While the client, told `3probe`, pauses polling: releases a polling GET it may have
-    /// sent before `3probe` arrived (the one noop sent with `3probe` may have released the
-    /// GET before, and the client polls again until it sees `3probe`), as the official
-    /// server does every 100 ms. The client ignores noops; once upgraded, `take` drops them.
+    /// sent before `3probe` arrived (the client polls again until it sees `3probe`), as the
+    /// official server does every 100 ms. Only a waiting GET gets a noop, so none pile up.
     pub fn nudge_polling(&self) {
         if !self.probed.load(Ordering::Acquire) {
             return;
         }
         if let State::Probing(session) = &*self.state.lock() {
-            session.send(Frame::NOOP);
+            if session.get_in_flight() {
+                session.send(Frame::NOOP);
+            }
         }
     }
 
@@ -199,9 +200,12 @@ impl ExternalWs {
                 drop(state);
                 match msg {
                     ExternalMessage::Text(t) if t.as_ref() == b"2probe" => {
-                        // Releases the pending polling GET so the client can pause polling.
+                        // Releases the pending polling GET so the client can pause polling
+                        // (a GET that comes later gets its noop from `nudge_polling`).
                         self.probed.store(true, Ordering::Release);
-                        session.send(Frame::NOOP);
+                        if session.get_in_flight() {
+                            session.send(Frame::NOOP);
+                        }
                         Reply::Send("3probe")
                     }
                     ExternalMessage::Text(t) if t.as_ref() == b"5" => {
@@ -287,8 +291,16 @@ mod tests {
         assert!(s.begin_upgrade());
         let ws = ExternalWs::new(1, 100);
         ws.probe(s.clone(), Arc::new(Recorder::default()));
+        assert!(s.claim_get(), "a polling GET waits");
         assert_eq!(ws.receive(text("2probe")), Reply::Send("3probe"));
         assert_eq!(s.take().0, vec![Frame::NOOP], "the pending GET is released");
+        s.release_get();
+        ws.nudge_polling();
+        assert_eq!(s.take().0, vec![], "no GET waits: no noop");
+        assert!(s.claim_get());
+        ws.nudge_polling();
+        assert_eq!(s.take().0, vec![Frame::NOOP], "a GET that came later is released too");
+        s.release_get();
         assert_eq!(ws.receive(text("5")), Reply::Nothing);
         assert_eq!(s.transport(), TransportKind::WebSocket);
         assert!(ws.session().is_some());
