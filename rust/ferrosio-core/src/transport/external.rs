@@ -299,7 +299,11 @@ mod tests {
         assert_eq!(s.take().0, vec![], "no GET waits: no noop");
         assert!(s.claim_get());
         ws.nudge_polling();
-        assert_eq!(s.take().0, vec![Frame::NOOP], "a GET that came later is released too");
+        assert_eq!(
+            s.take().0,
+            vec![Frame::NOOP],
+            "a GET that came later is released too"
+        );
         s.release_get();
         assert_eq!(ws.receive(text("5")), Reply::Nothing);
         assert_eq!(s.transport(), TransportKind::WebSocket);
