@@ -218,3 +218,37 @@ async def test_mounted_under_a_prefix_in_fastapi(
 )
 def test_root_path_is_stripped_once(path: str, root: str, expected: str) -> None:
     assert _engine_path({"path": path, "root_path": root}) == expected
+
+
+def test_polling_body_over_max_http_buffer_size_is_413(asgi_server: ServerProcess) -> None:
+    """The body is read whole only up to max_http_buffer_size (1e6 in the reference app)."""
+    status, body = _get(f"{asgi_server.url}/socket.io/?EIO=4&transport=polling")
+    sid = json.loads(body[1:])["sid"]
+    req = urllib.request.Request(
+        f"{asgi_server.url}/socket.io/?EIO=4&transport=polling&sid={sid}",
+        data=b"4" + b"x" * 1_000_001,
+        method="POST",
+        headers={"content-type": "text/plain;charset=UTF-8"},
+    )
+    try:
+        with urllib.request.urlopen(req, timeout=WAIT) as res:
+            status = res.status
+    except urllib.error.HTTPError as e:
+        status = e.code
+    assert status == 413
+    status, body = _get(f"{asgi_server.url}/socket.io/?EIO=4&transport=polling&sid={sid}")
+    assert (status, json.loads(body)["code"]) == (400, 1), "the session is gone"
+
+
+async def test_websocket_message_over_max_http_buffer_size_closes_1009(
+    asgi_server: ServerProcess,
+) -> None:
+    import websockets
+
+    async with websockets.connect(asgi_server.ws_url, max_size=None) as ws:
+        opened = await asyncio.wait_for(ws.recv(), WAIT)
+        assert isinstance(opened, str) and opened.startswith("0{")
+        await ws.send("4" + "x" * 1_000_001)
+        with pytest.raises(websockets.ConnectionClosed) as closed:
+            await asyncio.wait_for(ws.recv(), WAIT)
+        assert closed.value.rcvd is not None and closed.value.rcvd.code == 1009
