@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import inspect
 import itertools
+import os
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import TYPE_CHECKING, Any
 
@@ -57,7 +58,7 @@ class ASGIApp:
         one, other requests get 404.
     :param static_files: python-socketio's mapping of URL paths to files or folders (or to
         ``{"filename": ..., "content_type": ...}``), served by the engine before
-        ``other_asgi_app`` is asked.
+        ``other_asgi_app`` is asked; added to the server's own ``static_files``.
     :param socketio_path: the endpoint's path (``socket.io``), replacing the server's.
     :param on_startup: called (awaited if a coroutine function) at lifespan startup, after the
         engine started.
@@ -123,10 +124,20 @@ class ASGIApp:
             return (self._path,)
         return (self._path, "/" + endpoint.path.strip("/") + "/")
 
+    def _static_files(self) -> dict[str, Any]:
+        """The server's own ``static_files`` and this app's (which win)."""
+        return {**self.sio.static_files, **self.static_files}
+
     def _is_static(self, path: str) -> bool:
-        return any(
-            path == url or path.startswith(url.rstrip("/") + "/") for url in self.static_files
-        )
+        """Whether a static route covers ``path``: its URL exactly, or anything under it when
+        it maps a folder."""
+        for url, target in self._static_files().items():
+            if path == url:
+                return True
+            folder = target if isinstance(target, str) else None
+            if folder and os.path.isdir(folder) and path.startswith(url.rstrip("/") + "/"):
+                return True
+        return False
 
     # ---------------------------------------------------------------- the engine ----
     async def _engine(self) -> ServerHandle:
@@ -145,7 +156,7 @@ class ASGIApp:
                         "ASGIApp); an ASGIApp needs a server of its own"
                     )
                 self.sio._launch(
-                    None, 0, self._path, self.static_files, on_external=self._on_record
+                    None, 0, self._path, self._static_files(), on_external=self._on_record
                 )
                 engine = self.sio._engine
             assert engine is not None
