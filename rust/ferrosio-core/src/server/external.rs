@@ -128,8 +128,12 @@ impl FrontDoor {
                     TransportKind::WebSocket,
                     endpoint,
                 );
-                conn.open(session, handler);
-                self.clone().drain_external(conn.clone());
+                if conn.open(session.clone(), handler) {
+                    self.clone().drain_external(conn.clone());
+                } else {
+                    // The client went away while the front door decided.
+                    self.end_session(&session, DisconnectReason::TransportClose);
+                }
             }
             Some(sid) => {
                 let Some(session) = self.session(sid, endpoint) else {
@@ -141,7 +145,9 @@ impl FrontDoor {
                 // Already upgraded or upgrading: accepted, then closed at once (as the
                 // official server does); the session is untouched.
                 if session.begin_upgrade() {
-                    conn.probe(session, handler);
+                    if !conn.probe(session.clone(), handler) {
+                        session.abort_upgrade();
+                    }
                     let (front, conn) = (self.clone(), conn.clone());
                     tokio::spawn(async move {
                         let deadline = tokio::time::Instant::now() + front.config.upgrade_timeout;

@@ -80,16 +80,28 @@ impl ExternalWs {
         self.id
     }
 
-    /// Carries `session` from now on (a new session, or a finished upgrade).
-    pub fn open(&self, session: Arc<EngineSession>, handler: Arc<dyn EngineHandler>) {
+    /// Carries the new `session` from now on; false if the host closed the connection
+    /// before the front door decided (the caller then ends the session).
+    pub fn open(&self, session: Arc<EngineSession>, handler: Arc<dyn EngineHandler>) -> bool {
+        let mut state = self.state.lock();
+        if !matches!(*state, State::Pending) {
+            return false;
+        }
         *self.handler.lock() = Some(handler);
-        *self.state.lock() = State::Open(session);
+        *state = State::Open(session);
+        true
     }
 
-    /// Starts probing to upgrade `session`.
-    pub fn probe(&self, session: Arc<EngineSession>, handler: Arc<dyn EngineHandler>) {
+    /// Starts probing to upgrade `session`; false if the host closed the connection before
+    /// the front door decided (the caller then aborts the upgrade).
+    pub fn probe(&self, session: Arc<EngineSession>, handler: Arc<dyn EngineHandler>) -> bool {
+        let mut state = self.state.lock();
+        if !matches!(*state, State::Pending) {
+            return false;
+        }
         *self.handler.lock() = Some(handler);
-        *self.state.lock() = State::Probing(session);
+        *state = State::Probing(session);
+        true
     }
 
     /// The session it carries, once open.
@@ -274,6 +286,21 @@ mod tests {
         assert_eq!(frames, vec![Frame::pong(b"")]);
         assert!(!closed);
         assert!(ws.claim_notice());
+    }
+
+    #[test]
+    fn a_connection_closed_before_the_decision_takes_no_session() {
+        let ws = ExternalWs::new(1, 100);
+        ws.close(DisconnectReason::TransportClose);
+        assert!(!ws.open(
+            session(TransportKind::WebSocket),
+            Arc::new(Recorder::default())
+        ));
+        assert!(!ws.probe(
+            session(TransportKind::Polling),
+            Arc::new(Recorder::default())
+        ));
+        assert_eq!(ws.take(), (vec![], true));
     }
 
     #[test]
