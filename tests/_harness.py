@@ -244,6 +244,7 @@ class ServerProcess:
         self.log_path.touch()
         self.log_mark = 0  # log size when the current test began (see conftest.py)
         self.open_packet: dict | None = None  # of the readiness handshake
+        self.ready_path = "/socket.io/"  # where the readiness handshake is made
         LIVE.append(self)
 
     @property
@@ -283,7 +284,9 @@ class ServerProcess:
                     f"server exited before answering a handshake\n{self.describe()}",
                     pytrace=False,
                 )
-            packet = engineio_open_packet(self.port)
+            packet = ws_open_packet(self.port, path=self.ready_path) or polling_open_packet(
+                self.port, path=self.ready_path
+            )
             if packet is not None:
                 self.open_packet = packet
                 return

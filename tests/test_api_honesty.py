@@ -63,7 +63,7 @@ class _FakeManager:
     ("kwargs", "feature"),
     [
         ({"client_manager": _FakeManager()}, "client_manager"),
-        ({"async_mode": "asgi"}, "async_mode"),
+        ({"async_mode": "aiohttp"}, "async_mode"),
         ({"async_handlers": False}, "async_handlers"),
         ({"json": json}, "json"),
         ({"serializer": "msgpack"}, "serializer"),

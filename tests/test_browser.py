@@ -59,8 +59,11 @@ def _require(ok: bool, message: str) -> None:
         pytest.fail(message, pytrace=False)
 
 
-@pytest.fixture
-def chat_server(tmp_path: Path, spawn_server: Callable[..., ServerProcess]) -> tuple[str, Path]:
+@pytest.fixture(params=["native", "asgi"])
+def chat_server(
+    request: pytest.FixtureRequest, tmp_path: Path, spawn_server: Callable[..., ServerProcess]
+) -> tuple[str, Path]:
+    """The demo on ferrosio's own listener, and through ``ferrosio.ASGIApp`` under uvicorn."""
     _require(
         Path(CHROMIUM).is_file(),
         f"{CHROMIUM} is missing: install Debian's Chromium with `apt-get install -y chromium`",
@@ -75,7 +78,10 @@ def chat_server(tmp_path: Path, spawn_server: Callable[..., ServerProcess]) -> t
         "the socket.io-client bundle is missing: run `npm install --prefix tests/node`",
     )
     # the server must not depend on the working directory
-    srv = spawn_server("chat-demo", [sys.executable, str(SERVER)], cwd=tmp_path)
+    asgi = ["--asgi"] if request.param == "asgi" else []
+    srv = spawn_server(
+        f"chat-demo-{request.param}", [sys.executable, str(SERVER), *asgi], cwd=tmp_path
+    )
     return srv.url, srv.log_path
 
 

@@ -212,6 +212,11 @@ def main() -> None:
         help="folder holding socket.io.min.js (default: %(default)s)",
     )
     p.add_argument("--log-level", default="info")
+    p.add_argument(
+        "--asgi",
+        action="store_true",
+        help="serve through ferrosio.ASGIApp under uvicorn instead of ferrosio's own listener",
+    )
     a = p.parse_args()
     logging.basicConfig(level=a.log_level.upper(), format="%(asctime)s %(name)s %(message)s")
 
@@ -229,6 +234,11 @@ def main() -> None:
         "/socket.io-client": str(dist),  # /socket.io-client/socket.io.min.js
     }
     print(f"chat: http://{a.host}:{a.port}/  (Ctrl+C to stop)", flush=True)
+    if a.asgi:
+        import uvicorn
+
+        uvicorn.run(ferrosio.ASGIApp(sio), host=a.host, port=a.port, log_level="warning")
+        return
     ferrosio.run(sio, host=a.host, port=a.port)
 
 

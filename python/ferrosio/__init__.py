@@ -31,6 +31,7 @@ from __future__ import annotations
 from ferrosio import exceptions
 from ferrosio._ferrosio import __version__
 from ferrosio._run import run
+from ferrosio.asgi import ASGIApp
 from ferrosio.client import AsyncClient, AsyncClientNamespace
 from ferrosio.cluster import AsyncRedisEmitter, AsyncRedisManager, RedisEmitter
 from ferrosio.namespace import AsyncNamespace
@@ -42,6 +43,7 @@ from ferrosio.simple_client import AsyncSimpleClient, SimpleClient
 # ``sio.emit(...)`` send nothing.
 
 __all__ = [
+    "ASGIApp",
     "AsyncClient",
     "AsyncClientNamespace",
     "AsyncNamespace",

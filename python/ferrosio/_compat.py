@@ -28,8 +28,9 @@ client_manager                    supported: None or a ``ferrosio.AsyncRedisMana
 serializer                        accepted: ``"default"``; msgpack/custom: unsupported
 json                              accepted: None (ferrosio encodes with orjson)
 async_handlers                    accepted: True (handlers run concurrently, as tasks)
-async_mode                        accepted: None; a framework mode (``"asgi"``, ``"aiohttp"``
-                                  ...) is unsupported: ferrosio serves on its own listener
+async_mode                        accepted: None, ``"asgi"`` (served by ``ferrosio.ASGIApp``
+                                  or on ferrosio's own listener alike); ``"aiohttp"``, ...:
+                                  unsupported
 monitor_clients                   accepted: None, True (inactive clients are always closed)
 http_compression                  accepted: False (polling responses are not compressed)
 compression_threshold             accepted: any (no compression, so it changes nothing)
@@ -94,9 +95,9 @@ SERVER: Mapping[str, _Rule] = {
         _only(True), "async_handlers=False (running a client's events one at a time)"
     ),
     "async_mode": _Rule(
-        _only(None),
-        "async_mode (serving through aiohttp, ASGI, Sanic or Tornado; ferrosio serves on its "
-        "own listener: start(), serve() or ferrosio.run())",
+        _only(None, "asgi"),
+        "async_mode (serving through aiohttp, Sanic or Tornado; ferrosio serves on its own "
+        "listener, or in an ASGI server through ferrosio.ASGIApp)",
     ),
     "monitor_clients": _Rule(
         _only(None, True), "monitor_clients=False (keeping inactive clients connected)"

@@ -16,6 +16,8 @@ ENGINEIO_CLOSE: Final = 6
 CONTROL_AUTHORIZE: Final = 7
 SOCKETIO_BROADCAST_REACH: Final = 8
 CONTROL_CLUSTER: Final = 9
+CONTROL_RESPONSE: Final = 10
+CONTROL_READY: Final = 11
 
 class FerrosioError(Exception): ...
 class EngineNotRunningError(FerrosioError): ...
@@ -69,6 +71,12 @@ ControlAuthorize: TypeAlias = tuple[Literal[7], int, str | None, bool, Handshake
 SocketIoBroadcastReach: TypeAlias = tuple[Literal[8], str, int, int]
 # The cluster link lost Redis (connected False, with why) or got it back; once per change.
 ControlCluster: TypeAlias = tuple[Literal[9], bool, str]
+# The answer to a request a host web server handed over (``external_http``/``external_ws_open``;
+# 101 accepts a WebSocket). (kind, id, status, [(name, value)], body)
+ControlResponse: TypeAlias = tuple[Literal[10], int, int, list[tuple[bytes, bytes]], bytes]
+# The host's WebSocket ``id`` has frames to take (``external_ws_take``), or must close.
+# (kind, id)
+ControlReady: TypeAlias = tuple[Literal[11], int]
 
 ServerRecord: TypeAlias = (
     SocketIoEvent
@@ -81,6 +89,8 @@ ServerRecord: TypeAlias = (
     | ControlAuthorize
     | SocketIoBroadcastReach
     | ControlCluster
+    | ControlResponse
+    | ControlReady
 )
 
 class ServerHandle:
@@ -99,8 +109,8 @@ class ServerHandle:
 
     def __init__(
         self,
-        host: str,
-        port: int,
+        host: str | None,
+        port: int = 0,
         *,
         path: str = "/socket.io/",
         ping_interval_ms: int = 25000,
@@ -211,6 +221,37 @@ class ServerHandle:
     def begin_batch(self) -> None: ...
     def end_batch(self) -> None: ...
     def shutdown(self, timeout_ms: int = 5000) -> None: ...
+    # The seam for a host web server (``host=None``: no listener): requests are handed over
+    # whole, answered by ``ControlResponse`` records with the same id.
+    def external_http(
+        self,
+        id: int,
+        method: str,
+        path: str,
+        query: str,
+        headers: list[tuple[bytes, bytes]],
+        body: bytes,
+        remote: tuple[str, int] | None = None,
+        local: tuple[str, int] | None = None,
+    ) -> None:
+        """One HTTP request (``path`` without any mount prefix, body read whole)."""
+    def external_ws_open(
+        self,
+        id: int,
+        path: str,
+        query: str,
+        headers: list[tuple[bytes, bytes]],
+        remote: tuple[str, int] | None = None,
+        local: tuple[str, int] | None = None,
+    ) -> None:
+        """A WebSocket request; its answer's status 101 accepts it, and ``id`` names it."""
+    def external_ws_receive(self, id: int, data: str | bytes) -> str | int | None:
+        """One message of WebSocket ``id``, handled at once: None, a text frame to send now,
+        or a close code (close the WebSocket with it)."""
+    def external_ws_take(self, id: int) -> tuple[list[str | bytes], bool]:
+        """The frames WebSocket ``id`` has to send, and whether to close it after them."""
+    def external_ws_close(self, id: int) -> None:
+        """The host's side of WebSocket ``id`` ended."""
 
 class ClientHandle:
     """A Socket.IO client connection engine on its own thread: one connection attempt at a

@@ -23,6 +23,8 @@ from ferrosio._broadcast_acks import BroadcastAcks
 from ferrosio._ferrosio import (
     CONTROL_AUTHORIZE,
     CONTROL_CLUSTER,
+    CONTROL_READY,
+    CONTROL_RESPONSE,
     ENGINEIO_MESSAGE,
     ENGINEIO_OPEN,
     SOCKETIO_ACK,
@@ -326,6 +328,8 @@ class AsyncServer(HandlerRegistry):
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stopped: asyncio.Future[None] | None = None
         self.client_manager: AsyncRedisManager | None = client_manager
+        # Where the engine's answers to a host web server's requests go (ferrosio.ASGIApp).
+        self._on_external: Callable[[Any], None] | None = None
 
     # ------------------------------------------------------------------ handlers ----
     def register_namespace(self, namespace_handler: Any) -> None:
@@ -473,14 +477,30 @@ class AsyncServer(HandlerRegistry):
     # ------------------------------------------------------------------ lifecycle ----
     async def start(self, host: str = "127.0.0.1", port: int = 5000) -> int:
         """Starts listening without blocking; returns the bound port (useful with port 0)."""
+        self._launch(host, port, self.socketio_path, self.static_files)
+        assert self._engine is not None
+        self.logger.info("ferrosio listening on %s:%d", host, self._engine.port)
+        return self._engine.port
+
+    def _launch(
+        self,
+        host: str | None,
+        port: int,
+        path: str,
+        static_files: dict[str, Any],
+        on_external: Callable[[Any], None] | None = None,
+    ) -> None:
+        """Starts the engine: listening on ``host:port``, or (``host=None``) fed by a host web
+        server (:class:`ferrosio.ASGIApp`), whose answers go to ``on_external``."""
         if self._engine is not None and self._engine.is_running():
             raise exceptions.FerrosioError("server is already running")
         self._loop = asyncio.get_running_loop()
         self._stopped = self._loop.create_future()
+        self._on_external = on_external
         self._engine = ServerHandle(
             host,
             port,
-            path=self.socketio_path,
+            path=path,
             ping_interval_ms=round(self.ping_interval * 1000),
             ping_timeout_ms=round(self.ping_timeout * 1000),
             max_payload=self.max_http_buffer_size,
@@ -489,7 +509,7 @@ class AsyncServer(HandlerRegistry):
             polling="polling" in self.transports,
             upgrades=self.allow_upgrades,
             engineio_path=self.engineio.path if self.engineio else None,
-            static_files=self._static_routes(),
+            static_files=self._static_routes(static_files),
             authorize_requests=self.allow_request is not None,
             max_attachments=self.max_attachments,
             max_attachment_bytes=self.max_attachment_bytes,
@@ -503,8 +523,6 @@ class AsyncServer(HandlerRegistry):
             **self._cors_options(),
         )
         self._loop.add_reader(self._engine.wake_fd(), self._drain)
-        self.logger.info("ferrosio listening on %s:%d", host, self._engine.port)
-        return self._engine.port
 
     def cluster_stats(self) -> dict[str, int | bool] | None:
         """The counters of the Redis link when the server is in a cluster (``None`` otherwise):
@@ -558,9 +576,9 @@ class AsyncServer(HandlerRegistry):
             "cors_credentials": self.cors_credentials,
         }
 
-    def _static_routes(self) -> list[tuple[str, str, str | None]]:
+    def _static_routes(self, static_files: dict[str, Any]) -> list[tuple[str, str, str | None]]:
         routes: list[tuple[str, str, str | None]] = []
-        for url, target in self.static_files.items():
+        for url, target in static_files.items():
             if isinstance(target, dict):
                 routes.append((url, str(target["filename"]), target.get("content_type")))
             else:
@@ -1048,6 +1066,9 @@ class AsyncServer(HandlerRegistry):
                             "ferrosio: lost redis (%s); serving local clients, reconnecting",
                             detail,
                         )
+                elif item[0] == CONTROL_RESPONSE or item[0] == CONTROL_READY:
+                    if self._on_external is not None:
+                        self._on_external(item)
                 else:
                     self._on_engineio(item)
             except Exception:

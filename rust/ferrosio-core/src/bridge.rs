@@ -101,6 +101,22 @@ pub enum ControlInbound {
     /// The cluster link lost Redis (`connected` false, `detail` says why) or got it back.
     /// Sent once per change, not per attempt.
     Cluster { connected: bool, detail: String },
+    /// The answer to a request the host handed over (`server::external`): an HTTP request,
+    /// or a WebSocket request (101: accepted).
+    Response {
+        id: u64,
+        status: u16,
+        headers: Vec<(String, Bytes)>,
+        body: Bytes,
+    },
+    /// The host's WebSocket `id` has frames to take, or must close (`server::external`).
+    Ready { id: u64 },
+}
+
+impl From<ControlInbound> for Inbound {
+    fn from(item: ControlInbound) -> Self {
+        Inbound::Control(item)
+    }
 }
 
 impl From<SocketIoInbound> for Inbound {

@@ -60,6 +60,9 @@ pub enum ServerError {
     },
     #[error("server is not running")]
     NotRunning,
+    /// A request handed over by the host that HTTP cannot carry (a bad method, path or header).
+    #[error("malformed request from the host")]
+    BadRequest,
     #[error("i/o error: {0}")]
     Io(#[from] std::io::Error),
     #[error("cluster: {0}")]

@@ -38,12 +38,13 @@ pub use engineio::packet::Frame;
 pub use engineio::session::Handshake;
 pub use engineio::DisconnectReason;
 pub use error::{EngineError, ProtocolError, ServerError};
-pub use server::ServerHandle;
+pub use server::{ExternalRequest, ServerHandle};
 pub use socketio::adapter::{
     Adapter, AdapterError, BroadcastFlags, BroadcastOptions, LocalAdapter, LocalSockets,
 };
 pub use socketio::assembler::AttachmentLimits;
 pub use socketio::rooms::RoomIndex;
+pub use transport::external::{ExternalMessage, Reply};
 
 /// Codec entry points, for hosts that expose them (benchmarks, property tests).
 pub mod codec {

@@ -15,9 +15,9 @@ use std::sync::{Arc, Mutex};
 use ferrosio_core::codec::{encode_message, PacketType, SocketPacket};
 use ferrosio_core::{
     normalize_path, BroadcastFlags, BroadcastOptions, Command, ControlCommand, ControlInbound,
-    CorsPolicy, EngineIoCommand, EngineIoInbound, Frame, Handshake, Inbound, Publisher,
-    RedisClusterConfig, ServerConfig, ServerError, ServerHandle, SocketIoCommand, SocketIoInbound,
-    StaticRoute, Target,
+    CorsPolicy, EngineIoCommand, EngineIoInbound, ExternalMessage, ExternalRequest, Frame,
+    Handshake, Inbound, Publisher, RedisClusterConfig, Reply, ServerConfig, ServerError,
+    ServerHandle, SocketIoCommand, SocketIoInbound, StaticRoute, Target,
 };
 use records::{message_record, packet_frames};
 
@@ -61,6 +61,8 @@ const ENGINEIO_CLOSE: u8 = 6;
 const CONTROL_AUTHORIZE: u8 = 7;
 const SOCKETIO_BROADCAST_REACH: u8 = 8;
 const CONTROL_CLUSTER: u8 = 9;
+const CONTROL_RESPONSE: u8 = 10;
+const CONTROL_READY: u8 = 11;
 
 /// The HTTP request that opened a session, as Python reads it (to build its environ dict).
 #[pyclass(frozen, name = "Handshake", module = "ferrosio._ferrosio")]
@@ -181,11 +183,11 @@ struct PyServerHandle {
 #[pymethods]
 impl PyServerHandle {
     #[new]
-    #[pyo3(signature = (host, port, *, path = "/socket.io/", ping_interval_ms = 25_000, ping_timeout_ms = 20_000, max_payload = 1_000_000, connect_timeout_ms = 45_000, websocket = true, polling = true, upgrades = true, engineio_path = None, cors = "same-origin", cors_origins = None, cors_credentials = true, static_files = None, authorize_requests = false, max_attachments = 10, max_attachment_bytes = None, attachment_timeout_ms = 30_000, max_send_buffer = 16_000_000, max_poll_response = 1_000_000, max_inbound_buffer = 64_000, max_inbound_total = 16_000_000, cluster_url = None, cluster_key = "socket.io"))]
+    #[pyo3(signature = (host, port = 0, *, path = "/socket.io/", ping_interval_ms = 25_000, ping_timeout_ms = 20_000, max_payload = 1_000_000, connect_timeout_ms = 45_000, websocket = true, polling = true, upgrades = true, engineio_path = None, cors = "same-origin", cors_origins = None, cors_credentials = true, static_files = None, authorize_requests = false, max_attachments = 10, max_attachment_bytes = None, attachment_timeout_ms = 30_000, max_send_buffer = 16_000_000, max_poll_response = 1_000_000, max_inbound_buffer = 64_000, max_inbound_total = 16_000_000, cluster_url = None, cluster_key = "socket.io"))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
-        host: &str,
+        host: Option<&str>,
         port: u16,
         path: &str,
         ping_interval_ms: u64,
@@ -259,14 +261,19 @@ impl PyServerHandle {
             }),
             ..ServerConfig::default()
         };
-        let addr = if host.contains(':') {
-            format!("[{host}]:{port}")
-        } else {
-            format!("{host}:{port}")
-        };
-        let handle = py
-            .detach(|| ServerHandle::start(config, &addr))
-            .map_err(to_pyerr)?;
+        let handle = match host {
+            // No listener: the host's web server hands requests over (`external_*`).
+            None => py.detach(|| ServerHandle::start_unbound(config)),
+            Some(host) => {
+                let addr = if host.contains(':') {
+                    format!("[{host}]:{port}")
+                } else {
+                    format!("{host}:{port}")
+                };
+                py.detach(|| ServerHandle::start(config, &addr))
+            }
+        }
+        .map_err(to_pyerr)?;
         Ok(PyServerHandle {
             handle,
             batch: Mutex::new(None),
@@ -327,6 +334,29 @@ impl PyServerHandle {
                     .into_pyobject(py)?,
                 Inbound::Control(ControlInbound::Cluster { connected, detail }) => {
                     (CONTROL_CLUSTER, *connected, detail.as_str()).into_pyobject(py)?
+                }
+                Inbound::Control(ControlInbound::Response {
+                    id,
+                    status,
+                    headers,
+                    body,
+                }) => {
+                    let pairs = PyList::empty(py);
+                    for (name, value) in headers {
+                        pairs
+                            .append((PyBytes::new(py, name.as_bytes()), PyBytes::new(py, value)))?;
+                    }
+                    (
+                        CONTROL_RESPONSE,
+                        *id,
+                        *status,
+                        pairs,
+                        PyBytes::new(py, body),
+                    )
+                        .into_pyobject(py)?
+                }
+                Inbound::Control(ControlInbound::Ready { id }) => {
+                    (CONTROL_READY, *id).into_pyobject(py)?
                 }
             };
             out.append(t)?;
@@ -556,6 +586,92 @@ impl PyServerHandle {
         })
     }
 
+    /// Hands over one HTTP request of the host's web server (no listener: `host=None`); the
+    /// answer comes as a `CONTROL_RESPONSE` record with `id`. `path` excludes any mount
+    /// prefix; `remote`/`local` are `(ip, port)` when known.
+    #[pyo3(signature = (id, method, path, query, headers, body, remote = None, local = None))]
+    #[allow(clippy::too_many_arguments)]
+    fn external_http(
+        &self,
+        id: u64,
+        method: String,
+        path: String,
+        query: String,
+        headers: Vec<(Vec<u8>, Vec<u8>)>,
+        body: &[u8],
+        remote: Option<(String, u16)>,
+        local: Option<(String, u16)>,
+    ) -> PyResult<()> {
+        let req = external_request(method, path, query, headers, body, remote, local);
+        self.handle.external_http(id, req).map_err(to_pyerr)
+    }
+
+    /// Hands over a WebSocket request; answered by a `CONTROL_RESPONSE` record with `id`
+    /// (status 101: accept the WebSocket; anything else: refuse it with that answer).
+    #[pyo3(signature = (id, path, query, headers, remote = None, local = None))]
+    fn external_ws_open(
+        &self,
+        id: u64,
+        path: String,
+        query: String,
+        headers: Vec<(Vec<u8>, Vec<u8>)>,
+        remote: Option<(String, u16)>,
+        local: Option<(String, u16)>,
+    ) -> PyResult<()> {
+        let req = external_request("GET".into(), path, query, headers, b"", remote, local);
+        self.handle.external_ws_open(id, req).map_err(to_pyerr)
+    }
+
+    /// One message of WebSocket `id` (`str`: text, `bytes`: binary). Returns what to do now:
+    /// None (nothing), a `str` to send at once, or an `int`: close with that code.
+    fn external_ws_receive<'py>(
+        &self,
+        py: Python<'py>,
+        id: u64,
+        data: &Bound<'py, PyAny>,
+    ) -> PyResult<Option<Bound<'py, PyAny>>> {
+        let msg = if let Ok(text) = data.cast::<pyo3::types::PyString>() {
+            ExternalMessage::Text(Bytes::copy_from_slice(text.to_str()?.as_bytes()))
+        } else if let Ok(bytes) = data.cast::<PyBytes>() {
+            ExternalMessage::Binary(Bytes::copy_from_slice(bytes.as_bytes()))
+        } else {
+            return Err(pyo3::exceptions::PyTypeError::new_err(
+                "data must be str or bytes",
+            ));
+        };
+        Ok(match self.handle.external_ws_receive(id, msg) {
+            Reply::Nothing => None,
+            Reply::Send(text) => Some(pyo3::types::PyString::new(py, text).into_any()),
+            Reply::Close(code) => Some(code.into_pyobject(py)?.into_any()),
+        })
+    }
+
+    /// What WebSocket `id` has to send (`str` text frames, `bytes` binary ones) and whether
+    /// to close it after them. Answers its `CONTROL_READY` record.
+    fn external_ws_take<'py>(
+        &self,
+        py: Python<'py>,
+        id: u64,
+    ) -> PyResult<(Bound<'py, PyList>, bool)> {
+        let (frames, close) = self.handle.external_ws_take(id);
+        let out = PyList::empty(py);
+        for frame in &frames {
+            match frame {
+                Frame::Text(b) => match std::str::from_utf8(b) {
+                    Ok(text) => out.append(pyo3::types::PyString::new(py, text))?,
+                    Err(_) => out.append(PyBytes::new(py, b))?,
+                },
+                Frame::Binary(b) => out.append(PyBytes::new(py, b))?,
+            }
+        }
+        Ok((out, close))
+    }
+
+    /// The host's side of WebSocket `id` ended (client gone, or the host is done with it).
+    fn external_ws_close(&self, id: u64) {
+        self.handle.external_ws_close(id);
+    }
+
     /// Holds commands back until `end_batch`, which sends them as one message: a drain that
     /// answers fifty events wakes the engine thread once, not fifty times. Order is kept.
     fn begin_batch(&self) -> PyResult<()> {
@@ -620,6 +736,44 @@ impl PyServerHandle {
         // A stopped engine: nothing is listening, and the caller's answer is `[]` anyway.
         let _ = self.handle.command(Command::Batch(held));
         Ok(())
+    }
+}
+
+/// An `(ip, port)` pair as a socket address; unknown or unparsable: `0.0.0.0:0`.
+fn socket_addr(addr: Option<(String, u16)>) -> std::net::SocketAddr {
+    addr.and_then(|(ip, port)| {
+        ip.parse::<std::net::IpAddr>()
+            .ok()
+            .map(|ip| std::net::SocketAddr::new(ip, port))
+    })
+    .unwrap_or_else(|| std::net::SocketAddr::from(([0, 0, 0, 0], 0)))
+}
+
+fn external_request(
+    method: String,
+    path: String,
+    query: String,
+    headers: Vec<(Vec<u8>, Vec<u8>)>,
+    body: &[u8],
+    remote: Option<(String, u16)>,
+    local: Option<(String, u16)>,
+) -> ExternalRequest {
+    ExternalRequest {
+        method,
+        path,
+        query,
+        headers: headers
+            .into_iter()
+            .map(|(n, v)| {
+                (
+                    String::from_utf8_lossy(&n).into_owned(),
+                    String::from_utf8_lossy(&v).into_owned(),
+                )
+            })
+            .collect(),
+        body: Bytes::copy_from_slice(body),
+        remote: socket_addr(remote),
+        local: socket_addr(local),
     }
 }
 
@@ -840,6 +994,8 @@ mod _ferrosio {
         m.add("CONTROL_AUTHORIZE", CONTROL_AUTHORIZE)?;
         m.add("SOCKETIO_BROADCAST_REACH", SOCKETIO_BROADCAST_REACH)?;
         m.add("CONTROL_CLUSTER", CONTROL_CLUSTER)?;
+        m.add("CONTROL_RESPONSE", CONTROL_RESPONSE)?;
+        m.add("CONTROL_READY", CONTROL_READY)?;
         Ok(())
     }
 }

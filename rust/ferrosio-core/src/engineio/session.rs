@@ -229,6 +229,11 @@ impl EngineSession {
         !self.get_in_flight.swap(true, Ordering::AcqRel)
     }
 
+    /// True while a polling GET waits on this session.
+    pub fn get_in_flight(&self) -> bool {
+        self.get_in_flight.load(Ordering::Acquire)
+    }
+
     pub fn release_get(&self) {
         self.get_in_flight.store(false, Ordering::Release);
     }

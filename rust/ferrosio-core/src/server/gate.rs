@@ -8,7 +8,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use hyper::body::Incoming;
 use hyper::header::ORIGIN;
 use hyper::{Method, Request};
 use parking_lot::Mutex;
@@ -94,9 +93,9 @@ impl HostGate {
 impl FrontDoor {
     /// Lets the host decide what only it can: a callable CORS policy (once per origin) and an
     /// `allow_request` hook (once per new session). None means go ahead.
-    pub(super) async fn ask_host(
+    pub(super) async fn ask_host<B>(
         &self,
-        req: &Request<Incoming>,
+        req: &Request<B>,
         remote: SocketAddr,
         local: SocketAddr,
     ) -> Option<HttpError> {

@@ -5,7 +5,6 @@ use std::net::SocketAddr;
 
 use bytes::Bytes;
 use http_body_util::Full;
-use hyper::body::Incoming;
 use hyper::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE};
 use hyper::{Request, Response, StatusCode};
 
@@ -92,11 +91,7 @@ impl<'a> EngineQuery<'a> {
 }
 
 /// The record of a request the host sees for its session (its WSGI-style `environ`).
-pub(super) fn handshake(
-    req: &Request<Incoming>,
-    remote: SocketAddr,
-    local: SocketAddr,
-) -> Handshake {
+pub(super) fn handshake<B>(req: &Request<B>, remote: SocketAddr, local: SocketAddr) -> Handshake {
     let values: Vec<(&str, std::borrow::Cow<'_, str>)> = req
         .headers()
         .iter()

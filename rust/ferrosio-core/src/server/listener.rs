@@ -46,19 +46,32 @@ pub(super) fn bind(addr: &str) -> std::io::Result<std::net::TcpListener> {
     }))
 }
 
+/// The next connection; never, without a listener.
+async fn accept(
+    listener: Option<&TcpListener>,
+) -> std::io::Result<(tokio::net::TcpStream, std::net::SocketAddr)> {
+    match listener {
+        Some(l) => l.accept().await,
+        None => std::future::pending().await,
+    }
+}
+
 /// Runs until `Command::Shutdown` (or the host drops its handle), then shuts down gracefully.
 pub(super) async fn serve(
-    listener: std::net::TcpListener,
+    listener: Option<std::net::TcpListener>,
     front: Arc<FrontDoor>,
     mut commands: mpsc::UnboundedReceiver<Command>,
 ) {
-    let Ok(listener) = TcpListener::from_std(listener) else {
-        return;
+    // None: the host hands requests over (`external`); only commands come in here.
+    let listener = match listener.map(TcpListener::from_std) {
+        Some(Ok(l)) => Some(l),
+        Some(Err(_)) => return,
+        None => None,
     };
     // Bound to one address, every connection's local address is that one: no getsockname.
     let bound = listener
-        .local_addr()
-        .ok()
+        .as_ref()
+        .and_then(|l| l.local_addr().ok())
         .filter(|a| !a.ip().is_unspecified());
 
     let grace = loop {
@@ -84,7 +97,7 @@ pub(super) async fn serve(
                     }
                 }
             },
-            accepted = listener.accept() => {
+            accepted = accept(listener.as_ref()) => {
                 let Ok((stream, remote)) = accepted else { continue };
                 let _ = stream.set_nodelay(true);
                 let local = match bound {

@@ -13,6 +13,7 @@
 //! - `listener`: bind, the accept and command loop, graceful shutdown.
 
 mod cors;
+mod external;
 mod gate;
 mod http;
 mod listener;
@@ -22,6 +23,7 @@ mod sessions;
 mod static_files;
 mod upgrade;
 
+pub use external::ExternalRequest;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -40,6 +42,26 @@ use crate::socketio::layer::SocketIoLayer;
 
 use gate::{HostGate, Verdict};
 use sessions::SessionTable;
+
+/// The body of a request the front door answers: hyper's own, or one an embedding host
+/// (an ASGI server, see `external`) hands over whole.
+pub(crate) trait RequestBody:
+    hyper::body::Body<Data = bytes::Bytes, Error: Into<Box<dyn std::error::Error + Send + Sync>>>
+    + Send
+    + Unpin
+    + 'static
+{
+}
+
+impl<T> RequestBody for T where
+    T: hyper::body::Body<
+            Data = bytes::Bytes,
+            Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+        > + Send
+        + Unpin
+        + 'static
+{
+}
 
 /// What the front door works with: the settings, the layers above the sessions, the sessions,
 /// and the host's pending decisions. Shared by every connection task of the engine thread.
@@ -93,6 +115,11 @@ pub struct ServerHandle {
     thread: Mutex<Option<JoinHandle<()>>>,
     local_addr: SocketAddr,
     cluster: Option<Arc<ClusterLink>>,
+    /// For requests the host hands over (`external`): the front door and its runtime.
+    front: Arc<FrontDoor>,
+    runtime: tokio::runtime::Handle,
+    /// The host's WebSocket connections, by its ids.
+    external: Mutex<foldhash::HashMap<u64, Arc<crate::transport::external::ExternalWs>>>,
 }
 
 impl ServerHandle {
@@ -102,7 +129,18 @@ impl ServerHandle {
             addr: addr.to_owned(),
             source,
         })?;
-        let local_addr = listener.local_addr()?;
+        ServerHandle::launch(config, Some(listener))
+    }
+
+    /// Starts the engine thread, serving `listener` if given.
+    fn launch(
+        config: ServerConfig,
+        listener: Option<std::net::TcpListener>,
+    ) -> Result<ServerHandle, ServerError> {
+        let local_addr = match &listener {
+            Some(l) => l.local_addr()?,
+            None => SocketAddr::from(([0, 0, 0, 0], 0)),
+        };
         let inbound = InboundQueue::with_budget(InboundBudget::new(
             config.max_inbound_buffer,
             config.max_inbound_total,
@@ -136,10 +174,12 @@ impl ServerHandle {
             sessions: Mutex::default(),
             config,
         });
+        let handle = runtime.handle().clone();
+        let served = front.clone();
         let thread = std::thread::Builder::new()
             .name("ferrosio-io".into())
             .spawn(move || {
-                runtime.block_on(listener::serve(listener, front, rx));
+                runtime.block_on(listener::serve(listener, served, rx));
             })?;
         Ok(ServerHandle {
             commands: tx,
@@ -147,6 +187,9 @@ impl ServerHandle {
             thread: Mutex::new(Some(thread)),
             local_addr,
             cluster,
+            front,
+            runtime: handle,
+            external: Mutex::default(),
         })
     }
 

@@ -7,7 +7,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use http_body_util::{BodyExt, LengthLimitError, Limited};
-use hyper::body::Incoming;
 use hyper::header::CONTENT_LENGTH;
 use hyper::{Method, Request, StatusCode};
 
@@ -15,7 +14,7 @@ use super::http::{
     handshake, ok_response, status_response, text_response, HttpError, HttpResponse,
 };
 use super::sessions::Endpoint;
-use super::FrontDoor;
+use super::{FrontDoor, RequestBody};
 use crate::engineio::packet::encode_payload;
 use crate::engineio::session::{DisconnectReason, EngineSession, TransportKind};
 use crate::transport::polling;
@@ -41,9 +40,9 @@ impl Drop for SlotGuard<'_> {
 
 impl FrontDoor {
     /// The handshake GET: a new session, answered at once with its open packet.
-    pub(super) fn open_polling(
+    pub(super) fn open_polling<B>(
         self: &Arc<Self>,
-        req: &Request<Incoming>,
+        req: &Request<B>,
         remote: SocketAddr,
         local: SocketAddr,
         endpoint: Endpoint,
@@ -58,9 +57,9 @@ impl FrontDoor {
     }
 
     /// A GET or POST on an existing polling session.
-    pub(super) async fn poll(
+    pub(super) async fn poll<B: RequestBody>(
         self: &Arc<Self>,
-        req: Request<Incoming>,
+        req: Request<B>,
         sid: &str,
         endpoint: Endpoint,
     ) -> HttpResponse {
@@ -97,9 +96,9 @@ impl FrontDoor {
     }
 
     /// Reads the body (bounded by `max_payload` and [`BODY_TIMEOUT`]) and applies its packets.
-    async fn poll_post(
+    async fn poll_post<B: RequestBody>(
         &self,
-        req: Request<Incoming>,
+        req: Request<B>,
         session: &Arc<EngineSession>,
         endpoint: Endpoint,
     ) -> HttpResponse {

@@ -6,20 +6,19 @@ use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use hyper::body::Incoming;
 use hyper::{Method, Request};
 
 use super::cors::{cors_headers, preflight};
 use super::http::{EngineQuery, HttpError, HttpResponse};
 use super::sessions::Endpoint;
 use super::static_files;
-use super::FrontDoor;
+use super::{FrontDoor, RequestBody};
 
 impl FrontDoor {
     /// hyper's service: every request of every connection comes here.
-    pub(super) async fn handle(
+    pub(super) async fn handle<B: RequestBody>(
         self: Arc<Self>,
-        req: Request<Incoming>,
+        req: Request<B>,
         remote: SocketAddr,
         local: SocketAddr,
     ) -> Result<HttpResponse, Infallible> {
@@ -39,9 +38,9 @@ impl FrontDoor {
     }
 
     /// An endpoint request the host and CORS let through.
-    async fn route(
+    async fn route<B: RequestBody>(
         self: &Arc<Self>,
-        req: Request<Incoming>,
+        req: Request<B>,
         remote: SocketAddr,
         local: SocketAddr,
         endpoint: Endpoint,

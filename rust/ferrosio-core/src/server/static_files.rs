@@ -5,7 +5,6 @@ use std::path::{Component, Path, PathBuf};
 
 use bytes::Bytes;
 use http_body_util::Full;
-use hyper::body::Incoming;
 use hyper::header::{HeaderValue, CONTENT_TYPE};
 use hyper::{Method, Request, Response, StatusCode};
 
@@ -13,7 +12,7 @@ use super::http::{status_response, HttpResponse};
 use crate::config::StaticRoute;
 
 /// The answer to a request outside the endpoints: the file a route maps it to, else 404.
-pub(super) async fn respond(routes: &[StaticRoute], req: &Request<Incoming>) -> HttpResponse {
+pub(super) async fn respond<B>(routes: &[StaticRoute], req: &Request<B>) -> HttpResponse {
     if req.method() != Method::GET && req.method() != Method::HEAD {
         return status_response(StatusCode::NOT_FOUND, "Not Found");
     }

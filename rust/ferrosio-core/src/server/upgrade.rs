@@ -7,7 +7,6 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use http_body_util::Full;
-use hyper::body::Incoming;
 use hyper::header::{
     HeaderMap, HeaderValue, CONNECTION, SEC_WEBSOCKET_ACCEPT, SEC_WEBSOCKET_KEY,
     SEC_WEBSOCKET_VERSION, UPGRADE,
@@ -54,9 +53,9 @@ fn websocket_accept(h: &HeaderMap) -> Option<String> {
 
 impl FrontDoor {
     /// A WebSocket: a new session, or the upgrade of a polling one (`sid` given).
-    pub(super) fn websocket(
+    pub(super) fn websocket<B>(
         self: &Arc<Self>,
-        mut req: Request<Incoming>,
+        mut req: Request<B>,
         sid: Option<String>,
         remote: SocketAddr,
         local: SocketAddr,
