@@ -14,6 +14,11 @@ ENGINEIO_OPEN: Final = 4
 ENGINEIO_MESSAGE: Final = 5
 ENGINEIO_CLOSE: Final = 6
 CONTROL_AUTHORIZE: Final = 7
+HTTP_REQUEST: Final = 8
+HTTP_WRITTEN: Final = 9
+HTTP_CLOSED: Final = 10
+# Response body chunks (``more=True``) that may be sent to the engine and not yet written.
+HTTP_BODY_CREDIT: Final[int]
 
 class FerrosioError(Exception): ...
 class EngineNotRunningError(FerrosioError): ...
@@ -62,6 +67,16 @@ EngineIoClose: TypeAlias = tuple[Literal[6], str, DisconnectReason]
 # (kind, id, origin or None, check_request, handshake)
 ControlAuthorize: TypeAlias = tuple[Literal[7], int, str | None, bool, Handshake]
 
+# Forwarded HTTP records (one port beside an ASGI app, ``forward_http=True``): a request for
+# the application, its body whole (at most ``max_payload``); a response body chunk handed to
+# the connection (one credit back); the client gone before the response ended.
+# (kind, id, request head, http_version, body)
+HttpRequest: TypeAlias = tuple[Literal[8], int, Handshake, str, bytes]
+# (kind, id)
+HttpWritten: TypeAlias = tuple[Literal[9], int]
+# (kind, id)
+HttpClosed: TypeAlias = tuple[Literal[10], int]
+
 ServerRecord: TypeAlias = (
     SocketIoEvent
     | SocketIoAck
@@ -71,6 +86,9 @@ ServerRecord: TypeAlias = (
     | EngineIoMessage
     | EngineIoClose
     | ControlAuthorize
+    | HttpRequest
+    | HttpWritten
+    | HttpClosed
 )
 
 class ServerHandle:
@@ -104,6 +122,7 @@ class ServerHandle:
         max_attachments: int = 10,
         max_attachment_bytes: int | None = None,
         attachment_timeout_ms: int = 30000,
+        forward_http: bool = False,
     ) -> None: ...
     @property
     def port(self) -> int: ...
@@ -143,6 +162,10 @@ class ServerHandle:
     def engineio_send(self, sid: str, data: str | bytes) -> None: ...
     def engineio_close(self, sid: str) -> None: ...
     def authorize(self, id: int, origin_ok: bool, request_ok: bool) -> None: ...
+    # Forwarded HTTP: the answer to an ``HttpRequest``.
+    def http_start(self, id: int, status: int, headers: list[tuple[bytes, bytes]]) -> None: ...
+    def http_body(self, id: int, data: bytes, more: bool) -> None: ...
+    def http_abort(self, id: int) -> None: ...
     def begin_batch(self) -> None: ...
     def end_batch(self) -> None: ...
     def shutdown(self, timeout_ms: int = 5000) -> None: ...

@@ -18,10 +18,14 @@ from typing import TYPE_CHECKING, Any, TypeAlias
 import orjson
 
 from ferrosio import _codec, _compat, exceptions
+from ferrosio._asgi_host import ASGIApp, AsgiHost
 from ferrosio._ferrosio import (
     CONTROL_AUTHORIZE,
     ENGINEIO_MESSAGE,
     ENGINEIO_OPEN,
+    HTTP_CLOSED,
+    HTTP_REQUEST,
+    HTTP_WRITTEN,
     SOCKETIO_ACK,
     SOCKETIO_CONNECT,
     SOCKETIO_DISCONNECT,
@@ -236,6 +240,7 @@ class AsyncServer(HandlerRegistry):
         self._engine: ServerHandle | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stopped: asyncio.Future[None] | None = None
+        self._asgi_host: AsgiHost | None = None
 
     # ------------------------------------------------------------------ handlers ----
     def register_namespace(self, namespace_handler: Any) -> None:
@@ -265,11 +270,30 @@ class AsyncServer(HandlerRegistry):
         )
 
     # ------------------------------------------------------------------ lifecycle ----
-    async def start(self, host: str = "127.0.0.1", port: int = 5000) -> int:
-        """Starts listening without blocking; returns the bound port (useful with port 0)."""
+    async def start(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 5000,
+        *,
+        other_asgi_app: ASGIApp | None = None,
+    ) -> int:
+        """Starts listening without blocking; returns the bound port (useful with port 0).
+
+        :param other_asgi_app: an ASGI application (FastAPI, Starlette, ...) to serve on the
+            same port: every HTTP request outside the Socket.IO path (and ``static_files``)
+            goes to it. Its lifespan ``startup`` runs before this returns (a failure raises
+            :class:`~ferrosio.exceptions.LifespanError`), ``shutdown`` in :meth:`shutdown`.
+            Request bodies are read whole first, up to ``max_http_buffer_size`` (413 beyond);
+            responses stream. WebSocket routes of the application are refused with 404.
+        """
         if self._engine is not None and self._engine.is_running():
             raise exceptions.FerrosioError("server is already running")
         self._loop = asyncio.get_running_loop()
+        self._asgi_host = None
+        if other_asgi_app is not None:
+            host_app = AsgiHost(other_asgi_app, self.logger)
+            await host_app.startup()
+            self._asgi_host = host_app
         self._stopped = self._loop.create_future()
         self._engine = ServerHandle(
             host,
@@ -288,15 +312,25 @@ class AsyncServer(HandlerRegistry):
             max_attachments=self.max_attachments,
             max_attachment_bytes=self.max_attachment_bytes,
             attachment_timeout_ms=round(self.attachment_timeout * 1000),
+            forward_http=other_asgi_app is not None,
             **self._cors_options(),
         )
         self._loop.add_reader(self._engine.wake_fd(), self._drain)
         self.logger.info("ferrosio listening on %s:%d", host, self._engine.port)
         return self._engine.port
 
-    async def serve(self, host: str = "127.0.0.1", port: int = 5000) -> None:
-        """Serves until :meth:`shutdown` is called (from a handler, a signal, another task)."""
-        await self.start(host, port)
+    async def serve(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 5000,
+        *,
+        other_asgi_app: ASGIApp | None = None,
+    ) -> None:
+        """Serves until :meth:`shutdown` is called (from a handler, a signal, another task).
+
+        :param other_asgi_app: an ASGI application served on the same port (see :meth:`start`).
+        """
+        await self.start(host, port, other_asgi_app=other_asgi_app)
         assert self._stopped is not None
         await asyncio.shield(self._stopped)
 
@@ -313,6 +347,9 @@ class AsyncServer(HandlerRegistry):
         self._drain()  # the disconnects the shutdown produced
         if self._tasks:
             await asyncio.wait(set(self._tasks), timeout=timeout)
+        if self._asgi_host is not None:
+            await self._asgi_host.shutdown(timeout)
+            self._asgi_host = None
         self._engine = None
         if self._stopped is not None and not self._stopped.done():
             self._stopped.set_result(None)
@@ -594,6 +631,9 @@ class AsyncServer(HandlerRegistry):
                 elif item[0] == CONTROL_AUTHORIZE:
                     _, request_id, origin, check_request, handshake = item
                     self._authorize(request_id, origin, check_request, handshake)
+                elif item[0] == HTTP_REQUEST or item[0] == HTTP_WRITTEN or item[0] == HTTP_CLOSED:
+                    if self._asgi_host is not None and self._engine is not None:
+                        self._asgi_host.on_record(self._engine, item)
                 else:
                     self._on_engineio(item)
             except Exception:

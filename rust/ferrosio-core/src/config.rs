@@ -60,6 +60,9 @@ pub struct ServerConfig {
     /// How long the attachments of one binary packet may take to arrive (checked at each
     /// heartbeat tick, so a late packet is caught within one `ping_interval` after this).
     pub attachment_timeout: Duration,
+    /// Forward requests outside the endpoints and static files to the host (its ASGI app)
+    /// instead of answering 404 (see `bridge::HttpInbound`).
+    pub forward_http: bool,
 }
 
 impl ServerConfig {
@@ -104,6 +107,7 @@ impl Default for ServerConfig {
             max_attachments: AttachmentLimits::DEFAULT_MAX_ATTACHMENTS,
             max_attachment_bytes: None,
             attachment_timeout: AttachmentLimits::DEFAULT_TIMEOUT,
+            forward_http: false,
         }
     }
 }

@@ -15,8 +15,8 @@ use std::sync::{Arc, Mutex};
 use ferrosio_core::codec::{encode_message, PacketType, SocketPacket};
 use ferrosio_core::{
     normalize_path, BroadcastOptions, Command, ControlCommand, ControlInbound, CorsPolicy,
-    EngineIoCommand, EngineIoInbound, Frame, Handshake, Inbound, ServerConfig, ServerError,
-    ServerHandle, SocketIoCommand, SocketIoInbound, StaticRoute, Target,
+    EngineIoCommand, EngineIoInbound, Frame, Handshake, HttpCommand, HttpInbound, Inbound,
+    ServerConfig, ServerError, ServerHandle, SocketIoCommand, SocketIoInbound, StaticRoute, Target,
 };
 use records::{message_record, packet_frames};
 
@@ -58,6 +58,10 @@ const ENGINEIO_OPEN: u8 = 4;
 const ENGINEIO_MESSAGE: u8 = 5;
 const ENGINEIO_CLOSE: u8 = 6;
 const CONTROL_AUTHORIZE: u8 = 7;
+// Forwarded HTTP (one port beside an ASGI app).
+const HTTP_REQUEST: u8 = 8;
+const HTTP_WRITTEN: u8 = 9;
+const HTTP_CLOSED: u8 = 10;
 
 /// The HTTP request that opened a session, as Python reads it (to build its environ dict).
 #[pyclass(frozen, name = "Handshake", module = "ferrosio._ferrosio")]
@@ -118,7 +122,7 @@ struct PyServerHandle {
 #[pymethods]
 impl PyServerHandle {
     #[new]
-    #[pyo3(signature = (host, port, *, path = "/socket.io/", ping_interval_ms = 25_000, ping_timeout_ms = 20_000, max_payload = 1_000_000, connect_timeout_ms = 45_000, websocket = true, polling = true, upgrades = true, engineio_path = None, cors = "same-origin", cors_origins = None, cors_credentials = true, static_files = None, authorize_requests = false, max_attachments = 10, max_attachment_bytes = None, attachment_timeout_ms = 30_000))]
+    #[pyo3(signature = (host, port, *, path = "/socket.io/", ping_interval_ms = 25_000, ping_timeout_ms = 20_000, max_payload = 1_000_000, connect_timeout_ms = 45_000, websocket = true, polling = true, upgrades = true, engineio_path = None, cors = "same-origin", cors_origins = None, cors_credentials = true, static_files = None, authorize_requests = false, max_attachments = 10, max_attachment_bytes = None, attachment_timeout_ms = 30_000, forward_http = false))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -141,6 +145,7 @@ impl PyServerHandle {
         max_attachments: usize,
         max_attachment_bytes: Option<usize>,
         attachment_timeout_ms: u64,
+        forward_http: bool,
     ) -> PyResult<Self> {
         let cors = match cors {
             "same-origin" => CorsPolicy::SameOrigin,
@@ -180,6 +185,7 @@ impl PyServerHandle {
             max_attachments,
             max_attachment_bytes,
             attachment_timeout: Duration::from_millis(attachment_timeout_ms),
+            forward_http,
             ..ServerConfig::default()
         };
         let addr = if host.contains(':') {
@@ -232,6 +238,7 @@ impl PyServerHandle {
                     handshake(py, hs)?,
                 )
                     .into_pyobject(py)?,
+                Inbound::Http(item) => http_record(py, item)?,
             };
             out.append(t)?;
         }
@@ -369,6 +376,36 @@ impl PyServerHandle {
         })
     }
 
+    // ---- forwarded HTTP (one port beside an ASGI app; see `HTTP_REQUEST`) ----
+
+    /// The head of the answer to forwarded request `id`: status and `(name, value)` headers.
+    fn http_start(&self, id: u64, status: u16, headers: Vec<(Vec<u8>, Vec<u8>)>) -> PyResult<()> {
+        let headers = headers
+            .into_iter()
+            .map(|(n, v)| (Bytes::from(n), Bytes::from(v)))
+            .collect();
+        self.send(HttpCommand::Start {
+            id,
+            status,
+            headers,
+        })
+    }
+
+    /// A body chunk of the answer to `id`; `more=False` ends it. At most `HTTP_BODY_CREDIT`
+    /// chunks with `more=True` may be unwritten (see `HTTP_WRITTEN`), else the answer is aborted.
+    fn http_body(&self, id: u64, data: &[u8], more: bool) -> PyResult<()> {
+        self.send(HttpCommand::Body {
+            id,
+            data: Bytes::copy_from_slice(data),
+            more,
+        })
+    }
+
+    /// The application failed on `id`: 500 before the head, else the connection is cut.
+    fn http_abort(&self, id: u64) -> PyResult<()> {
+        self.send(HttpCommand::Abort { id })
+    }
+
     /// Holds commands back until `end_batch`, which sends them as one message: a drain that
     /// answers fifty events wakes the engine thread once, not fifty times. Order is kept.
     fn begin_batch(&self) -> PyResult<()> {
@@ -504,6 +541,27 @@ fn engineio_record<'py>(py: Python<'py>, item: &EngineIoInbound) -> PyResult<Bou
         EngineIoInbound::Close { sid, reason } => {
             (ENGINEIO_CLOSE, &**sid, reason.as_str()).into_pyobject(py)
         }
+    }
+}
+
+/// `(HTTP_REQUEST, id, handshake, http_version, body)`, `(HTTP_WRITTEN, id)`, `(HTTP_CLOSED, id)`.
+fn http_record<'py>(py: Python<'py>, item: &HttpInbound) -> PyResult<Bound<'py, PyTuple>> {
+    match item {
+        HttpInbound::Request {
+            id,
+            head,
+            http_version,
+            body,
+        } => (
+            HTTP_REQUEST,
+            *id,
+            handshake(py, head)?,
+            *http_version,
+            PyBytes::new(py, body),
+        )
+            .into_pyobject(py),
+        HttpInbound::Written { id } => (HTTP_WRITTEN, *id).into_pyobject(py),
+        HttpInbound::Closed { id } => (HTTP_CLOSED, *id).into_pyobject(py),
     }
 }
 
@@ -646,6 +704,10 @@ mod _ferrosio {
         m.add("ENGINEIO_MESSAGE", ENGINEIO_MESSAGE)?;
         m.add("ENGINEIO_CLOSE", ENGINEIO_CLOSE)?;
         m.add("CONTROL_AUTHORIZE", CONTROL_AUTHORIZE)?;
+        m.add("HTTP_REQUEST", HTTP_REQUEST)?;
+        m.add("HTTP_WRITTEN", HTTP_WRITTEN)?;
+        m.add("HTTP_CLOSED", HTTP_CLOSED)?;
+        m.add("HTTP_BODY_CREDIT", ferrosio_core::HTTP_BODY_CREDIT)?;
         Ok(())
     }
 }

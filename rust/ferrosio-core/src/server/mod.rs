@@ -10,9 +10,11 @@
 //! - `polling`: polling GET/POST on a session;
 //! - `upgrade`: WebSocket requests, new sessions and upgrades alike;
 //! - `static_files`: files served from the same port;
+//! - `forward`: other requests handed to the host's own HTTP application (one port beside it);
 //! - `listener`: bind, the accept and command loop, graceful shutdown.
 
 mod cors;
+mod forward;
 mod gate;
 mod http;
 mod listener;
@@ -48,6 +50,8 @@ struct FrontDoor {
     layer: Arc<SocketIoLayer>,
     engineio: Option<Arc<EngineIoEndpoint>>,
     sessions: Mutex<SessionTable>,
+    /// Requests forwarded to the host's HTTP application, awaiting their answer.
+    forwarded: forward::Forwarder,
 }
 
 impl FrontDoor {
@@ -75,6 +79,7 @@ impl FrontDoor {
             }
             // Only meaningful on its own: the serve loop takes it before it gets here.
             Command::Control(ControlCommand::Shutdown { .. }) => {}
+            Command::Http(cmd) => self.forwarded.execute(cmd),
             Command::Batch(cmds) => {
                 for cmd in cmds {
                     self.execute(cmd);
@@ -114,6 +119,7 @@ impl ServerHandle {
             inbound: inbound.clone(),
             gate: HostGate::default(),
             sessions: Mutex::default(),
+            forwarded: forward::Forwarder::default(),
             config,
         });
         let thread = std::thread::Builder::new()
@@ -197,6 +203,7 @@ where
         inbound,
         gate: HostGate::default(),
         sessions: Mutex::default(),
+        forwarded: forward::Forwarder::default(),
         config,
     });
     let addr = SocketAddr::from(([127, 0, 0, 1], 1));
