@@ -261,3 +261,96 @@ impl FrontDoor {
         res
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pending(fwd: &Forwarder, id: u64) -> (oneshot::Receiver<Head>, mpsc::Receiver<Chunk>) {
+        let (head_tx, head_rx) = oneshot::channel();
+        let (body_tx, body_rx) = mpsc::channel(HTTP_BODY_CREDIT + 1);
+        fwd.pending.lock().insert(
+            id,
+            Pending {
+                head: Some(head_tx),
+                body: body_tx,
+            },
+        );
+        (head_rx, body_rx)
+    }
+
+    fn body(id: u64, more: bool) -> HttpCommand {
+        HttpCommand::Body {
+            id,
+            data: Bytes::from_static(b"x"),
+            more,
+        }
+    }
+
+    #[test]
+    fn a_host_within_its_credit_streams_to_the_end() {
+        let fwd = Forwarder::default();
+        let (mut head, mut chunks) = pending(&fwd, 1);
+        fwd.execute(HttpCommand::Start {
+            id: 1,
+            status: 200,
+            headers: vec![],
+        });
+        assert_eq!(head.try_recv().unwrap().status, 200);
+        for _ in 0..HTTP_BODY_CREDIT {
+            fwd.execute(body(1, true));
+        }
+        fwd.execute(body(1, false));
+        assert!(fwd.pending.lock().is_empty(), "ended by the last chunk");
+        let mut got = 0;
+        while let Ok(chunk) = chunks.try_recv() {
+            got += 1;
+            assert_eq!(chunk.last, got == HTTP_BODY_CREDIT + 1);
+        }
+        assert_eq!(got, HTTP_BODY_CREDIT + 1);
+    }
+
+    #[test]
+    fn overrunning_the_credit_aborts_the_response() {
+        let fwd = Forwarder::default();
+        let (_head, mut chunks) = pending(&fwd, 7);
+        fwd.execute(HttpCommand::Start {
+            id: 7,
+            status: 200,
+            headers: vec![],
+        });
+        // The queue holds the credit plus a last chunk; one more unwritten chunk is an overrun.
+        for _ in 0..=HTTP_BODY_CREDIT {
+            fwd.execute(body(7, true));
+        }
+        assert!(fwd.pending.lock().contains_key(&7));
+        fwd.execute(body(7, true));
+        assert!(!fwd.pending.lock().contains_key(&7), "aborted");
+        let mut got = 0;
+        while chunks.try_recv().is_ok() {
+            got += 1;
+        }
+        assert_eq!(got, HTTP_BODY_CREDIT + 1, "the queue never held more");
+        assert!(
+            chunks.try_recv().is_err(),
+            "closed without a last chunk: an error"
+        );
+    }
+
+    #[test]
+    fn a_body_before_the_head_or_an_abort_drops_the_request() {
+        let fwd = Forwarder::default();
+        let (mut head, _chunks) = pending(&fwd, 2);
+        fwd.execute(body(2, true));
+        assert!(fwd.pending.lock().is_empty());
+        assert!(
+            head.try_recv().is_err(),
+            "no head: the front door answers 500"
+        );
+        let (_head, _chunks) = pending(&fwd, 3);
+        fwd.execute(HttpCommand::Abort { id: 3 });
+        assert!(fwd.pending.lock().is_empty());
+        // Answers for a request that is gone are ignored.
+        fwd.execute(body(3, false));
+    }
+}
