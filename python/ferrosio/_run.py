@@ -49,6 +49,8 @@ def _describe(server: AsyncServer, host: str, port: int | None, loop_name: str) 
     ]
     if server.engineio is not None:
         parts.append(f"Engine.IO endpoint: /{server.engineio.path.strip('/')}/")
+    if server._asgi_host is not None:
+        parts.append(f"ASGI app: {type(server._asgi_host.app).__name__}")
     if server.static_files:
         parts.append(f"static: {', '.join(server.static_files)}")
     path = server.socketio_path.strip("/")
