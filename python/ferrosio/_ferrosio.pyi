@@ -18,6 +18,11 @@ SOCKETIO_BROADCAST_REACH: Final = 8
 CONTROL_CLUSTER: Final = 9
 CONTROL_RESPONSE: Final = 10
 CONTROL_READY: Final = 11
+HTTP_REQUEST: Final = 12
+HTTP_WRITTEN: Final = 13
+HTTP_CLOSED: Final = 14
+# Response body chunks (``more=True``) that may be sent to the engine and not yet written.
+HTTP_BODY_CREDIT: Final[int]
 
 class FerrosioError(Exception): ...
 class EngineNotRunningError(FerrosioError): ...
@@ -78,6 +83,16 @@ ControlResponse: TypeAlias = tuple[Literal[10], int, int, list[tuple[bytes, byte
 # (kind, id)
 ControlReady: TypeAlias = tuple[Literal[11], int]
 
+# Forwarded HTTP records (one port beside an ASGI app, ``forward_http=True``): a request for
+# the application, its body whole (at most ``max_payload``); a response body chunk handed to
+# the connection (one credit back); the client gone before the response ended.
+# (kind, id, request head, http_version, body)
+HttpRequest: TypeAlias = tuple[Literal[12], int, Handshake, str, bytes]
+# (kind, id)
+HttpWritten: TypeAlias = tuple[Literal[13], int]
+# (kind, id)
+HttpClosed: TypeAlias = tuple[Literal[14], int]
+
 ServerRecord: TypeAlias = (
     SocketIoEvent
     | SocketIoAck
@@ -91,6 +106,9 @@ ServerRecord: TypeAlias = (
     | ControlCluster
     | ControlResponse
     | ControlReady
+    | HttpRequest
+    | HttpWritten
+    | HttpClosed
 )
 
 class ServerHandle:
@@ -135,6 +153,7 @@ class ServerHandle:
         max_inbound_total: int = 16000000,
         cluster_url: str | None = None,
         cluster_key: str = "socket.io",
+        forward_http: bool = False,
     ) -> None: ...
     def cluster_stats(self) -> dict[str, int | bool] | None:
         """The cluster link's counters, or None when the server is not in a cluster."""
@@ -218,6 +237,10 @@ class ServerHandle:
     def engineio_send(self, sid: str, data: str | bytes) -> None: ...
     def engineio_close(self, sid: str) -> None: ...
     def authorize(self, id: int, origin_ok: bool, request_ok: bool) -> None: ...
+    # Forwarded HTTP: the answer to an ``HttpRequest``.
+    def http_start(self, id: int, status: int, headers: list[tuple[bytes, bytes]]) -> None: ...
+    def http_body(self, id: int, data: bytes, more: bool) -> None: ...
+    def http_abort(self, id: int) -> None: ...
     def begin_batch(self) -> None: ...
     def end_batch(self) -> None: ...
     def shutdown(self, timeout_ms: int = 5000) -> None: ...

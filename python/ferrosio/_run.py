@@ -9,6 +9,7 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from ferrosio._asgi_host import ASGIApp
     from ferrosio.server import AsyncServer
 
 logger = logging.getLogger("ferrosio.run")
@@ -48,6 +49,8 @@ def _describe(server: AsyncServer, host: str, port: int | None, loop_name: str) 
     ]
     if server.engineio is not None:
         parts.append(f"Engine.IO endpoint: /{server.engineio.path.strip('/')}/")
+    if server._asgi_host is not None:
+        parts.append(f"ASGI app: {type(server._asgi_host.app).__name__}")
     if server.static_files:
         parts.append(f"static: {', '.join(server.static_files)}")
     path = server.socketio_path.strip("/")
@@ -61,6 +64,7 @@ def run(
     *,
     shutdown_timeout: float = 5.0,
     use_uvloop: bool = True,
+    other_asgi_app: ASGIApp | None = None,
 ) -> None:
     """Serves ``server`` until interrupted (SIGINT or SIGTERM), on uvloop when installed.
 
@@ -76,6 +80,9 @@ def run(
     :param port: the port; 0 picks a free one (the log line says which).
     :param shutdown_timeout: seconds allowed for the graceful shutdown.
     :param use_uvloop: run on uvloop when it is installed.
+    :param other_asgi_app: an ASGI application (FastAPI, Starlette, ...) served on the same
+        port: every HTTP request outside the Socket.IO path goes to it, with its lifespan
+        (see :meth:`ferrosio.AsyncServer.start`).
     """
 
     _ensure_visible()
@@ -85,7 +92,7 @@ def run(
         stop = asyncio.Event()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        await server.start(host, port)
+        await server.start(host, port, other_asgi_app=other_asgi_app)
         loop_name = type(loop).__module__.split(".")[0]  # "uvloop" or "asyncio"
         logger.info("%s", _describe(server, host, server.port, loop_name))
         signalled = asyncio.ensure_future(stop.wait())

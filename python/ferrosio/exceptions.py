@@ -10,11 +10,13 @@ from ferrosio._ferrosio import EngineNotRunningError, FerrosioError
 __all__ = [
     "BadNamespaceError",
     "BufferFullError",
+    "ClientDisconnectedError",
     "ConnectionError",
     "ConnectionRefusedError",
     "DisconnectedError",
     "EngineNotRunningError",
     "FerrosioError",
+    "LifespanError",
     "TimeoutError",
     "UnsupportedFeatureError",
 ]
@@ -65,3 +67,13 @@ class BufferFullError(FerrosioError):
 class UnsupportedFeatureError(FerrosioError, NotImplementedError):
     """A python-socketio argument asks for something ferrosio does not do (yet), e.g.
     ``client_manager=`` (scaling out over Redis). The message names the feature."""
+
+
+class ClientDisconnectedError(FerrosioError, OSError):
+    """Raised by the ``send`` of a request forwarded to ``other_asgi_app`` once the client has
+    gone away (an ``OSError``, as the ASGI specification asks)."""
+
+
+class LifespanError(FerrosioError):
+    """The ``other_asgi_app``'s lifespan startup failed (``lifespan.startup.failed``); the
+    message is the application's."""

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
 import orjson
 
 from ferrosio import _codec, _compat, exceptions
+from ferrosio._asgi_host import ASGIApp, AsgiHost
 from ferrosio._broadcast_acks import BroadcastAcks
 from ferrosio._ferrosio import (
     CONTROL_AUTHORIZE,
@@ -27,6 +28,9 @@ from ferrosio._ferrosio import (
     CONTROL_RESPONSE,
     ENGINEIO_MESSAGE,
     ENGINEIO_OPEN,
+    HTTP_CLOSED,
+    HTTP_REQUEST,
+    HTTP_WRITTEN,
     SOCKETIO_ACK,
     SOCKETIO_BROADCAST_REACH,
     SOCKETIO_CONNECT,
@@ -330,6 +334,7 @@ class AsyncServer(HandlerRegistry):
         self.client_manager: AsyncRedisManager | None = client_manager
         # Where the engine's answers to a host web server's requests go (ferrosio.ASGIApp).
         self._on_external: Callable[[Any], None] | None = None
+        self._asgi_host: AsgiHost | None = None
 
     # ------------------------------------------------------------------ handlers ----
     def register_namespace(self, namespace_handler: Any) -> None:
@@ -475,9 +480,36 @@ class AsyncServer(HandlerRegistry):
         )
 
     # ------------------------------------------------------------------ lifecycle ----
-    async def start(self, host: str = "127.0.0.1", port: int = 5000) -> int:
-        """Starts listening without blocking; returns the bound port (useful with port 0)."""
-        self._launch(host, port, self.socketio_path, self.static_files)
+    async def start(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 5000,
+        *,
+        other_asgi_app: ASGIApp | None = None,
+    ) -> int:
+        """Starts listening without blocking; returns the bound port (useful with port 0).
+
+        :param other_asgi_app: an ASGI application (FastAPI, Starlette, ...) to serve on the
+            same port: every HTTP request outside the Socket.IO path (and ``static_files``)
+            goes to it. Its lifespan ``startup`` runs before this returns (a failure raises
+            :class:`~ferrosio.exceptions.LifespanError`), ``shutdown`` in :meth:`shutdown`.
+            Request bodies are read whole first, up to ``max_http_buffer_size`` (413 beyond);
+            responses stream. WebSocket routes of the application are refused with 404.
+        """
+        if self._engine is not None and self._engine.is_running():
+            raise exceptions.FerrosioError("server is already running")
+        self._asgi_host = None
+        if other_asgi_app is not None:
+            host_app = AsgiHost(other_asgi_app, self.logger)
+            await host_app.startup()
+            self._asgi_host = host_app
+        self._launch(
+            host,
+            port,
+            self.socketio_path,
+            self.static_files,
+            forward_http=other_asgi_app is not None,
+        )
         assert self._engine is not None
         self.logger.info("ferrosio listening on %s:%d", host, self._engine.port)
         return self._engine.port
@@ -489,9 +521,11 @@ class AsyncServer(HandlerRegistry):
         path: str,
         static_files: dict[str, Any],
         on_external: Callable[[Any], None] | None = None,
+        forward_http: bool = False,
     ) -> None:
         """Starts the engine: listening on ``host:port``, or (``host=None``) fed by a host web
-        server (:class:`ferrosio.ASGIApp`), whose answers go to ``on_external``."""
+        server (:class:`ferrosio.ASGIApp`), whose answers go to ``on_external``; with
+        ``forward_http``, requests outside the endpoints go to :attr:`_asgi_host`."""
         if self._engine is not None and self._engine.is_running():
             raise exceptions.FerrosioError("server is already running")
         self._loop = asyncio.get_running_loop()
@@ -520,6 +554,7 @@ class AsyncServer(HandlerRegistry):
             max_inbound_total=self.max_inbound_total_size,
             cluster_url=self.client_manager.url if self.client_manager else None,
             cluster_key=self.client_manager.channel if self.client_manager else "socket.io",
+            forward_http=forward_http,
             **self._cors_options(),
         )
         self._loop.add_reader(self._engine.wake_fd(), self._drain)
@@ -531,9 +566,18 @@ class AsyncServer(HandlerRegistry):
         than the broadcasts), ``malformed`` messages ignored, ``outages``."""
         return self._engine.cluster_stats() if self._engine is not None else None
 
-    async def serve(self, host: str = "127.0.0.1", port: int = 5000) -> None:
-        """Serves until :meth:`shutdown` is called (from a handler, a signal, another task)."""
-        await self.start(host, port)
+    async def serve(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 5000,
+        *,
+        other_asgi_app: ASGIApp | None = None,
+    ) -> None:
+        """Serves until :meth:`shutdown` is called (from a handler, a signal, another task).
+
+        :param other_asgi_app: an ASGI application served on the same port (see :meth:`start`).
+        """
+        await self.start(host, port, other_asgi_app=other_asgi_app)
         assert self._stopped is not None
         await asyncio.shield(self._stopped)
 
@@ -552,6 +596,9 @@ class AsyncServer(HandlerRegistry):
             self._broadcast_acks.fail_all(exceptions.DisconnectedError("the server stopped"))
         if self._tasks:
             await asyncio.wait(set(self._tasks), timeout=timeout)
+        if self._asgi_host is not None:
+            await self._asgi_host.shutdown(timeout)
+            self._asgi_host = None
         self._engine = None
         if self._stopped is not None and not self._stopped.done():
             self._stopped.set_result(None)
@@ -1069,6 +1116,9 @@ class AsyncServer(HandlerRegistry):
                 elif item[0] == CONTROL_RESPONSE or item[0] == CONTROL_READY:
                     if self._on_external is not None:
                         self._on_external(item)
+                elif item[0] == HTTP_REQUEST or item[0] == HTTP_WRITTEN or item[0] == HTTP_CLOSED:
+                    if self._asgi_host is not None and self._engine is not None:
+                        self._asgi_host.on_record(self._engine, item)
                 else:
                     self._on_engineio(item)
             except Exception:

@@ -25,6 +25,8 @@ pub enum Inbound {
     SocketIo(SocketIoInbound),
     EngineIo(EngineIoInbound),
     Control(ControlInbound),
+    /// Requests forwarded to the host's HTTP application (see [`HttpInbound`]).
+    Http(HttpInbound),
 }
 
 /// What happened on the Socket.IO endpoint.
@@ -146,6 +148,8 @@ pub enum Command {
     SocketIo(SocketIoCommand),
     EngineIo(EngineIoCommand),
     Control(ControlCommand),
+    /// Answers to forwarded HTTP requests (see [`HttpCommand`]).
+    Http(HttpCommand),
     /// Several commands sent as one message (one wake-up of the engine thread), applied in order.
     Batch(Vec<Command>),
 }
@@ -265,6 +269,54 @@ impl From<EngineIoCommand> for Command {
 impl From<ControlCommand> for Command {
     fn from(cmd: ControlCommand) -> Self {
         Command::Control(cmd)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Forwarded HTTP: one port shared with the host's own HTTP application (an ASGI app). A request
+// outside the Socket.IO/Engine.IO endpoints (and static files) goes to the host whole (its body
+// read up to `max_payload`, else 413); the host answers with a head, then body chunks. Flow
+// control is by credit: the host keeps at most `HTTP_BODY_CREDIT` chunks unwritten, waiting for
+// `Written` records; a host exceeding it has its response aborted (the queue stays bounded).
+
+/// Body chunks of one forwarded response the host may have sent but not yet seen written.
+pub const HTTP_BODY_CREDIT: usize = 8;
+
+/// What happened to a forwarded HTTP request; `id` names the request.
+#[derive(Debug)]
+pub enum HttpInbound {
+    /// A request for the host's application, body included.
+    Request {
+        id: u64,
+        head: Arc<Handshake>,
+        /// `"1.0"` or `"1.1"`.
+        http_version: &'static str,
+        body: Bytes,
+    },
+    /// One body chunk of the response was handed to the connection: one credit back.
+    Written { id: u64 },
+    /// The client went away (or the response was aborted) before the response ended.
+    Closed { id: u64 },
+}
+
+/// The host's answer to [`HttpInbound::Request`].
+#[derive(Debug)]
+pub enum HttpCommand {
+    /// The status line and headers; sent once, before any body.
+    Start {
+        id: u64,
+        status: u16,
+        headers: Vec<(Bytes, Bytes)>,
+    },
+    /// A body chunk; `more: false` ends the response.
+    Body { id: u64, data: Bytes, more: bool },
+    /// The application failed: 500 if nothing was sent yet, else the connection is cut.
+    Abort { id: u64 },
+}
+
+impl From<HttpCommand> for Command {
+    fn from(cmd: HttpCommand) -> Self {
+        Command::Http(cmd)
     }
 }
 

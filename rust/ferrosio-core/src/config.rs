@@ -74,6 +74,9 @@ pub struct ServerConfig {
     pub max_inbound_total: usize,
     /// Join a cluster of servers over Redis (see [`crate::cluster`]); `None`: this server alone.
     pub cluster: Option<crate::cluster::RedisClusterConfig>,
+    /// Forward requests outside the endpoints and static files to the host (its ASGI app)
+    /// instead of answering 404 (see `bridge::HttpInbound`).
+    pub forward_http: bool,
 }
 
 impl ServerConfig {
@@ -123,6 +126,7 @@ impl Default for ServerConfig {
             max_inbound_buffer: 64_000,
             max_inbound_total: 16_000_000,
             cluster: None,
+            forward_http: false,
         }
     }
 }

@@ -28,6 +28,8 @@ pub use bridge::{
     Command, ControlCommand, ControlInbound, EngineIoCommand, EngineIoInbound, Inbound,
     SocketIoCommand, SocketIoInbound, Target,
 };
+/// Forwarded HTTP (one port beside the host's ASGI application).
+pub use bridge::{HttpCommand, HttpInbound, HTTP_BODY_CREDIT};
 pub use client::tls::TlsOptions;
 pub use client::{
     ClientCommand, ClientError, ClientHandle, ClientInbound, ConnectTarget, TransportName,

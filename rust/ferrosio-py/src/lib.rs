@@ -16,8 +16,8 @@ use ferrosio_core::codec::{encode_message, PacketType, SocketPacket};
 use ferrosio_core::{
     normalize_path, BroadcastFlags, BroadcastOptions, Command, ControlCommand, ControlInbound,
     CorsPolicy, EngineIoCommand, EngineIoInbound, ExternalMessage, ExternalRequest, Frame,
-    Handshake, Inbound, Publisher, RedisClusterConfig, Reply, ServerConfig, ServerError,
-    ServerHandle, SocketIoCommand, SocketIoInbound, StaticRoute, Target,
+    Handshake, HttpCommand, HttpInbound, Inbound, Publisher, RedisClusterConfig, Reply,
+    ServerConfig, ServerError, ServerHandle, SocketIoCommand, SocketIoInbound, StaticRoute, Target,
 };
 use records::{message_record, packet_frames};
 
@@ -63,6 +63,10 @@ const SOCKETIO_BROADCAST_REACH: u8 = 8;
 const CONTROL_CLUSTER: u8 = 9;
 const CONTROL_RESPONSE: u8 = 10;
 const CONTROL_READY: u8 = 11;
+// Forwarded HTTP (one port beside an ASGI app).
+const HTTP_REQUEST: u8 = 12;
+const HTTP_WRITTEN: u8 = 13;
+const HTTP_CLOSED: u8 = 14;
 
 /// The HTTP request that opened a session, as Python reads it (to build its environ dict).
 #[pyclass(frozen, name = "Handshake", module = "ferrosio._ferrosio")]
@@ -183,7 +187,7 @@ struct PyServerHandle {
 #[pymethods]
 impl PyServerHandle {
     #[new]
-    #[pyo3(signature = (host, port = 0, *, path = "/socket.io/", ping_interval_ms = 25_000, ping_timeout_ms = 20_000, max_payload = 1_000_000, connect_timeout_ms = 45_000, websocket = true, polling = true, upgrades = true, engineio_path = None, cors = "same-origin", cors_origins = None, cors_credentials = true, static_files = None, authorize_requests = false, max_attachments = 10, max_attachment_bytes = None, attachment_timeout_ms = 30_000, max_send_buffer = 16_000_000, max_poll_response = 1_000_000, max_inbound_buffer = 64_000, max_inbound_total = 16_000_000, cluster_url = None, cluster_key = "socket.io"))]
+    #[pyo3(signature = (host, port = 0, *, path = "/socket.io/", ping_interval_ms = 25_000, ping_timeout_ms = 20_000, max_payload = 1_000_000, connect_timeout_ms = 45_000, websocket = true, polling = true, upgrades = true, engineio_path = None, cors = "same-origin", cors_origins = None, cors_credentials = true, static_files = None, authorize_requests = false, max_attachments = 10, max_attachment_bytes = None, attachment_timeout_ms = 30_000, max_send_buffer = 16_000_000, max_poll_response = 1_000_000, max_inbound_buffer = 64_000, max_inbound_total = 16_000_000, cluster_url = None, cluster_key = "socket.io", forward_http = false))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -212,6 +216,7 @@ impl PyServerHandle {
         max_inbound_total: usize,
         cluster_url: Option<String>,
         cluster_key: &str,
+        forward_http: bool,
     ) -> PyResult<Self> {
         let cors = match cors {
             "same-origin" => CorsPolicy::SameOrigin,
@@ -259,6 +264,7 @@ impl PyServerHandle {
                 key: cluster_key.to_owned(),
                 ..RedisClusterConfig::new(url)
             }),
+            forward_http,
             ..ServerConfig::default()
         };
         let handle = match host {
@@ -358,6 +364,7 @@ impl PyServerHandle {
                 Inbound::Control(ControlInbound::Ready { id }) => {
                     (CONTROL_READY, *id).into_pyobject(py)?
                 }
+                Inbound::Http(item) => http_record(py, item)?,
             };
             out.append(t)?;
         }
@@ -672,6 +679,36 @@ impl PyServerHandle {
         self.handle.external_ws_close(id);
     }
 
+    // ---- forwarded HTTP (one port beside an ASGI app; see `HTTP_REQUEST`) ----
+
+    /// The head of the answer to forwarded request `id`: status and `(name, value)` headers.
+    fn http_start(&self, id: u64, status: u16, headers: Vec<(Vec<u8>, Vec<u8>)>) -> PyResult<()> {
+        let headers = headers
+            .into_iter()
+            .map(|(n, v)| (Bytes::from(n), Bytes::from(v)))
+            .collect();
+        self.send(HttpCommand::Start {
+            id,
+            status,
+            headers,
+        })
+    }
+
+    /// A body chunk of the answer to `id`; `more=False` ends it. At most `HTTP_BODY_CREDIT`
+    /// chunks with `more=True` may be unwritten (see `HTTP_WRITTEN`), else the answer is aborted.
+    fn http_body(&self, id: u64, data: &[u8], more: bool) -> PyResult<()> {
+        self.send(HttpCommand::Body {
+            id,
+            data: Bytes::copy_from_slice(data),
+            more,
+        })
+    }
+
+    /// The application failed on `id`: 500 before the head, else the connection is cut.
+    fn http_abort(&self, id: u64) -> PyResult<()> {
+        self.send(HttpCommand::Abort { id })
+    }
+
     /// Holds commands back until `end_batch`, which sends them as one message: a drain that
     /// answers fifty events wakes the engine thread once, not fifty times. Order is kept.
     fn begin_batch(&self) -> PyResult<()> {
@@ -853,6 +890,27 @@ fn engineio_record<'py>(py: Python<'py>, item: &EngineIoInbound) -> PyResult<Bou
     }
 }
 
+/// `(HTTP_REQUEST, id, handshake, http_version, body)`, `(HTTP_WRITTEN, id)`, `(HTTP_CLOSED, id)`.
+fn http_record<'py>(py: Python<'py>, item: &HttpInbound) -> PyResult<Bound<'py, PyTuple>> {
+    match item {
+        HttpInbound::Request {
+            id,
+            head,
+            http_version,
+            body,
+        } => (
+            HTTP_REQUEST,
+            *id,
+            handshake(py, head)?,
+            *http_version,
+            PyBytes::new(py, body),
+        )
+            .into_pyobject(py),
+        HttpInbound::Written { id } => (HTTP_WRITTEN, *id).into_pyobject(py),
+        HttpInbound::Closed { id } => (HTTP_CLOSED, *id).into_pyobject(py),
+    }
+}
+
 /// Encodes a Socket.IO packet as Engine.IO message text (codec entry point for benchmarks).
 #[pyfunction]
 #[pyo3(signature = (kind, nsp, data, ack_id = None, attachments = 0))]
@@ -996,6 +1054,10 @@ mod _ferrosio {
         m.add("CONTROL_CLUSTER", CONTROL_CLUSTER)?;
         m.add("CONTROL_RESPONSE", CONTROL_RESPONSE)?;
         m.add("CONTROL_READY", CONTROL_READY)?;
+        m.add("HTTP_REQUEST", HTTP_REQUEST)?;
+        m.add("HTTP_WRITTEN", HTTP_WRITTEN)?;
+        m.add("HTTP_CLOSED", HTTP_CLOSED)?;
+        m.add("HTTP_BODY_CREDIT", ferrosio_core::HTTP_BODY_CREDIT)?;
         Ok(())
     }
 }

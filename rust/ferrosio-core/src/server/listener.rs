@@ -126,7 +126,8 @@ pub(super) async fn serve_connection<IO>(
 ) where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let service = hyper::service::service_fn(move |req| front.clone().handle(req, remote, local));
+    let service =
+        hyper::service::service_fn(move |req| front.clone().serve_request(req, remote, local));
     let conn = hyper::server::conn::http1::Builder::new()
         // Bounded headers, and a deadline for them: slowloris costs little.
         .max_buf_size(64 * 1024)

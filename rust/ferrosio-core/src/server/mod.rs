@@ -10,10 +10,12 @@
 //! - `polling`: polling GET/POST on a session;
 //! - `upgrade`: WebSocket requests, new sessions and upgrades alike;
 //! - `static_files`: files served from the same port;
+//! - `forward`: other requests handed to the host's own HTTP application (one port beside it);
 //! - `listener`: bind, the accept and command loop, graceful shutdown.
 
 mod cors;
 mod external;
+mod forward;
 mod gate;
 mod http;
 mod listener;
@@ -72,6 +74,8 @@ struct FrontDoor {
     layer: Arc<SocketIoLayer>,
     engineio: Option<Arc<EngineIoEndpoint>>,
     sessions: Mutex<SessionTable>,
+    /// Requests forwarded to the host's HTTP application, awaiting their answer.
+    forwarded: forward::Forwarder,
 }
 
 impl FrontDoor {
@@ -99,6 +103,7 @@ impl FrontDoor {
             }
             // Only meaningful on its own: the serve loop takes it before it gets here.
             Command::Control(ControlCommand::Shutdown { .. }) => {}
+            Command::Http(cmd) => self.forwarded.execute(cmd),
             Command::Batch(cmds) => {
                 for cmd in cmds {
                     self.execute(cmd);
@@ -172,6 +177,7 @@ impl ServerHandle {
             inbound: inbound.clone(),
             gate: HostGate::default(),
             sessions: Mutex::default(),
+            forwarded: forward::Forwarder::default(),
             config,
         });
         let handle = runtime.handle().clone();
@@ -266,6 +272,7 @@ where
         inbound,
         gate: HostGate::default(),
         sessions: Mutex::default(),
+        forwarded: forward::Forwarder::default(),
         config,
     });
     let addr = SocketAddr::from(([127, 0, 0, 1], 1));

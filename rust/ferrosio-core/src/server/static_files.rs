@@ -31,6 +31,11 @@ pub(super) async fn respond<B>(routes: &[StaticRoute], req: &Request<B>) -> Http
     }
 }
 
+/// Whether a route covers `raw_path` (such a path is never forwarded to the host's application).
+pub(super) fn covers(routes: &[StaticRoute], raw_path: &str) -> bool {
+    !routes.is_empty() && resolve(routes, raw_path).is_some()
+}
+
 /// The file for a request path, and its content type, if a route covers it.
 fn resolve(routes: &[StaticRoute], raw_path: &str) -> Option<(PathBuf, String)> {
     // `/a%20b.txt` names the file `a b.txt`; a decoded `..` is refused below like any other.
