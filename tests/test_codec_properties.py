@@ -8,9 +8,7 @@ Deterministic (``derandomize``) and bounded, so it runs in seconds in CI.
 
 from __future__ import annotations
 
-import importlib
 import json
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,20 +16,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from socketio import packet as sio_packet
 
+from ferrosio import _ferrosio
 
-def _codec() -> tuple[Callable[..., bytes], Callable[[bytes], tuple[Any, ...]]]:
-    """The binding's codec functions, wherever the binding keeps them."""
-    for name in ("ferrosio._ferrosio.codec", "ferrosio._ferrosio"):
-        try:
-            module = importlib.import_module(name)
-        except ImportError:
-            continue
-        if hasattr(module, "encode_packet") and hasattr(module, "decode_packet"):
-            return module.encode_packet, module.decode_packet
-    raise ImportError("ferrosio's binding has no encode_packet/decode_packet")
-
-
-encode_packet, decode_packet = _codec()
+# The binding keeps its codec entry points in a submodule of its own (an attribute of the
+# extension, not an importable module path).
+encode_packet = _ferrosio.codec.encode_packet
+decode_packet = _ferrosio.codec.decode_packet
 
 PROPERTY_SETTINGS = settings(max_examples=400, derandomize=True, deadline=None, database=None)
 
