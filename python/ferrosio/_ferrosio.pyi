@@ -104,6 +104,9 @@ class ServerHandle:
         max_attachments: int = 10,
         max_attachment_bytes: int | None = None,
         attachment_timeout_ms: int = 30000,
+        tls_cert_file: str | os.PathLike[str] | None = None,
+        tls_key_file: str | os.PathLike[str] | None = None,
+        tls_client_ca_file: str | os.PathLike[str] | None = None,
     ) -> None: ...
     @property
     def port(self) -> int: ...

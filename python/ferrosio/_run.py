@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 import sys
 from typing import TYPE_CHECKING, Any
@@ -51,7 +52,9 @@ def _describe(server: AsyncServer, host: str, port: int | None, loop_name: str) 
     if server.static_files:
         parts.append(f"static: {', '.join(server.static_files)}")
     path = server.socketio_path.strip("/")
-    return f"listening on http://{shown_host}:{port}/{path}/ ({'; '.join(parts)})"
+    if server._scheme == "https":
+        parts.append("TLS" + (": client certificates required" if server._client_certs else ""))
+    return f"listening on {server._scheme}://{shown_host}:{port}/{path}/ ({'; '.join(parts)})"
 
 
 def run(
@@ -61,6 +64,9 @@ def run(
     *,
     shutdown_timeout: float = 5.0,
     use_uvloop: bool = True,
+    ssl_certfile: str | os.PathLike[str] | None = None,
+    ssl_keyfile: str | os.PathLike[str] | None = None,
+    ssl_ca_certs: str | os.PathLike[str] | None = None,
 ) -> None:
     """Serves ``server`` until interrupted (SIGINT or SIGTERM), on uvloop when installed.
 
@@ -76,6 +82,10 @@ def run(
     :param port: the port; 0 picks a free one (the log line says which).
     :param shutdown_timeout: seconds allowed for the graceful shutdown.
     :param use_uvloop: run on uvloop when it is installed.
+    :param ssl_certfile: serve HTTPS/WSS with this PEM certificate chain (with
+        ``ssl_keyfile``); see :meth:`ferrosio.AsyncServer.start`.
+    :param ssl_keyfile: the certificate's PEM private key.
+    :param ssl_ca_certs: require client certificates issued by these PEM CAs.
     """
 
     _ensure_visible()
@@ -85,7 +95,13 @@ def run(
         stop = asyncio.Event()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        await server.start(host, port)
+        await server.start(
+            host,
+            port,
+            ssl_certfile=ssl_certfile,
+            ssl_keyfile=ssl_keyfile,
+            ssl_ca_certs=ssl_ca_certs,
+        )
         loop_name = type(loop).__module__.split(".")[0]  # "uvloop" or "asyncio"
         logger.info("%s", _describe(server, host, server.port, loop_name))
         signalled = asyncio.ensure_future(stop.wait())

@@ -9,8 +9,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
+import ipaddress
 import itertools
 import logging
+import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from types import CoroutineType
 from typing import TYPE_CHECKING, Any, TypeAlias
@@ -102,7 +104,59 @@ def _shared(value: str) -> str:
     return value
 
 
-def _build_environ(hs: Handshake) -> dict[str, Any]:
+class TrustedProxies:
+    """The proxies whose ``X-Forwarded-For`` / ``X-Forwarded-Proto`` headers are believed.
+
+    ``"*"`` trusts every peer; otherwise a list of addresses and networks
+    (``"127.0.0.1"``, ``"10.0.0.0/8"``, ``"::1"``).
+    """
+
+    __slots__ = ("_any", "_networks")
+
+    def __init__(self, spec: str | Iterable[str]) -> None:
+        items = [spec] if isinstance(spec, str) else list(spec)
+        self._any = "*" in items
+        try:
+            self._networks = [
+                ipaddress.ip_network(item.strip(), strict=False) for item in items if item != "*"
+            ]
+        except ValueError as e:
+            raise ValueError(f"trusted_proxies: {e}") from None
+
+    def trusts(self, ip: str) -> bool:
+        """Whether the peer at ``ip`` is a trusted proxy."""
+        if self._any:
+            return True
+        try:
+            addr = ipaddress.ip_address(ip)
+        except ValueError:
+            return False
+        return any(addr in net for net in self._networks)
+
+    def apply(self, environ: dict[str, Any]) -> None:
+        """Reflects the forwarded scheme and client address in ``environ`` if its peer is
+        trusted. The client is the right-most ``X-Forwarded-For`` entry that is not itself a
+        trusted proxy (entries to its left were written by the client, and may be forged)."""
+        if not self.trusts(environ["REMOTE_ADDR"]):
+            return
+        proto = environ.get("HTTP_X_FORWARDED_PROTO")
+        if proto:
+            scheme = proto.split(",")[0].strip().lower()
+            if scheme in ("http", "https"):
+                environ["wsgi.url_scheme"] = scheme
+        forwarded = environ.get("HTTP_X_FORWARDED_FOR")
+        if forwarded:
+            hops = [h.strip() for h in forwarded.split(",") if h.strip()]
+            client = next((h for h in reversed(hops) if not self.trusts(h)), None)
+            if client is None and hops:
+                client = hops[0]
+            if client is not None:
+                environ["REMOTE_ADDR"] = client
+
+
+def _build_environ(
+    hs: Handshake, scheme: str = "http", proxies: TrustedProxies | None = None
+) -> dict[str, Any]:
     remote_ip, remote_port = hs.remote_addr
     local_ip, local_port = hs.local_addr
     environ: dict[str, Any] = {
@@ -114,7 +168,7 @@ def _build_environ(hs: Handshake) -> dict[str, Any]:
         "SERVER_NAME": _shared(local_ip),
         "SERVER_PORT": _shared(str(local_port)),
         "SERVER_PROTOCOL": "HTTP/1.1",
-        "wsgi.url_scheme": "http",
+        "wsgi.url_scheme": scheme,
     }
     for name, value in hs.headers:
         key = _environ_key(name)
@@ -122,6 +176,8 @@ def _build_environ(hs: Handshake) -> dict[str, Any]:
             environ[key] = f"{environ[key]},{value}"
         else:
             environ[key] = _shared(value)
+    if proxies is not None:
+        proxies.apply(environ)
     return environ
 
 
@@ -157,6 +213,12 @@ class AsyncServer(HandlerRegistry):
         ``None`` (the default) means ``max_http_buffer_size``.
     :param attachment_timeout: seconds the attachments of one packet may take to arrive (30);
         checked at each ping, so an overdue packet is caught within ``ping_interval`` more.
+    :param trusted_proxies: the reverse proxies whose ``X-Forwarded-Proto`` and
+        ``X-Forwarded-For`` headers are reflected in the environ (``wsgi.url_scheme``,
+        ``REMOTE_ADDR``): ``"*"`` (any peer), or addresses and networks such as
+        ``["127.0.0.1", "10.0.0.0/8"]``. ``None`` (the default) trusts no one: the environ
+        has the peer's address and the listener's scheme, and the headers only as
+        ``HTTP_X_FORWARDED_*``.
 
     python-socketio's other arguments are accepted where their value means what ferrosio does
     anyway (``async_handlers=True``, ``monitor_clients=True``, ``json=None``, ``async_mode=None``
@@ -190,6 +252,7 @@ class AsyncServer(HandlerRegistry):
         max_attachments: int = 10,
         max_attachment_bytes: int | None = None,
         attachment_timeout: float = 30,
+        trusted_proxies: str | Iterable[str] | None = None,
         client_manager: Any = None,
         serializer: str = "default",
         json: Any = None,
@@ -216,6 +279,11 @@ class AsyncServer(HandlerRegistry):
         self.max_attachments = max_attachments
         self.max_attachment_bytes = max_attachment_bytes
         self.attachment_timeout = attachment_timeout
+        self.trusted_proxies = (
+            TrustedProxies(trusted_proxies) if trusted_proxies is not None else None
+        )
+        self._scheme = "http"
+        self._client_certs = False
         self.transports = list(transports) if transports is not None else ["polling", "websocket"]
         for t in self.transports:
             if t not in ("polling", "websocket"):
@@ -265,8 +333,27 @@ class AsyncServer(HandlerRegistry):
         )
 
     # ------------------------------------------------------------------ lifecycle ----
-    async def start(self, host: str = "127.0.0.1", port: int = 5000) -> int:
-        """Starts listening without blocking; returns the bound port (useful with port 0)."""
+    async def start(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 5000,
+        *,
+        ssl_certfile: str | os.PathLike[str] | None = None,
+        ssl_keyfile: str | os.PathLike[str] | None = None,
+        ssl_ca_certs: str | os.PathLike[str] | None = None,
+    ) -> int:
+        """Starts listening without blocking; returns the bound port (useful with port 0).
+
+        :param ssl_certfile: serve HTTPS and WSS with this PEM certificate chain (leaf first;
+            TLS is done in Rust, rustls; ALPN ``http/1.1``). Needs ``ssl_keyfile``.
+        :param ssl_keyfile: the PEM private key of ``ssl_certfile``.
+        :param ssl_ca_certs: a PEM file of CAs: clients must then present a certificate
+            issued by one of them.
+        :raises ferrosio.exceptions.FerrosioError: a certificate, key or CA file is missing,
+            unreadable or holds nothing usable, or the key is not the certificate's.
+        :raises ValueError: only one of ``ssl_certfile`` and ``ssl_keyfile`` is given, or
+            ``ssl_ca_certs`` without them.
+        """
         if self._engine is not None and self._engine.is_running():
             raise exceptions.FerrosioError("server is already running")
         self._loop = asyncio.get_running_loop()
@@ -288,15 +375,37 @@ class AsyncServer(HandlerRegistry):
             max_attachments=self.max_attachments,
             max_attachment_bytes=self.max_attachment_bytes,
             attachment_timeout_ms=round(self.attachment_timeout * 1000),
+            tls_cert_file=ssl_certfile,
+            tls_key_file=ssl_keyfile,
+            tls_client_ca_file=ssl_ca_certs,
             **self._cors_options(),
         )
+        self._scheme = "https" if ssl_certfile is not None else "http"
+        self._client_certs = ssl_ca_certs is not None
         self._loop.add_reader(self._engine.wake_fd(), self._drain)
         self.logger.info("ferrosio listening on %s:%d", host, self._engine.port)
         return self._engine.port
 
-    async def serve(self, host: str = "127.0.0.1", port: int = 5000) -> None:
-        """Serves until :meth:`shutdown` is called (from a handler, a signal, another task)."""
-        await self.start(host, port)
+    async def serve(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 5000,
+        *,
+        ssl_certfile: str | os.PathLike[str] | None = None,
+        ssl_keyfile: str | os.PathLike[str] | None = None,
+        ssl_ca_certs: str | os.PathLike[str] | None = None,
+    ) -> None:
+        """Serves until :meth:`shutdown` is called (from a handler, a signal, another task).
+
+        The ``ssl_*`` arguments are :meth:`start`'s.
+        """
+        await self.start(
+            host,
+            port,
+            ssl_certfile=ssl_certfile,
+            ssl_keyfile=ssl_keyfile,
+            ssl_ca_certs=ssl_ca_certs,
+        )
         assert self._stopped is not None
         await asyncio.shield(self._stopped)
 
@@ -606,7 +715,10 @@ class AsyncServer(HandlerRegistry):
         if item[0] == ENGINEIO_OPEN:
             _, sid, handshake = item
             fn = endpoint.handlers.get("connect")
-            args: tuple[Any, ...] = (sid, _build_environ(handshake))
+            args: tuple[Any, ...] = (
+                sid,
+                _build_environ(handshake, self._scheme, self.trusted_proxies),
+            )
         elif item[0] == ENGINEIO_MESSAGE:
             _, sid, message = item
             fn = endpoint.handlers.get("message")
@@ -636,7 +748,7 @@ class AsyncServer(HandlerRegistry):
             engine.authorize(request_id, origin_ok, True)
             return
         try:
-            verdict = hook(_build_environ(handshake))
+            verdict = hook(_build_environ(handshake, self._scheme, self.trusted_proxies))
         except Exception:
             self.logger.exception("ferrosio: allow_request raised; request refused")
             engine.authorize(request_id, origin_ok, False)
@@ -748,7 +860,9 @@ class AsyncServer(HandlerRegistry):
             auth = None
         environ = self._environs.get(eio_sid)
         if environ is None:
-            environ = self._environs[eio_sid] = _build_environ(handshake)
+            environ = self._environs[eio_sid] = _build_environ(
+                handshake, self._scheme, self.trusted_proxies
+            )
         self._eio_refs[eio_sid] = self._eio_refs.get(eio_sid, 0) + 1
         s = self._sockets[sid] = _Socket(sid, nsp, eio_sid, environ)
         fn, lead = self._find_handler(nsp, "connect")

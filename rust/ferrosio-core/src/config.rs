@@ -31,6 +31,17 @@ pub struct StaticRoute {
     pub content_type: Option<String>,
 }
 
+/// TLS on the listener: PEM files, read when the server starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerTls {
+    /// The certificate chain (leaf first).
+    pub cert_file: PathBuf,
+    /// The certificate's private key.
+    pub key_file: PathBuf,
+    /// If set, clients must present a certificate issued by one of these CAs.
+    pub client_ca_file: Option<PathBuf>,
+}
+
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
     /// The Socket.IO endpoint's path, with leading and trailing slash (`/socket.io/`).
@@ -60,6 +71,8 @@ pub struct ServerConfig {
     /// How long the attachments of one binary packet may take to arrive (checked at each
     /// heartbeat tick, so a late packet is caught within one `ping_interval` after this).
     pub attachment_timeout: Duration,
+    /// Serve HTTPS/WSS with these files (`None`: plain HTTP).
+    pub tls: Option<ServerTls>,
 }
 
 impl ServerConfig {
@@ -104,6 +117,7 @@ impl Default for ServerConfig {
             max_attachments: AttachmentLimits::DEFAULT_MAX_ATTACHMENTS,
             max_attachment_bytes: None,
             attachment_timeout: AttachmentLimits::DEFAULT_TIMEOUT,
+            tls: None,
         }
     }
 }

@@ -58,6 +58,8 @@ pub enum ServerError {
         addr: String,
         source: std::io::Error,
     },
+    #[error("{0}")]
+    Tls(#[from] crate::server::tls::ServerTlsError),
     #[error("server is not running")]
     NotRunning,
     #[error("i/o error: {0}")]

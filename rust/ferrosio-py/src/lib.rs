@@ -16,7 +16,7 @@ use ferrosio_core::codec::{encode_message, PacketType, SocketPacket};
 use ferrosio_core::{
     normalize_path, BroadcastOptions, Command, ControlCommand, ControlInbound, CorsPolicy,
     EngineIoCommand, EngineIoInbound, Frame, Handshake, Inbound, ServerConfig, ServerError,
-    ServerHandle, SocketIoCommand, SocketIoInbound, StaticRoute, Target,
+    ServerHandle, ServerTls, SocketIoCommand, SocketIoInbound, StaticRoute, Target,
 };
 use records::{message_record, packet_frames};
 
@@ -118,7 +118,7 @@ struct PyServerHandle {
 #[pymethods]
 impl PyServerHandle {
     #[new]
-    #[pyo3(signature = (host, port, *, path = "/socket.io/", ping_interval_ms = 25_000, ping_timeout_ms = 20_000, max_payload = 1_000_000, connect_timeout_ms = 45_000, websocket = true, polling = true, upgrades = true, engineio_path = None, cors = "same-origin", cors_origins = None, cors_credentials = true, static_files = None, authorize_requests = false, max_attachments = 10, max_attachment_bytes = None, attachment_timeout_ms = 30_000))]
+    #[pyo3(signature = (host, port, *, path = "/socket.io/", ping_interval_ms = 25_000, ping_timeout_ms = 20_000, max_payload = 1_000_000, connect_timeout_ms = 45_000, websocket = true, polling = true, upgrades = true, engineio_path = None, cors = "same-origin", cors_origins = None, cors_credentials = true, static_files = None, authorize_requests = false, max_attachments = 10, max_attachment_bytes = None, attachment_timeout_ms = 30_000, tls_cert_file = None, tls_key_file = None, tls_client_ca_file = None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -141,7 +141,23 @@ impl PyServerHandle {
         max_attachments: usize,
         max_attachment_bytes: Option<usize>,
         attachment_timeout_ms: u64,
+        tls_cert_file: Option<std::path::PathBuf>,
+        tls_key_file: Option<std::path::PathBuf>,
+        tls_client_ca_file: Option<std::path::PathBuf>,
     ) -> PyResult<Self> {
+        let tls = match (tls_cert_file, tls_key_file) {
+            (Some(cert_file), Some(key_file)) => Some(ServerTls {
+                cert_file,
+                key_file,
+                client_ca_file: tls_client_ca_file,
+            }),
+            (None, None) if tls_client_ca_file.is_none() => None,
+            _ => {
+                return Err(PyValueError::new_err(
+                    "TLS needs both a certificate file and a key file",
+                ))
+            }
+        };
         let cors = match cors {
             "same-origin" => CorsPolicy::SameOrigin,
             "any" => CorsPolicy::Any,
@@ -180,6 +196,7 @@ impl PyServerHandle {
             max_attachments,
             max_attachment_bytes,
             attachment_timeout: Duration::from_millis(attachment_timeout_ms),
+            tls,
             ..ServerConfig::default()
         };
         let addr = if host.contains(':') {

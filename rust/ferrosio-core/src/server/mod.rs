@@ -10,7 +10,8 @@
 //! - `polling`: polling GET/POST on a session;
 //! - `upgrade`: WebSocket requests, new sessions and upgrades alike;
 //! - `static_files`: files served from the same port;
-//! - `listener`: bind, the accept and command loop, graceful shutdown.
+//! - `listener`: bind, the accept and command loop, graceful shutdown;
+//! - `tls`: the listener's TLS (certificate, key, client CAs), set up at start.
 
 mod cors;
 mod gate;
@@ -20,6 +21,7 @@ mod polling;
 mod route;
 mod sessions;
 mod static_files;
+pub(crate) mod tls;
 mod upgrade;
 
 use std::net::SocketAddr;
@@ -99,6 +101,7 @@ impl ServerHandle {
             addr: addr.to_owned(),
             source,
         })?;
+        let tls = config.tls.as_ref().map(tls::acceptor).transpose()?;
         let local_addr = listener.local_addr()?;
         let inbound = InboundQueue::new()?;
         let (tx, rx) = mpsc::unbounded_channel();
@@ -119,7 +122,7 @@ impl ServerHandle {
         let thread = std::thread::Builder::new()
             .name("ferrosio-io".into())
             .spawn(move || {
-                runtime.block_on(listener::serve(listener, front, rx));
+                runtime.block_on(listener::serve(listener, tls, front, rx));
             })?;
         Ok(ServerHandle {
             commands: tx,
