@@ -136,7 +136,8 @@ class TrustedProxies:
     def apply(self, environ: dict[str, Any]) -> None:
         """Reflects the forwarded scheme and client address in ``environ`` if its peer is
         trusted. The client is the right-most ``X-Forwarded-For`` entry that is not itself a
-        trusted proxy (entries to its left were written by the client, and may be forged)."""
+        trusted proxy (entries to its left were written by the client, and may be forged); if
+        every entry is a trusted proxy (``"*"``), the left-most."""
         if not self.trusts(environ["REMOTE_ADDR"]):
             return
         proto = environ.get("HTTP_X_FORWARDED_PROTO")
