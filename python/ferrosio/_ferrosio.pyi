@@ -80,6 +80,8 @@ class ServerHandle:
     Node's socket.io-parser), ``max_attachment_bytes`` (default ``max_payload``) and
     ``attachment_timeout_ms`` (default 30 s, checked at each heartbeat tick) bound one binary
     packet in reassembly; exceeding one closes that connection as a protocol error.
+    ``tls_cert_file`` with ``tls_key_file`` serves TLS (``tls_client_ca_file``: client
+    certificates required); the files are read here, and a bad one raises ``FerrosioError``.
     """
 
     def __init__(
