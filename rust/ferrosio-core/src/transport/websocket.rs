@@ -50,7 +50,8 @@ thread_local! {
     static READ_SCRATCH: RefCell<Box<[u8]>> =
         RefCell::new(vec![0; READ_SCRATCH_LEN].into_boxed_slice());
     static WRITE_SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
-    /// TLS only: plaintext of one read, and ciphertext of one write (kept as WRITE_SCRATCH).
+    /// TLS only: plaintext of one read (at most READ_SCRATCH_LEN + 16 KiB), and ciphertext of one
+    /// write (capacity kept up to WRITE_SCRATCH_KEEP, as WRITE_SCRATCH).
     static TLS_PLAIN: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
     static TLS_SEALED: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
@@ -188,7 +189,9 @@ where
         {
             let mut conn = tls.lock();
             while !sealed.is_empty() && !peer_closed {
-                if conn.read_tls(&mut sealed).is_err() {
+                // Ok(0) with bytes left cannot happen (records are processed as they come);
+                // were it to, this must not spin.
+                if !matches!(conn.read_tls(&mut sealed), Ok(n) if n > 0) {
                     return Err(ReadFailure::Closed);
                 }
                 let state = conn
@@ -205,12 +208,11 @@ where
                 peer_closed = state.peer_has_closed();
             }
         }
+        // Bounded by one read: at most READ_SCRATCH_LEN of ciphertext plus the rest of one
+        // record (16 KiB) begun in the previous read, so this stays that size per thread.
         let fed = reader
             .feed(plain, max_payload, on_message)
             .map_err(ReadFailure::Frame);
-        if plain.capacity() > READ_SCRATCH_LEN * 2 {
-            *plain = Vec::new();
-        }
         match fed {
             Ok(ControlFlow::Continue(())) if peer_closed => Err(ReadFailure::Closed),
             other => other,
