@@ -45,7 +45,7 @@ pub(super) fn acceptor(tls: &ServerTls) -> Result<TlsAcceptor, ServerTlsError> {
                 detail,
             };
             let mut roots = RootCertStore::empty();
-            for cert in read_certificates(path)? {
+            for cert in read_certificates(path).map_err(|e| client_ca(e.to_string()))? {
                 roots.add(cert).map_err(|e| client_ca(e.to_string()))?;
             }
             let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
