@@ -14,17 +14,21 @@ Needs, and fails (not skips) without, what CI installs:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
+import ssl
 import subprocess
 import sys
-from collections.abc import Callable
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from _harness import ServerProcess
+from _harness import HOST, ServerProcess, free_port
 
 REPO = Path(__file__).resolve().parent.parent
 SERVER = REPO / "examples" / "chat" / "server.py"
@@ -59,11 +63,7 @@ def _require(ok: bool, message: str) -> None:
         pytest.fail(message, pytrace=False)
 
 
-@pytest.fixture(params=["native", "asgi"])
-def chat_server(
-    request: pytest.FixtureRequest, tmp_path: Path, spawn_server: Callable[..., ServerProcess]
-) -> tuple[str, Path]:
-    """The demo on ferrosio's own listener, and through ``ferrosio.ASGIApp`` under uvicorn."""
+def _require_browser() -> None:
     _require(
         Path(CHROMIUM).is_file(),
         f"{CHROMIUM} is missing: install Debian's Chromium with `apt-get install -y chromium`",
@@ -77,6 +77,14 @@ def chat_server(
         (CLIENT_DIST / "socket.io.min.js").is_file(),
         "the socket.io-client bundle is missing: run `npm install --prefix tests/node`",
     )
+
+
+@pytest.fixture(params=["native", "asgi"])
+def chat_server(
+    request: pytest.FixtureRequest, tmp_path: Path, spawn_server: Callable[..., ServerProcess]
+) -> tuple[str, Path]:
+    """The demo on ferrosio's own listener, and through ``ferrosio.ASGIApp`` under uvicorn."""
+    _require_browser()
     # the server must not depend on the working directory
     asgi = ["--asgi"] if request.param == "asgi" else []
     srv = spawn_server(
@@ -85,12 +93,68 @@ def chat_server(
     return srv.url, srv.log_path
 
 
+def tls_chat_server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    """The chat demo over HTTPS (``--certfile``/``--keyfile``; a ``trustme`` certificate)."""
+    import trustme
+
+    ca = trustme.CA()
+    leaf = ca.issue_cert(HOST, "localhost")
+    cert, key, ca_file = tmp_path / "cert.pem", tmp_path / "key.pem", tmp_path / "ca.pem"
+    cert.write_bytes(b"".join(b.bytes() for b in leaf.cert_chain_pems))
+    leaf.private_key_pem.write_to_path(str(key))
+    ca.cert_pem.write_to_path(str(ca_file))
+    port = free_port()
+    log_path = tmp_path / "chat-https.log"
+    argv = [sys.executable, str(SERVER), "--port", str(port), "--host", HOST]
+    argv += ["--certfile", str(cert), "--keyfile", str(key)]
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(argv, cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        context = ssl.create_default_context(cafile=str(ca_file))
+        deadline = time.monotonic() + 60
+        while True:  # ready: an Engine.IO open packet over HTTPS
+            try:
+                with urllib.request.urlopen(
+                    f"https://{HOST}:{port}/socket.io/?EIO=4&transport=polling",
+                    context=context,
+                    timeout=5,
+                ) as r:
+                    if r.read().startswith(b"0{"):
+                        break
+            except OSError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"chat server over https did not start:\n{log_path.read_text()}")
+            time.sleep(0.1)
+        yield f"https://{HOST}:{port}", log_path
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+
+
 @pytest.mark.timeout(180)
 def test_chat_in_chromium(chat_server: tuple[str, Path], tmp_path: Path) -> None:
-    url, log_path = chat_server
+    run_chat_spec(chat_server, tmp_path)
+
+
+@pytest.mark.timeout(180)
+def test_chat_over_https_in_chromium(tmp_path: Path) -> None:
+    """The same page served over HTTPS by ferrosio itself: polling and WebSocket (wss) through
+    the upgrade, Chromium ignoring the test CA's certificate errors explicitly."""
+    _require_browser()
+    with contextlib.contextmanager(tls_chat_server)(tmp_path) as served:
+        run_chat_spec(served, tmp_path, "--ignore-https-errors")
+
+
+def run_chat_spec(served: tuple[str, Path], tmp_path: Path, *extra: str) -> None:
+    url, log_path = served
     try:
         run = subprocess.run(
-            ["node", str(SPEC), "--url", url, "--screenshot", str(tmp_path / "chat.png")],
+            ["node", str(SPEC), "--url", url, "--screenshot", str(tmp_path / "chat.png"), *extra],
             cwd=REPO,
             capture_output=True,
             text=True,

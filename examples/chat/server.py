@@ -211,6 +211,8 @@ def main() -> None:
         default=DEFAULT_CLIENT_DIST,
         help="folder holding socket.io.min.js (default: %(default)s)",
     )
+    p.add_argument("--certfile", help="serve HTTPS with this PEM certificate (with --keyfile)")
+    p.add_argument("--keyfile", help="the certificate's PEM private key")
     p.add_argument("--log-level", default="info")
     p.add_argument(
         "--asgi",
@@ -233,13 +235,14 @@ def main() -> None:
         "/style.css": str(HERE / "style.css"),
         "/socket.io-client": str(dist),  # /socket.io-client/socket.io.min.js
     }
-    print(f"chat: http://{a.host}:{a.port}/  (Ctrl+C to stop)", flush=True)
+    scheme = "https" if a.certfile else "http"
+    print(f"chat: {scheme}://{a.host}:{a.port}/  (Ctrl+C to stop)", flush=True)
     if a.asgi:
         import uvicorn
 
         uvicorn.run(ferrosio.ASGIApp(sio), host=a.host, port=a.port, log_level="warning")
         return
-    ferrosio.run(sio, host=a.host, port=a.port)
+    ferrosio.run(sio, host=a.host, port=a.port, ssl_certfile=a.certfile, ssl_keyfile=a.keyfile)
 
 
 if __name__ == "__main__":

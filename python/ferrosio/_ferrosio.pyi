@@ -123,6 +123,8 @@ class ServerHandle:
     ``max_poll_response`` one polling response; ``max_inbound_buffer`` and
     ``max_inbound_total`` what waits in :meth:`drain` per client and overall (past them the
     engine stops reading those clients until the next drain).
+    ``tls_cert_file`` with ``tls_key_file`` serves TLS (``tls_client_ca_file``: client
+    certificates required); the files are read here, and a bad one raises ``FerrosioError``.
     """
 
     def __init__(
@@ -154,6 +156,9 @@ class ServerHandle:
         cluster_url: str | None = None,
         cluster_key: str = "socket.io",
         forward_http: bool = False,
+        tls_cert_file: str | os.PathLike[str] | None = None,
+        tls_key_file: str | os.PathLike[str] | None = None,
+        tls_client_ca_file: str | os.PathLike[str] | None = None,
     ) -> None: ...
     def cluster_stats(self) -> dict[str, int | bool] | None:
         """The cluster link's counters, or None when the server is not in a cluster."""

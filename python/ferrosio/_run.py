@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 import sys
 from typing import TYPE_CHECKING, Any
@@ -54,7 +55,9 @@ def _describe(server: AsyncServer, host: str, port: int | None, loop_name: str) 
     if server.static_files:
         parts.append(f"static: {', '.join(server.static_files)}")
     path = server.socketio_path.strip("/")
-    return f"listening on http://{shown_host}:{port}/{path}/ ({'; '.join(parts)})"
+    if server._scheme == "https":
+        parts.append("TLS" + (": client certificates required" if server._client_certs else ""))
+    return f"listening on {server._scheme}://{shown_host}:{port}/{path}/ ({'; '.join(parts)})"
 
 
 def run(
@@ -65,6 +68,9 @@ def run(
     shutdown_timeout: float = 5.0,
     use_uvloop: bool = True,
     other_asgi_app: ASGIApp | None = None,
+    ssl_certfile: str | os.PathLike[str] | None = None,
+    ssl_keyfile: str | os.PathLike[str] | None = None,
+    ssl_ca_certs: str | os.PathLike[str] | None = None,
 ) -> None:
     """Serves ``server`` until interrupted (SIGINT or SIGTERM), on uvloop when installed.
 
@@ -83,6 +89,10 @@ def run(
     :param other_asgi_app: an ASGI application (FastAPI, Starlette, ...) served on the same
         port: every HTTP request outside the Socket.IO path goes to it, with its lifespan
         (see :meth:`ferrosio.AsyncServer.start`).
+    :param ssl_certfile: serve HTTPS/WSS with this PEM certificate chain (with
+        ``ssl_keyfile``); see :meth:`ferrosio.AsyncServer.start`.
+    :param ssl_keyfile: the certificate's PEM private key.
+    :param ssl_ca_certs: require client certificates issued by these PEM CAs.
     """
 
     _ensure_visible()
@@ -92,7 +102,14 @@ def run(
         stop = asyncio.Event()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        await server.start(host, port, other_asgi_app=other_asgi_app)
+        await server.start(
+            host,
+            port,
+            other_asgi_app=other_asgi_app,
+            ssl_certfile=ssl_certfile,
+            ssl_keyfile=ssl_keyfile,
+            ssl_ca_certs=ssl_ca_certs,
+        )
         loop_name = type(loop).__module__.split(".")[0]  # "uvloop" or "asyncio"
         logger.info("%s", _describe(server, host, server.port, loop_name))
         signalled = asyncio.ensure_future(stop.wait())

@@ -9,8 +9,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
+import ipaddress
 import itertools
 import logging
+import os
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from types import CoroutineType
@@ -137,7 +139,60 @@ def _shared(value: str) -> str:
     return value
 
 
-def _build_environ(hs: Handshake) -> dict[str, Any]:
+class TrustedProxies:
+    """The proxies whose ``X-Forwarded-For`` / ``X-Forwarded-Proto`` headers are believed.
+
+    ``"*"`` trusts every peer; otherwise a list of addresses and networks
+    (``"127.0.0.1"``, ``"10.0.0.0/8"``, ``"::1"``).
+    """
+
+    __slots__ = ("_any", "_networks")
+
+    def __init__(self, spec: str | Iterable[str]) -> None:
+        items = [spec] if isinstance(spec, str) else list(spec)
+        self._any = "*" in items
+        try:
+            self._networks = [
+                ipaddress.ip_network(item.strip(), strict=False) for item in items if item != "*"
+            ]
+        except ValueError as e:
+            raise ValueError(f"trusted_proxies: {e}") from None
+
+    def trusts(self, ip: str) -> bool:
+        """Whether the peer at ``ip`` is a trusted proxy."""
+        if self._any:
+            return True
+        try:
+            addr = ipaddress.ip_address(ip)
+        except ValueError:
+            return False
+        return any(addr in net for net in self._networks)
+
+    def apply(self, environ: dict[str, Any]) -> None:
+        """Reflects the forwarded scheme and client address in ``environ`` if its peer is
+        trusted. The client is the right-most ``X-Forwarded-For`` entry that is not itself a
+        trusted proxy (entries to its left were written by the client, and may be forged); if
+        every entry is a trusted proxy (``"*"``), the left-most."""
+        if not self.trusts(environ["REMOTE_ADDR"]):
+            return
+        proto = environ.get("HTTP_X_FORWARDED_PROTO")
+        if proto:
+            scheme = proto.split(",")[0].strip().lower()
+            if scheme in ("http", "https"):
+                environ["wsgi.url_scheme"] = scheme
+        forwarded = environ.get("HTTP_X_FORWARDED_FOR")
+        if forwarded:
+            hops = [h.strip() for h in forwarded.split(",") if h.strip()]
+            client = next((h for h in reversed(hops) if not self.trusts(h)), None)
+            if client is None and hops:
+                client = hops[0]
+            if client is not None:
+                environ["REMOTE_ADDR"] = client
+
+
+def _build_environ(
+    hs: Handshake, scheme: str = "http", proxies: TrustedProxies | None = None
+) -> dict[str, Any]:
     remote_ip, remote_port = hs.remote_addr
     local_ip, local_port = hs.local_addr
     environ: dict[str, Any] = {
@@ -149,7 +204,7 @@ def _build_environ(hs: Handshake) -> dict[str, Any]:
         "SERVER_NAME": _shared(local_ip),
         "SERVER_PORT": _shared(str(local_port)),
         "SERVER_PROTOCOL": "HTTP/1.1",
-        "wsgi.url_scheme": "http",
+        "wsgi.url_scheme": scheme,
     }
     for name, value in hs.headers:
         key = _environ_key(name)
@@ -157,6 +212,8 @@ def _build_environ(hs: Handshake) -> dict[str, Any]:
             environ[key] = f"{environ[key]},{value}"
         else:
             environ[key] = _shared(value)
+    if proxies is not None:
+        proxies.apply(environ)
     return environ
 
 
@@ -230,6 +287,12 @@ class AsyncServer(HandlerRegistry):
         others' events.
     :param max_inbound_total_size: the same bound over all clients together (16 MB): past it,
         every client with messages waiting is paused; others read on.
+    :param trusted_proxies: the reverse proxies whose ``X-Forwarded-Proto`` and
+        ``X-Forwarded-For`` headers are reflected in the environ (``wsgi.url_scheme``,
+        ``REMOTE_ADDR``): ``"*"`` (any peer), or addresses and networks such as
+        ``["127.0.0.1", "10.0.0.0/8"]``. ``None`` (the default) trusts no one: the environ
+        has the peer's address and the listener's scheme, and the headers only as
+        ``HTTP_X_FORWARDED_*``.
 
     python-socketio's other arguments are accepted where their value means what ferrosio does
     anyway (``async_handlers=True``, ``monitor_clients=True``, ``json=None``, ``async_mode=None``
@@ -267,6 +330,7 @@ class AsyncServer(HandlerRegistry):
         max_poll_response_size: int = 1_000_000,
         max_inbound_buffer_size: int = 64_000,
         max_inbound_total_size: int = 16_000_000,
+        trusted_proxies: str | Iterable[str] | None = None,
         client_manager: Any = None,
         serializer: str = "default",
         json: Any = None,
@@ -305,6 +369,11 @@ class AsyncServer(HandlerRegistry):
         self.max_poll_response_size = max_poll_response_size
         self.max_inbound_buffer_size = max_inbound_buffer_size
         self.max_inbound_total_size = max_inbound_total_size
+        self.trusted_proxies = (
+            TrustedProxies(trusted_proxies) if trusted_proxies is not None else None
+        )
+        self._scheme = "http"
+        self._client_certs = False
         self.transports = list(transports) if transports is not None else ["polling", "websocket"]
         for t in self.transports:
             if t not in ("polling", "websocket"):
@@ -486,6 +555,9 @@ class AsyncServer(HandlerRegistry):
         port: int = 5000,
         *,
         other_asgi_app: ASGIApp | None = None,
+        ssl_certfile: str | os.PathLike[str] | None = None,
+        ssl_keyfile: str | os.PathLike[str] | None = None,
+        ssl_ca_certs: str | os.PathLike[str] | None = None,
     ) -> int:
         """Starts listening without blocking; returns the bound port (useful with port 0).
 
@@ -495,6 +567,15 @@ class AsyncServer(HandlerRegistry):
             :class:`~ferrosio.exceptions.LifespanError`), ``shutdown`` in :meth:`shutdown`.
             Request bodies are read whole first, up to ``max_http_buffer_size`` (413 beyond);
             responses stream. WebSocket routes of the application are refused with 404.
+        :param ssl_certfile: serve HTTPS and WSS with this PEM certificate chain (leaf first;
+            TLS is done in Rust, rustls; ALPN ``http/1.1``). Needs ``ssl_keyfile``.
+        :param ssl_keyfile: the PEM private key of ``ssl_certfile``.
+        :param ssl_ca_certs: a PEM file of CAs: clients must then present a certificate
+            issued by one of them.
+        :raises ferrosio.exceptions.FerrosioError: a certificate, key or CA file is missing,
+            unreadable or holds nothing usable, or the key is not the certificate's.
+        :raises ValueError: only one of ``ssl_certfile`` and ``ssl_keyfile`` is given, or
+            ``ssl_ca_certs`` without them.
         """
         if self._engine is not None and self._engine.is_running():
             raise exceptions.FerrosioError("server is already running")
@@ -509,6 +590,7 @@ class AsyncServer(HandlerRegistry):
             self.socketio_path,
             self.static_files,
             forward_http=other_asgi_app is not None,
+            tls=(ssl_certfile, ssl_keyfile, ssl_ca_certs),
         )
         assert self._engine is not None
         self.logger.info("ferrosio listening on %s:%d", host, self._engine.port)
@@ -522,10 +604,12 @@ class AsyncServer(HandlerRegistry):
         static_files: dict[str, Any],
         on_external: Callable[[Any], None] | None = None,
         forward_http: bool = False,
+        tls: tuple[Any, Any, Any] = (None, None, None),
     ) -> None:
         """Starts the engine: listening on ``host:port``, or (``host=None``) fed by a host web
         server (:class:`ferrosio.ASGIApp`), whose answers go to ``on_external``; with
-        ``forward_http``, requests outside the endpoints go to :attr:`_asgi_host`."""
+        ``forward_http``, requests outside the endpoints go to :attr:`_asgi_host`; ``tls``:
+        certificate, key and client CA files (see :meth:`start`)."""
         if self._engine is not None and self._engine.is_running():
             raise exceptions.FerrosioError("server is already running")
         self._loop = asyncio.get_running_loop()
@@ -555,8 +639,13 @@ class AsyncServer(HandlerRegistry):
             cluster_url=self.client_manager.url if self.client_manager else None,
             cluster_key=self.client_manager.channel if self.client_manager else "socket.io",
             forward_http=forward_http,
+            tls_cert_file=tls[0],
+            tls_key_file=tls[1],
+            tls_client_ca_file=tls[2],
             **self._cors_options(),
         )
+        self._scheme = "https" if tls[0] is not None else "http"
+        self._client_certs = tls[2] is not None
         self._loop.add_reader(self._engine.wake_fd(), self._drain)
 
     def cluster_stats(self) -> dict[str, int | bool] | None:
@@ -572,12 +661,22 @@ class AsyncServer(HandlerRegistry):
         port: int = 5000,
         *,
         other_asgi_app: ASGIApp | None = None,
+        ssl_certfile: str | os.PathLike[str] | None = None,
+        ssl_keyfile: str | os.PathLike[str] | None = None,
+        ssl_ca_certs: str | os.PathLike[str] | None = None,
     ) -> None:
         """Serves until :meth:`shutdown` is called (from a handler, a signal, another task).
 
-        :param other_asgi_app: an ASGI application served on the same port (see :meth:`start`).
+        ``other_asgi_app`` and the ``ssl_*`` arguments are :meth:`start`'s.
         """
-        await self.start(host, port, other_asgi_app=other_asgi_app)
+        await self.start(
+            host,
+            port,
+            other_asgi_app=other_asgi_app,
+            ssl_certfile=ssl_certfile,
+            ssl_keyfile=ssl_keyfile,
+            ssl_ca_certs=ssl_ca_certs,
+        )
         assert self._stopped is not None
         await asyncio.shield(self._stopped)
 
@@ -1131,7 +1230,10 @@ class AsyncServer(HandlerRegistry):
         if item[0] == ENGINEIO_OPEN:
             _, sid, handshake = item
             fn = endpoint.handlers.get("connect")
-            args: tuple[Any, ...] = (sid, _build_environ(handshake))
+            args: tuple[Any, ...] = (
+                sid,
+                _build_environ(handshake, self._scheme, self.trusted_proxies),
+            )
         elif item[0] == ENGINEIO_MESSAGE:
             _, sid, message = item
             fn = endpoint.handlers.get("message")
@@ -1161,7 +1263,7 @@ class AsyncServer(HandlerRegistry):
             engine.authorize(request_id, origin_ok, True)
             return
         try:
-            verdict = hook(_build_environ(handshake))
+            verdict = hook(_build_environ(handshake, self._scheme, self.trusted_proxies))
         except Exception:
             self.logger.exception("ferrosio: allow_request raised; request refused")
             engine.authorize(request_id, origin_ok, False)
@@ -1379,7 +1481,9 @@ class AsyncServer(HandlerRegistry):
             auth = None
         environ = self._environs.get(eio_sid)
         if environ is None:
-            environ = self._environs[eio_sid] = _build_environ(handshake)
+            environ = self._environs[eio_sid] = _build_environ(
+                handshake, self._scheme, self.trusted_proxies
+            )
         self._eio_refs[eio_sid] = self._eio_refs.get(eio_sid, 0) + 1
         s = self._sockets[sid] = _Socket(sid, nsp, eio_sid, environ)
         if nsp in self._children:

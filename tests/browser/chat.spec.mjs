@@ -23,6 +23,8 @@ function arg(name, fallback) {
 }
 const BASE = arg("--url", "http://127.0.0.1:5055").replace(/\/+$/, "");
 const SCREENSHOT = arg("--screenshot", null);
+// An https page whose certificate was made for the test (its CA is not Chromium's): said explicitly.
+const IGNORE_HTTPS_ERRORS = process.argv.includes("--ignore-https-errors");
 const EXECUTABLE = arg("--chromium", process.env.CHROMIUM_PATH || "/usr/bin/chromium");
 
 const ROOM = "lobby";
@@ -93,7 +95,10 @@ async function check(name, fn) {
 const css = (s) => JSON.stringify(s); // attribute values in selectors
 
 async function openPage(label, query) {
-  const context = await browser.newContext({ viewport: { width: 1100, height: 700 } });
+  const context = await browser.newContext({
+    viewport: { width: 1100, height: 700 },
+    ignoreHTTPSErrors: IGNORE_HTTPS_ERRORS,
+  });
   const page = await context.newPage();
   page.setDefaultTimeout(WAIT_MS);
   page.on("pageerror", (e) => errors.push(`${label} page error: ${e.message}`));

@@ -31,6 +31,17 @@ pub struct StaticRoute {
     pub content_type: Option<String>,
 }
 
+/// TLS on the listener: PEM files, read when the server starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerTls {
+    /// The certificate chain (leaf first).
+    pub cert_file: PathBuf,
+    /// The certificate's private key.
+    pub key_file: PathBuf,
+    /// If set, clients must present a certificate issued by one of these CAs.
+    pub client_ca_file: Option<PathBuf>,
+}
+
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
     /// The Socket.IO endpoint's path, with leading and trailing slash (`/socket.io/`).
@@ -77,6 +88,8 @@ pub struct ServerConfig {
     /// Forward requests outside the endpoints and static files to the host (its ASGI app)
     /// instead of answering 404 (see `bridge::HttpInbound`).
     pub forward_http: bool,
+    /// Serve HTTPS/WSS with these files (`None`: plain HTTP).
+    pub tls: Option<ServerTls>,
 }
 
 impl ServerConfig {
@@ -127,6 +140,7 @@ impl Default for ServerConfig {
             max_inbound_total: 16_000_000,
             cluster: None,
             forward_http: false,
+            tls: None,
         }
     }
 }

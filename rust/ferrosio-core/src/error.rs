@@ -58,6 +58,8 @@ pub enum ServerError {
         addr: String,
         source: std::io::Error,
     },
+    #[error("{0}")]
+    Tls(#[from] crate::server::tls::ServerTlsError),
     #[error("server is not running")]
     NotRunning,
     /// A request handed over by the host that HTTP cannot carry (a bad method, path or header).

@@ -17,6 +17,7 @@ mod error;
 mod server;
 mod sid;
 mod socketio;
+mod tls;
 mod transport;
 
 /// Entry points for the fuzz targets in `/fuzz` (only with the `fuzzing` feature).
@@ -35,17 +36,19 @@ pub use client::{
     ClientCommand, ClientError, ClientHandle, ClientInbound, ConnectTarget, TransportName,
 };
 pub use cluster::{Publisher, RedisClusterConfig};
-pub use config::{normalize_path, CorsPolicy, ServerConfig, StaticRoute};
+pub use config::{normalize_path, CorsPolicy, ServerConfig, ServerTls, StaticRoute};
 pub use engineio::packet::Frame;
 pub use engineio::session::Handshake;
 pub use engineio::DisconnectReason;
 pub use error::{EngineError, ProtocolError, ServerError};
+pub use server::tls::ServerTlsError;
 pub use server::{ExternalRequest, ServerHandle};
 pub use socketio::adapter::{
     Adapter, AdapterError, BroadcastFlags, BroadcastOptions, LocalAdapter, LocalSockets,
 };
 pub use socketio::assembler::AttachmentLimits;
 pub use socketio::rooms::RoomIndex;
+pub use tls::PemError;
 pub use transport::external::{ExternalMessage, Reply};
 
 /// Codec entry points, for hosts that expose them (benchmarks, property tests).

@@ -17,7 +17,8 @@ use ferrosio_core::{
     normalize_path, BroadcastFlags, BroadcastOptions, Command, ControlCommand, ControlInbound,
     CorsPolicy, EngineIoCommand, EngineIoInbound, ExternalMessage, ExternalRequest, Frame,
     Handshake, HttpCommand, HttpInbound, Inbound, Publisher, RedisClusterConfig, Reply,
-    ServerConfig, ServerError, ServerHandle, SocketIoCommand, SocketIoInbound, StaticRoute, Target,
+    ServerConfig, ServerError, ServerHandle, ServerTls, SocketIoCommand, SocketIoInbound,
+    StaticRoute, Target,
 };
 use records::{message_record, packet_frames};
 
@@ -187,7 +188,7 @@ struct PyServerHandle {
 #[pymethods]
 impl PyServerHandle {
     #[new]
-    #[pyo3(signature = (host, port = 0, *, path = "/socket.io/", ping_interval_ms = 25_000, ping_timeout_ms = 20_000, max_payload = 1_000_000, connect_timeout_ms = 45_000, websocket = true, polling = true, upgrades = true, engineio_path = None, cors = "same-origin", cors_origins = None, cors_credentials = true, static_files = None, authorize_requests = false, max_attachments = 10, max_attachment_bytes = None, attachment_timeout_ms = 30_000, max_send_buffer = 16_000_000, max_poll_response = 1_000_000, max_inbound_buffer = 64_000, max_inbound_total = 16_000_000, cluster_url = None, cluster_key = "socket.io", forward_http = false))]
+    #[pyo3(signature = (host, port = 0, *, path = "/socket.io/", ping_interval_ms = 25_000, ping_timeout_ms = 20_000, max_payload = 1_000_000, connect_timeout_ms = 45_000, websocket = true, polling = true, upgrades = true, engineio_path = None, cors = "same-origin", cors_origins = None, cors_credentials = true, static_files = None, authorize_requests = false, max_attachments = 10, max_attachment_bytes = None, attachment_timeout_ms = 30_000, max_send_buffer = 16_000_000, max_poll_response = 1_000_000, max_inbound_buffer = 64_000, max_inbound_total = 16_000_000, cluster_url = None, cluster_key = "socket.io", forward_http = false, tls_cert_file = None, tls_key_file = None, tls_client_ca_file = None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -217,7 +218,23 @@ impl PyServerHandle {
         cluster_url: Option<String>,
         cluster_key: &str,
         forward_http: bool,
+        tls_cert_file: Option<std::path::PathBuf>,
+        tls_key_file: Option<std::path::PathBuf>,
+        tls_client_ca_file: Option<std::path::PathBuf>,
     ) -> PyResult<Self> {
+        let tls = match (tls_cert_file, tls_key_file) {
+            (Some(cert_file), Some(key_file)) => Some(ServerTls {
+                cert_file,
+                key_file,
+                client_ca_file: tls_client_ca_file,
+            }),
+            (None, None) if tls_client_ca_file.is_none() => None,
+            _ => {
+                return Err(PyValueError::new_err(
+                    "TLS needs both a certificate file and a key file",
+                ))
+            }
+        };
         let cors = match cors {
             "same-origin" => CorsPolicy::SameOrigin,
             "any" => CorsPolicy::Any,
@@ -265,6 +282,7 @@ impl PyServerHandle {
                 ..RedisClusterConfig::new(url)
             }),
             forward_http,
+            tls,
             ..ServerConfig::default()
         };
         let handle = match host {

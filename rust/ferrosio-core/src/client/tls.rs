@@ -17,11 +17,12 @@ use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvi
 use rustls::{
     CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme,
 };
-use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
+
+use crate::tls::PemError;
 
 /// How to verify the server's certificate.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -134,8 +135,7 @@ impl std::fmt::Debug for TlsConnector {
 impl TlsConnector {
     /// Loads the trusted CAs (the system's, or `ca_file`'s) and builds the configuration.
     pub fn new(options: &TlsOptions) -> Result<TlsConnector, TlsError> {
-        // An explicit provider: rustls's process default may be absent (or another one).
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let provider = crate::tls::provider();
         let builder = ClientConfig::builder_with_provider(provider.clone())
             .with_safe_default_protocol_versions()
             .map_err(|e| TlsError::Setup(e.to_string()))?;
@@ -175,20 +175,17 @@ impl TlsConnector {
 }
 
 fn ca_file_roots(path: &Path) -> Result<RootCertStore, TlsError> {
-    let ca_error = |detail: String| TlsError::CaFile {
-        path: path.to_owned(),
-        detail,
-    };
-    let certs = CertificateDer::pem_file_iter(path)
-        .map_err(|e| ca_error(e.to_string()))?
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| ca_error(e.to_string()))?;
-    if certs.is_empty() {
-        return Err(TlsError::EmptyCaFile(path.to_owned()));
-    }
+    let certs = crate::tls::read_certificates(path).map_err(|e| match e {
+        PemError::NoCertificate(p) => TlsError::EmptyCaFile(p),
+        PemError::Unreadable { path, detail } => TlsError::CaFile { path, detail },
+        PemError::NoPrivateKey(p) => TlsError::EmptyCaFile(p),
+    })?;
     let mut roots = RootCertStore::empty();
     for cert in certs {
-        roots.add(cert).map_err(|e| ca_error(e.to_string()))?;
+        roots.add(cert).map_err(|e| TlsError::CaFile {
+            path: path.to_owned(),
+            detail: e.to_string(),
+        })?;
     }
     Ok(roots)
 }

@@ -39,7 +39,12 @@ pub(super) fn cors_headers(
             };
             let host = header(HOST).unwrap_or("");
             // Behind a TLS-terminating proxy the page's scheme is the forwarded one.
-            let scheme = header(HeaderName::from_static("x-forwarded-proto")).unwrap_or("http");
+            let own_scheme = if config.tls.is_some() {
+                "https"
+            } else {
+                "http"
+            };
+            let scheme = header(HeaderName::from_static("x-forwarded-proto")).unwrap_or(own_scheme);
             origin_str
                 .split_once("://")
                 .is_some_and(|(s, rest)| s.eq_ignore_ascii_case(scheme) && rest == host)
@@ -141,6 +146,23 @@ mod tests {
                 "{other}"
             );
         }
+    }
+
+    #[test]
+    fn same_origin_on_a_tls_listener_is_https() {
+        let mut cfg = config(CorsPolicy::SameOrigin, true);
+        cfg.tls = Some(crate::config::ServerTls {
+            cert_file: "cert.pem".into(),
+            key_file: "key.pem".into(),
+            client_ca_file: None,
+        });
+        let gate = HostGate::default();
+        let page = |origin| [("origin", origin), ("host", "example.com")];
+        assert!(decide(&cfg, &gate, &page("https://example.com")).is_ok());
+        assert_eq!(
+            decide(&cfg, &gate, &page("http://example.com")),
+            Err(HttpError::Forbidden)
+        );
     }
 
     #[test]

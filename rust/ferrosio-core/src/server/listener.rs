@@ -8,8 +8,9 @@ use std::time::Duration;
 
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
+use tokio_rustls::TlsAcceptor;
 
 use super::FrontDoor;
 use crate::bridge::{Command, ControlCommand};
@@ -17,6 +18,8 @@ use crate::bridge::{Command, ControlCommand};
 /// Connections the kernel may hold before `accept`: std's 128 overflowed at 400 handshakes in
 /// parallel (TcpExtListenOverflows; each drop costs the client a 1 s SYN retransmit).
 const LISTEN_BACKLOG: i32 = 2048;
+/// How long a client may take over its TLS handshake (as hyper's header deadline: 10 s).
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A non-blocking listener on `addr` ("host:port"), with address reuse and a deep backlog.
 pub(super) fn bind(addr: &str) -> std::io::Result<std::net::TcpListener> {
@@ -59,6 +62,7 @@ async fn accept(
 /// Runs until `Command::Shutdown` (or the host drops its handle), then shuts down gracefully.
 pub(super) async fn serve(
     listener: Option<std::net::TcpListener>,
+    tls: Option<TlsAcceptor>,
     front: Arc<FrontDoor>,
     mut commands: mpsc::UnboundedReceiver<Command>,
 ) {
@@ -104,7 +108,14 @@ pub(super) async fn serve(
                     Some(addr) => addr,
                     None => stream.local_addr().unwrap_or(remote),
                 };
-                tokio::spawn(serve_connection(front.clone(), stream, remote, local));
+                match &tls {
+                    None => {
+                        tokio::spawn(serve_connection(front.clone(), stream, remote, local));
+                    }
+                    Some(acceptor) => {
+                        tokio::spawn(serve_tls_connection(front.clone(), acceptor.clone(), stream, remote, local));
+                    }
+                }
             }
         }
     };
@@ -114,6 +125,21 @@ pub(super) async fn serve(
     let deadline = tokio::time::Instant::now() + grace;
     while front.has_sessions() && tokio::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// The TLS handshake, then HTTP as on a plain connection. A client that fails the handshake
+/// (or does not finish it within [`TLS_HANDSHAKE_TIMEOUT`]) is dropped; nobody else notices.
+async fn serve_tls_connection(
+    front: Arc<FrontDoor>,
+    acceptor: TlsAcceptor,
+    stream: TcpStream,
+    remote: SocketAddr,
+    local: SocketAddr,
+) {
+    let handshake = tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream));
+    if let Ok(Ok(tls)) = handshake.await {
+        serve_connection(front, tls, remote, local).await;
     }
 }
 

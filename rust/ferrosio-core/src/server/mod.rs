@@ -11,7 +11,8 @@
 //! - `upgrade`: WebSocket requests, new sessions and upgrades alike;
 //! - `static_files`: files served from the same port;
 //! - `forward`: other requests handed to the host's own HTTP application (one port beside it);
-//! - `listener`: bind, the accept and command loop, graceful shutdown.
+//! - `listener`: bind, the accept and command loop, graceful shutdown;
+//! - `tls`: the listener's TLS (certificate, key, client CAs), set up at start.
 
 mod cors;
 mod external;
@@ -23,6 +24,7 @@ mod polling;
 mod route;
 mod sessions;
 mod static_files;
+pub(crate) mod tls;
 mod upgrade;
 
 pub use external::ExternalRequest;
@@ -142,6 +144,10 @@ impl ServerHandle {
         config: ServerConfig,
         listener: Option<std::net::TcpListener>,
     ) -> Result<ServerHandle, ServerError> {
+        let tls = match &listener {
+            Some(_) => config.tls.as_ref().map(tls::acceptor).transpose()?,
+            None => None,
+        };
         let local_addr = match &listener {
             Some(l) => l.local_addr()?,
             None => SocketAddr::from(([0, 0, 0, 0], 0)),
@@ -185,7 +191,7 @@ impl ServerHandle {
         let thread = std::thread::Builder::new()
             .name("ferrosio-io".into())
             .spawn(move || {
-                runtime.block_on(listener::serve(listener, served, rx));
+                runtime.block_on(listener::serve(listener, tls, served, rx));
             })?;
         Ok(ServerHandle {
             commands: tx,

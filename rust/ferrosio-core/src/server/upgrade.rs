@@ -14,6 +14,7 @@ use hyper::header::{
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
+use tokio_rustls::server::TlsStream;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 
 use super::http::{handshake, HttpError, HttpResponse};
@@ -127,18 +128,29 @@ impl FrontDoor {
             }
             return None;
         };
-        // Every connection is served over TokioIo<TcpStream>, so this gives the socket
-        // back (and what the client sent after its request).
-        let Ok(parts) = upgraded.downcast::<TokioIo<TcpStream>>() else {
-            if let WsPlan::Upgrade(s) = &plan {
-                s.abort_upgrade();
+        // Every connection is served over TokioIo<TcpStream> or, with TLS, over
+        // TokioIo<TlsStream<TcpStream>>, so this gives the socket back (with its rustls
+        // session, taken apart: see `transport::websocket`), and what the client sent after
+        // its request.
+        let max_payload = self.config.max_payload;
+        let mut ws = match upgraded.downcast::<TokioIo<TcpStream>>() {
+            Ok(hyper::upgrade::Parts { io, read_buf, .. }) => {
+                WsConn::new(io.into_inner(), None, &read_buf, max_payload)
             }
-            return None;
+            Err(upgraded) => match upgraded.downcast::<TokioIo<TlsStream<TcpStream>>>() {
+                Ok(hyper::upgrade::Parts { io, read_buf, .. }) => {
+                    let (tcp, tls) = io.into_inner().into_inner();
+                    let tls = Some(Box::new(parking_lot::Mutex::new(tls)));
+                    WsConn::new(tcp, tls, &read_buf, max_payload)
+                }
+                Err(_) => {
+                    if let WsPlan::Upgrade(s) = &plan {
+                        s.abort_upgrade();
+                    }
+                    return None;
+                }
+            },
         };
-        let hyper::upgrade::Parts { io, read_buf, .. } = parts;
-        let mut ws = WsConn::new(io.into_inner(), &read_buf, self.config.max_payload);
-        // Its allocation is hyper's whole read buffer: not something to keep per socket.
-        drop(read_buf);
         let session = match plan {
             WsPlan::Refuse => {
                 ws.refuse().await;

@@ -6,6 +6,12 @@
 //! thread, so an idle connection holds no read buffer (only an incomplete frame is copied out).
 //! Everything queued in one wake-up leaves in one `write`; what the socket does not take waits
 //! in a backlog that is freed as soon as it drains.
+//!
+//! TLS (`wss://`) keeps all of that: the connection is still the bare `TcpStream` (readiness,
+//! `try_write`, the read scratch), with the rustls session beside it ([`Tls`]). What is read
+//! is decrypted before the frame reader sees it; what is written is encrypted on its way into
+//! the socket or the backlog (which then holds ciphertext). A plain connection pays one
+//! `is_none` test per read and per write for this.
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
@@ -17,6 +23,10 @@ use std::sync::Arc;
 use std::task::Poll;
 use std::time::Duration;
 
+use std::io::{Read, Write};
+
+use parking_lot::Mutex;
+use rustls::ServerConnection;
 use tokio::io::{AsyncRead, ReadBuf};
 use tokio::net::tcp::ReadHalf;
 use tokio::net::TcpStream;
@@ -45,11 +55,20 @@ thread_local! {
     static READ_SCRATCH: RefCell<Box<[u8]>> =
         RefCell::new(vec![0; READ_SCRATCH_LEN].into_boxed_slice());
     static WRITE_SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+    /// TLS only: plaintext of one read (at most READ_SCRATCH_LEN + 16 KiB), and ciphertext of one
+    /// write (capacity kept up to WRITE_SCRATCH_KEEP, as WRITE_SCRATCH).
+    static TLS_PLAIN: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+    static TLS_SEALED: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
+
+/// The rustls session of a `wss://` connection (`None`: plain). Behind a mutex only so that the
+/// connection's task stays `Send`; one task uses it, so it is never contended.
+pub type Tls = Option<Box<Mutex<ServerConnection>>>;
 
 /// A server-side WebSocket over an upgraded TCP connection.
 pub struct WsConn {
     stream: TcpStream,
+    tls: Tls,
     reader: WsReader,
     /// Messages read but not handled yet: those that came with the upgrade request, or after
     /// the probe's `5` in the same read.
@@ -64,9 +83,24 @@ pub struct WsConn {
 impl WsConn {
     /// Wraps `stream` after the 101 response; `early` is what the client sent after its
     /// request, already read by the HTTP layer.
-    pub fn new(stream: TcpStream, early: &[u8], max_payload: usize) -> Self {
+    /// With `tls`, `early` is plaintext, and what the session still holds (decrypted bytes
+    /// not read yet, records to send) is taken over.
+    pub fn new(stream: TcpStream, tls: Tls, early: &[u8], max_payload: usize) -> Self {
+        let mut early = std::borrow::Cow::Borrowed(early);
+        if let Some(t) = &tls {
+            let mut t = t.lock();
+            // Unbounded in rustls: the backlog is where this module bounds what is pending.
+            t.set_buffer_limit(None);
+            let mut more = Vec::new();
+            let _ = t.reader().read_to_end(&mut more);
+            if !more.is_empty() {
+                early.to_mut().extend_from_slice(&more);
+            }
+        }
+        let early: &[u8] = &early;
         let mut conn = WsConn {
             stream,
+            tls,
             reader: WsReader::default(),
             queued: VecDeque::new(),
             backlog: Vec::new(),
@@ -81,12 +115,16 @@ impl WsConn {
             });
             conn.broken = fed.err();
         }
+        if conn.tls.is_some() {
+            // A failed write shows again (and ends the connection) at the next one.
+            let _ = send(&conn.stream, &conn.tls, &mut conn.backlog, &[]);
+        }
         conn
     }
 
     /// Sends a close frame and ends the connection (a second WebSocket for an upgraded session).
     pub async fn refuse(mut self) {
-        let _ = send_close(&self.stream, &mut self.backlog, None);
+        let _ = send_close(&self.stream, &self.tls, &mut self.backlog, None);
         linger(&self.stream, &mut self.backlog).await;
     }
 }
@@ -107,6 +145,7 @@ enum ReadFailure {
 /// the bytes to `reader`, which hands each complete message to `on_message`.
 async fn read_once<F>(
     rd: &mut ReadHalf<'_>,
+    tls: &Tls,
     reader: &mut WsReader,
     max_payload: usize,
     limit: usize,
@@ -129,16 +168,99 @@ where
                 Poll::Ready(Ok(())) => {
                     let n = buf.filled().len();
                     Poll::Ready(
-                        reader
-                            .feed(buf.filled(), max_payload, &mut on_message)
-                            .map(|flow| (flow, n))
-                            .map_err(ReadFailure::Frame),
+                        match tls {
+                            None => reader
+                                .feed(buf.filled(), max_payload, &mut on_message)
+                                .map_err(ReadFailure::Frame),
+                            Some(tls) => {
+                                open(tls, buf.filled(), reader, max_payload, &mut on_message)
+                            }
+                        }
+                        .map(|flow| (flow, n)),
                     )
                 }
             }
         })
     })
     .await
+}
+
+/// Decrypts `sealed` and feeds the plaintext to `reader`. The peer's close_notify (or a TLS
+/// error) ends the connection, after the messages that came before it.
+fn open<F>(
+    tls: &Mutex<ServerConnection>,
+    mut sealed: &[u8],
+    reader: &mut WsReader,
+    max_payload: usize,
+    on_message: &mut F,
+) -> Result<ControlFlow<()>, ReadFailure>
+where
+    F: FnMut(WsMessage) -> ControlFlow<()>,
+{
+    TLS_PLAIN.with_borrow_mut(|plain| {
+        plain.clear();
+        let mut peer_closed = false;
+        {
+            let mut conn = tls.lock();
+            while !sealed.is_empty() && !peer_closed {
+                // Ok(0) with bytes left cannot happen (records are processed as they come);
+                // were it to, this must not spin.
+                if !matches!(conn.read_tls(&mut sealed), Ok(n) if n > 0) {
+                    return Err(ReadFailure::Closed);
+                }
+                let state = conn
+                    .process_new_packets()
+                    .map_err(|_| ReadFailure::Closed)?;
+                let n = state.plaintext_bytes_to_read();
+                if n > 0 {
+                    let start = plain.len();
+                    plain.resize(start + n, 0);
+                    if conn.reader().read_exact(&mut plain[start..]).is_err() {
+                        return Err(ReadFailure::Closed);
+                    }
+                }
+                peer_closed = state.peer_has_closed();
+            }
+        }
+        // Bounded by one read: at most READ_SCRATCH_LEN of ciphertext plus the rest of one
+        // record (16 KiB) begun in the previous read, so this stays that size per thread.
+        let fed = reader
+            .feed(plain, max_payload, on_message)
+            .map_err(ReadFailure::Frame);
+        match fed {
+            Ok(ControlFlow::Continue(())) if peer_closed => Err(ReadFailure::Closed),
+            other => other,
+        }
+    })
+}
+
+/// Writes `bytes` (encrypted first on a TLS connection) now or behind the backlog; with TLS,
+/// also whatever records the session has to send (an empty `bytes` sends only those).
+fn send(sock: &TcpStream, tls: &Tls, backlog: &mut Vec<u8>, bytes: &[u8]) -> io::Result<()> {
+    let Some(tls) = tls else {
+        return write_or_queue(sock, backlog, bytes);
+    };
+    TLS_SEALED.with_borrow_mut(|out| {
+        out.clear();
+        {
+            let mut conn = tls.lock();
+            if !bytes.is_empty() {
+                conn.writer().write_all(bytes)?;
+            }
+            while conn.wants_write() {
+                conn.write_tls(out)?;
+            }
+        }
+        let written = if out.is_empty() {
+            Ok(())
+        } else {
+            write_or_queue(sock, backlog, out)
+        };
+        if out.capacity() > WRITE_SCRATCH_KEEP {
+            *out = Vec::new();
+        }
+        written
+    })
 }
 
 /// Writes `bytes` as far as the socket takes them now; the rest joins the backlog.
@@ -158,20 +280,26 @@ fn write_or_queue(sock: &TcpStream, backlog: &mut Vec<u8>, bytes: &[u8]) -> io::
 /// Encodes one frame and writes it now, or queues it behind the backlog.
 fn send_frame(
     sock: &TcpStream,
+    tls: &Tls,
     backlog: &mut Vec<u8>,
     opcode: u8,
     payload: &[u8],
 ) -> io::Result<()> {
     let mut frame = Vec::with_capacity(10 + payload.len());
     write_frame(&mut frame, opcode, payload);
-    write_or_queue(sock, backlog, &frame)
+    send(sock, tls, backlog, &frame)
 }
 
 /// A close frame with `code` (none: empty), written now or queued behind the backlog.
-fn send_close(sock: &TcpStream, backlog: &mut Vec<u8>, code: Option<u16>) -> io::Result<()> {
+fn send_close(
+    sock: &TcpStream,
+    tls: &Tls,
+    backlog: &mut Vec<u8>,
+    code: Option<u16>,
+) -> io::Result<()> {
     let mut frame = Vec::with_capacity(4);
     write_close(&mut frame, code);
-    write_or_queue(sock, backlog, &frame)
+    send(sock, tls, backlog, &frame)
 }
 
 /// Writes as much of the backlog as the socket takes; frees it once empty.
@@ -210,6 +338,7 @@ async fn linger(sock: &TcpStream, backlog: &mut Vec<u8>) {
 /// `Ok(Some(reason))` when the session was closed.
 fn flush(
     sock: &TcpStream,
+    tls: &Tls,
     backlog: &mut Vec<u8>,
     session: &EngineSession,
 ) -> io::Result<Option<DisconnectReason>> {
@@ -227,7 +356,7 @@ fn flush(
                 Frame::Binary(b) => write_frame(buf, OP_BINARY, b),
             }
         }
-        let written = write_or_queue(sock, backlog, buf);
+        let written = send(sock, tls, backlog, buf);
         if buf.capacity() > WRITE_SCRATCH_KEEP {
             *buf = Vec::new();
         }
@@ -249,6 +378,7 @@ pub async fn run(
 ) -> DisconnectReason {
     let WsConn {
         stream,
+        tls,
         reader,
         queued,
         backlog,
@@ -265,7 +395,7 @@ pub async fn run(
     };
     while matches!(step, Step::Continue) {
         let Some(msg) = queued.pop_front() else { break };
-        step = on_message(msg, &session, &*handler, sock, backlog);
+        step = on_message(msg, &session, &*handler, sock, tls, backlog);
     }
     *queued = VecDeque::new();
 
@@ -284,7 +414,7 @@ pub async fn run(
         };
         step = tokio::select! {
             biased;
-            () = session.wait() => match flush(sock, backlog, &session) {
+            () = session.wait() => match flush(sock, tls, backlog, &session) {
                 Ok(None) => Step::Continue,
                 Ok(Some(reason)) => Step::Close(reason),
                 Err(_) => Step::Close(DisconnectReason::TransportError),
@@ -297,8 +427,8 @@ pub async fn run(
                 throttled = true;
                 Step::Continue
             },
-            read = read_once(&mut rd, reader, max_payload, limit, |msg| {
-                match on_message(msg, &session, &*handler, sock, backlog) {
+            read = read_once(&mut rd, tls, reader, max_payload, limit, |msg| {
+                match on_message(msg, &session, &*handler, sock, tls, backlog) {
                     Step::Continue => ControlFlow::Continue(()),
                     other => {
                         stop = other;
@@ -306,6 +436,10 @@ pub async fn run(
                     }
                 }
             }), if held.is_none() => match read {
+                // TLS: the session may have records to send back (a key update, an alert).
+                Ok(_) if tls.is_some() && send(sock, tls, backlog, &[]).is_err() => {
+                    Step::Close(DisconnectReason::TransportError)
+                }
                 Ok((_, n)) => {
                     // Less than asked for: the client is not keeping the socket full.
                     throttled &= n >= limit;
@@ -334,9 +468,9 @@ pub async fn run(
             // sending (the rest of a too-large frame) until it closes. Closing with unread
             // bytes would reset the connection and lose the close frame on the client's side.
             backlog.clear();
-            let _ = send_close(sock, backlog, Some(err.close_code()));
+            let _ = send_close(sock, tls, backlog, Some(err.close_code()));
             session.close(DisconnectReason::TransportError);
-            Box::pin(finish_close(&mut rd, None, sock, backlog, max_payload)).await;
+            Box::pin(finish_close(&mut rd, None, sock, tls, backlog, max_payload)).await;
             return DisconnectReason::TransportError;
         }
         Step::Continue => DisconnectReason::TransportError,
@@ -352,12 +486,13 @@ pub async fn run(
         // The server ends it (a disconnect, a ping timeout, a protocol error above the
         // frames, the client's Engine.IO `1`): flush what was queued before the close, then
         // a close frame, and wait for the client's (as the official server's `ws` does).
-        let _ = flush(sock, backlog, &session);
-        let _ = send_close(sock, backlog, None);
+        let _ = flush(sock, tls, backlog, &session);
+        let _ = send_close(sock, tls, backlog, None);
         Box::pin(finish_close(
             &mut rd,
             Some(reader),
             sock,
+            tls,
             backlog,
             max_payload,
         ))
@@ -374,6 +509,7 @@ async fn finish_close(
     rd: &mut ReadHalf<'_>,
     reader: Option<&mut WsReader>,
     sock: &TcpStream,
+    tls: &Tls,
     backlog: &mut Vec<u8>,
     max_payload: usize,
 ) {
@@ -384,7 +520,7 @@ async fn finish_close(
         match reader {
             Some(reader) => loop {
                 let mut saw_close = false;
-                let read = read_once(rd, reader, max_payload, READ_SCRATCH_LEN, |m| {
+                let read = read_once(rd, tls, reader, max_payload, READ_SCRATCH_LEN, |m| {
                     saw_close = matches!(m, WsMessage::Close(_));
                     if saw_close {
                         ControlFlow::Break(())
@@ -436,6 +572,7 @@ async fn discard_once(rd: &mut ReadHalf<'_>) -> Option<usize> {
 pub async fn probe(conn: &mut WsConn, session: &EngineSession, timeout: Duration) -> bool {
     let WsConn {
         stream,
+        tls,
         reader,
         queued,
         backlog,
@@ -451,7 +588,7 @@ pub async fn probe(conn: &mut WsConn, session: &EngineSession, timeout: Duration
     let handshake = async {
         loop {
             let Some(msg) = queued.pop_front() else {
-                let read = read_once(&mut rd, reader, max_payload, READ_SCRATCH_LEN, |m| {
+                let read = read_once(&mut rd, tls, reader, max_payload, READ_SCRATCH_LEN, |m| {
                     queued.push_back(m);
                     ControlFlow::Continue(())
                 })
@@ -463,7 +600,7 @@ pub async fn probe(conn: &mut WsConn, session: &EngineSession, timeout: Duration
             };
             match msg {
                 WsMessage::Text(t) if t.as_ref() == b"2probe" => {
-                    if send_frame(sock, backlog, OP_TEXT, b"3probe")
+                    if send_frame(sock, tls, backlog, OP_TEXT, b"3probe")
                         .and_then(|()| write_backlog(sock, backlog))
                         .is_err()
                     {
@@ -487,13 +624,14 @@ fn on_message(
     session: &Arc<EngineSession>,
     handler: &dyn EngineHandler,
     sock: &TcpStream,
+    tls: &Tls,
     backlog: &mut Vec<u8>,
 ) -> Step {
     let packet = match msg {
         WsMessage::Text(text) => EnginePacket::decode_text(text),
         WsMessage::Binary(data) => Ok(EnginePacket::Binary(data)),
         WsMessage::Ping(payload) => {
-            return match send_frame(sock, backlog, OP_PONG, &payload) {
+            return match send_frame(sock, tls, backlog, OP_PONG, &payload) {
                 Ok(()) => Step::Continue,
                 Err(_) => Step::Close(DisconnectReason::TransportError),
             };
@@ -501,7 +639,7 @@ fn on_message(
         WsMessage::Pong => return Step::Continue,
         WsMessage::Close(body) => {
             // Answer the close handshake (echoing code and reason, checked), then go.
-            let _ = send_frame(sock, backlog, OP_CLOSE, &body)
+            let _ = send_frame(sock, tls, backlog, OP_CLOSE, &body)
                 .and_then(|()| write_backlog(sock, backlog));
             return Step::Close(DisconnectReason::TransportClose);
         }
