@@ -320,6 +320,27 @@ impl From<HttpCommand> for Command {
     }
 }
 
+/// The engine thread behind a server or client handle: whether it still runs, and joining it
+/// once (later calls return at once).
+pub(crate) struct EngineThread(Mutex<Option<std::thread::JoinHandle<()>>>);
+
+impl EngineThread {
+    pub(crate) fn new(handle: std::thread::JoinHandle<()>) -> Self {
+        EngineThread(Mutex::new(Some(handle)))
+    }
+
+    pub(crate) fn is_running(&self) -> bool {
+        self.0.lock().as_ref().is_some_and(|t| !t.is_finished())
+    }
+
+    /// Waits until the thread has ended.
+    pub(crate) fn join(&self) {
+        if let Some(t) = self.0.lock().take() {
+            let _ = t.join();
+        }
+    }
+}
+
 /// A batch queue to the host plus its wake-up socket; generic so the server and the client
 /// engines share it.
 pub struct WakeQueue<T> {

@@ -71,10 +71,6 @@ impl PyClientHandle {
         self.handle.wake_fd()
     }
 
-    fn is_running(&self) -> bool {
-        self.handle.is_running()
-    }
-
     /// Every waiting record, oldest first, as 6-tuples (see `_ferrosio.pyi`).
     fn drain<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
         let items = self.handle.drain();

@@ -15,13 +15,12 @@ mod http;
 pub mod tls;
 
 use std::sync::Arc;
-use std::thread::JoinHandle;
 use std::time::Duration;
 
 use bytes::Bytes;
-use parking_lot::Mutex;
 use tokio::sync::mpsc;
 
+use crate::bridge::EngineThread;
 pub use crate::bridge::WakeQueue;
 use crate::engineio::packet::Frame;
 use crate::socketio::assembler::AttachmentLimits;
@@ -138,7 +137,7 @@ pub enum ClientError {
 pub struct ClientHandle {
     commands: mpsc::UnboundedSender<ClientCommand>,
     inbound: Arc<WakeQueue<ClientInbound>>,
-    thread: Mutex<Option<JoinHandle<()>>>,
+    thread: EngineThread,
 }
 
 impl ClientHandle {
@@ -156,7 +155,7 @@ impl ClientHandle {
         Ok(ClientHandle {
             commands: tx,
             inbound,
-            thread: Mutex::new(Some(thread)),
+            thread: EngineThread::new(thread),
         })
     }
 
@@ -174,18 +173,13 @@ impl ClientHandle {
     }
 
     pub fn is_running(&self) -> bool {
-        self.thread
-            .lock()
-            .as_ref()
-            .is_some_and(|t| !t.is_finished())
+        self.thread.is_running()
     }
 
     /// Stops the engine thread (the connection is dropped without a close packet) and joins it.
     pub fn shutdown(&self) {
         let _ = self.commands.send(ClientCommand::Shutdown);
-        if let Some(t) = self.thread.lock().take() {
-            let _ = t.join();
-        }
+        self.thread.join();
     }
 }
 

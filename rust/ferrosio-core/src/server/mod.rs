@@ -30,13 +30,12 @@ mod upgrade;
 pub use external::ExternalRequest;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::thread::JoinHandle;
 use std::time::Duration;
 
 use parking_lot::Mutex;
 use tokio::sync::mpsc;
 
-use crate::bridge::{Command, ControlCommand, Inbound, InboundQueue};
+use crate::bridge::{Command, ControlCommand, EngineThread, Inbound, InboundQueue};
 use crate::cluster::{spawn_link, ClusterLink, ClusterStatsSnapshot, RedisAdapter};
 use crate::config::ServerConfig;
 use crate::engineio::endpoint::EngineIoEndpoint;
@@ -119,7 +118,7 @@ impl FrontDoor {
 pub struct ServerHandle {
     commands: mpsc::UnboundedSender<Command>,
     inbound: Arc<InboundQueue>,
-    thread: Mutex<Option<JoinHandle<()>>>,
+    thread: EngineThread,
     local_addr: SocketAddr,
     cluster: Option<Arc<ClusterLink>>,
     /// For requests the host hands over (`external`): the front door and its runtime.
@@ -196,7 +195,7 @@ impl ServerHandle {
         Ok(ServerHandle {
             commands: tx,
             inbound,
-            thread: Mutex::new(Some(thread)),
+            thread: EngineThread::new(thread),
             local_addr,
             cluster,
             front,
@@ -233,10 +232,7 @@ impl ServerHandle {
     }
 
     pub fn is_running(&self) -> bool {
-        self.thread
-            .lock()
-            .as_ref()
-            .is_some_and(|t| !t.is_finished())
+        self.thread.is_running()
     }
 
     /// Starts a graceful shutdown and waits for the engine thread to finish.
@@ -246,9 +242,7 @@ impl ServerHandle {
             .send(Command::Control(ControlCommand::Shutdown {
                 timeout_ms: timeout.as_millis() as u64,
             }));
-        if let Some(t) = self.thread.lock().take() {
-            let _ = t.join();
-        }
+        self.thread.join();
     }
 }
 
