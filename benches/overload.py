@@ -5,6 +5,12 @@
                                               # raw client floods pipelined acked events
     python benches/overload.py slow PYTHON    # a WebSocket reader that stops reading while
                                               # 64 KiB broadcasts go to its room
+    python benches/overload.py polling PYTHON # a polling session that never polls while
+                                              # 64 KiB broadcasts go to its room, then one GET
+    python benches/overload.py pong PYTHON    # a WebSocket reader that stops reading but keeps
+                                              # sending a pong every 5 s
+    python benches/overload.py bomb PYTHON    # a binary attachment bomb: an EVENT declaring
+                                              # 10,000 attachments, then 1 MB binary frames
 
 ``PYTHON`` is the interpreter whose ferrosio serves the app (a virtual environment with the
 wheel to measure). ``flood`` runs the shared ``sio-load.js`` (``echo-ack``, 1 connection, 1 in
@@ -220,11 +226,196 @@ def slow(python: str) -> dict[str, Any]:
         stop(srv)
 
 
+def http(port: int, method: str, query: str, body: bytes = b"", timeout: float = 5.0) -> bytes:
+    """One HTTP/1.1 request on a fresh connection; the whole answer (head and body)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+        s.sendall(
+            f"{method} /socket.io/?EIO=4&transport=polling{query} HTTP/1.1\r\nHost: x\r\n"
+            f"Content-Type: text/plain\r\nContent-Length: {len(body)}\r\n"
+            "Connection: close\r\n\r\n".encode()
+            + body
+        )
+        out = b""
+        try:
+            while chunk := s.recv(1 << 20):
+                out += chunk
+        except TimeoutError:
+            pass
+        return out
+
+
+def flood_room(port: int, room: str, seconds: float, peak_mib: int, pid: int) -> dict[str, Any]:
+    """A WebSocket client that sends 64 KiB broadcasts to ``room`` (and reads its own acks)."""
+    c = ws_connect(port)
+    c.sendall(frame("40"))
+    time.sleep(0.3)
+    done = threading.Event()
+
+    def drain() -> None:
+        while not done.is_set():
+            try:
+                if not c.recv(1 << 20):
+                    return
+            except OSError:
+                return
+
+    threading.Thread(target=drain, daemon=True).start()
+    big = frame(f'42["to_room","{room}","big","' + "x" * 65536 + '"]')
+    before = rss_mib(pid)
+    t0 = time.monotonic()
+    peak, sent = before, 0
+    while time.monotonic() - t0 < seconds and peak < peak_mib:
+        c.sendall(big * 16)
+        sent += 16
+        peak = max(peak, rss_mib(pid))
+        time.sleep(0.01)
+    done.set()
+    c.close()
+    return {
+        "broadcasts": sent,
+        "seconds": round(time.monotonic() - t0, 1),
+        "before": before,
+        "peak": peak,
+    }
+
+
+def polling(python: str) -> dict[str, Any]:
+    srv, port = start(python)
+    try:
+        head = http(port, "GET", "")
+        sid = json.loads(head[head.index(b"{") :].split(b"\x1e")[0])["sid"]
+        http(port, "POST", f"&sid={sid}", b"40")
+        http(port, "GET", f"&sid={sid}")  # the CONNECT answer
+        http(port, "POST", f"&sid={sid}", b'42["join","r"]')
+        http(port, "GET", f"&sid={sid}", timeout=1.0)  # the join's ack
+        f = flood_room(port, "r", 15, 1536, srv.pid)
+        # One GET on the backlogged session: how big is the answer, and what does it cost?
+        answer = http(port, "GET", f"&sid={sid}", timeout=3.0)
+        after_get = rss_mib(srv.pid)
+        time.sleep(5)
+        return {
+            "broadcasts": f["broadcasts"],
+            "seconds": f["seconds"],
+            "rss_mib": {
+                "before": f["before"],
+                "peak": f["peak"],
+                "after_get": after_get,
+                "5s_after": rss_mib(srv.pid),
+            },
+            "get_answer_bytes": len(answer),
+            "get_answer_status": answer.split(b"\r\n", 1)[0].decode(errors="replace"),
+        }
+    finally:
+        stop(srv)
+
+
+def pong(python: str) -> dict[str, Any]:
+    srv, port = start(python)
+    try:
+        victim = ws_connect(port, rcvbuf=4096)
+        victim.sendall(frame("40"))
+        time.sleep(0.3)
+        victim.sendall(frame('42["join","r"]'))
+        time.sleep(0.5)
+        done = threading.Event()
+
+        def ponger() -> None:
+            while not done.wait(5):
+                try:
+                    victim.sendall(frame("3"))
+                except OSError:
+                    return
+
+        threading.Thread(target=ponger, daemon=True).start()
+        f = flood_room(port, "r", 30, 1536, srv.pid)
+        victim.settimeout(0.5)
+        closed = False
+        try:
+            while victim.recv(1 << 20):
+                pass
+            closed = True
+        except TimeoutError:
+            pass
+        except OSError:
+            closed = True
+        time.sleep(5)
+        done.set()
+        return {
+            "broadcasts": f["broadcasts"],
+            "seconds": f["seconds"],
+            "rss_mib": {"before": f["before"], "peak": f["peak"], "5s_after": rss_mib(srv.pid)},
+            "victim_disconnected": closed,
+        }
+    finally:
+        stop(srv)
+
+
+def binary_frame(payload: bytes) -> bytes:
+    n = len(payload)
+    if n < 126:
+        head = bytes([0x82, 0x80 | n])
+    elif n < 65536:
+        head = bytes([0x82, 0xFE]) + n.to_bytes(2, "big")
+    else:
+        head = bytes([0x82, 0xFF]) + n.to_bytes(8, "big")
+    return head + b"\0\0\0\0" + payload
+
+
+def bomb(python: str) -> dict[str, Any]:
+    srv, port = start(python)
+    try:
+        a = ws_connect(port)
+        a.sendall(frame("40"))
+        time.sleep(0.3)
+        before = rss_mib(srv.pid)
+        t0 = time.monotonic()
+        peak, sent, closed = before, 0, False
+        try:
+            a.sendall(
+                frame(
+                    '451-["echo",'
+                    + ",".join(f'{{"_placeholder":true,"num":{i}}}' for i in range(10_000))
+                    + "]"
+                )
+            )
+            chunk = binary_frame(b"\0" * 1_000_000)
+            while time.monotonic() - t0 < 60 and peak < 4096:
+                a.sendall(chunk)
+                sent += 1
+                peak = max(peak, rss_mib(srv.pid))
+        except OSError:
+            closed = True
+        seconds = time.monotonic() - t0
+        a.settimeout(1.0)
+        close_frame = b""
+        try:
+            while chunk := a.recv(1 << 16):
+                close_frame += chunk
+            closed = True
+        except TimeoutError:
+            pass
+        except OSError:
+            closed = True
+        alive = echo_ack(port, 2)
+        return {
+            "binary_frames_sent": sent,
+            "seconds": round(seconds, 2),
+            "connection_closed": closed,
+            "last_bytes_from_server": close_frame[-16:].hex(),
+            "rss_mib": {"before": before, "peak": peak, "after": rss_mib(srv.pid)},
+            "others_still_served_acks_per_s": alive["acks_per_s"],
+        }
+    finally:
+        stop(srv)
+
+
+MODES = {"flood": flood, "slow": slow, "polling": polling, "pong": pong, "bomb": bomb}
+
+
 def main() -> None:
-    if len(sys.argv) != 3 or sys.argv[1] not in ("flood", "slow"):
+    if len(sys.argv) != 3 or sys.argv[1] not in MODES:
         sys.exit(__doc__)
-    run = flood if sys.argv[1] == "flood" else slow
-    print(json.dumps(run(sys.argv[2])))
+    print(json.dumps(MODES[sys.argv[1]](sys.argv[2])))
 
 
 if __name__ == "__main__":
