@@ -398,6 +398,8 @@ class AsyncServer(HandlerRegistry):
         self._dynamic: list[DynamicNamespace] = []
         self._children: dict[str, int] = {}  # child namespace -> its sockets
         self._engine: ServerHandle | None = None
+        # Set in a worker process of ``run(workers=N)``: (its number, N, the handoff directory).
+        self._worker: tuple[int, int, str] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stopped: asyncio.Future[None] | None = None
         self.client_manager: AsyncRedisManager | None = client_manager
@@ -642,6 +644,7 @@ class AsyncServer(HandlerRegistry):
             tls_cert_file=tls[0],
             tls_key_file=tls[1],
             tls_client_ca_file=tls[2],
+            worker=self._worker if host is not None else None,
             **self._cors_options(),
         )
         self._scheme = "https" if tls[0] is not None else "http"

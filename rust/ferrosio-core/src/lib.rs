@@ -36,6 +36,7 @@ pub use client::{
     ClientCommand, ClientError, ClientHandle, ClientInbound, ConnectTarget, TransportName,
 };
 pub use cluster::{Publisher, RedisClusterConfig};
+pub use config::WorkerConfig;
 pub use config::{normalize_path, CorsPolicy, ServerConfig, ServerTls, StaticRoute};
 pub use engineio::packet::Frame;
 pub use engineio::session::Handshake;

@@ -12,12 +12,15 @@
 //! - `static_files`: files served from the same port;
 //! - `forward`: other requests handed to the host's own HTTP application (one port beside it);
 //! - `listener`: bind, the accept and command loop, graceful shutdown;
+//! - `handoff`: one of several worker processes on one port: a connection for another
+//!   worker's session is handed to it;
 //! - `tls`: the listener's TLS (certificate, key, client CAs), set up at start.
 
 mod cors;
 mod external;
 mod forward;
 mod gate;
+mod handoff;
 mod http;
 mod listener;
 mod polling;
@@ -131,10 +134,11 @@ pub struct ServerHandle {
 impl ServerHandle {
     /// Binds `addr` (errors come back here, synchronously) and starts the engine thread.
     pub fn start(config: ServerConfig, addr: &str) -> Result<ServerHandle, ServerError> {
-        let listener = listener::bind(addr).map_err(|source| ServerError::Bind {
-            addr: addr.to_owned(),
-            source,
-        })?;
+        let listener =
+            listener::bind(addr, config.worker.is_some()).map_err(|source| ServerError::Bind {
+                addr: addr.to_owned(),
+                source,
+            })?;
         ServerHandle::launch(config, Some(listener))
     }
 
@@ -146,6 +150,11 @@ impl ServerHandle {
         let tls = match &listener {
             Some(_) => config.tls.as_ref().map(tls::acceptor).transpose()?,
             None => None,
+        };
+        let workers = match (&config.worker, &listener) {
+            (Some(_), Some(_)) if config.tls.is_some() => return Err(ServerError::TlsWithWorkers),
+            (Some(worker), Some(_)) => Some(handoff::bind(worker)?),
+            _ => None,
         };
         let local_addr = match &listener {
             Some(l) => l.local_addr()?,
@@ -190,7 +199,7 @@ impl ServerHandle {
         let thread = std::thread::Builder::new()
             .name("ferrosio-io".into())
             .spawn(move || {
-                runtime.block_on(listener::serve(listener, tls, served, rx));
+                runtime.block_on(listener::serve(listener, tls, served, rx, workers));
             })?;
         Ok(ServerHandle {
             commands: tx,
