@@ -377,4 +377,76 @@ mod tests {
         assert_ne!(err.kind(), io::ErrorKind::WouldBlock);
         std::fs::remove_dir_all(dir).unwrap();
     }
+
+    async fn connected() -> (TcpStream, TcpStream) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (server, _) = listener.accept().await.unwrap();
+        (client, server)
+    }
+
+    #[tokio::test]
+    async fn the_peek_waits_for_a_split_request_line_and_stops_at_its_bound() {
+        use tokio::io::AsyncWriteExt;
+        let (mut client, server) = connected().await;
+        client
+            .write_all(b"GET /socket.io/?EIO=4&sid=Cxxx")
+            .await
+            .unwrap();
+        let writer = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            client
+                .write_all(b"x HTTP/1.1\r\nHost: h\r\n\r\n")
+                .await
+                .unwrap();
+            client
+        });
+        assert_eq!(first_line_owner(&server, 4).await, Some(2));
+        let _client = writer.await.unwrap();
+        // Nothing was consumed: the request is still there for hyper.
+        let mut buf = [0u8; 4];
+        server.peek(&mut buf).await.unwrap();
+        assert_eq!(&buf, b"GET ");
+
+        // A request line longer than the bound is not looked into further.
+        let (mut client, server) = connected().await;
+        let long = vec![b'a'; MAX_REQUEST_LINE + 100];
+        client.write_all(b"GET /?sid=B").await.unwrap();
+        client.write_all(&long).await.unwrap();
+        let mut seen = 0;
+        while seen < MAX_REQUEST_LINE {
+            let mut buf = vec![0u8; MAX_REQUEST_LINE];
+            seen = server.peek(&mut buf).await.unwrap();
+        }
+        assert_eq!(first_line_owner(&server, 4).await, None);
+    }
+
+    #[tokio::test]
+    async fn an_owner_that_stays_busy_leaves_the_connection_here() {
+        let dir = dir();
+        let inbox = UnixDatagram::bind(inbox_path(&dir, 1)).unwrap();
+        let outbox = UnixDatagram::unbound().unwrap();
+        outbox.set_nonblocking(true).unwrap();
+        let handoff = Handoff {
+            index: 0,
+            count: 2,
+            dir: dir.clone(),
+            outbox,
+        };
+        // Worker 1 reads nothing: its inbox fills to the kernel's bound.
+        let to = SockAddr::unix(inbox_path(&dir, 1)).unwrap();
+        let filler = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        while send_fd(&handoff.outbox, &to, filler.as_raw_fd()).is_ok() {}
+        let (_client, server) = connected().await;
+        let local = server.local_addr().unwrap();
+        let back = handoff.hand_over(1, server).await.expect("given back");
+        assert_eq!(back.local_addr().unwrap(), local);
+        // A worker that is gone (no inbox): given back at once.
+        let (_client, server) = connected().await;
+        assert!(handoff.hand_over(7, server).await.is_some());
+        drop(inbox);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
 }
