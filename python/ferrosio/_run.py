@@ -54,6 +54,8 @@ def _describe(server: AsyncServer, host: str, port: int | None, loop_name: str) 
         parts.append(f"ASGI app: {type(server._asgi_host.app).__name__}")
     if server.static_files:
         parts.append(f"static: {', '.join(server.static_files)}")
+    if server._worker is not None:
+        parts.append(f"worker {server._worker[0]} of {server._worker[1]}, pid {os.getpid()}")
     path = server.socketio_path.strip("/")
     if server._scheme == "https":
         parts.append("TLS" + (": client certificates required" if server._client_certs else ""))
