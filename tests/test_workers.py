@@ -89,10 +89,10 @@ def _unchunk(data: bytes) -> bytes:
     return out
 
 
-def worker_pids(port: int, at_least: int) -> set[int]:
-    """The workers' pids, as ``GET /pid`` on fresh connections meets them (until ``at_least``
-    distinct ones are seen, or the wait's bound)."""
-    seen: set[int] = set()
+def worker_stats(port: int, at_least: int) -> dict[int, dict[str, int]]:
+    """The workers' ``worker_stats()`` by pid, as ``GET /pid`` on fresh connections meets them
+    (until ``at_least`` distinct workers are seen, or the wait's bound)."""
+    seen: dict[int, dict[str, int]] = {}
     deadline = time.monotonic() + WAIT * 2
     while True:
         try:
@@ -100,10 +100,15 @@ def worker_pids(port: int, at_least: int) -> set[int]:
         except OSError:
             status = 0
         if status == 200:
-            seen.add(json.loads(body)["pid"])
+            answer = json.loads(body)
+            seen[answer["pid"]] = answer["stats"]
         if len(seen) >= at_least or time.monotonic() > deadline:
             return seen
         time.sleep(0.005)
+
+
+def worker_pids(port: int, at_least: int) -> set[int]:
+    return set(worker_stats(port, at_least))
 
 
 def alive(pid: int) -> bool:
@@ -164,8 +169,15 @@ def test_raw_polling_requests_of_one_session_land_on_any_worker_and_reach_its_ow
         assert status == 200
         [ack] = packets(body)
         assert ack == f'43{n}[{{"data":{n},"pid":{owner}}}]'
-    # Fresh connections do spread over the workers (so the requests above did too).
-    assert len(worker_pids(port, WORKERS)) == WORKERS
+    # Those requests landed on other workers too, and were handed to the owner.
+    stats = worker_stats(port, WORKERS)
+    assert len(stats) == WORKERS
+    assert sorted(s["worker"] for s in stats.values()) == list(range(WORKERS))
+    assert all(s["workers"] == WORKERS for s in stats.values())
+    assert stats[owner]["taken_in"] >= 1, stats
+    assert sum(s["handed_out"] for s in stats.values()) == sum(
+        s["taken_in"] for s in stats.values()
+    )
 
 
 async def _python_clients(port: int, count: int) -> list[socketio.AsyncClient]:
@@ -285,6 +297,7 @@ def test_sigterm_to_the_supervisor_stops_every_worker(workers: ServerProcess) ->
 
 def test_workers_need_redis_plain_http_and_a_sane_count() -> None:
     plain = ferrosio.AsyncServer()
+    assert plain.worker_stats() is None
     with pytest.raises(ValueError, match="AsyncRedisManager"):
         ferrosio.run(plain, HOST, 0, workers=2)
     clustered = ferrosio.AsyncServer(client_manager=ferrosio.AsyncRedisManager("redis://x:1/0"))

@@ -166,6 +166,9 @@ class ServerHandle:
     ) -> None: ...
     def cluster_stats(self) -> dict[str, int | bool] | None:
         """The cluster link's counters, or None when the server is not in a cluster."""
+    def worker_stats(self) -> dict[str, int] | None:
+        """This worker's number, the worker count and its handoff counters, or None when the
+        server is not one of several workers on its port."""
     @property
     def port(self) -> int: ...
     def wake_fd(self) -> int: ...

@@ -658,6 +658,13 @@ class AsyncServer(HandlerRegistry):
         than the broadcasts), ``malformed`` messages ignored, ``outages``."""
         return self._engine.cluster_stats() if self._engine is not None else None
 
+    def worker_stats(self) -> dict[str, int] | None:
+        """In a worker of ``ferrosio.run(workers=N)``: ``worker`` (its number, from 0),
+        ``workers`` (N), ``handed_out`` (connections it accepted for another worker's session
+        and passed to that worker) and ``taken_in`` (connections passed to it). ``None`` in a
+        server running alone."""
+        return self._engine.worker_stats() if self._engine is not None else None
+
     async def serve(
         self,
         host: str = "127.0.0.1",

@@ -6,7 +6,7 @@
 - ``bcast`` is sent to every client of every worker as ``bcast`` ``{"data", "pid"}``, and
   acked once published;
 - ``GET /pid`` (an ASGI app on the same port) answers the pid of the worker that the kernel
-  gave the connection to.
+  gave the connection to, with that worker's ``worker_stats()`` (handoff counters).
 
     python tests/apps/workers_app.py --redis redis://127.0.0.1:PORT/0 --workers 4 --port P
 """
@@ -20,11 +20,14 @@ from typing import Any
 
 import ferrosio
 
+SIO: ferrosio.AsyncServer | None = None
+
 
 async def pid_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     if scope["type"] != "http":
         return
-    body = json.dumps({"pid": os.getpid()}).encode()
+    stats = SIO.worker_stats() if SIO is not None else None
+    body = json.dumps({"pid": os.getpid(), "stats": stats}).encode()
     await send(
         {
             "type": "http.response.start",
@@ -47,6 +50,8 @@ def main() -> None:
         client_manager=ferrosio.AsyncRedisManager(args.redis, channel="workers-test"),
         cors_allowed_origins="*",
     )
+    global SIO
+    SIO = sio
 
     @sio.event
     async def connect(sid: str, environ: dict[str, Any]) -> None:

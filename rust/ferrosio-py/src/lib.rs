@@ -307,6 +307,20 @@ impl PyServerHandle {
         })
     }
 
+    /// This worker's place and handoff counters as a dict (`worker`, `workers`, `handed_out`,
+    /// `taken_in`), or None when the server is not one of several workers on its port.
+    fn worker_stats<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyDict>>> {
+        let Some(s) = self.handle.worker_stats() else {
+            return Ok(None);
+        };
+        let d = PyDict::new(py);
+        d.set_item("worker", s.index)?;
+        d.set_item("workers", s.count)?;
+        d.set_item("handed_out", s.handed_out)?;
+        d.set_item("taken_in", s.taken_in)?;
+        Ok(Some(d))
+    }
+
     /// The cluster link's counters as a dict (`connected`, `published`, `received`, `dropped`,
     /// `malformed`, `outages`), or None when the server is not in a cluster.
     fn cluster_stats<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyDict>>> {

@@ -23,6 +23,7 @@ use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -53,6 +54,31 @@ pub(super) struct Handoff {
     dir: PathBuf,
     /// Unbound: sends to any worker's inbox.
     outbox: UnixDatagram,
+    /// Connections handed to other workers, and taken from them.
+    handed_out: AtomicU64,
+    taken_in: AtomicU64,
+}
+
+/// A worker's place and its handoff counters (`ServerHandle::worker_stats`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WorkerStats {
+    pub index: u8,
+    pub count: u8,
+    /// Connections this worker accepted for another worker's session and handed to it.
+    pub handed_out: u64,
+    /// Connections other workers handed to this one.
+    pub taken_in: u64,
+}
+
+impl Handoff {
+    pub(super) fn stats(&self) -> WorkerStats {
+        WorkerStats {
+            index: self.index,
+            count: self.count,
+            handed_out: self.handed_out.load(Ordering::Relaxed),
+            taken_in: self.taken_in.load(Ordering::Relaxed),
+        }
+    }
 }
 
 /// The inbox of worker `index`.
@@ -89,6 +115,8 @@ pub(super) fn bind(cfg: &WorkerConfig) -> io::Result<(Arc<Handoff>, UnixDatagram
         count: cfg.count,
         dir: cfg.dir.clone(),
         outbox,
+        handed_out: AtomicU64::new(0),
+        taken_in: AtomicU64::new(0),
     };
     Ok((Arc::new(handoff), inbox))
 }
@@ -155,7 +183,10 @@ impl Handoff {
         loop {
             match send_fd(&self.outbox, &to, stream.as_raw_fd()) {
                 // Our copy closes here; the owner holds its own.
-                Ok(()) => return None,
+                Ok(()) => {
+                    self.handed_out.fetch_add(1, Ordering::Relaxed);
+                    return None;
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock && Instant::now() < deadline => {
                     tokio::time::sleep(HANDOFF_RETRY).await;
                 }
@@ -167,7 +198,7 @@ impl Handoff {
 }
 
 /// Serves the connections other workers hand to this one, until the serve loop ends.
-pub(super) async fn receive(front: Arc<FrontDoor>, inbox: UnixDatagram) {
+pub(super) async fn receive(front: Arc<FrontDoor>, handoff: Arc<Handoff>, inbox: UnixDatagram) {
     let Ok(inbox) = tokio::net::UnixDatagram::from_std(inbox) else {
         return;
     };
@@ -176,7 +207,10 @@ pub(super) async fn receive(front: Arc<FrontDoor>, inbox: UnixDatagram) {
             .async_io(Interest::READABLE, || recv_fd(inbox.as_raw_fd()))
             .await
         {
-            Ok(Some(fd)) => adopt(&front, fd),
+            Ok(Some(fd)) => {
+                handoff.taken_in.fetch_add(1, Ordering::Relaxed);
+                adopt(&front, fd);
+            }
             Ok(None) => {}
             // Out of fds, for instance: the sender's retry or the client's will do.
             Err(_) => tokio::time::sleep(HANDOFF_RETRY).await,
@@ -434,6 +468,8 @@ mod tests {
             count: 2,
             dir: dir.clone(),
             outbox,
+            handed_out: AtomicU64::new(0),
+            taken_in: AtomicU64::new(0),
         };
         // Worker 1 reads nothing: its inbox fills to the kernel's bound.
         let to = SockAddr::unix(inbox_path(&dir, 1)).unwrap();
@@ -446,6 +482,7 @@ mod tests {
         // A worker that is gone (no inbox): given back at once.
         let (_client, server) = connected().await;
         assert!(handoff.hand_over(7, server).await.is_some());
+        assert_eq!(handoff.stats().handed_out, 0, "nothing was handed over");
         drop(inbox);
         std::fs::remove_dir_all(dir).unwrap();
     }

@@ -86,10 +86,10 @@ pub(super) async fn serve(
         .filter(|a| !a.ip().is_unspecified());
     // One of several workers: connections come from the others too.
     let (handoff, receiving) = match workers {
-        Some((handoff, inbox)) => (
-            Some(handoff),
-            Some(tokio::spawn(handoff::receive(front.clone(), inbox))),
-        ),
+        Some((handoff, inbox)) => {
+            let receiving = tokio::spawn(handoff::receive(front.clone(), handoff.clone(), inbox));
+            (Some(handoff), Some(receiving))
+        }
         None => (None, None),
     };
 

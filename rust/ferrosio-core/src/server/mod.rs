@@ -31,6 +31,7 @@ pub(crate) mod tls;
 mod upgrade;
 
 pub use external::ExternalRequest;
+pub use handoff::WorkerStats;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -129,6 +130,8 @@ pub struct ServerHandle {
     runtime: tokio::runtime::Handle,
     /// The host's WebSocket connections, by its ids.
     external: Mutex<foldhash::HashMap<u64, Arc<crate::transport::external::ExternalWs>>>,
+    /// This worker's handoff, when it is one of several on the port.
+    handoff: Option<Arc<handoff::Handoff>>,
 }
 
 impl ServerHandle {
@@ -194,6 +197,7 @@ impl ServerHandle {
             forwarded: forward::Forwarder::default(),
             config,
         });
+        let handoff = workers.as_ref().map(|(h, _)| h.clone());
         let handle = runtime.handle().clone();
         let served = front.clone();
         let thread = std::thread::Builder::new()
@@ -210,7 +214,13 @@ impl ServerHandle {
             front,
             runtime: handle,
             external: Mutex::default(),
+            handoff,
         })
+    }
+
+    /// This worker's number and handoff counters, if it is one of several on the port.
+    pub fn worker_stats(&self) -> Option<WorkerStats> {
+        self.handoff.as_ref().map(|h| h.stats())
     }
 
     /// The counters of the cluster link, if this server is in a cluster.
