@@ -38,6 +38,8 @@ use crate::sid;
 
 /// The longest request line looked at for a sid; longer ones are served where they landed.
 pub(super) const MAX_REQUEST_LINE: usize = 8 * 1024;
+/// The first peek's size: a polling request line is ~100 bytes.
+const FIRST_PEEK: usize = 512;
 /// How long a new connection may take to send its request line before it is served here.
 const PEEK_TIMEOUT: Duration = Duration::from_secs(10);
 /// The pause between peeks at a request line that has not fully arrived (rare: it comes in
@@ -133,7 +135,8 @@ fn owner_in(line: &[u8], count: u8) -> Option<u8> {
 
 /// The worker named by the first request line of `stream`, read without consuming it.
 async fn first_line_owner(stream: &TcpStream, count: u8) -> Option<u8> {
-    let mut buf = vec![0u8; MAX_REQUEST_LINE];
+    // Most request lines fit the first size; a longer one grows the buffer up to the bound.
+    let mut buf = vec![0u8; FIRST_PEEK];
     let deadline = Instant::now() + PEEK_TIMEOUT;
     loop {
         let n = tokio::time::timeout_at(deadline, stream.peek(&mut buf))
@@ -146,7 +149,14 @@ async fn first_line_owner(stream: &TcpStream, count: u8) -> Option<u8> {
         if let Some(end) = memchr::memchr(b'\n', &buf[..n]) {
             return owner_in(&buf[..end], count);
         }
-        if n == buf.len() || Instant::now() >= deadline {
+        if n == buf.len() {
+            if buf.len() >= MAX_REQUEST_LINE {
+                return None;
+            }
+            buf.resize((buf.len() * 4).min(MAX_REQUEST_LINE), 0);
+            continue;
+        }
+        if Instant::now() >= deadline {
             return None;
         }
         // The peek sees the same bytes until more arrive: wait a little rather than spin.
