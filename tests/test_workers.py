@@ -318,6 +318,18 @@ def test_sigterm_to_the_supervisor_stops_every_worker(workers: ServerProcess) ->
     assert "all workers stopped" in log
 
 
+def test_a_worker_that_cannot_start_stops_the_supervisor(redis: RedisServer) -> None:
+    app = str(TESTS / "apps" / "workers_app.py")
+    argv = [sys.executable, app, "--redis", redis.url, "--workers", "2", "--fail-startup"]
+    proc = subprocess.run(
+        [*argv, "--port", "0", "--host", HOST], capture_output=True, timeout=WAIT * 4
+    )
+    log = proc.stderr.decode()
+    assert proc.returncode != 0, log
+    assert "exited 5 times right after starting" in log, log
+    assert "all workers stopped" in log
+
+
 def test_workers_need_redis_plain_http_and_a_sane_count() -> None:
     plain = ferrosio.AsyncServer()
     assert plain.worker_stats() is None

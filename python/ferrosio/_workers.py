@@ -130,49 +130,56 @@ def supervise(
 
     stop_deadline: float | None = None
     failure: str | None = None
+    due: dict[int, float] = {}  # worker number -> when to start its replacement
+
+    def stop_all() -> None:
+        nonlocal stop_deadline
+        stop_deadline = time.monotonic() + shutdown_timeout + STOP_MARGIN
+        due.clear()
+        for pid in children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+
     try:
         logger.info("%d workers on %s:%d (supervisor pid %d)", workers, host, port, os.getpid())
         for index in range(workers):
             spawn(index)
-        while children:
-            info = signal.sigtimedwait(watched, 1.0)
+        while children or due:
+            now = time.monotonic()
+            wait = min([1.0, *(max(0.0, at - now) for at in due.values())])
+            info = signal.sigtimedwait(watched, wait)
             if info is not None and info.si_signo != signal.SIGCHLD and stop_deadline is None:
                 logger.info("stopping %d workers", len(children))
-                stop_deadline = time.monotonic() + shutdown_timeout + STOP_MARGIN
-                for pid in children:
-                    with contextlib.suppress(ProcessLookupError):
-                        os.kill(pid, signal.SIGTERM)
+                stop_all()
             for pid, status in _reap():
                 if pid not in children:
                     continue
                 index, started = children.pop(pid)
                 if stop_deadline is not None:
                     continue
-                logger.warning(
-                    "worker %d (pid %d) exited (%s); starting a new one",
-                    index,
-                    pid,
-                    _describe_status(status),
-                )
                 quick = time.monotonic() - started < QUICK_EXIT
                 quick_exits[index] = quick_exits[index] + 1 if quick else 0
+                logger.warning(
+                    "worker %d (pid %d) exited (%s)", index, pid, _describe_status(status)
+                )
                 if quick_exits[index] >= MAX_QUICK_EXITS:
                     failure = f"worker {index} exited {MAX_QUICK_EXITS} times right after starting"
                     logger.error("%s; stopping", failure)
-                    stop_deadline = time.monotonic() + shutdown_timeout + STOP_MARGIN
-                    for other in children:
-                        with contextlib.suppress(ProcessLookupError):
-                            os.kill(other, signal.SIGTERM)
+                    stop_all()
                     continue
-                if quick:
-                    time.sleep(QUICK_EXIT)
+                # One that died right after its start waits a little: no respawn storm.
+                due[index] = time.monotonic() + (QUICK_EXIT if quick else 0.0)
+            now = time.monotonic()
+            for index in [i for i, at in due.items() if at <= now]:
+                del due[index]
+                logger.info("starting a new worker %d", index)
                 spawn(index)
-            if stop_deadline is not None and time.monotonic() > stop_deadline:
+            if stop_deadline is not None and now > stop_deadline:
                 for pid in children:
                     logger.warning("worker pid %d did not stop in time: killed", pid)
                     with contextlib.suppress(ProcessLookupError):
                         os.kill(pid, signal.SIGKILL)
-                stop_deadline = time.monotonic() + STOP_MARGIN
+                stop_deadline = now + STOP_MARGIN
     finally:
         for pid in children:  # only after an exception in the supervisor itself
             with contextlib.suppress(ProcessLookupError):

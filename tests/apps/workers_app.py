@@ -9,6 +9,8 @@
   gave the connection to, with that worker's ``worker_stats()`` (handoff counters).
 
     python tests/apps/workers_app.py --redis redis://127.0.0.1:PORT/0 --workers 4 --port P
+
+``--fail-startup``: the ASGI app's lifespan startup fails, so every worker exits at once.
 """
 
 from __future__ import annotations
@@ -38,12 +40,19 @@ async def pid_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
+async def failing_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    if scope["type"] == "lifespan":
+        await receive()
+        await send({"type": "lifespan.startup.failed", "message": "refused by the test"})
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=5000)
     parser.add_argument("--redis", required=True)
     parser.add_argument("--workers", type=int, default=4)
+    parser.add_argument("--fail-startup", action="store_true")
     args = parser.parse_args()
 
     sio = ferrosio.AsyncServer(
@@ -71,7 +80,12 @@ def main() -> None:
         return True
 
     ferrosio.run(
-        sio, args.host, args.port, workers=args.workers, other_asgi_app=pid_app, shutdown_timeout=2
+        sio,
+        args.host,
+        args.port,
+        workers=args.workers,
+        other_asgi_app=failing_app if args.fail_startup else pid_app,
+        shutdown_timeout=2,
     )
 
 
