@@ -2,6 +2,7 @@
 """ferrosio reference app: ../shared/reference/CONTRACT.md on ferrosio.
 
     python examples/reference_app.py --port 3000 [--host 127.0.0.1]
+    python examples/reference_app.py --port 3000 --workers 2 --redis redis://127.0.0.1:6379/0
 
 Same command line and behaviour as the python-socketio and Node implementations beside the
 contract. Runs until SIGINT/SIGTERM.
@@ -110,8 +111,12 @@ def main() -> None:
     p.add_argument("--port", type=int, default=3000)
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--log-level", default="warning")
+    p.add_argument("--workers", type=int, default=1, help="worker processes (> 1 needs --redis)")
+    p.add_argument("--redis", default=None, help="Redis URL: several servers (or workers) as one")
     a = p.parse_args()
-    ferrosio.run(sio, host=a.host, port=a.port)
+    if a.redis is not None:
+        sio.client_manager = ferrosio.AsyncRedisManager(a.redis)
+    ferrosio.run(sio, host=a.host, port=a.port, workers=a.workers)
 
 
 if __name__ == "__main__":

@@ -125,6 +125,9 @@ class ServerHandle:
     engine stops reading those clients until the next drain).
     ``tls_cert_file`` with ``tls_key_file`` serves TLS (``tls_client_ca_file``: client
     certificates required); the files are read here, and a bad one raises ``FerrosioError``.
+    ``worker=(index, count, dir)``: one of ``count`` worker processes on this port
+    (``SO_REUSEPORT``); a connection for another worker's session is handed to it through the
+    Unix sockets in ``dir``.
     """
 
     def __init__(
@@ -159,9 +162,13 @@ class ServerHandle:
         tls_cert_file: str | os.PathLike[str] | None = None,
         tls_key_file: str | os.PathLike[str] | None = None,
         tls_client_ca_file: str | os.PathLike[str] | None = None,
+        worker: tuple[int, int, str | os.PathLike[str]] | None = None,
     ) -> None: ...
     def cluster_stats(self) -> dict[str, int | bool] | None:
         """The cluster link's counters, or None when the server is not in a cluster."""
+    def worker_stats(self) -> dict[str, int] | None:
+        """This worker's number, the worker count and its handoff counters, or None when the
+        server is not one of several workers on its port."""
     @property
     def port(self) -> int: ...
     def wake_fd(self) -> int: ...

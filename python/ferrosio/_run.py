@@ -54,6 +54,8 @@ def _describe(server: AsyncServer, host: str, port: int | None, loop_name: str) 
         parts.append(f"ASGI app: {type(server._asgi_host.app).__name__}")
     if server.static_files:
         parts.append(f"static: {', '.join(server.static_files)}")
+    if server._worker is not None:
+        parts.append(f"worker {server._worker[0]} of {server._worker[1]}, pid {os.getpid()}")
     path = server.socketio_path.strip("/")
     if server._scheme == "https":
         parts.append("TLS" + (": client certificates required" if server._client_certs else ""))
@@ -71,6 +73,7 @@ def run(
     ssl_certfile: str | os.PathLike[str] | None = None,
     ssl_keyfile: str | os.PathLike[str] | None = None,
     ssl_ca_certs: str | os.PathLike[str] | None = None,
+    workers: int = 1,
 ) -> None:
     """Serves ``server`` until interrupted (SIGINT or SIGTERM), on uvloop when installed.
 
@@ -93,9 +96,42 @@ def run(
         ``ssl_keyfile``); see :meth:`ferrosio.AsyncServer.start`.
     :param ssl_keyfile: the certificate's PEM private key.
     :param ssl_ca_certs: require client certificates issued by these PEM CAs.
+    :param workers: serve the port with this many worker processes (Linux; at most 64). The
+        calling process becomes their supervisor: it forks the workers, replaces one that
+        dies (its clients reconnect to the others) and on SIGTERM or SIGINT stops them all
+        gracefully. Clients need no sticky sessions: a request that reaches a worker other
+        than its session's is handed to that worker. Each worker is a copy of this process
+        at the time of the call (forked), with its own engine thread and event loop: build
+        the server and register the handlers before calling ``run``, and start nothing
+        (threads, event loops, connections) in the process before it; open connections in
+        a ``connect`` handler or at first use instead. Needs
+        ``client_manager=ferrosio.AsyncRedisManager(...)`` (broadcasts reach every worker's
+        clients through Redis) and cannot serve TLS itself (terminate TLS in front).
+    :raises ValueError: ``workers`` is out of range, or ``workers > 1`` without an
+        ``AsyncRedisManager``, with TLS, or not on Linux.
     """
 
     _ensure_visible()
+    if workers != 1:
+        from ferrosio import _workers
+
+        _workers.check(server, workers, ssl_certfile)
+        _workers.supervise(
+            server,
+            workers,
+            host,
+            port,
+            shutdown_timeout=shutdown_timeout,
+            serve=lambda bound: run(
+                server,
+                host,
+                bound,
+                shutdown_timeout=shutdown_timeout,
+                use_uvloop=use_uvloop,
+                other_asgi_app=other_asgi_app,
+            ),
+        )
+        return
 
     async def main() -> None:
         loop = asyncio.get_running_loop()

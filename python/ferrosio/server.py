@@ -398,6 +398,8 @@ class AsyncServer(HandlerRegistry):
         self._dynamic: list[DynamicNamespace] = []
         self._children: dict[str, int] = {}  # child namespace -> its sockets
         self._engine: ServerHandle | None = None
+        # Set in a worker process of ``run(workers=N)``: (its number, N, the handoff directory).
+        self._worker: tuple[int, int, str] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stopped: asyncio.Future[None] | None = None
         self.client_manager: AsyncRedisManager | None = client_manager
@@ -642,6 +644,7 @@ class AsyncServer(HandlerRegistry):
             tls_cert_file=tls[0],
             tls_key_file=tls[1],
             tls_client_ca_file=tls[2],
+            worker=self._worker if host is not None else None,
             **self._cors_options(),
         )
         self._scheme = "https" if tls[0] is not None else "http"
@@ -654,6 +657,13 @@ class AsyncServer(HandlerRegistry):
         reached this server's clients but not the other nodes': Redis unreachable or slower
         than the broadcasts), ``malformed`` messages ignored, ``outages``."""
         return self._engine.cluster_stats() if self._engine is not None else None
+
+    def worker_stats(self) -> dict[str, int] | None:
+        """In a worker of ``ferrosio.run(workers=N)``: ``worker`` (its number, from 0),
+        ``workers`` (N), ``handed_out`` (connections it accepted for another worker's session
+        and passed to that worker) and ``taken_in`` (connections passed to it). ``None`` in a
+        server running alone."""
+        return self._engine.worker_stats() if self._engine is not None else None
 
     async def serve(
         self,

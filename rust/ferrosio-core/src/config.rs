@@ -90,6 +90,19 @@ pub struct ServerConfig {
     pub forward_http: bool,
     /// Serve HTTPS/WSS with these files (`None`: plain HTTP).
     pub tls: Option<ServerTls>,
+    /// One of several worker processes on one port (see `server::handoff`); `None`: alone.
+    pub worker: Option<WorkerConfig>,
+}
+
+/// This process's place among the workers sharing one port (`ferrosio.run(workers=N)`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkerConfig {
+    /// This worker's number, `0..count`; the sids of its sessions carry it.
+    pub index: u8,
+    /// How many workers share the port (at most [`crate::sid::MAX_OWNERS`]).
+    pub count: u8,
+    /// The directory of the workers' handoff sockets (`<index>.sock`).
+    pub dir: PathBuf,
 }
 
 impl ServerConfig {
@@ -141,6 +154,7 @@ impl Default for ServerConfig {
             cluster: None,
             forward_http: false,
             tls: None,
+            worker: None,
         }
     }
 }

@@ -62,6 +62,10 @@ pub enum ServerError {
     Tls(#[from] crate::server::tls::ServerTlsError),
     #[error("server is not running")]
     NotRunning,
+    /// A TLS connection cannot be handed to another worker process (its session state is in
+    /// this one): TLS is for a single process, or terminated in front of the workers.
+    #[error("TLS is not supported with several workers on one port: terminate TLS in a proxy in front of them")]
+    TlsWithWorkers,
     /// A request handed over by the host that HTTP cannot carry (a bad method, path or header).
     #[error("malformed request from the host")]
     BadRequest,

@@ -36,13 +36,14 @@ pub use client::{
     ClientCommand, ClientError, ClientHandle, ClientInbound, ConnectTarget, TransportName,
 };
 pub use cluster::{Publisher, RedisClusterConfig};
+pub use config::WorkerConfig;
 pub use config::{normalize_path, CorsPolicy, ServerConfig, ServerTls, StaticRoute};
 pub use engineio::packet::Frame;
 pub use engineio::session::Handshake;
 pub use engineio::DisconnectReason;
 pub use error::{EngineError, ProtocolError, ServerError};
 pub use server::tls::ServerTlsError;
-pub use server::{ExternalRequest, ServerHandle};
+pub use server::{ExternalRequest, ServerHandle, WorkerStats};
 pub use socketio::adapter::{
     Adapter, AdapterError, BroadcastFlags, BroadcastOptions, LocalAdapter, LocalSockets,
 };

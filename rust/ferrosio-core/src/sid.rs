@@ -1,7 +1,12 @@
 //! Session and socket ids: 15 random bytes from the OS, base64url (20 characters), as
 //! unguessable as the ids of the official server (they are bearer tokens for polling).
+//!
+//! In a process that is one of several workers on one port (see `server::handoff`), the first
+//! character of every id names its worker: the top 6 bits of the first byte are the worker's
+//! number (114 random bits remain).
 
 use std::cell::RefCell;
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 
 use base64::Engine as _;
@@ -41,9 +46,42 @@ fn random_bytes() -> [u8; SID_BYTES] {
     })
 }
 
+/// How many workers the first character of an id can name.
+pub const MAX_OWNERS: u8 = 64;
+/// No owner: a process serving alone leaves its ids wholly random.
+const NO_OWNER: u8 = u8::MAX;
+static OWNER: AtomicU8 = AtomicU8::new(NO_OWNER);
+
+/// From now on, every id this process makes names worker `index` (below [`MAX_OWNERS`]).
+pub fn set_owner(index: u8) {
+    debug_assert!(index < MAX_OWNERS);
+    OWNER.store(index % MAX_OWNERS, Ordering::Relaxed);
+}
+
+/// The worker an id names, if it names one of `count` workers.
+pub fn owner_of(sid: &[u8], count: u8) -> Option<u8> {
+    let index = match *sid.first()? {
+        c @ b'A'..=b'Z' => c - b'A',
+        c @ b'a'..=b'z' => c - b'a' + 26,
+        c @ b'0'..=b'9' => c - b'0' + 52,
+        b'-' => 62,
+        b'_' => 63,
+        _ => return None,
+    };
+    (index < count).then_some(index)
+}
+
+fn tagged(mut raw: [u8; SID_BYTES], owner: u8) -> [u8; SID_BYTES] {
+    if owner != NO_OWNER {
+        raw[0] = (raw[0] & 0b11) | (owner << 2);
+    }
+    raw
+}
+
 pub fn new_sid() -> Arc<str> {
+    let raw = tagged(random_bytes(), OWNER.load(Ordering::Relaxed));
     base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .encode(random_bytes())
+        .encode(raw)
         .into()
 }
 
@@ -58,6 +96,26 @@ mod tests {
             .bytes()
             .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_'));
         assert_ne!(a, b);
+    }
+
+    #[test]
+    fn a_tagged_id_names_its_worker() {
+        use base64::Engine as _;
+        for owner in 0..super::MAX_OWNERS {
+            let raw = super::tagged(super::random_bytes(), owner);
+            let sid = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw);
+            assert_eq!(super::owner_of(sid.as_bytes(), 64), Some(owner));
+            assert_eq!(super::owner_of(sid.as_bytes(), owner + 1), Some(owner));
+            assert_eq!(
+                super::owner_of(sid.as_bytes(), owner),
+                None,
+                "beyond the count"
+            );
+        }
+        assert_eq!(super::owner_of(b"", 4), None);
+        assert_eq!(super::owner_of(b"%41", 4), None);
+        let untagged = super::tagged([0xff; super::SID_BYTES], super::NO_OWNER);
+        assert_eq!(untagged, [0xff; super::SID_BYTES]);
     }
 
     #[test]

@@ -13,6 +13,7 @@ use bytes::Bytes;
 use std::sync::{Arc, Mutex};
 
 use ferrosio_core::codec::{encode_message, PacketType, SocketPacket};
+use ferrosio_core::WorkerConfig;
 use ferrosio_core::{
     normalize_path, BroadcastFlags, BroadcastOptions, Command, ControlCommand, ControlInbound,
     CorsPolicy, EngineIoCommand, EngineIoInbound, ExternalMessage, ExternalRequest, Frame,
@@ -188,7 +189,7 @@ struct PyServerHandle {
 #[pymethods]
 impl PyServerHandle {
     #[new]
-    #[pyo3(signature = (host, port = 0, *, path = "/socket.io/", ping_interval_ms = 25_000, ping_timeout_ms = 20_000, max_payload = 1_000_000, connect_timeout_ms = 45_000, websocket = true, polling = true, upgrades = true, engineio_path = None, cors = "same-origin", cors_origins = None, cors_credentials = true, static_files = None, authorize_requests = false, max_attachments = 10, max_attachment_bytes = None, attachment_timeout_ms = 30_000, max_send_buffer = 16_000_000, max_poll_response = 1_000_000, max_inbound_buffer = 64_000, max_inbound_total = 16_000_000, cluster_url = None, cluster_key = "socket.io", forward_http = false, tls_cert_file = None, tls_key_file = None, tls_client_ca_file = None))]
+    #[pyo3(signature = (host, port = 0, *, path = "/socket.io/", ping_interval_ms = 25_000, ping_timeout_ms = 20_000, max_payload = 1_000_000, connect_timeout_ms = 45_000, websocket = true, polling = true, upgrades = true, engineio_path = None, cors = "same-origin", cors_origins = None, cors_credentials = true, static_files = None, authorize_requests = false, max_attachments = 10, max_attachment_bytes = None, attachment_timeout_ms = 30_000, max_send_buffer = 16_000_000, max_poll_response = 1_000_000, max_inbound_buffer = 64_000, max_inbound_total = 16_000_000, cluster_url = None, cluster_key = "socket.io", forward_http = false, tls_cert_file = None, tls_key_file = None, tls_client_ca_file = None, worker = None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -221,6 +222,7 @@ impl PyServerHandle {
         tls_cert_file: Option<std::path::PathBuf>,
         tls_key_file: Option<std::path::PathBuf>,
         tls_client_ca_file: Option<std::path::PathBuf>,
+        worker: Option<(u8, u8, std::path::PathBuf)>,
     ) -> PyResult<Self> {
         let tls = match (tls_cert_file, tls_key_file) {
             (Some(cert_file), Some(key_file)) => Some(ServerTls {
@@ -283,6 +285,7 @@ impl PyServerHandle {
             }),
             forward_http,
             tls,
+            worker: worker.map(|(index, count, dir)| WorkerConfig { index, count, dir }),
             ..ServerConfig::default()
         };
         let handle = match host {
@@ -302,6 +305,20 @@ impl PyServerHandle {
             handle,
             batch: Mutex::new(None),
         })
+    }
+
+    /// This worker's place and handoff counters as a dict (`worker`, `workers`, `handed_out`,
+    /// `taken_in`), or None when the server is not one of several workers on its port.
+    fn worker_stats<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyDict>>> {
+        let Some(s) = self.handle.worker_stats() else {
+            return Ok(None);
+        };
+        let d = PyDict::new(py);
+        d.set_item("worker", s.index)?;
+        d.set_item("workers", s.count)?;
+        d.set_item("handed_out", s.handed_out)?;
+        d.set_item("taken_in", s.taken_in)?;
+        Ok(Some(d))
     }
 
     /// The cluster link's counters as a dict (`connected`, `published`, `received`, `dropped`,

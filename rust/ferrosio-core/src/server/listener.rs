@@ -3,6 +3,7 @@
 //! session and give them a grace period to flush.
 
 use std::net::SocketAddr;
+use std::os::unix::net::UnixDatagram;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,6 +13,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio_rustls::TlsAcceptor;
 
+use super::handoff::{self, Handoff};
 use super::FrontDoor;
 use crate::bridge::{Command, ControlCommand};
 
@@ -21,8 +23,9 @@ const LISTEN_BACKLOG: i32 = 2048;
 /// How long a client may take over its TLS handshake (as hyper's header deadline: 10 s).
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// A non-blocking listener on `addr` ("host:port"), with address reuse and a deep backlog.
-pub(super) fn bind(addr: &str) -> std::io::Result<std::net::TcpListener> {
+/// A non-blocking listener on `addr` ("host:port"), with address reuse and a deep backlog;
+/// with `reuse_port`, one of several workers' listeners on the same port (`SO_REUSEPORT`).
+pub(super) fn bind(addr: &str, reuse_port: bool) -> std::io::Result<std::net::TcpListener> {
     use std::net::ToSocketAddrs;
     let mut last_err = None;
     for sa in addr.to_socket_addrs()? {
@@ -33,6 +36,9 @@ pub(super) fn bind(addr: &str) -> std::io::Result<std::net::TcpListener> {
         )?;
         // As every server does: a restart must not wait for TIME_WAIT sockets to expire.
         socket.set_reuse_address(true)?;
+        if reuse_port {
+            socket.set_reuse_port(true)?;
+        }
         match socket
             .bind(&sa.into())
             .and_then(|()| socket.listen(LISTEN_BACKLOG))
@@ -65,6 +71,7 @@ pub(super) async fn serve(
     tls: Option<TlsAcceptor>,
     front: Arc<FrontDoor>,
     mut commands: mpsc::UnboundedReceiver<Command>,
+    workers: Option<(Arc<Handoff>, UnixDatagram)>,
 ) {
     // None: the host hands requests over (`external`); only commands come in here.
     let listener = match listener.map(TcpListener::from_std) {
@@ -77,6 +84,14 @@ pub(super) async fn serve(
         .as_ref()
         .and_then(|l| l.local_addr().ok())
         .filter(|a| !a.ip().is_unspecified());
+    // One of several workers: connections come from the others too.
+    let (handoff, receiving) = match workers {
+        Some((handoff, inbox)) => {
+            let receiving = tokio::spawn(handoff::receive(front.clone(), handoff.clone(), inbox));
+            (Some(handoff), Some(receiving))
+        }
+        None => (None, None),
+    };
 
     let grace = loop {
         tokio::select! {
@@ -108,11 +123,14 @@ pub(super) async fn serve(
                     Some(addr) => addr,
                     None => stream.local_addr().unwrap_or(remote),
                 };
-                match &tls {
-                    None => {
+                match (&tls, &handoff) {
+                    (None, None) => {
                         tokio::spawn(serve_connection(front.clone(), stream, remote, local));
                     }
-                    Some(acceptor) => {
+                    (None, Some(handoff)) => {
+                        tokio::spawn(handoff::route(front.clone(), handoff.clone(), stream, remote, local));
+                    }
+                    (Some(acceptor), _) => {
                         tokio::spawn(serve_tls_connection(front.clone(), acceptor.clone(), stream, remote, local));
                     }
                 }
@@ -120,6 +138,9 @@ pub(super) async fn serve(
         }
     };
     drop(listener);
+    if let Some(receiving) = receiving {
+        receiving.abort();
+    }
     // Graceful: every session flushes what is queued, then closes.
     front.close_all_sessions();
     let deadline = tokio::time::Instant::now() + grace;
@@ -152,9 +173,12 @@ pub(super) async fn serve_connection<IO>(
 ) where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    // Among workers, a connection carries one request: the next is routed by its own sid.
+    let keep_alive = front.config.worker.is_none();
     let service =
         hyper::service::service_fn(move |req| front.clone().serve_request(req, remote, local));
     let conn = hyper::server::conn::http1::Builder::new()
+        .keep_alive(keep_alive)
         // Bounded headers, and a deadline for them: slowloris costs little.
         .max_buf_size(64 * 1024)
         .timer(TokioTimer::new())

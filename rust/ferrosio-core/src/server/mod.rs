@@ -12,12 +12,15 @@
 //! - `static_files`: files served from the same port;
 //! - `forward`: other requests handed to the host's own HTTP application (one port beside it);
 //! - `listener`: bind, the accept and command loop, graceful shutdown;
+//! - `handoff`: one of several worker processes on one port: a connection for another
+//!   worker's session is handed to it;
 //! - `tls`: the listener's TLS (certificate, key, client CAs), set up at start.
 
 mod cors;
 mod external;
 mod forward;
 mod gate;
+mod handoff;
 mod http;
 mod listener;
 mod polling;
@@ -28,6 +31,7 @@ pub(crate) mod tls;
 mod upgrade;
 
 pub use external::ExternalRequest;
+pub use handoff::WorkerStats;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -126,15 +130,18 @@ pub struct ServerHandle {
     runtime: tokio::runtime::Handle,
     /// The host's WebSocket connections, by its ids.
     external: Mutex<foldhash::HashMap<u64, Arc<crate::transport::external::ExternalWs>>>,
+    /// This worker's handoff, when it is one of several on the port.
+    handoff: Option<Arc<handoff::Handoff>>,
 }
 
 impl ServerHandle {
     /// Binds `addr` (errors come back here, synchronously) and starts the engine thread.
     pub fn start(config: ServerConfig, addr: &str) -> Result<ServerHandle, ServerError> {
-        let listener = listener::bind(addr).map_err(|source| ServerError::Bind {
-            addr: addr.to_owned(),
-            source,
-        })?;
+        let listener =
+            listener::bind(addr, config.worker.is_some()).map_err(|source| ServerError::Bind {
+                addr: addr.to_owned(),
+                source,
+            })?;
         ServerHandle::launch(config, Some(listener))
     }
 
@@ -146,6 +153,11 @@ impl ServerHandle {
         let tls = match &listener {
             Some(_) => config.tls.as_ref().map(tls::acceptor).transpose()?,
             None => None,
+        };
+        let workers = match (&config.worker, &listener) {
+            (Some(_), Some(_)) if config.tls.is_some() => return Err(ServerError::TlsWithWorkers),
+            (Some(worker), Some(_)) => Some(handoff::bind(worker)?),
+            _ => None,
         };
         let local_addr = match &listener {
             Some(l) => l.local_addr()?,
@@ -185,12 +197,13 @@ impl ServerHandle {
             forwarded: forward::Forwarder::default(),
             config,
         });
+        let handoff = workers.as_ref().map(|(h, _)| h.clone());
         let handle = runtime.handle().clone();
         let served = front.clone();
         let thread = std::thread::Builder::new()
             .name("ferrosio-io".into())
             .spawn(move || {
-                runtime.block_on(listener::serve(listener, tls, served, rx));
+                runtime.block_on(listener::serve(listener, tls, served, rx, workers));
             })?;
         Ok(ServerHandle {
             commands: tx,
@@ -201,7 +214,13 @@ impl ServerHandle {
             front,
             runtime: handle,
             external: Mutex::default(),
+            handoff,
         })
+    }
+
+    /// This worker's number and handoff counters, if it is one of several on the port.
+    pub fn worker_stats(&self) -> Option<WorkerStats> {
+        self.handoff.as_ref().map(|h| h.stats())
     }
 
     /// The counters of the cluster link, if this server is in a cluster.
