@@ -42,7 +42,7 @@ pub use engineio::session::Handshake;
 pub use engineio::DisconnectReason;
 pub use error::{EngineError, ProtocolError, ServerError};
 pub use server::tls::ServerTlsError;
-pub use server::{ExternalRequest, ServerHandle};
+pub use server::{ExternalRequest, InProcessServer, ServerHandle};
 pub use socketio::adapter::{
     Adapter, AdapterError, BroadcastFlags, BroadcastOptions, LocalAdapter, LocalSockets,
 };

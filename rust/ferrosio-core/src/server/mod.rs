@@ -12,6 +12,7 @@
 //! - `static_files`: files served from the same port;
 //! - `forward`: other requests handed to the host's own HTTP application (one port beside it);
 //! - `listener`: bind, the accept and command loop, graceful shutdown;
+//! - `in_process`: connections of in-process clients (no socket), on the `external` seam;
 //! - `tls`: the listener's TLS (certificate, key, client CAs), set up at start.
 
 mod cors;
@@ -19,6 +20,7 @@ mod external;
 mod forward;
 mod gate;
 mod http;
+mod in_process;
 mod listener;
 mod polling;
 mod route;
@@ -28,6 +30,7 @@ pub(crate) mod tls;
 mod upgrade;
 
 pub use external::ExternalRequest;
+pub use in_process::InProcessServer;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;

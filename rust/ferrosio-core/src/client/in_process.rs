@@ -1,0 +1,204 @@
+//! The in-process transport: the client engine's WebSocket, without a socket, to a server of
+//! the same process (`server::in_process`).
+//!
+//! The connection loop (`conn`) sees a [`WsLink`], a stream and sink of WebSocket messages
+//! that is either a real WebSocket over TCP/TLS or a [`LocalWs`]. A `LocalWs` hands each
+//! message straight to the server's session on this thread (the server's decoder and
+//! dispatch run here, as they run on the ASGI server's thread for an ASGI host's WebSocket),
+//! and reads what the session queued for it when the server wakes it. No HTTP, no framing, no
+//! thread hop per message; everything else (the handshake's decisions, heartbeats, Socket.IO,
+//! reconnection, the host's policy) is the same code as over TCP.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use futures_util::{Sink, Stream};
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::{Error as WsError, Message, Utf8Bytes};
+use tokio_tungstenite::WebSocketStream;
+
+use super::http::request_path;
+use super::tls::ClientStream;
+use super::ConnectTarget;
+use crate::engineio::packet::Frame;
+use crate::engineio::session::DisconnectReason;
+use crate::server::{ExternalRequest, InProcessServer};
+use crate::transport::external::{ExternalMessage, ExternalWs, Reply};
+
+/// The peer and local address an in-process connection shows the server (its environ's
+/// `REMOTE_ADDR`/`REMOTE_PORT`, `SERVER_NAME`/`SERVER_PORT`): loopback, port 0, which no
+/// TCP connection has.
+pub const IN_PROCESS_ADDR: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 0);
+/// The `Host` header of an in-process connection, unless the caller's headers set one.
+pub const IN_PROCESS_HOST: &str = "inprocess";
+
+/// A WebSocket as the connection loop sees it.
+pub enum WsLink {
+    Net(Box<WebSocketStream<ClientStream>>),
+    Local(Box<LocalWs>),
+}
+
+/// The client's end of an in-process WebSocket.
+pub struct LocalWs {
+    conn: Arc<ExternalWs>,
+    /// Messages taken from the session (or answered by the transport), not yet read.
+    pending: VecDeque<Message>,
+    /// The session is over: nothing more after `pending`.
+    ended: bool,
+}
+
+impl LocalWs {
+    fn new(conn: Arc<ExternalWs>) -> Self {
+        LocalWs {
+            conn,
+            pending: VecDeque::new(),
+            ended: false,
+        }
+    }
+
+    fn send(&mut self, msg: Message) -> Result<(), WsError> {
+        if self.ended {
+            return Err(WsError::AlreadyClosed);
+        }
+        let reply = match msg {
+            Message::Text(t) => self.conn.receive(ExternalMessage::Text(Bytes::from(t))),
+            Message::Binary(b) => self.conn.receive(ExternalMessage::Binary(b)),
+            Message::Close(_) => {
+                self.conn.close(DisconnectReason::TransportClose);
+                Reply::Nothing
+            }
+            Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => Reply::Nothing,
+        };
+        match reply {
+            Reply::Nothing => {}
+            Reply::Send(text) => {
+                self.pending
+                    .push_back(Message::Text(Utf8Bytes::from_static(text)));
+                self.conn.wake_local();
+            }
+            Reply::Close(code) => {
+                // As a server's close frame would: read after what is pending.
+                self.pending.push_back(Message::Close(Some(CloseFrame {
+                    code: CloseCode::from(code),
+                    reason: Utf8Bytes::from_static(""),
+                })));
+                self.conn.wake_local();
+            }
+        }
+        Ok(())
+    }
+
+    fn poll_read(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Message, WsError>>> {
+        loop {
+            if let Some(msg) = self.pending.pop_front() {
+                return Poll::Ready(Some(Ok(msg)));
+            }
+            if self.ended {
+                return Poll::Ready(None);
+            }
+            // Registered before looking, so frames queued after the look wake us.
+            self.conn.register_local(cx.waker());
+            let (frames, closed) = self.conn.take();
+            for frame in frames {
+                let msg = match frame {
+                    Frame::Text(b) => match Utf8Bytes::try_from(b) {
+                        Ok(t) => Message::Text(t),
+                        Err(_) => return Poll::Ready(Some(Err(WsError::Utf8("a text frame is not UTF-8".into())))),
+                    },
+                    Frame::Binary(b) => Message::Binary(b),
+                };
+                self.pending.push_back(msg);
+            }
+            if closed {
+                self.ended = true;
+            }
+            if self.pending.is_empty() && !self.ended {
+                return Poll::Pending;
+            }
+        }
+    }
+}
+
+impl Drop for LocalWs {
+    /// The client engine let go of the connection (closed, replaced, shut down, or gave up
+    /// during the handshake): the server sees the transport close, as when a socket closes.
+    fn drop(&mut self) {
+        self.conn.close(DisconnectReason::TransportClose);
+    }
+}
+
+/// Opens an in-process WebSocket to `server` with `target`'s path, query and headers.
+pub async fn connect(server: &InProcessServer, target: &ConnectTarget) -> Result<WsLink, String> {
+    let conn = server.connection();
+    // Held from here: dropped (the handshake timed out, the host gave up), it closes `conn`.
+    let link = LocalWs::new(conn.clone());
+    let path = request_path(target, "websocket", None);
+    let (path, query) = path.split_once('?').unwrap_or((path.as_str(), ""));
+    let mut headers = target.headers.clone();
+    if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("host")) {
+        headers.push(("host".into(), IN_PROCESS_HOST.into()));
+    }
+    let req = ExternalRequest {
+        method: "GET".into(),
+        path: path.to_owned(),
+        query: query.to_owned(),
+        headers,
+        body: Bytes::new(),
+        remote: IN_PROCESS_ADDR,
+        local: IN_PROCESS_ADDR,
+    };
+    server.open(conn, req).await?;
+    Ok(WsLink::Local(Box::new(link)))
+}
+
+impl Stream for WsLink {
+    type Item = Result<Message, WsError>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        match self.get_mut() {
+            WsLink::Net(ws) => Pin::new(ws.as_mut()).poll_next(cx),
+            WsLink::Local(ws) => ws.poll_read(cx),
+        }
+    }
+}
+
+impl Sink<Message> for WsLink {
+    type Error = WsError;
+
+    fn poll_ready(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), WsError>> {
+        match self.get_mut() {
+            WsLink::Net(ws) => Pin::new(ws.as_mut()).poll_ready(cx),
+            WsLink::Local(_) => Poll::Ready(Ok(())),
+        }
+    }
+
+    fn start_send(self: Pin<&mut Self>, item: Message) -> Result<(), WsError> {
+        match self.get_mut() {
+            WsLink::Net(ws) => Pin::new(ws.as_mut()).start_send(item),
+            WsLink::Local(ws) => ws.send(item),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), WsError>> {
+        match self.get_mut() {
+            WsLink::Net(ws) => Pin::new(ws.as_mut()).poll_flush(cx),
+            WsLink::Local(_) => Poll::Ready(Ok(())),
+        }
+    }
+
+    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), WsError>> {
+        match self.get_mut() {
+            WsLink::Net(ws) => Pin::new(ws.as_mut()).poll_close(cx),
+            WsLink::Local(ws) => {
+                ws.conn.close(DisconnectReason::TransportClose);
+                Poll::Ready(Ok(()))
+            }
+        }
+    }
+}
