@@ -5,11 +5,12 @@
 //! that is either a real WebSocket over TCP/TLS or a [`LocalWs`]. A `LocalWs` hands each
 //! message straight to the server's session on this thread (the server's decoder and
 //! dispatch run here, as they run on the ASGI server's thread for an ASGI host's WebSocket),
-//! and reads what the session queued for it when the server wakes it. No HTTP, no framing, no
-//! thread hop per message; everything else (the handshake's decisions, heartbeats, Socket.IO,
+//! and waits on the session's outbox itself for what the server sends. No HTTP, no framing,
+//! no thread hop per message either way; everything else (the handshake's decisions, heartbeats, Socket.IO,
 //! reconnection, the host's policy) is the same code as over TCP.
 
 use std::collections::VecDeque;
+use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -26,7 +27,7 @@ use super::http::request_path;
 use super::tls::ClientStream;
 use super::ConnectTarget;
 use crate::engineio::packet::Frame;
-use crate::engineio::session::DisconnectReason;
+use crate::engineio::session::{DisconnectReason, EngineSession};
 use crate::server::{ExternalRequest, InProcessServer};
 use crate::transport::external::{ExternalMessage, ExternalWs, Reply};
 
@@ -47,10 +48,17 @@ pub enum WsLink {
 /// The client's end of an in-process WebSocket.
 pub struct LocalWs {
     conn: Arc<ExternalWs>,
-    /// Messages taken from the session (or answered by the transport), not yet read.
+    /// Messages taken from the session (or answered by the transport), not yet read. Filled
+    /// only when empty, by one take of the session's outbox: bounded by the session's send
+    /// buffer (`max_send_buffer`, past which the server closes the session).
     pending: VecDeque<Message>,
     /// The session is over: nothing more after `pending`.
     ended: bool,
+    /// Resolves when the session queues frames (or closes): the reader waits on the session's
+    /// outbox directly, so a batch from the server reaches this thread with no hop through
+    /// the server's engine thread. Made again after each wake-up (one allocation per batch).
+    outbox_wait: Option<Pin<Box<dyn Future<Output = ()>>>>,
+    session: Option<Arc<EngineSession>>,
 }
 
 impl LocalWs {
@@ -59,7 +67,28 @@ impl LocalWs {
             conn,
             pending: VecDeque::new(),
             ended: false,
+            outbox_wait: None,
+            session: None,
         }
+    }
+
+    /// Polls the wait on the session's outbox; true if it fired (look again).
+    fn outbox_ready(&mut self, cx: &mut Context<'_>) -> bool {
+        if self.session.is_none() {
+            self.session = self.conn.session();
+        }
+        let Some(session) = &self.session else {
+            return false;
+        };
+        let wait = self.outbox_wait.get_or_insert_with(|| {
+            let session = session.clone();
+            Box::pin(async move { session.wait().await })
+        });
+        if wait.as_mut().poll(cx).is_ready() {
+            self.outbox_wait = None;
+            return true;
+        }
+        false
     }
 
     fn send(&mut self, msg: Message) -> Result<(), WsError> {
@@ -102,14 +131,20 @@ impl LocalWs {
             if self.ended {
                 return Poll::Ready(None);
             }
-            // Registered before looking, so frames queued after the look wake us.
+            // Registered before looking, so frames queued after the look wake us: the
+            // outbox's wait keeps a permit for a notification nobody waited for.
             self.conn.register_local(cx.waker());
+            let fired = self.outbox_ready(cx);
             let (frames, closed) = self.conn.take();
             for frame in frames {
                 let msg = match frame {
                     Frame::Text(b) => match Utf8Bytes::try_from(b) {
                         Ok(t) => Message::Text(t),
-                        Err(_) => return Poll::Ready(Some(Err(WsError::Utf8("a text frame is not UTF-8".into())))),
+                        Err(_) => {
+                            return Poll::Ready(Some(Err(WsError::Utf8(
+                                "a text frame is not UTF-8".into(),
+                            ))))
+                        }
                     },
                     Frame::Binary(b) => Message::Binary(b),
                 };
@@ -118,7 +153,7 @@ impl LocalWs {
             if closed {
                 self.ended = true;
             }
-            if self.pending.is_empty() && !self.ended {
+            if self.pending.is_empty() && !self.ended && !fired {
                 return Poll::Pending;
             }
         }

@@ -191,6 +191,18 @@ impl FrontDoor {
         let Some(session) = conn.session() else {
             return;
         };
+        if conn.is_local() {
+            // The in-process reader waits on the session's outbox itself (no hop through this
+            // thread per batch); only the session's end is watched here.
+            tokio::spawn(async move {
+                session.wait_closed().await;
+                conn.wake_local();
+                if let Some(reason) = session.closed() {
+                    self.end_session(&session, reason);
+                }
+            });
+            return;
+        }
         tokio::spawn(async move {
             // Frames may be queued already (the open packet, or what polling left).
             self.notify_external(&conn);

@@ -108,6 +108,11 @@ impl ExternalWs {
         }
     }
 
+    /// True for an in-process client's connection.
+    pub fn is_local(&self) -> bool {
+        self.local.is_some()
+    }
+
     /// The in-process reader waits for frames: woken by the next [`ExternalWs::wake_local`].
     pub fn register_local(&self, waker: &Waker) {
         if let Some(local) = &self.local {
