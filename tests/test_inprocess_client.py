@@ -202,6 +202,7 @@ async def test_environ_and_auth_seen_by_the_connect_handler(
         # the markers of an in-process connection (docs/testing.md)
         assert environ["HTTP_HOST"] == "inprocess"
         assert environ["REMOTE_PORT"] == "0"
+        assert (environ["SERVER_NAME"], environ["SERVER_PORT"]) == ("127.0.0.1", "0")
     else:
         assert environ["REMOTE_PORT"] != "0"
 
@@ -264,6 +265,23 @@ async def test_namespace_disconnect_leaves_the_other_namespace(
     assert seen["disconnect"] == []
 
 
+async def test_allow_request_refuses_before_any_session(transport: str) -> None:
+    sio, seen = make_app(allow_request=lambda environ: "HTTP_X_LET_IN" in environ)
+    async with serve(sio) as running:
+        target = running.url if transport == "websocket" else sio
+        c = ferrosio.AsyncClient(reconnection=False)
+        with pytest.raises(ferrosio.exceptions.ConnectionError) as info:
+            await c.connect(target, transports=["websocket"], wait_timeout=WAIT)
+        if transport == "inprocess":
+            assert "403" in str(info.value) or "401" in str(info.value)
+        assert seen["mw"] == []
+        await c.connect(
+            target, transports=["websocket"], headers={"X-Let-In": "1"}, wait_timeout=WAIT
+        )
+        assert await c.call("echo", "in", timeout=WAIT) == "in"
+        await c.disconnect()
+
+
 async def test_a_message_over_the_limit_closes_the_connection(transport: str) -> None:
     sio, seen = make_app(max_http_buffer_size=1000)
     async with serve(sio) as running:
@@ -277,6 +295,29 @@ async def test_a_message_over_the_limit_closes_the_connection(transport: str) ->
         assert reasons in ([c.reason.TRANSPORT_CLOSE], [c.reason.TRANSPORT_ERROR])
         await wait_until(lambda: seen["disconnect"], WAIT, "the server's disconnect handler")
         assert seen["disconnect"] == [sio.reason.TRANSPORT_ERROR]
+
+
+async def test_a_client_past_its_send_buffer_is_dropped(transport: str) -> None:
+    # the bound on what waits for a client: on the in-process path, the session's outbox is
+    # all there is between the server and the client engine (docs/bounds.md)
+    sio, seen = make_app(max_send_buffer_size=10_000)
+
+    @sio.event
+    def flood(sid: str) -> None:
+        for _ in range(50):  # 50 KB queued before the engine can take any of it
+            sio.emit_nowait("big", "x" * 1000, to=sid)
+
+    async with serve(sio) as running:
+        c = ferrosio.AsyncClient(reconnection=False)
+        reasons: list[str] = []
+        c.on("disconnect", reasons.append)
+        target = running.url if transport == "websocket" else sio
+        await c.connect(target, transports=["websocket"], wait_timeout=WAIT)
+        await c.emit("flood")
+        await asyncio.wait_for(c.wait(), WAIT)
+        await wait_until(lambda: seen["disconnect"], WAIT, "the server's disconnect handler")
+        assert seen["disconnect"] == ["send buffer full"]
+        assert reasons == [c.reason.TRANSPORT_ERROR]
 
 
 async def test_server_shutdown_disconnects_the_client(transport: str) -> None:
@@ -350,3 +391,12 @@ async def test_the_plugin_fixture(sio_inprocess_client_factory: Any) -> None:
 def sio() -> ferrosio.AsyncServer:
     """The app the plugin's fixtures (``sio_inprocess_client_factory``) test."""
     return make_app()[0]
+
+
+def test_docs_show_the_user_example_file_as_it_is() -> None:
+    from _harness import REPO
+
+    doc = (REPO / "docs" / "testing.md").read_text()
+    block = doc.split("<!-- the in-process test file", 1)[1].split("```python\n", 1)[1]
+    block = block.split("```", 1)[0]
+    assert block == (REPO / "tests" / "test_user_example.py").read_text()

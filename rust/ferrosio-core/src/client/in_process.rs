@@ -18,6 +18,7 @@ use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use futures_util::{Sink, Stream};
+use tokio_tungstenite::tungstenite::error::ProtocolError;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message, Utf8Bytes};
@@ -54,6 +55,8 @@ pub struct LocalWs {
     pending: VecDeque<Message>,
     /// The session is over: nothing more after `pending`.
     ended: bool,
+    /// ... and ended as a dropped TCP connection would: an error after `pending`.
+    reset: bool,
     /// Resolves when the session queues frames (or closes): the reader waits on the session's
     /// outbox directly, so a batch from the server reaches this thread with no hop through
     /// the server's engine thread. Made again after each wake-up (one allocation per batch).
@@ -67,6 +70,7 @@ impl LocalWs {
             conn,
             pending: VecDeque::new(),
             ended: false,
+            reset: false,
             outbox_wait: None,
             session: None,
         }
@@ -129,15 +133,40 @@ impl LocalWs {
                 return Poll::Ready(Some(Ok(msg)));
             }
             if self.ended {
+                if std::mem::take(&mut self.reset) {
+                    return Poll::Ready(Some(Err(WsError::Protocol(
+                        ProtocolError::ResetWithoutClosingHandshake,
+                    ))));
+                }
                 return Poll::Ready(None);
             }
             // Registered before looking, so frames queued after the look wake us: the
             // outbox's wait keeps a permit for a notification nobody waited for.
             self.conn.register_local(cx.waker());
             let fired = self.outbox_ready(cx);
-            let (frames, closed) = self.conn.take();
+            let (mut frames, closed) = match &self.session {
+                Some(session) => session.take(),
+                None => {
+                    let (frames, closed) = self.conn.take();
+                    (frames, closed.then_some(DisconnectReason::TransportClose))
+                }
+            };
+            // What the client sees of the end, as over TCP (`transport::websocket`): a client
+            // past its send buffer is dropped without a close frame (an error on its side); a
+            // session the client closed owes it nothing; any other end flushes what was queued,
+            // then closes.
+            match closed {
+                Some(DisconnectReason::BufferFull) => {
+                    frames.clear();
+                    self.reset = true;
+                }
+                Some(DisconnectReason::TransportClose) => frames.clear(),
+                _ => {}
+            }
             for frame in frames {
                 let msg = match frame {
+                    // A noop only releases a polling GET; it means nothing on a WebSocket.
+                    Frame::Text(b) if b.as_ref() == b"6" => continue,
                     Frame::Text(b) => match Utf8Bytes::try_from(b) {
                         Ok(t) => Message::Text(t),
                         Err(_) => {
@@ -150,7 +179,7 @@ impl LocalWs {
                 };
                 self.pending.push_back(msg);
             }
-            if closed {
+            if closed.is_some() {
                 self.ended = true;
             }
             if self.pending.is_empty() && !self.ended && !fired {
