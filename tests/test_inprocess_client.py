@@ -20,7 +20,7 @@ import pytest
 import pytest_asyncio
 
 import ferrosio
-from ferrosio.testing import serve, serve_in_process, wait_until
+from ferrosio.testing import ServerThread, serve, serve_in_process, wait_until
 
 WAIT = 10.0
 TRANSPORTS = ["websocket", "inprocess"]
@@ -380,6 +380,15 @@ async def test_wrong_uses_are_refused_clearly() -> None:
     # stopped again: refused
     with pytest.raises(ferrosio.exceptions.ConnectionError, match="not running"):
         await c.connect(sio)
+
+
+def test_sync_simple_client_to_a_server_thread() -> None:
+    # a blocking client must not share the server's loop: the server runs in its own thread
+    sio, _ = make_app()
+    with ServerThread(sio), ferrosio.SimpleClient() as client:
+        client.connect(sio, wait_timeout=WAIT)
+        assert client.transport == "websocket"
+        assert client.call("echo", "sync", timeout=WAIT) == "sync"
 
 
 async def test_the_plugin_fixture(sio_inprocess_client_factory: Any) -> None:
