@@ -374,6 +374,8 @@ async def test_wrong_uses_are_refused_clearly() -> None:
     with pytest.raises(TypeError, match=r"URL or a ferrosio\.AsyncServer"):
         await c.connect(object())  # type: ignore[arg-type]
     async with serve_in_process(sio):
+        with pytest.raises(ferrosio.exceptions.FerrosioError, match="already running"):
+            await sio.start_in_process()
         await c.connect(sio, wait_timeout=WAIT)
         assert await c.call("echo", 1, timeout=WAIT) == 1
         await c.disconnect()

@@ -65,9 +65,9 @@ _CONNECTED = 1
 _CLOSED = 2  # refused, disconnected by the server, or given up: emits raise
 
 
-#: What ``connection_url`` says, and the ``Host`` header the server sees, for an in-process
-#: connection (``connect(server)``).
+#: What ``connection_url`` says for an in-process connection (``connect(server)``).
 IN_PROCESS_URL = "inprocess://"
+#: The host of an in-process target (the engine sends it as the ``Host`` header too).
 IN_PROCESS_HOST = "inprocess"
 
 # Kept importable from here too, where the client raises them.

@@ -656,6 +656,8 @@ class AsyncServer(HandlerRegistry):
 
         :raises ferrosio.exceptions.FerrosioError: the server is already running.
         """
+        if self._engine is not None and self._engine.is_running():
+            raise exceptions.FerrosioError("server is already running")
         self._asgi_host = None
         self._launch(None, 0, self.socketio_path, self.static_files)
 
