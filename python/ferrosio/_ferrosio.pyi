@@ -335,12 +335,15 @@ class ClientHandle:
         max_attachments: int = 10,
         max_attachment_bytes: int = 1000000,
         attachment_timeout_ms: int = 30000,
+        in_process: ServerHandle | None = None,
     ) -> None:
         """Starts connection attempt ``gen``. With ``tls``, every connection is TLS, verified
         (``tls_verify``) against the system's CAs or those of ``tls_ca_file``. Binary packets
         from the server are bounded as on the server: at most ``max_attachments`` (10),
         ``max_attachment_bytes`` (1 MB) of attachments, complete within
-        ``attachment_timeout_ms`` (30 s, checked at each ping)."""
+        ``attachment_timeout_ms`` (30 s, checked at each ping). With ``in_process`` (a server
+        of this process), an in-process WebSocket to it, no socket (``host``, ``port``,
+        ``polling``, ``upgrade`` and TLS do not apply)."""
     def emit(
         self,
         gen: int,

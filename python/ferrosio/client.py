@@ -34,13 +34,16 @@ import random
 import urllib.parse
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from ferrosio import _codec, _compat, _handlers, exceptions
 from ferrosio._ferrosio import ClientHandle
 from ferrosio._handlers import HandlerRegistry, ack_result
+
+if TYPE_CHECKING:
+    from ferrosio.server import AsyncServer
 
 __all__ = [
     "AsyncClient",
@@ -61,6 +64,11 @@ _PENDING = 0  # waiting for the server's CONNECT reply (first connection or reco
 _CONNECTED = 1
 _CLOSED = 2  # refused, disconnected by the server, or given up: emits raise
 
+
+#: What ``connection_url`` says for an in-process connection (``connect(server)``).
+IN_PROCESS_URL = "inprocess://"
+#: The host of an in-process target (the engine sends it as the ``Host`` header too).
+IN_PROCESS_HOST = "inprocess"
 
 # Kept importable from here too, where the client raises them.
 BadNamespaceError = exceptions.BadNamespaceError
@@ -286,6 +294,7 @@ class AsyncClient(HandlerRegistry):
         self._engine: ClientHandle | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._target: tuple[str, int, str, str, bool] = ("", 0, "", "", False)
+        self._in_process: AsyncServer | None = None  # connect(server): no socket
         self._gen = 0
         self._link = "idle"  # idle | opening | open
         self._transport: str | None = None
@@ -313,7 +322,7 @@ class AsyncClient(HandlerRegistry):
     # ---------------------------------------------------------------- connecting ----
     async def connect(
         self,
-        url: str,
+        url: str | AsyncServer,
         headers: dict[str, str] | Callable[[], Any] | None = None,
         auth: Any = None,
         transports: str | Iterable[str] | None = None,
@@ -326,6 +335,11 @@ class AsyncClient(HandlerRegistry):
         """Connects to ``url`` (``http://host:port`` or ``ws://host:port``, or over TLS
         ``https://`` or ``wss://``, with an optional query string) and joins ``namespaces``
         (by default ``/`` and every namespace with handlers).
+
+        ``url`` may also be a running :class:`ferrosio.AsyncServer` of this process: the
+        client then connects **in-process**, with no socket and no port (a WebSocket fed
+        straight to the server's engine; see ``docs/testing.md``), with the same semantics
+        as over the network. ``transports`` must then be ``None`` or ``["websocket"]``.
 
         ``auth`` (a dict, or a callable returning one, evaluated on every connection) goes in
         each namespace's CONNECT packet. ``transports``: ``["polling", "websocket"]`` by
@@ -344,8 +358,13 @@ class AsyncClient(HandlerRegistry):
             raise exceptions.ConnectionError("Already connected")
         if auth is not None and not isinstance(auth, dict) and not callable(auth):
             raise TypeError("auth must be a dict or a callable returning one")
-        self._target = self._parse_url(url, socketio_path)
-        self.connection_url = url
+        if isinstance(url, str):
+            self._target = self._parse_url(url, socketio_path)
+            self._in_process = None
+        else:
+            self._target, transports = self._in_process_target(url, socketio_path, transports)
+            self._in_process = url
+        self.connection_url = url if isinstance(url, str) else IN_PROCESS_URL
         self.connection_headers = headers
         self.connection_auth = auth
         self.socketio_path = socketio_path
@@ -431,6 +450,21 @@ class AsyncClient(HandlerRegistry):
         path = "/" + socketio_path.strip("/") + "/"
         return host, port, path, parts.query, tls
 
+    @staticmethod
+    def _in_process_target(
+        server: Any, socketio_path: str, transports: str | Iterable[str] | None
+    ) -> tuple[tuple[str, int, str, str, bool], list[str]]:
+        if not callable(getattr(server, "_in_process_engine", None)):
+            raise TypeError(
+                f"url must be a URL or a ferrosio.AsyncServer, not {type(server).__name__}"
+            )
+        if transports is not None and list(
+            [transports] if isinstance(transports, str) else transports
+        ) != ["websocket"]:
+            raise ValueError("an in-process connection is a WebSocket: transports=['websocket']")
+        path = "/" + socketio_path.strip("/") + "/"
+        return (IN_PROCESS_HOST, 0, path, "", False), ["websocket"]
+
     def _start_engine(self) -> None:
         self._stop_engine()  # a previous connection's, still closing
         assert self._loop is not None
@@ -452,6 +486,11 @@ class AsyncClient(HandlerRegistry):
         engine = self._engine
         if engine is None or not self._active:
             return "client disconnect"
+        server_engine = None
+        if self._in_process is not None:
+            server_engine = self._in_process._in_process_engine()
+            if server_engine is None:
+                return "the server is not running"
         self._gen += 1
         gen = self._gen
         fut: asyncio.Future[str | None] = self._loop.create_future()
@@ -472,6 +511,7 @@ class AsyncClient(HandlerRegistry):
             tls=tls,
             tls_verify=self.ssl_verify,
             tls_ca_file=self.ssl_ca_file,
+            in_process=server_engine,
         )
         return await fut
 

@@ -24,6 +24,9 @@ Fixtures:
   connected :class:`~ferrosio.testing.RecordingClient` (its ``received`` records what the
   server sent); every client made is disconnected after the test;
 - ``sio_client``: one such client, connected with the defaults;
+- ``sio_inprocess_client_factory`` and ``sio_inprocess_client``: the same, connected
+  in-process (no socket, no port: ``sio`` runs with no listener); a handler test in
+  milliseconds, with the semantics of a network client;
 - ``sio_server_thread``: for synchronous tests: ``sio`` served from its own loop in a
   background thread (a :class:`~ferrosio.testing.ServerThread`, ``.url``);
 - ``sio_load``: for benchmarks (synchronous tests): ``sio_load.run(event, data, clients=N,
@@ -53,6 +56,7 @@ from ferrosio.testing import (
     ServerThread,
     drive_load,
     serve,
+    serve_in_process,
 )
 
 INI_APP = "ferrosio_app"
@@ -135,6 +139,26 @@ async def sio_client_factory(sio_server: RunningServer) -> AsyncIterator[ClientF
 async def sio_client(sio_client_factory: ClientFactory) -> RecordingClient:
     """A RecordingClient connected to ``sio_server`` (WebSocket, namespace ``/``)."""
     return await sio_client_factory()
+
+
+@_async_fixture
+async def sio_inprocess_client_factory(sio: AsyncServer) -> AsyncIterator[ClientFactory]:
+    """``await sio_inprocess_client_factory(**options)``: a RecordingClient per call,
+    connected to ``sio`` in-process (``sio`` runs with no listener); all disconnected and
+    ``sio`` shut down after the test."""
+    _running_loop()
+    async with serve_in_process(sio):
+        factory = ClientFactory(sio)
+        try:
+            yield factory
+        finally:
+            await factory.close()
+
+
+@_async_fixture
+async def sio_inprocess_client(sio_inprocess_client_factory: ClientFactory) -> RecordingClient:
+    """A RecordingClient connected to ``sio`` in-process (namespace ``/``)."""
+    return await sio_inprocess_client_factory()
 
 
 class LoadRunner:

@@ -651,6 +651,24 @@ class AsyncServer(HandlerRegistry):
         self._client_certs = tls[2] is not None
         self._loop.add_reader(self._engine.wake_fd(), self._drain)
 
+    async def start_in_process(self) -> None:
+        """Starts the server without a listener, for in-process clients only
+        (``await client.connect(sio)``, see :meth:`ferrosio.AsyncClient.connect`): no socket,
+        no port. A server started with :meth:`start` or :meth:`serve` takes in-process clients
+        too, beside its network ones. Stopped by :meth:`shutdown`.
+
+        :raises ferrosio.exceptions.FerrosioError: the server is already running.
+        """
+        if self._engine is not None and self._engine.is_running():
+            raise exceptions.FerrosioError("server is already running")
+        self._asgi_host = None
+        self._launch(None, 0, self.socketio_path, self.static_files)
+
+    def _in_process_engine(self) -> ServerHandle | None:
+        """The running engine, for an in-process client; None when the server is stopped."""
+        engine = self._engine
+        return engine if engine is not None and engine.is_running() else None
+
     def cluster_stats(self) -> dict[str, int | bool] | None:
         """The counters of the Redis link when the server is in a cluster (``None`` otherwise):
         ``connected``, ``published`` and ``received`` broadcasts, ``dropped`` (broadcasts that

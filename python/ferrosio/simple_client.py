@@ -19,10 +19,13 @@ import logging
 import threading
 from collections.abc import Coroutine
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ferrosio import exceptions
 from ferrosio.client import AsyncClient
+
+if TYPE_CHECKING:
+    from ferrosio.server import AsyncServer
 
 __all__ = ["AsyncSimpleClient", "SimpleClient"]
 
@@ -56,7 +59,7 @@ class AsyncSimpleClient:
 
     async def connect(
         self,
-        url: str,
+        url: str | AsyncServer,
         headers: dict[str, str] | None = None,
         auth: Any = None,
         transports: list[str] | None = None,
@@ -64,7 +67,9 @@ class AsyncSimpleClient:
         socketio_path: str = "socket.io",
         wait_timeout: float = 5,
     ) -> None:
-        """Connects to ``url`` and joins ``namespace``; returns once connected.
+        """Connects to ``url`` and joins ``namespace``; returns once connected. ``url`` may
+        be a running :class:`ferrosio.AsyncServer` of this process: an in-process connection
+        (see :meth:`ferrosio.AsyncClient.connect`).
 
         :param headers: extra HTTP headers of the connection request.
         :param auth: the authentication data of the CONNECT packet.
@@ -246,7 +251,7 @@ class SimpleClient:
 
     def connect(
         self,
-        url: str,
+        url: str | AsyncServer,
         headers: dict[str, str] | None = None,
         auth: Any = None,
         transports: list[str] | None = None,

@@ -9,6 +9,8 @@ fixtures on these; they work without pytest too. Nothing here imports pytest.
   (an :class:`EventRecorder`) records every event the server sent it that has no handler of
   the test's own, awaits the next one of a name with a timeout and asserts on them;
 - :class:`ClientFactory` makes connected recording clients and disconnects them all at the end;
+- :func:`serve_in_process` starts a server with no listener, for in-process clients
+  (``await client.connect(sio)``: no socket, no port, the same semantics);
 - :func:`wait_until` polls a condition, bounded;
 - :class:`ServerThread` and :func:`drive_load` measure an app: N clients (in a separate process,
   so their CPU is not counted) call an event in a closed loop while the server's CPU time is
@@ -49,6 +51,7 @@ __all__ = [
     "ServerThread",
     "drive_load",
     "serve",
+    "serve_in_process",
     "wait_until",
 ]
 
@@ -238,9 +241,30 @@ async def serve(
         await sio.shutdown(timeout=shutdown_timeout)
 
 
+@contextlib.asynccontextmanager
+async def serve_in_process(
+    sio: AsyncServer, shutdown_timeout: float = 2.0
+) -> AsyncIterator[AsyncServer]:
+    """Runs ``sio`` in the running loop with no listener for the ``with`` block (for
+    in-process clients only), then shuts it down (its disconnect handlers run)::
+
+        async with serve_in_process(sio):
+            await client.connect(sio)
+
+    A server already running (:func:`serve`, :meth:`~ferrosio.AsyncServer.start`) takes
+    in-process clients as it is: this is for a test that needs no network at all.
+    """
+    await sio.start_in_process()
+    try:
+        yield sio
+    finally:
+        await sio.shutdown(timeout=shutdown_timeout)
+
+
 class ClientFactory:
-    """``client = await factory(**options)``: a :class:`RecordingClient` connected to ``url``;
-    :meth:`close` disconnects every client made.
+    """``client = await factory(**options)``: a :class:`RecordingClient` connected to ``url``
+    (a URL, or a running :class:`~ferrosio.AsyncServer` of this process to connect to
+    in-process); :meth:`close` disconnects every client made.
 
     Defaults differ from a bare client's where a test wants it: WebSocket only (no upgrade
     dance), no reconnection, and ``wait_timeout`` :data:`DEFAULT_TIMEOUT`. ``connect`` options
@@ -250,7 +274,9 @@ class ClientFactory:
 
     CONNECT_OPTIONS = ("auth", "headers", "namespaces", "transports", "wait_timeout")
 
-    def __init__(self, url: str, client_class: type[RecordingClient] = RecordingClient) -> None:
+    def __init__(
+        self, url: str | AsyncServer, client_class: type[RecordingClient] = RecordingClient
+    ) -> None:
         self.url = url
         self.client_class = client_class
         self.clients: list[RecordingClient] = []

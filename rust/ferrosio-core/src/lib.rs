@@ -43,7 +43,7 @@ pub use engineio::session::Handshake;
 pub use engineio::DisconnectReason;
 pub use error::{EngineError, ProtocolError, ServerError};
 pub use server::tls::ServerTlsError;
-pub use server::{ExternalRequest, ServerHandle, WorkerStats};
+pub use server::{ExternalRequest, InProcessServer, ServerHandle, WorkerStats};
 pub use socketio::adapter::{
     Adapter, AdapterError, BroadcastFlags, BroadcastOptions, LocalAdapter, LocalSockets,
 };

@@ -16,7 +16,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList};
 
 use super::records::{message_record, packet_frames};
-use super::{EngineNotRunningError, FerrosioError};
+use super::{EngineNotRunningError, FerrosioError, PyServerHandle};
 
 const C_OPEN: u8 = 0;
 const C_UPGRADED: u8 = 1;
@@ -144,8 +144,10 @@ impl PyClientHandle {
     /// is TLS, the certificate verified (`tls_verify`) against the system's CAs or those of
     /// `tls_ca_file`; a setup or handshake failure ends the attempt with its `CLOSED` record.
     /// Binary packets from the server are bounded by `max_attachments`, `max_attachment_bytes`
-    /// and `attachment_timeout_ms`.
-    #[pyo3(signature = (gen, host, port, path, query = String::new(), headers = None, *, websocket = true, polling = true, upgrade = true, request_timeout_ms = 5_000, tls = false, tls_verify = true, tls_ca_file = None, max_attachments = 10, max_attachment_bytes = 1_000_000, attachment_timeout_ms = 30_000))]
+    /// and `attachment_timeout_ms`. With `in_process` (a running `ServerHandle` of this
+    /// process), the connection is an in-process WebSocket to that server, no socket
+    /// (`host`, `port`, `polling`, `upgrade` and the TLS options do not apply).
+    #[pyo3(signature = (gen, host, port, path, query = String::new(), headers = None, *, websocket = true, polling = true, upgrade = true, request_timeout_ms = 5_000, tls = false, tls_verify = true, tls_ca_file = None, max_attachments = 10, max_attachment_bytes = 1_000_000, attachment_timeout_ms = 30_000, in_process = None))]
     #[allow(clippy::too_many_arguments)]
     fn connect(
         &self,
@@ -165,6 +167,7 @@ impl PyClientHandle {
         max_attachments: usize,
         max_attachment_bytes: usize,
         attachment_timeout_ms: u64,
+        in_process: Option<Bound<'_, PyServerHandle>>,
     ) -> PyResult<()> {
         if !websocket && !polling {
             return Err(PyValueError::new_err("no transport enabled"));
@@ -188,6 +191,7 @@ impl PyClientHandle {
                 max_bytes: max_attachment_bytes,
                 timeout: Duration::from_millis(attachment_timeout_ms),
             },
+            in_process: in_process.map(|server| server.get().in_process()),
         };
         self.send(ClientCommand::Connect {
             gen,

@@ -780,6 +780,11 @@ impl PyServerHandle {
 }
 
 impl PyServerHandle {
+    /// For the client binding: in-process connections to this server.
+    fn in_process(&self) -> ferrosio_core::InProcessServer {
+        self.handle.in_process()
+    }
+
     fn send(&self, cmd: impl Into<Command>) -> PyResult<()> {
         let cmd = cmd.into();
         if let Some(batch) = self

@@ -97,7 +97,7 @@ async fn handshake(
     target: &Arc<ConnectTarget>,
     tls: Option<&TlsConnector>,
 ) -> Result<Opened, String> {
-    if target.polling {
+    if target.polling && target.in_process.is_none() {
         let mut conn = HttpConn::new(target.clone(), tls.cloned());
         let body = conn
             .request(&request_path(target, "polling", None), None)
@@ -117,10 +117,11 @@ async fn handshake(
             extra: packets.collect(),
         });
     }
-    if !target.websocket {
-        return Err("no transport enabled".into());
-    }
-    let mut ws = ws_connect(target, tls, None).await?;
+    let mut ws = match &target.in_process {
+        Some(server) => super::in_process::connect(server, target).await?,
+        None if !target.websocket => return Err("no transport enabled".into()),
+        None => ws_connect(target, tls, None).await?,
+    };
     loop {
         match ws.next().await {
             Some(Ok(Message::Text(t))) => {

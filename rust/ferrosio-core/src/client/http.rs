@@ -13,12 +13,12 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
-use tokio_tungstenite::WebSocketStream;
 
 use super::tls::{ClientStream, TlsConnector};
 use super::ConnectTarget;
 
-pub type Ws = WebSocketStream<ClientStream>;
+/// A WebSocket of the client: over TCP/TLS, or in-process (`super::in_process`).
+pub type Ws = super::in_process::WsLink;
 
 /// How long a kept-alive connection may sit idle before we stop trusting it (Node's server
 /// closes idle keep-alive connections after 5 s).
@@ -101,7 +101,7 @@ pub async fn ws_connect(
     let (ws, _) = tokio_tungstenite::client_async_with_config(req, stream, Some(config))
         .await
         .map_err(|e| format!("websocket handshake failed: {e}"))?;
-    Ok(ws)
+    Ok(Ws::Net(Box::new(ws)))
 }
 
 fn host_header(target: &ConnectTarget) -> String {

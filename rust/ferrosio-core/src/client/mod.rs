@@ -1,5 +1,5 @@
 //! The Socket.IO client engine: Engine.IO v4 over WebSocket, long-polling, or polling upgraded
-//! to WebSocket, on a tokio current-thread runtime of its own thread.
+//! to WebSocket (or an in-process WebSocket to a server of the same process), on a tokio current-thread runtime of its own thread.
 //!
 //! The engine owns one connection at a time (an *attempt*, numbered by the host with a
 //! generation `gen`): the handshake, the transport, the heartbeat (pongs, and a dead-server
@@ -12,6 +12,7 @@
 mod conn;
 pub mod decoder;
 mod http;
+mod in_process;
 pub mod tls;
 
 use std::sync::Arc;
@@ -106,6 +107,9 @@ pub struct ConnectTarget {
     /// Bounds on binary packets from the server in reassembly (the timeout is checked at each
     /// ping from the server).
     pub attachment_limits: AttachmentLimits,
+    /// Connect to this server of the same process instead of `host:port`: a WebSocket with
+    /// no socket (`in_process`); `polling`, `upgrade` and `tls` do not apply.
+    pub in_process: Option<crate::server::InProcessServer>,
 }
 
 /// A request from the host, applied in order on the engine thread.

@@ -110,6 +110,7 @@ fn target(port: u16, websocket: bool, polling: bool) -> Box<ConnectTarget> {
         request_timeout: Duration::from_secs(5),
         tls: None,
         attachment_limits: Default::default(),
+        in_process: None,
     })
 }
 
@@ -154,14 +155,22 @@ fn text(kind: PacketType, nsp: &str, ack: Option<u64>, n: usize, data: &[u8]) ->
 }
 
 fn round_trip(websocket: bool, polling: bool, expect_upgrade: bool) {
+    round_trip_on(websocket, polling, expect_upgrade, false);
+}
+
+/// With `in_process`, the same through an in-process connection (its target asks for
+/// `polling`/`websocket` as given; the connection is an in-process WebSocket whatever they say).
+fn round_trip_on(websocket: bool, polling: bool, expect_upgrade: bool, in_process: bool) {
     let server = EchoServer::start(ServerConfig::default());
     let client = ClientHandle::start().unwrap();
     let mut seen = Vec::new();
+    let mut to = target(server.port(), websocket, polling);
+    if in_process {
+        to.in_process = Some(server.handle.in_process());
+    }
+    let polling = polling && !in_process;
     client
-        .command(ClientCommand::Connect {
-            gen: 1,
-            target: target(server.port(), websocket, polling),
-        })
+        .command(ClientCommand::Connect { gen: 1, target: to })
         .unwrap();
     let open = wait_for(&client, &mut seen, |i| {
         matches!(i, ClientInbound::Open { .. })
@@ -307,6 +316,73 @@ fn polling_round_trip() {
 #[test]
 fn upgraded_round_trip() {
     round_trip(true, true, true);
+}
+
+#[test]
+fn in_process_round_trip() {
+    round_trip_on(true, true, false, true);
+}
+
+#[test]
+fn in_process_refusal_and_server_shutdown() {
+    // A path the server does not serve: refused as the handshake of a WebSocket would be.
+    let server = EchoServer::start(ServerConfig::default());
+    let client = ClientHandle::start().unwrap();
+    let mut seen = Vec::new();
+    let mut to = target(0, true, false);
+    to.path = "/elsewhere/".into();
+    to.in_process = Some(server.handle.in_process());
+    client
+        .command(ClientCommand::Connect { gen: 1, target: to })
+        .unwrap();
+    let c = wait_for(&client, &mut seen, |x| {
+        matches!(x, ClientInbound::Closed { .. })
+    });
+    let ClientInbound::Closed { reason, detail, .. } = c else {
+        unreachable!()
+    };
+    assert_eq!(reason, DisconnectReason::ConnectError);
+    assert!(detail.contains("404"), "{detail}");
+
+    // The server shuts down under an open connection: the client sees the transport close.
+    let mut to = target(0, true, false);
+    to.in_process = Some(server.handle.in_process());
+    client
+        .command(ClientCommand::Connect { gen: 2, target: to })
+        .unwrap();
+    wait_for(&client, &mut seen, |i| {
+        matches!(i, ClientInbound::Open { gen: 2, .. })
+    });
+    let in_process = server.handle.in_process();
+    drop(server);
+    let c = wait_for(&client, &mut seen, |x| {
+        matches!(x, ClientInbound::Closed { .. })
+    });
+    let ClientInbound::Closed { gen, reason, .. } = c else {
+        unreachable!()
+    };
+    assert_eq!(gen, 2);
+    assert!(
+        matches!(
+            reason,
+            DisconnectReason::TransportClose | DisconnectReason::TransportError
+        ),
+        "{reason:?}"
+    );
+    // ... and a stopped server refuses new connections at once.
+    let mut to = target(0, true, false);
+    to.in_process = Some(in_process);
+    client
+        .command(ClientCommand::Connect { gen: 3, target: to })
+        .unwrap();
+    let c = wait_for(&client, &mut seen, |x| {
+        matches!(x, ClientInbound::Closed { gen: 3, .. })
+    });
+    let ClientInbound::Closed { reason, detail, .. } = c else {
+        unreachable!()
+    };
+    assert_eq!(reason, DisconnectReason::ConnectError);
+    assert!(detail.contains("not running"), "{detail}");
 }
 
 #[test]

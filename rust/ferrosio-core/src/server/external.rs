@@ -1,5 +1,5 @@
-//! The front door without a listener: the host's web server (an ASGI server; later an
-//! in-process test client) owns the sockets and hands over whole requests. Everything
+//! The front door without a listener: the host's web server (an ASGI server; or an
+//! in-process client, see `in_process`) owns the sockets and hands over whole requests. Everything
 //! Engine.IO decides is still decided here, by the same code as for the engine's own
 //! listener: the endpoint, the host gate, CORS, error codes and bodies, the handshake, polling
 //! GET/POST, the upgrade, heartbeats and the connect timeout.
@@ -49,7 +49,7 @@ pub struct ExternalRequest {
 }
 
 impl ExternalRequest {
-    fn into_request(self) -> Result<Request<Full<Bytes>>, ServerError> {
+    pub(super) fn into_request(self) -> Result<Request<Full<Bytes>>, ServerError> {
         let uri = if self.query.is_empty() {
             self.path
         } else {
@@ -96,7 +96,7 @@ async fn reply(front: &FrontDoor, id: u64, res: HttpResponse) {
 
 impl FrontDoor {
     /// Decides on a WebSocket request and, if accepted, sets `conn` up to carry its session.
-    async fn open_external_ws(
+    pub(super) async fn open_external_ws(
         self: Arc<Self>,
         req: Request<Full<Bytes>>,
         remote: SocketAddr,
@@ -173,8 +173,12 @@ impl FrontDoor {
         res
     }
 
-    /// Tells the host `conn` has something for it, unless a notice is out already.
+    /// Tells the host `conn` has something for it, unless a notice is out already; an
+    /// in-process client's reader is woken directly instead.
     fn notify_external(&self, conn: &Arc<ExternalWs>) {
+        if conn.wake_local() {
+            return;
+        }
         if conn.claim_notice() {
             self.inbound
                 .push(ControlInbound::Ready { id: conn.id() }.into());
@@ -187,6 +191,18 @@ impl FrontDoor {
         let Some(session) = conn.session() else {
             return;
         };
+        if conn.is_local() {
+            // The in-process reader waits on the session's outbox itself (no hop through this
+            // thread per batch); only the session's end is watched here.
+            tokio::spawn(async move {
+                session.wait_closed().await;
+                conn.wake_local();
+                if let Some(reason) = session.closed() {
+                    self.end_session(&session, reason);
+                }
+            });
+            return;
+        }
         tokio::spawn(async move {
             // Frames may be queued already (the open packet, or what polling left).
             self.notify_external(&conn);

@@ -14,6 +14,7 @@
 //! - `listener`: bind, the accept and command loop, graceful shutdown;
 //! - `handoff`: one of several worker processes on one port: a connection for another
 //!   worker's session is handed to it;
+//! - `in_process`: connections of in-process clients (no socket), on the `external` seam;
 //! - `tls`: the listener's TLS (certificate, key, client CAs), set up at start.
 
 mod cors;
@@ -22,6 +23,7 @@ mod forward;
 mod gate;
 mod handoff;
 mod http;
+mod in_process;
 mod listener;
 mod polling;
 mod route;
@@ -32,6 +34,7 @@ mod upgrade;
 
 pub use external::ExternalRequest;
 pub use handoff::WorkerStats;
+pub use in_process::InProcessServer;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;

@@ -9,8 +9,10 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::task::Waker;
 
 use bytes::Bytes;
+use futures_util::task::AtomicWaker;
 use parking_lot::Mutex;
 
 use crate::engineio::dispatch::{dispatch, Outcome};
@@ -62,6 +64,10 @@ pub struct ExternalWs {
     notified: AtomicBool,
     /// The client sent `2probe` (the probe is answered; `5` is awaited).
     probed: AtomicBool,
+    /// An in-process client's reader (`client::in_process`): woken directly when frames are
+    /// queued, instead of a ready notice on the host's inbound queue. `None` for a host's
+    /// connection (ASGI).
+    local: Option<AtomicWaker>,
 }
 
 impl ExternalWs {
@@ -73,7 +79,45 @@ impl ExternalWs {
             max_payload,
             notified: AtomicBool::new(false),
             probed: AtomicBool::new(false),
+            local: None,
         })
+    }
+
+    /// A connection for an in-process client: its reader registers a waker
+    /// ([`ExternalWs::register_local`]) rather than waiting for ready notices.
+    pub fn new_local(max_payload: usize) -> Arc<Self> {
+        Arc::new(ExternalWs {
+            id: 0,
+            state: Mutex::new(State::Pending),
+            handler: Mutex::new(None),
+            max_payload,
+            notified: AtomicBool::new(false),
+            probed: AtomicBool::new(false),
+            local: Some(AtomicWaker::new()),
+        })
+    }
+
+    /// Wakes the in-process reader, if this is an in-process connection (false otherwise).
+    pub fn wake_local(&self) -> bool {
+        match &self.local {
+            Some(waker) => {
+                waker.wake();
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// True for an in-process client's connection.
+    pub fn is_local(&self) -> bool {
+        self.local.is_some()
+    }
+
+    /// The in-process reader waits for frames: woken by the next [`ExternalWs::wake_local`].
+    pub fn register_local(&self, waker: &Waker) {
+        if let Some(local) = &self.local {
+            local.register(waker);
+        }
     }
 
     pub fn id(&self) -> u64 {
