@@ -14,8 +14,8 @@ use futures_util::StreamExt;
 use tokio::sync::mpsc;
 
 use super::wire::{
-    broadcast_channel, decode_broadcast, decode_bulk, encode_broadcast, encode_bulk, exact_pattern,
-    request_channel, BulkAction,
+    broadcast_channel, bulk_from_value, decode_broadcast, decode_value, encode_broadcast,
+    encode_bulk, request_channel, request_uid, response_channel, BulkAction,
 };
 use super::{ClusterError, ClusterLink, ClusterStats, Outgoing, RedisClusterConfig};
 use crate::bridge::{Command, ControlInbound, Inbound, InboundQueue, SocketIoCommand, Target};
@@ -25,6 +25,11 @@ const REDIS_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Most queued broadcasts sent to Redis as one pipeline.
 const PIPELINE_MAX: usize = 256;
+
+/// Largest request or response from another node handed to the host (a fetch-sockets
+/// answer listing many sockets is the big one); a larger one is ignored and counted as
+/// malformed, so the asker's request ends with a timeout.
+pub const MAX_HOST_MESSAGE: usize = 16 * 1024 * 1024;
 
 /// Creates the link and spawns its task on `runtime` (the engine thread's).
 pub(crate) fn spawn_link(
@@ -138,6 +143,7 @@ impl LinkTask {
         }
         let mut batch = Vec::with_capacity(PIPELINE_MAX);
         let request_prefix = format!("{key}-request#");
+        let response_prefix = format!("{key}-response#");
         loop {
             tokio::select! {
                 n = self.rx.recv_many(&mut batch, PIPELINE_MAX) => {
@@ -153,8 +159,15 @@ impl LinkTask {
                     let Some(msg) = msg else {
                         return Err(ClusterError::ConnectionLost);
                     };
-                    let is_request = msg.get_channel_name().starts_with(&request_prefix);
-                    if !self.deliver(is_request, msg.get_channel_name(), msg.get_payload_bytes()) {
+                    let channel = msg.get_channel_name();
+                    let delivered = if channel.starts_with(&request_prefix) {
+                        self.deliver_request(channel, msg.get_payload_bytes())
+                    } else if channel.starts_with(&response_prefix) {
+                        self.deliver_response(channel, msg.get_payload_bytes())
+                    } else {
+                        self.deliver(msg.get_payload_bytes())
+                    };
+                    if !delivered {
                         return Ok(());
                     }
                 }
@@ -172,7 +185,11 @@ impl LinkTask {
         let pending: Vec<Arc<str>> = self.link.namespaces.lock()[done..].to_vec();
         for nsp in &pending {
             sink.psubscribe(format!("{key}#{nsp}#*")).await?;
-            sink.psubscribe(exact_pattern(&request_channel(key, nsp)))
+            // Plain subscriptions, as Node's: `PUBSUB NUMSUB` on the request channel counts
+            // this node among those that answer requests.
+            sink.subscribe(request_channel(key, nsp)).await?;
+            sink.subscribe(response_channel(key, nsp, None)).await?;
+            sink.subscribe(response_channel(key, nsp, Some(&self.link.uid)))
                 .await?;
         }
         Ok(done + pending.len())
@@ -186,6 +203,8 @@ impl LinkTask {
     ) -> Result<(), ClusterError> {
         let mut pipe = redis::pipe();
         let mut count = 0;
+        // The host's requests in this pipeline, in order: each one's NUMSUB is an answer.
+        let mut tokens = Vec::new();
         for item in batch.drain(..) {
             match item {
                 Outgoing::Broadcast { nsp, frames, opts } => {
@@ -208,14 +227,44 @@ impl LinkTask {
                         .ignore();
                     count += 1;
                 }
+                Outgoing::Request {
+                    nsp,
+                    payload,
+                    token,
+                } => {
+                    let channel = request_channel(key, &nsp);
+                    pipe.cmd("PUBSUB").arg("NUMSUB").arg(&channel);
+                    pipe.cmd("PUBLISH").arg(channel).arg(payload).ignore();
+                    tokens.push(token);
+                    count += 1;
+                }
+                Outgoing::Message { channel, payload } => {
+                    pipe.cmd("PUBLISH").arg(channel).arg(payload).ignore();
+                    count += 1;
+                }
             }
         }
         if count == 0 {
             return Ok(());
         }
-        if let Err(e) = pipe.query_async::<()>(conn).await {
-            self.link.stats.dropped.fetch_add(count, Ordering::Relaxed);
-            return Err(e.into());
+        let result = if tokens.is_empty() {
+            pipe.query_async::<()>(conn).await.map(|()| Vec::new())
+        } else {
+            // `PUBSUB NUMSUB ch` answers `[ch, n]`.
+            pipe.query_async::<Vec<(String, u64)>>(conn).await
+        };
+        let counts = match result {
+            Ok(counts) => counts,
+            Err(e) => {
+                self.link.stats.dropped.fetch_add(count, Ordering::Relaxed);
+                for token in tokens {
+                    self.sent(token, None);
+                }
+                return Err(e.into());
+            }
+        };
+        for (i, token) in tokens.into_iter().enumerate() {
+            self.sent(token, counts.get(i).map(|(_, n)| *n));
         }
         self.link
             .stats
@@ -224,44 +273,102 @@ impl LinkTask {
         Ok(())
     }
 
-    /// Hands a message from another node to the layer; false when the server is gone.
-    fn deliver(&self, is_request: bool, channel: &str, payload: &[u8]) -> bool {
+    fn sent(&self, token: u64, servers: Option<u64>) {
+        self.inbound
+            .push(Inbound::Control(ControlInbound::ClusterSent {
+                token,
+                servers,
+            }));
+    }
+
+    /// The namespace named by `<prefix><nsp>#` or `<prefix><nsp>#<uid>#`.
+    fn channel_nsp(&self, channel: &str, kind: &str) -> String {
+        let rest = channel
+            .strip_prefix(self.link.key.as_str())
+            .and_then(|rest| rest.strip_prefix(kind))
+            .unwrap_or("/#");
+        // A namespace name never contains `#` (Node's adapter relies on it too).
+        rest.split('#').next().unwrap_or("/").to_owned()
+    }
+
+    /// A request from another node (or an emitter): bulk requests go to the layer, the
+    /// others to the host; false when the server is gone.
+    fn deliver_request(&self, channel: &str, payload: &[u8]) -> bool {
         let Some(commands) = self.commands.upgrade() else {
             return false;
         };
-        if is_request {
-            // `<key>-request#<nsp>#`
-            let nsp = channel
-                .strip_prefix(self.link.key.as_str())
-                .and_then(|rest| rest.strip_prefix("-request#"))
-                .and_then(|rest| rest.strip_suffix('#'))
-                .unwrap_or("/")
-                .to_owned();
-            match decode_bulk(payload) {
-                Ok(Some(bulk)) if bulk.uid.as_deref() == Some(self.link.uid.as_str()) => {}
-                Ok(Some(bulk)) => {
-                    self.link.stats.received.fetch_add(1, Ordering::Relaxed);
-                    let opts = bulk.opts;
-                    let cmd = match bulk.action {
-                        BulkAction::Join(rooms) => {
-                            SocketIoCommand::SocketsJoin { nsp, opts, rooms }
-                        }
-                        BulkAction::Leave(rooms) => {
-                            SocketIoCommand::SocketsLeave { nsp, opts, rooms }
-                        }
-                        BulkAction::Disconnect { close } => {
-                            SocketIoCommand::DisconnectSockets { nsp, opts, close }
-                        }
-                    };
-                    let _ = commands.send(Command::SocketIo(cmd));
-                }
-                Ok(None) => {} // a request this node does not answer (see `exact_pattern`)
-                Err(_) => {
-                    self.link.stats.malformed.fetch_add(1, Ordering::Relaxed);
-                }
+        let nsp = self.channel_nsp(channel, "-request#");
+        let (value, attachments) = match decode_value(payload) {
+            Ok(decoded) if payload.len() <= MAX_HOST_MESSAGE => decoded,
+            _ => {
+                self.link.stats.malformed.fetch_add(1, Ordering::Relaxed);
+                return true;
             }
-            return true;
+        };
+        if request_uid(&value) == Some(self.link.uid.as_str()) {
+            return true; // our own request
         }
+        self.link.stats.received.fetch_add(1, Ordering::Relaxed);
+        match bulk_from_value(&value) {
+            Some(bulk) => {
+                let opts = bulk.opts;
+                let cmd = match bulk.action {
+                    BulkAction::Join(rooms) => SocketIoCommand::SocketsJoin { nsp, opts, rooms },
+                    BulkAction::Leave(rooms) => SocketIoCommand::SocketsLeave { nsp, opts, rooms },
+                    BulkAction::Disconnect { close } => {
+                        SocketIoCommand::DisconnectSockets { nsp, opts, close }
+                    }
+                };
+                let _ = commands.send(Command::SocketIo(cmd));
+            }
+            None => self.to_host(nsp, false, &value, attachments),
+        }
+        true
+    }
+
+    /// An answer to a request (ours, or another node's on the shared channel: the host
+    /// keeps those it asked for).
+    fn deliver_response(&self, channel: &str, payload: &[u8]) -> bool {
+        if self.commands.upgrade().is_none() {
+            return false;
+        }
+        let nsp = self.channel_nsp(channel, "-response#");
+        match decode_value(payload) {
+            Ok((value, attachments)) if payload.len() <= MAX_HOST_MESSAGE => {
+                self.to_host(nsp, true, &value, attachments);
+            }
+            _ => {
+                self.link.stats.malformed.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        true
+    }
+
+    fn to_host(
+        &self,
+        nsp: String,
+        response: bool,
+        value: &serde_json::Value,
+        attachments: Vec<bytes::Bytes>,
+    ) {
+        let Ok(json) = serde_json::to_vec(value) else {
+            return;
+        };
+        self.inbound
+            .push(Inbound::Control(ControlInbound::ClusterMessage {
+                nsp,
+                response,
+                json,
+                attachments,
+            }));
+    }
+
+    /// A broadcast from another node, delivered to this node's clients; false when the
+    /// server is gone.
+    fn deliver(&self, payload: &[u8]) -> bool {
+        let Some(commands) = self.commands.upgrade() else {
+            return false;
+        };
         match decode_broadcast(payload) {
             Ok(remote) if remote.uid == self.link.uid => {} // our own, already delivered here
             Ok(remote) => {

@@ -38,6 +38,8 @@ pub enum ClusterError {
     ConnectionLost,
     #[error(transparent)]
     Wire(#[from] wire::WireError),
+    #[error("this server is not in a cluster")]
+    NotInCluster,
 }
 
 /// How a server joins a cluster.
@@ -120,6 +122,28 @@ pub(crate) enum Outgoing {
         action: wire::BulkAction,
         opts: BroadcastOptions,
     },
+    /// A request of the host that expects answers: published on the namespace's request
+    /// channel after counting its listeners (`PUBSUB NUMSUB`), reported to the host as
+    /// [`ControlInbound::ClusterSent`](crate::bridge::ControlInbound::ClusterSent).
+    Request {
+        nsp: Arc<str>,
+        payload: Vec<u8>,
+        token: u64,
+    },
+    /// A message of the host published as is: an answer to another node, or a request
+    /// nobody answers (a server-side emit without ack).
+    Message { channel: String, payload: Vec<u8> },
+}
+
+/// Where a message of the host goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClusterChannel {
+    /// The namespace's request channel (every node).
+    Request,
+    /// The namespace's response channel (every node; the asker picks its own answers).
+    Response,
+    /// The response channel of the node with this uid only.
+    ResponseTo(String),
 }
 
 /// The adapters' side of the link: its queue, the namespaces to subscribe to, the counters.
@@ -155,6 +179,54 @@ impl ClusterLink {
         if self.queue.try_send(item).is_err() {
             self.stats.dropped.fetch_add(1, Ordering::Relaxed);
         }
+    }
+
+    /// This node's id on the bus (the `uid` of its requests).
+    pub fn uid(&self) -> &str {
+        &self.uid
+    }
+
+    /// Queues a request of the host (`json` with placeholders for `attachments`, see
+    /// [`wire::encode_value`]); its publication is reported with `token`. False (nothing
+    /// queued, counted as dropped) when the queue is full.
+    pub fn send_request(
+        &self,
+        nsp: &str,
+        json: &[u8],
+        attachments: &[bytes::Bytes],
+        token: u64,
+    ) -> Result<bool, wire::WireError> {
+        let payload = wire::encode_value(json, attachments)?;
+        Ok(self.try_enqueue(Outgoing::Request {
+            nsp: Arc::from(nsp),
+            payload,
+            token,
+        }))
+    }
+
+    /// Queues a message of the host for `channel` of `nsp`; false when the queue is full.
+    pub fn send_message(
+        &self,
+        nsp: &str,
+        channel: &ClusterChannel,
+        json: &[u8],
+        attachments: &[bytes::Bytes],
+    ) -> Result<bool, wire::WireError> {
+        let payload = wire::encode_value(json, attachments)?;
+        let channel = match channel {
+            ClusterChannel::Request => wire::request_channel(&self.key, nsp),
+            ClusterChannel::Response => wire::response_channel(&self.key, nsp, None),
+            ClusterChannel::ResponseTo(uid) => wire::response_channel(&self.key, nsp, Some(uid)),
+        };
+        Ok(self.try_enqueue(Outgoing::Message { channel, payload }))
+    }
+
+    fn try_enqueue(&self, item: Outgoing) -> bool {
+        let queued = self.queue.try_send(item).is_ok();
+        if !queued {
+            self.stats.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+        queued
     }
 
     fn add_namespace(&self, nsp: &Arc<str>) {
