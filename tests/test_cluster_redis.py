@@ -728,3 +728,28 @@ async def test_a_frozen_node_times_out_and_a_killed_one_is_not_waited_for(
     assert await cluster.b.server_side_call("ss-ask", 1, timeout=WAIT) == [{"a": [1]}]
     stats = cluster.a.cluster_stats()
     assert stats is not None and stats["requests_timed_out"] == 1
+
+
+async def test_requests_during_a_redis_outage_fail_at_once_and_are_counted(
+    cluster: Cluster,
+) -> None:
+    cluster.redis.kill()
+    deadline = time.monotonic() + WAIT
+    while (cluster.a.cluster_stats() or {}).get("connected"):
+        assert time.monotonic() < deadline, "a did not notice the outage"
+        await asyncio.sleep(0.02)
+    with pytest.raises(ferrosio.exceptions.ClusterError, match="redis is unreachable"):
+        await cluster.a.fetch_sockets(timeout=WAIT)
+    # A broadcast with acks reaches this server's clients only; their answers complete it.
+    assert await cluster.a.call("question", "q", room="r1", timeout=WAIT) == ["a1:q"]
+    stats = cluster.a.cluster_stats()
+    assert stats is not None and stats["requests_failed"] == 2, stats
+    cluster.redis.start()
+    deadline = time.monotonic() + WAIT
+    while not all((s.cluster_stats() or {}).get("connected") for s in (cluster.a, cluster.b)):
+        assert time.monotonic() < deadline, "the nodes did not reconnect"
+        await asyncio.sleep(0.02)
+    # Node's client resubscribes on its own schedule: counted or not, it answers or is not
+    # waited for.
+    found = {s.sid for s in await cluster.a.fetch_sockets(timeout=WAIT)}
+    assert {cluster.sids[n] for n in ("a1", "a2", "b1", "b2")} <= found

@@ -328,8 +328,12 @@ class ClusterRequests:
         """The link published request ``token`` to ``servers`` nodes (this one included)."""
         ack_id = self._broadcast_tokens.pop(token, None)
         if ack_id is not None:
-            if servers is not None:
-                self._server._broadcast_acks.expect_servers(ack_id, max(servers - 1, 0))
+            if servers is None:
+                # Redis lost: the broadcast reached this server's clients only; their
+                # answers complete it.
+                self.stats["requests_failed"] += 1
+                servers = 1
+            self._server._broadcast_acks.expect_servers(ack_id, max(servers - 1, 0))
             return
         request_id = self._tokens.pop(token, None)
         entry = self._pending.get(request_id) if request_id is not None else None

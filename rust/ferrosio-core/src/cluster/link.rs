@@ -48,6 +48,7 @@ pub(crate) fn spawn_link(
         key: config.key.clone(),
         queue: tx,
         namespaces: Default::default(),
+        namespace_count: Default::default(),
         namespaces_changed: Default::default(),
         stats: ClusterStats::default(),
     });
@@ -95,6 +96,10 @@ impl LinkTask {
                 tokio::select! {
                     _ = &mut sleep => break,
                     item = self.rx.recv() => match item {
+                        Some(Outgoing::Request { token, .. }) => {
+                            dropped += 1;
+                            self.sent(token, None); // the asker fails now, not at its deadline
+                        }
                         Some(_) => dropped += 1,
                         None => return,
                     },
@@ -149,6 +154,11 @@ impl LinkTask {
                 n = self.rx.recv_many(&mut batch, PIPELINE_MAX) => {
                     if n == 0 {
                         return Ok(());
+                    }
+                    if self.link.namespace_count.load(Ordering::Acquire) > subscribed {
+                        // A request for a namespace not listened to yet: its answers must
+                        // not come before the subscription.
+                        subscribed = self.subscribe_new(&mut sink, &key, subscribed).await?;
                     }
                     self.publish(&mut publisher, &key, &mut batch).await?;
                 }

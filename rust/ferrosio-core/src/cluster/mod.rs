@@ -14,7 +14,7 @@
 mod link;
 pub mod wire;
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -153,6 +153,8 @@ pub struct ClusterLink {
     key: String,
     queue: mpsc::Sender<Outgoing>,
     namespaces: Mutex<Vec<Arc<str>>>,
+    /// `namespaces.len()`, read by the link without the lock.
+    namespace_count: AtomicUsize,
     /// Wakes the link when a namespace is added.
     namespaces_changed: Notify,
     pub stats: ClusterStats,
@@ -197,6 +199,9 @@ impl ClusterLink {
         token: u64,
     ) -> Result<bool, wire::WireError> {
         let payload = wire::encode_value(json, attachments)?;
+        // The answers come on the namespace's response channels: this node must listen to
+        // them (the link subscribes before it publishes the request).
+        self.add_namespace(&Arc::from(nsp));
         Ok(self.try_enqueue(Outgoing::Request {
             nsp: Arc::from(nsp),
             payload,
@@ -230,7 +235,14 @@ impl ClusterLink {
     }
 
     fn add_namespace(&self, nsp: &Arc<str>) {
-        self.namespaces.lock().push(nsp.clone());
+        let mut namespaces = self.namespaces.lock();
+        if namespaces.iter().any(|n| n == nsp) {
+            return; // subscribed already (a namespace created again, or asked about first)
+        }
+        namespaces.push(nsp.clone());
+        self.namespace_count
+            .store(namespaces.len(), Ordering::Release);
+        drop(namespaces);
         self.namespaces_changed.notify_one();
     }
 }
@@ -439,6 +451,7 @@ mod tests {
             key: "socket.io".into(),
             queue,
             namespaces: Mutex::default(),
+            namespace_count: AtomicUsize::new(0),
             namespaces_changed: Notify::new(),
             stats: ClusterStats::default(),
         });
