@@ -496,4 +496,38 @@ mod tests {
         }
         assert_eq!(queued, 2);
     }
+
+    #[test]
+    fn requests_subscribe_their_namespace_once_and_a_full_queue_refuses_them() {
+        let (link, mut rx) = idle_link(1);
+        let _adapter = RedisAdapter::new("/", link.clone());
+        let json = br#"{"uid":"test","requestId":"q","type":5}"#;
+        assert!(link.send_request("/", json, &[], 1).unwrap());
+        assert!(
+            !link.send_request("/chat", json, &[], 2).unwrap(),
+            "the bound is 1: refused, not queued"
+        );
+        assert_eq!(link.stats.snapshot().dropped, 1);
+        assert_eq!(
+            link.namespaces.lock().as_slice(),
+            [Arc::<str>::from("/"), Arc::<str>::from("/chat")],
+            "asking about a namespace subscribes it, once"
+        );
+        assert_eq!(link.namespace_count.load(Ordering::Acquire), 2);
+        let Ok(Outgoing::Request { token, nsp, .. }) = rx.try_recv() else {
+            panic!("a request")
+        };
+        assert_eq!((token, &*nsp), (1, "/"));
+        assert!(
+            link.send_request("/", b"[1]", &[], 3).is_err(),
+            "not an object"
+        );
+        assert!(link
+            .send_message("/", &ClusterChannel::Response, br#"{"requestId":"q"}"#, &[])
+            .unwrap());
+        let Ok(Outgoing::Message { channel, .. }) = rx.try_recv() else {
+            panic!("a message")
+        };
+        assert_eq!(channel, "socket.io-response#/#");
+    }
 }
