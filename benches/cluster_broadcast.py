@@ -120,7 +120,7 @@ def run_once(kind: str, args: argparse.Namespace, logs: Path) -> dict[str, Any]:
                 "node",
                 str(HERE / "load.mjs"),
                 "--ports",
-                ",".join(map(str, ports)),
+                ",".join(map(str, [ports[0], ports[0]] if args.one_node else ports)),
                 "--conns",
                 str(args.conns),
                 "--rate",
@@ -164,6 +164,12 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=10)
     parser.add_argument("--warmup", type=float, default=2)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument(
+        "--one-node",
+        action="store_true",
+        help="every client on the first node (the second idles): the same load without "
+        "cross-node deliveries, for comparison",
+    )
     parser.add_argument("--out", type=Path, default=None, help="every raw result, as JSON")
     args = parser.parse_args()
     for tool in ("redis-server", "node"):
@@ -179,8 +185,9 @@ def main() -> None:
             print(f"# run {i + 1} {kind}: {json.dumps(r)}", file=sys.stderr, flush=True)
     if args.out is not None:
         args.out.write_text(json.dumps(results, indent=1))
+    where = "ONE node (the other idle)" if args.one_node else "two nodes"
     print(
-        f"\n{args.conns} clients over two nodes, one sender, {args.rate:g} broadcasts/s, "
+        f"\n{args.conns} clients over {where}, one sender, {args.rate:g} broadcasts/s, "
         f"{args.duration:g} s windows, median of {args.repeat} (logs: {logs})\n"
     )
     print(

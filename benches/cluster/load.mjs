@@ -72,12 +72,13 @@ function open(port, onEvent) {
   });
 }
 
+const T_FIELD = /"t":(\d+)/;
 const onBroadcast = (text) => {
   deliveredTotal++;
   if (!measuring) return;
-  // 42["bcast",{"t":<µs>,...}]: the number only (cheaper than parsing the packet).
-  const at = text.indexOf('"t":') + 4;
-  latencies.push(nowUs() - Number(text.slice(at, text.indexOf(",", at))));
+  // 42["bcast",{"t":<µs>,...}]: the number only (cheaper than parsing the packet; the keys
+  // may come in any order).
+  latencies.push(nowUs() - Number(T_FIELD.exec(text)[1]));
   delivered++;
 };
 

@@ -67,7 +67,9 @@ class RemoteSocket:
     :ivar namespace: its namespace.
     :ivar rooms: its rooms, its own sid room included.
     :ivar handshake: Node's ``socket.handshake``: ``headers``, ``time``, ``address``,
-        ``xdomain``, ``secure``, ``issued`` (ms), ``url``, ``query``, ``auth``.
+        ``xdomain``, ``secure``, ``issued`` (ms), ``url``, ``query``, ``auth``. A ferrosio
+        server records ``auth`` and ``issued`` only when it is in a cluster
+        (``client_manager``): alone, its sockets show ``{}`` and the time of the call.
     :ivar data: Node's ``socket.data``; for a ferrosio socket its session
         (:meth:`ferrosio.AsyncServer.get_session`) when JSON-serialisable, else ``{}``.
     :ivar local: whether the socket is connected to this server.

@@ -31,6 +31,15 @@ const PIPELINE_MAX: usize = 256;
 /// malformed, so the asker's request ends with a timeout.
 pub const MAX_HOST_MESSAGE: usize = 16 * 1024 * 1024;
 
+/// A request or response of at most [`MAX_HOST_MESSAGE`] bytes, decoded (None: too large or
+/// malformed).
+fn bounded_decode(payload: &[u8]) -> Option<(serde_json::Value, Vec<bytes::Bytes>)> {
+    if payload.len() > MAX_HOST_MESSAGE {
+        return None;
+    }
+    decode_value(payload).ok()
+}
+
 /// Creates the link and spawns its task on `runtime` (the engine thread's).
 pub(crate) fn spawn_link(
     config: &RedisClusterConfig,
@@ -308,9 +317,9 @@ impl LinkTask {
             return false;
         };
         let nsp = self.channel_nsp(channel, "-request#");
-        let (value, attachments) = match decode_value(payload) {
-            Ok(decoded) if payload.len() <= MAX_HOST_MESSAGE => decoded,
-            _ => {
+        let (value, attachments) = match bounded_decode(payload) {
+            Some(decoded) => decoded,
+            None => {
                 self.link.stats.malformed.fetch_add(1, Ordering::Relaxed);
                 return true;
             }
@@ -343,11 +352,11 @@ impl LinkTask {
             return false;
         }
         let nsp = self.channel_nsp(channel, "-response#");
-        match decode_value(payload) {
-            Ok((value, attachments)) if payload.len() <= MAX_HOST_MESSAGE => {
+        match bounded_decode(payload) {
+            Some((value, attachments)) => {
                 self.to_host(nsp, true, &value, attachments);
             }
-            _ => {
+            None => {
                 self.link.stats.malformed.fetch_add(1, Ordering::Relaxed);
             }
         }

@@ -555,4 +555,24 @@ mod tests {
             "socket.io-response#/chat#u1#"
         );
     }
+
+    #[test]
+    fn object_keys_keep_their_order_across_nodes() {
+        // Node's clients see keys in the order the sender wrote them, as on one node.
+        let text = br#"["ev",{"t":1,"pad":"x","a":{"z":1,"b":2}}]"#;
+        let frames = vec![Frame::Text(encode_message(
+            PacketType::Event,
+            "/",
+            None,
+            0,
+            text,
+        ))];
+        let bytes = encode_broadcast("u", "/", &frames, &opts(&[], &[])).unwrap();
+        let got = decode_broadcast(&bytes).unwrap();
+        let Frame::Text(out) = &got.frames[0] else {
+            panic!()
+        };
+        let packet = SocketPacket::decode(out.slice(1..)).unwrap();
+        assert_eq!(&packet.data[..], &text[..]);
+    }
 }
