@@ -405,3 +405,26 @@ impl LinkTask {
         true
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_for_the_host_are_bounded() {
+        let mut big = br#"{"requestId":"q","pad":""#.to_vec();
+        big.resize(MAX_HOST_MESSAGE, b'x');
+        big.extend_from_slice(br#""}"#);
+        assert!(big.len() > MAX_HOST_MESSAGE);
+        assert!(bounded_decode(&big).is_none(), "over the bound: refused");
+        let small = br#"{"requestId":"q","rooms":["a"]}"#;
+        let (value, attachments) = bounded_decode(small).unwrap();
+        assert_eq!(value["rooms"][0], "a");
+        assert!(attachments.is_empty());
+        assert!(bounded_decode(b"{nope").is_none(), "malformed JSON");
+        assert!(
+            bounded_decode(b"\x92\x01").is_none(),
+            "truncated MessagePack"
+        );
+    }
+}
