@@ -21,6 +21,7 @@ import json
 import logging
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -233,6 +234,24 @@ def _joiner(sio: ferrosio.AsyncServer) -> None:
             await sio.enter_room(sid, room)
 
 
+#: What each ferrosio server's server-side handlers got: server name -> [[event, *args]].
+SERVER_SIDE: dict[str, list[list[Any]]] = {}
+
+
+def _server_side(sio: ferrosio.AsyncServer, name: str) -> None:
+    """The ferrosio side of peer.mjs's server-side events."""
+    got = SERVER_SIDE[name] = []
+
+    @sio.on_server_side("ss-hello")
+    def hello(*args: Any) -> None:
+        got.append(["ss-hello", *args])
+
+    @sio.on_server_side("ss-ask")
+    async def ask(*args: Any) -> dict[str, Any]:
+        got.append(["ss-ask", *args])
+        return {name: list(args)}
+
+
 @pytest.fixture
 async def cluster(tmp_path: Path) -> AsyncIterator[Cluster]:
     redis = RedisServer(tmp_path)
@@ -242,6 +261,7 @@ async def cluster(tmp_path: Path) -> AsyncIterator[Cluster]:
     for name in ("a", "b"):
         sio = ferrosio.AsyncServer(client_manager=ferrosio.AsyncRedisManager(redis.url))
         _joiner(sio)
+        _server_side(sio, name)
         urls[name] = f"http://{HOST}:{await sio.start(HOST, 0)}"
         servers.append(sio)
     node_port = free_port()
@@ -511,3 +531,232 @@ async def test_enter_leave_room_and_disconnect_a_client_of_another_node(
     while await cluster.got("n2", "__disconnect") != [["io server disconnect"]]:
         assert time.monotonic() < deadline, "n2 was not disconnected"
         await asyncio.sleep(0.02)
+
+
+# ------------------------------------------------------------------------------------------
+# Requests between nodes: fetch sockets, all rooms, server-side emit, broadcast with acks.
+
+
+async def fetch_from(cluster: Cluster, origin: str, **selection: Any) -> dict[str, dict[str, Any]]:
+    """fetchSockets from `origin`: sid -> {rooms, handshake, data}."""
+    if origin == "node":
+        answer = await cluster.node.call(
+            "fetch",
+            rooms=selection.get("room") or [],
+            **{"except": selection.get("skip_sid") or []},
+        )
+        return {
+            s["id"]: {"rooms": set(s["rooms"]), "handshake": s["handshake"], "data": s["data"]}
+            for s in answer["sockets"]
+        }
+    sio = cluster.a if origin == "a" else cluster.b
+    found = await sio.fetch_sockets(**selection)
+    return {s.sid: {"rooms": s.rooms, "handshake": s.handshake, "data": s.data} for s in found}
+
+
+@pytest.mark.parametrize("origin", ORIGINS)
+async def test_fetch_sockets_sees_every_node(cluster: Cluster, origin: str) -> None:
+    everyone = await fetch_from(cluster, origin)
+    by_name = {name: everyone[sid] for name, sid in cluster.sids.items()}
+    assert set(everyone) == set(cluster.sids.values())
+    for name, (server, rooms) in CLIENTS.items():
+        got = by_name[name]
+        assert got["rooms"] == {cluster.sids[name], *rooms}, name
+        handshake = got["handshake"]
+        assert handshake["auth"] == {"rooms": rooms}, name
+        assert handshake["query"]["EIO"] == "4" and handshake["query"]["transport"] == "websocket"
+        assert handshake["address"].endswith("127.0.0.1"), handshake["address"]
+        assert isinstance(handshake["issued"], int) and isinstance(handshake["headers"], dict)
+        assert got["data"] == ({"server": "node"} if server == "node" else {}), name
+    in_r1 = await fetch_from(cluster, origin, room="r1", skip_sid="r2")
+    assert {n for n, sid in cluster.sids.items() if sid in in_r1} == {"a1", "n1"}
+
+
+async def test_remote_sockets_act_where_they_are(cluster: Cluster) -> None:
+    found = {s.sid: s for s in await cluster.a.fetch_sockets(room="r2")}
+    names = {sid: n for n, sid in cluster.sids.items()}
+    assert {names[sid] for sid in found} == {"a2", "b1", "n2"}
+    assert {names[sid] for sid, s in found.items() if s.local} == {"a2"}
+    for s in found.values():
+        await s.enter_room("picked")
+        await s.emit("direct", names[s.sid])
+    await cluster.fence("a")
+    for name in ("a2", "b1", "n2"):
+        assert await cluster.got(name, "direct") == [[name]]
+    await cluster.emit_from("node", "to-picked", [1], rooms=["picked"])
+    await cluster.fence("node")
+    assert await cluster.receivers("to-picked") == {"a2", "b1", "n2"}
+    await found[cluster.sids["n2"]].disconnect()
+    deadline = time.monotonic() + WAIT
+    while await cluster.got("n2", "__disconnect") != [["io server disconnect"]]:
+        assert time.monotonic() < deadline, "n2 was not disconnected"
+        await asyncio.sleep(0.02)
+
+
+@pytest.mark.parametrize("origin", ORIGINS)
+async def test_all_rooms_of_every_node(cluster: Cluster, origin: str) -> None:
+    if origin == "node":
+        rooms = set((await cluster.node.call("allRooms"))["rooms"])
+    else:
+        rooms = await (cluster.a if origin == "a" else cluster.b).all_rooms()
+    assert rooms == {"r1", "r2", *cluster.sids.values()}
+
+
+async def node_server_side(cluster: Cluster) -> list[list[Any]]:
+    return (await cluster.node.call("serverSideReceived"))["events"]
+
+
+@pytest.mark.parametrize("origin", ORIGINS)
+async def test_server_side_emit_reaches_the_other_servers(cluster: Cluster, origin: str) -> None:
+    args = ["hi", {"n": 1, "bin": b"\x00\x01"}]
+    if origin == "node":
+        await cluster.node.call(
+            "serverSideEmit", event="ss-hello", args=["hi", {"n": 1, "bin": {"$bin": "0001"}}]
+        )
+    else:
+        await (cluster.a if origin == "a" else cluster.b).server_side_emit("ss-hello", *args)
+    others = [s for s in ORIGINS if s != origin]
+    deadline = time.monotonic() + WAIT
+    for other in others:
+        while True:
+            if other == "node":
+                got = [e for e in await node_server_side(cluster) if e[0] == "ss-hello"]
+                expected: list[Any] = [["ss-hello", "hi", {"n": 1, "bin": {"$bin": "0001"}}]]
+            else:
+                got = [e for e in SERVER_SIDE[other] if e[0] == "ss-hello"]
+                expected = [["ss-hello", *args]]
+                if origin == "node":
+                    # Node's adapter sends this request as JSON: a Buffer in its JSON form.
+                    node_bin = {"type": "Buffer", "data": [0, 1]}
+                    expected = [["ss-hello", "hi", {"n": 1, "bin": node_bin}]]
+            if got:
+                assert got == expected, other
+                break
+            assert time.monotonic() < deadline, f"{other} did not get the server-side emit"
+            await asyncio.sleep(0.02)
+    if origin != "node":
+        assert SERVER_SIDE[origin] == [], "not to itself"
+
+
+@pytest.mark.parametrize("origin", ORIGINS)
+async def test_server_side_call_collects_every_server(cluster: Cluster, origin: str) -> None:
+    if origin == "node":
+        answer = await cluster.node.call("serverSideCall", event="ss-ask", args=[7])
+        assert "error" not in answer, answer
+        responses = answer["responses"]
+    else:
+        sio = cluster.a if origin == "a" else cluster.b
+        responses = await sio.server_side_call("ss-ask", 7)
+    expected = [{"node": [7]} if s == "node" else {s: [7]} for s in ORIGINS if s != origin]
+    assert sorted(responses, key=json.dumps) == sorted(expected, key=json.dumps)
+
+
+@pytest.mark.parametrize("origin", ORIGINS)
+async def test_broadcast_with_acks_collects_from_every_node(cluster: Cluster, origin: str) -> None:
+    async def call(rooms: list[str]) -> list[Any]:
+        if origin == "node":
+            answer = await cluster.node.call(
+                "callAll", event="question", args=["q"], rooms=rooms, timeout=5000
+            )
+            assert "error" not in answer, answer
+            return list(answer["responses"])
+        sio = cluster.a if origin == "a" else cluster.b
+        if rooms:
+            return await sio.call("question", "q", room=rooms, timeout=5)
+        return await sio.call("question", "q", broadcast=True, timeout=5)
+
+    assert sorted(await call(["r1"])) == ["a1:q", "b1:q", "n1:q"]
+    assert sorted(await call([])) == sorted(f"{n}:q" for n in CLIENTS)
+
+
+async def test_a_request_waits_for_no_one_missing_and_times_out_naming_them(
+    cluster: Cluster,
+) -> None:
+    # ss-never: Node records it and never answers; ferrosio b has no handler (no answer).
+    with pytest.raises(ferrosio.exceptions.TimeoutError, match="0 of 2 other servers"):
+        await cluster.a.server_side_call("ss-never", 1, timeout=0.5)
+    stats = cluster.a.cluster_stats()
+    assert stats is not None and stats["requests_timed_out"] == 1
+
+
+async def test_pending_requests_are_bounded(
+    cluster: Cluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(ferrosio._cluster_requests, "MAX_PENDING_REQUESTS", 1)
+    first = asyncio.ensure_future(cluster.a.server_side_call("ss-never", timeout=2))
+    await asyncio.sleep(0)  # the first one is pending
+    with pytest.raises(ferrosio.exceptions.BufferFullError, match="already wait"):
+        await cluster.a.server_side_call("ss-never", timeout=2)
+    with pytest.raises(ferrosio.exceptions.TimeoutError):
+        await first
+
+
+def numsub(redis: RedisServer, channel: str) -> int:
+    with socket.create_connection((HOST, redis.port), WAIT) as s:
+        s.sendall(f"PUBSUB NUMSUB {channel}\r\n".encode())
+        reply = s.recv(256).split(b"\r\n")
+    # *2 / $len / channel / :count
+    return int(reply[3][1:])
+
+
+async def test_a_frozen_node_times_out_and_a_killed_one_is_not_waited_for(
+    cluster: Cluster,
+) -> None:
+    channel = "socket.io-request#/#"
+    assert numsub(cluster.redis, channel) == 3
+    cluster.node.proc.send_signal(signal.SIGSTOP)  # subscribed, but never answers
+    try:
+        with pytest.raises(ferrosio.exceptions.TimeoutError, match="1 of 2"):
+            await cluster.b.all_rooms(timeout=0.5)
+        # Killed while a request waits for it: that request still ends, at its deadline.
+        waiting = asyncio.ensure_future(cluster.a.fetch_sockets(timeout=2))
+        deadline = time.monotonic() + WAIT
+        while not any(e.expected == 2 for e in cluster.a._cluster._pending.values()):
+            assert time.monotonic() < deadline, "the request was not counted"
+            await asyncio.sleep(0.01)
+    finally:
+        cluster.node.proc.kill()  # SIGKILL: Redis drops its subscriptions
+        cluster.node.proc.send_signal(signal.SIGCONT)
+    await cluster.node.proc.wait()
+    with pytest.raises(
+        ferrosio.exceptions.TimeoutError, match=r"1 of 2 other servers answered.*1 missing"
+    ):
+        await waiting
+    deadline = time.monotonic() + WAIT
+    while numsub(cluster.redis, channel) != 2:
+        assert time.monotonic() < deadline, "redis kept the dead node's subscription"
+        await asyncio.sleep(0.02)
+    # Every client lived in the killed process (their sockets close as it dies): what
+    # matters is that the answer comes from the two servers left, without waiting.
+    ferrosio_sids = {cluster.sids[n] for n in ("a1", "a2", "b1", "b2")}
+    found = {s.sid for s in await cluster.a.fetch_sockets(timeout=WAIT)}
+    assert found <= ferrosio_sids
+    assert await cluster.b.server_side_call("ss-ask", 1, timeout=WAIT) == [{"a": [1]}]
+    for sio in (cluster.a, cluster.b):
+        stats = sio.cluster_stats()
+        assert stats is not None and stats["requests_timed_out"] == 1
+
+
+async def test_requests_during_a_redis_outage_fail_at_once_and_are_counted(
+    cluster: Cluster,
+) -> None:
+    cluster.redis.kill()
+    deadline = time.monotonic() + WAIT
+    while (cluster.a.cluster_stats() or {}).get("connected"):
+        assert time.monotonic() < deadline, "a did not notice the outage"
+        await asyncio.sleep(0.02)
+    with pytest.raises(ferrosio.exceptions.ClusterError, match="redis is unreachable"):
+        await cluster.a.fetch_sockets(timeout=WAIT)
+    # A broadcast with acks reaches this server's clients only; their answers complete it.
+    assert await cluster.a.call("question", "q", room="r1", timeout=WAIT) == ["a1:q"]
+    stats = cluster.a.cluster_stats()
+    assert stats is not None and stats["requests_failed"] == 2, stats
+    cluster.redis.start()
+    deadline = time.monotonic() + WAIT
+    while not all((s.cluster_stats() or {}).get("connected") for s in (cluster.a, cluster.b)):
+        assert time.monotonic() < deadline, "the nodes did not reconnect"
+        await asyncio.sleep(0.02)
+    # Node's client resubscribes on its own schedule: counted or not, it answers or is not
+    # waited for.
+    found = {s.sid for s in await cluster.a.fetch_sockets(timeout=WAIT)}
+    assert {cluster.sids[n] for n in ("a1", "a2", "b1", "b2")} <= found

@@ -163,6 +163,28 @@ async def test_broadcast_acks_from_python_socketio_clients(make_server, psio) ->
     assert got[0][0] is None and len(got[0][1]) == 1
 
 
+async def test_cluster_requests_without_a_cluster_answer_for_this_server(make_server, psio) -> None:
+    """fetch_sockets/all_rooms/server_side_* without a client_manager: this server only."""
+    sio = room_server()
+    url = await make_server(sio)
+    a = await psio(url, auth={"token": "t"})
+    await psio(url)
+    assert await a.call("join", "lobby", timeout=WAIT) is True
+    await sio.save_session(a.get_sid(), {"user": "ann"})
+    found = await sio.fetch_sockets(room="lobby")
+    assert [s.sid for s in found] == [a.get_sid()]
+    s = found[0]
+    assert s.local and s.rooms == {a.get_sid(), "lobby"} and s.data == {"user": "ann"}
+    assert s.handshake["query"]["EIO"] == "4" and s.handshake["address"] == "127.0.0.1"
+    assert len(await sio.fetch_sockets()) == 2
+    assert await sio.fetch_sockets(skip_sid="lobby") != found
+    assert "lobby" in await sio.all_rooms()
+    await sio.server_side_emit("nobody", 1)  # no other server: nothing sent
+    assert await sio.server_side_call("nobody", 1) == []
+    stats = sio.cluster_stats()
+    assert stats is None
+
+
 async def test_broadcast_ack_needs_a_timeout_and_duplicates_count_once(make_server, psio) -> None:
     sio = room_server()
     url = await make_server(sio)

@@ -21,6 +21,8 @@ CONTROL_READY: Final = 11
 HTTP_REQUEST: Final = 12
 HTTP_WRITTEN: Final = 13
 HTTP_CLOSED: Final = 14
+CONTROL_CLUSTER_MESSAGE: Final = 30
+CONTROL_CLUSTER_SENT: Final = 31
 # Response body chunks (``more=True``) that may be sent to the engine and not yet written.
 HTTP_BODY_CREDIT: Final[int]
 
@@ -93,6 +95,15 @@ HttpWritten: TypeAlias = tuple[Literal[13], int]
 # (kind, id)
 HttpClosed: TypeAlias = tuple[Literal[14], int]
 
+# A request from another node of the cluster for this host to answer, or (response True) an
+# answer to one: the adapter's message as JSON with placeholders for the attachments.
+# (kind, nsp, response, json, attachments or None)
+ControlClusterMessage: TypeAlias = tuple[Literal[30], str, bool, bytes, list[bytes] | None]
+# The request ``token`` (``cluster_request``) was published; servers: the nodes listening to
+# the namespace's requests, this one included (None: not published, Redis lost).
+# (kind, token, servers)
+ControlClusterSent: TypeAlias = tuple[Literal[31], int, int | None]
+
 ServerRecord: TypeAlias = (
     SocketIoEvent
     | SocketIoAck
@@ -109,6 +120,8 @@ ServerRecord: TypeAlias = (
     | HttpRequest
     | HttpWritten
     | HttpClosed
+    | ControlClusterMessage
+    | ControlClusterSent
 )
 
 class ServerHandle:
@@ -246,6 +259,31 @@ class ServerHandle:
         """The socket's rooms, its own sid first, after every command sent before this call
         (an open batch is flushed first); ``[]`` for an unknown socket or a stopped server.
         Blocks (without the GIL) until the engine thread answers."""
+    def fetch_sockets(
+        self, nsp: str, *, rooms: list[str] | None = None, skip: list[str] | None = None
+    ) -> list[tuple[str, list[str]]]:
+        """This server's sockets in any of ``rooms`` (all when None) minus ``skip``, as
+        ``(sid, rooms)``, own sid first. Blocks (without the GIL) for the engine's answer."""
+    def all_rooms(self, nsp: str) -> list[str]:
+        """Every room of ``nsp`` on this server, sid rooms included. Blocks (no GIL)."""
+    def cluster_uid(self) -> str | None:
+        """This server's id among the nodes of its cluster; None when not in one."""
+    def cluster_request(
+        self, nsp: str, data: bytes, token: int, *, attachments: list[bytes] | None = None
+    ) -> bool:
+        """Publishes a request to the nodes of ``nsp`` after counting them (a
+        ``ControlClusterSent`` record with ``token`` follows); False if the queue is full."""
+    def cluster_message(
+        self,
+        nsp: str,
+        data: bytes,
+        *,
+        response: bool = False,
+        to: str | None = None,
+        attachments: list[bytes] | None = None,
+    ) -> bool:
+        """Publishes on the request channel, the response channel (``response``) or node
+        ``to``'s response channel; False if the queue is full."""
     def engineio_send(self, sid: str, data: str | bytes) -> None: ...
     def engineio_close(self, sid: str) -> None: ...
     def authorize(self, id: int, origin_ok: bool, request_ok: bool) -> None: ...

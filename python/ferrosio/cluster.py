@@ -16,9 +16,10 @@ from collections.abc import Iterable
 from typing import Any
 
 from ferrosio import _codec
+from ferrosio._cluster_requests import RemoteSocket
 from ferrosio._ferrosio import RedisPublisher
 
-__all__ = ["AsyncRedisEmitter", "AsyncRedisManager", "RedisEmitter"]
+__all__ = ["AsyncRedisEmitter", "AsyncRedisManager", "RedisEmitter", "RemoteSocket"]
 
 
 class AsyncRedisManager:
@@ -34,16 +35,39 @@ class AsyncRedisManager:
     server keeps serving its own clients, logs the outage once (``ferrosio.cluster`` logger)
     and reconnects by itself; broadcasts published meanwhile reach this server's clients only
     and are counted as ``dropped`` in :meth:`ferrosio.AsyncServer.cluster_stats`.
+
+    :param requests_timeout: seconds a request to the other nodes waits for their answers
+        (Node's ``requestsTimeout``, 5 s by default): :meth:`ferrosio.AsyncServer.fetch_sockets`,
+        ``all_rooms``, ``server_side_call``.
+
+    Requests between nodes (fetch sockets, all rooms, server-side emit, broadcast with acks)
+    wait for every node subscribed to the namespace's requests when they are sent, Node's and
+    ferrosio's; a node that dies stops being counted as soon as Redis drops its connection.
+    During a Redis outage requests fail at once (:class:`ferrosio.exceptions.ClusterError`)
+    or at their deadline; ``cluster_stats()`` counts them (``requests_failed``,
+    ``requests_timed_out``).
     """
 
-    def __init__(self, url: str = "redis://localhost:6379/0", channel: str = "socket.io") -> None:
+    def __init__(
+        self,
+        url: str = "redis://localhost:6379/0",
+        channel: str = "socket.io",
+        *,
+        requests_timeout: float = 5.0,
+    ) -> None:
         if not url.startswith(("redis://", "rediss://", "unix://", "redis+unix://")):
             raise ValueError(f"not a Redis URL: {url!r} (expected redis://host:port/db)")
+        if requests_timeout <= 0:
+            raise ValueError(f"requests_timeout must be positive, not {requests_timeout!r}")
         self.url = url
         self.channel = channel
+        self.requests_timeout = requests_timeout
 
     def __repr__(self) -> str:
-        return f"AsyncRedisManager({self.url!r}, channel={self.channel!r})"
+        return (
+            f"AsyncRedisManager({self.url!r}, channel={self.channel!r}, "
+            f"requests_timeout={self.requests_timeout!r})"
+        )
 
 
 def _emit_args(

@@ -77,3 +77,8 @@ class ClientDisconnectedError(FerrosioError, OSError):
 class LifespanError(FerrosioError):
     """The ``other_asgi_app``'s lifespan startup failed (``lifespan.startup.failed``); the
     message is the application's."""
+
+
+class ClusterError(FerrosioError):
+    """A request to the other servers of a cluster (:meth:`ferrosio.AsyncServer.fetch_sockets`,
+    ``all_rooms``, ``server_side_call``) could not be sent: Redis is unreachable."""

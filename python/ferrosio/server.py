@@ -23,9 +23,12 @@ import orjson
 from ferrosio import _codec, _compat, exceptions
 from ferrosio._asgi_host import ASGIApp, AsgiHost
 from ferrosio._broadcast_acks import BroadcastAcks
+from ferrosio._cluster_requests import ClusterRequests, RemoteSocket
 from ferrosio._ferrosio import (
     CONTROL_AUTHORIZE,
     CONTROL_CLUSTER,
+    CONTROL_CLUSTER_MESSAGE,
+    CONTROL_CLUSTER_SENT,
     CONTROL_READY,
     CONTROL_RESPONSE,
     ENGINEIO_MESSAGE,
@@ -392,6 +395,7 @@ class AsyncServer(HandlerRegistry):
         self._acks_by_sid: dict[str, set[int]] = {}
         self._ack_ids = itertools.count(1)
         self._broadcast_acks = BroadcastAcks()
+        self._cluster = ClusterRequests(self)  # requests between the nodes of a cluster
         self._connect_middlewares: dict[str, list[ConnectMiddleware]] = {}
         self._packet_middlewares: dict[str, list[PacketMiddleware]] = {}
         self._outgoing: list[OutgoingListener] = []
@@ -673,8 +677,14 @@ class AsyncServer(HandlerRegistry):
         """The counters of the Redis link when the server is in a cluster (``None`` otherwise):
         ``connected``, ``published`` and ``received`` broadcasts, ``dropped`` (broadcasts that
         reached this server's clients but not the other nodes': Redis unreachable or slower
-        than the broadcasts), ``malformed`` messages ignored, ``outages``."""
-        return self._engine.cluster_stats() if self._engine is not None else None
+        than the broadcasts), ``malformed`` messages ignored, ``outages``; and the requests to
+        the other nodes (:meth:`fetch_sockets`...): ``requests`` sent, ``requests_answered``
+        by every node, ``requests_timed_out`` (a node did not answer), ``requests_failed``
+        (not sent: Redis unreachable, or the link's queue full)."""
+        stats = self._engine.cluster_stats() if self._engine is not None else None
+        if stats is not None:
+            stats.update(self._cluster.stats)
+        return stats
 
     def worker_stats(self) -> dict[str, int] | None:
         """In a worker of ``ferrosio.run(workers=N)``: ``worker`` (its number, from 0),
@@ -721,6 +731,8 @@ class AsyncServer(HandlerRegistry):
         self._drain()  # the disconnects the shutdown produced
         if self._broadcast_acks:
             self._broadcast_acks.fail_all(exceptions.DisconnectedError("the server stopped"))
+        if self._cluster:
+            self._cluster.fail_all(exceptions.DisconnectedError("the server stopped"))
         if self._tasks:
             await asyncio.wait(set(self._tasks), timeout=timeout)
         if self._asgi_host is not None:
@@ -1011,7 +1023,8 @@ class AsyncServer(HandlerRegistry):
             self._notify_outgoing(event, data, nsp, sid if sid is not None else rooms)
         loop = self._loop or asyncio.get_running_loop()
         ack_id = next(self._ack_ids)
-        self._broadcast_acks.register(loop, ack_id, nsp, timeout, completion)
+        clustered = self.client_manager is not None
+        self._broadcast_acks.register(loop, ack_id, nsp, timeout, completion, clustered=clustered)
         engine.emit_with_ack(
             nsp,
             text,
@@ -1020,6 +1033,16 @@ class AsyncServer(HandlerRegistry):
             skip=skip,
             attachments=attachments,
         )
+        if clustered:
+            self._cluster.broadcast_with_ack(
+                nsp,
+                text,
+                attachments,
+                [sid] if sid is not None else rooms,
+                skip,
+                timeout,
+                ack_id,
+            )
 
     def _register_ack(self, sid: str, callback: Callable[..., Any]) -> int:
         ids = self._acks_by_sid.setdefault(sid, set())
@@ -1041,6 +1064,123 @@ class AsyncServer(HandlerRegistry):
                 del self._acks[ack_id]
                 ids.discard(ack_id)  # type: ignore[union-attr]  # not None: iterated
                 return
+
+    # ----------------------------------------------------------- cluster requests ----
+    async def fetch_sockets(
+        self,
+        room: str | Iterable[str] | None = None,
+        skip_sid: str | Iterable[str] | None = None,
+        namespace: str | None = None,
+        ignore_queue: bool = False,
+        *,
+        timeout: float | None = None,
+    ) -> list[RemoteSocket]:
+        """The clients in ``room`` (a room or sid, or several; everyone in the namespace when
+        None) minus ``skip_sid``, on every server of the cluster (Node's
+        ``io.in(room).fetchSockets()``): :class:`~ferrosio.cluster.RemoteSocket` snapshots
+        with ``sid``, ``rooms``, ``handshake`` and ``data``, and methods acting on the socket
+        wherever it is. This server's come first. ``ignore_queue=True`` or no
+        ``client_manager``: this server's only.
+
+        :param timeout: seconds to wait for the other servers (``requests_timeout`` of the
+            :class:`~ferrosio.AsyncRedisManager` by default).
+        :raises ferrosio.exceptions.TimeoutError: a server counted did not answer in time (the
+            message says how many answered).
+        :raises ferrosio.exceptions.ClusterError: Redis is unreachable.
+        """
+        nsp, selected, skip = self._selection(namespace, room, skip_sid)
+        engine = self._core()
+        local = [
+            RemoteSocket(self, nsp, self._cluster.describe(nsp, sid, rooms), True)
+            for sid, rooms in engine.fetch_sockets(nsp, rooms=selected, skip=skip)
+        ]
+        if self.client_manager is None or ignore_queue:
+            return local
+        answers = await self._cluster.ask(
+            nsp,
+            5,  # REMOTE_FETCH
+            "fetch_sockets",
+            {"opts": {"rooms": selected or [], "except": skip or []}},
+            self._requests_timeout(timeout),
+        )
+        for answer in answers:
+            for described in answer.get("sockets") or ():
+                if isinstance(described, dict):
+                    local.append(RemoteSocket(self, nsp, described, False))
+        return local
+
+    async def all_rooms(
+        self, namespace: str | None = None, *, timeout: float | None = None
+    ) -> set[str]:
+        """Every room of ``namespace`` on every server of the cluster, sid rooms included
+        (Node's ``io.of(nsp).adapter.allRooms()``). Raises as :meth:`fetch_sockets`."""
+        nsp = namespace or "/"
+        rooms = set(self._core().all_rooms(nsp))
+        if self.client_manager is None:
+            return rooms
+        answers = await self._cluster.ask(
+            nsp,
+            1,
+            "all_rooms",
+            {},
+            self._requests_timeout(timeout),  # ALL_ROOMS
+        )
+        for answer in answers:
+            rooms.update(str(r) for r in answer.get("rooms") or ())
+        return rooms
+
+    async def server_side_emit(self, event: str, *args: Any, namespace: str | None = None) -> None:
+        """Sends ``event`` with ``args`` to the other servers of the cluster (not to clients;
+        Node's ``io.serverSideEmit``): their :meth:`on_server_side` handlers for it run (Node's
+        ``io.on(event, ...)``). Without a ``client_manager`` there is no other server: nothing
+        is sent."""
+        if self.client_manager is None:
+            return
+        self._cluster.tell(namespace or "/", {"type": 6, "data": [event, *args]})
+
+    async def server_side_call(
+        self, event: str, *args: Any, namespace: str | None = None, timeout: float | None = None
+    ) -> list[Any]:
+        """As :meth:`server_side_emit`, waiting for every other server's answer (Node's
+        ``io.serverSideEmitWithAck``): the list of what their handlers returned (a Node
+        handler's callback argument). Raises as :meth:`fetch_sockets`; a server without a
+        handler for ``event`` does not answer (as Node's), so the call times out."""
+        if self.client_manager is None:
+            return []
+        answers = await self._cluster.ask(
+            namespace or "/",
+            6,  # SERVER_SIDE_EMIT
+            "server_side_call",
+            {"data": [event, *args]},
+            self._requests_timeout(timeout),
+        )
+        return [answer.get("data") for answer in answers]
+
+    def on_server_side(
+        self,
+        event: str,
+        handler: Callable[..., Any] | None = None,
+        namespace: str | None = None,
+    ) -> Any:
+        """Registers the handler of ``event`` sent by other servers of the cluster
+        (:meth:`server_side_emit`, Node's ``io.serverSideEmit``); as a decorator
+        (``@sio.on_server_side("event")``) or with ``handler``. It is called with the event's
+        arguments (no sid); sync or async; what it returns answers a
+        :meth:`server_side_call` (Node's ``serverSideEmitWithAck``: its callback argument)."""
+        nsp = namespace or "/"
+
+        def register(fn: Callable[..., Any]) -> Callable[..., Any]:
+            self._cluster.handlers[(nsp, event)] = fn
+            return fn
+
+        if handler is not None:
+            return register(handler)
+        return register
+
+    def _requests_timeout(self, timeout: float | None) -> float:
+        if timeout is not None:
+            return timeout
+        return self.client_manager.requests_timeout if self.client_manager is not None else 5.0
 
     # ------------------------------------------------------------------ rooms ----
     async def enter_room(self, sid: str, room: str, namespace: str | None = None) -> None:
@@ -1240,6 +1380,12 @@ class AsyncServer(HandlerRegistry):
                             "ferrosio: lost redis (%s); serving local clients, reconnecting",
                             detail,
                         )
+                elif item[0] == CONTROL_CLUSTER_MESSAGE:
+                    _, msg_nsp, is_response, msg, msg_attachments = item
+                    self._cluster.on_message(msg_nsp, is_response, msg, msg_attachments)
+                elif item[0] == CONTROL_CLUSTER_SENT:
+                    _, token, servers = item
+                    self._cluster.on_sent(token, servers)
                 elif item[0] == CONTROL_RESPONSE or item[0] == CONTROL_READY:
                     if self._on_external is not None:
                         self._on_external(item)
@@ -1514,6 +1660,8 @@ class AsyncServer(HandlerRegistry):
             )
         self._eio_refs[eio_sid] = self._eio_refs.get(eio_sid, 0) + 1
         s = self._sockets[sid] = _Socket(sid, nsp, eio_sid, environ)
+        if self.client_manager is not None:
+            self._cluster.remember(sid, auth)  # for Node's handshake in fetch_sockets
         if nsp in self._children:
             self._children[nsp] += 1
         middlewares = self._connect_middlewares.get(nsp)
@@ -1596,6 +1744,8 @@ class AsyncServer(HandlerRegistry):
 
     def _forget(self, s: _Socket) -> None:
         self._sockets.pop(s.sid, None)
+        if self.client_manager is not None:
+            self._cluster.forget(s.sid)
         if self._children and s.nsp in self._children:
             self._forget_child_socket(s.nsp)
         refs = self._eio_refs.get(s.eio_sid, 1) - 1

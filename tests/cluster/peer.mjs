@@ -16,7 +16,19 @@
 //                                               ("disconnect") from this server or the emitter
 //                                               (from "emitter"); a client's disconnect is
 //                                               recorded as ["__disconnect", reason]
+//   {"op":"fetch","rooms","except","nsp"}       io.in(rooms).except(..).fetchSockets():
+//                                               {sockets: [{id, rooms, handshake, data}]}
+//   {"op":"allRooms","nsp"}                     {rooms: [...]} (adapter.allRooms())
+//   {"op":"serverSideEmit","event","args"}      io.serverSideEmit(event, ...args)
+//   {"op":"serverSideCall","event","args"}      io.serverSideEmitWithAck: {responses} or
+//                                               {error}
+//   {"op":"serverSideReceived"}                 {events: [[event, ...args]]} this server got
+//   {"op":"callAll","event","args","rooms","timeout"}  io.to(rooms).timeout(ms)
+//                                               .emitWithAck(): {responses} or {error}
 //   {"op":"close"}                              disconnect the clients
+// Every client answers a "question" event with "<name>:<first arg>". This server answers
+// the server-side event "ss-ask" with {"node": [...args]}; it records "ss-hello" and
+// "ss-ask"; "ss-never" is recorded and never answered.
 // Binary values are {"$bin": "<hex>"} in both directions.
 
 import { createServer } from "node:http";
@@ -51,10 +63,22 @@ await Promise.all([pub.connect(), sub.connect(), emitterClient.connect()]);
 const httpServer = createServer();
 const io = new Server(httpServer, { adapter: createAdapter(pub, sub) });
 const onConnection = (socket) => {
+  socket.data = { server: "node" };
   for (const room of socket.handshake.auth?.rooms || []) socket.join(room);
 };
 io.on("connection", onConnection);
 io.of("/chat").on("connection", onConnection);
+const serverSide = [];
+io.on("ss-hello", (...args) => serverSide.push(["ss-hello", ...args]));
+io.on("ss-ask", (...args) => {
+  const callback = args.pop();
+  serverSide.push(["ss-ask", ...args]);
+  callback({ node: args });
+});
+io.on("ss-never", (...args) => {
+  args.pop();
+  serverSide.push(["ss-never", ...args]);
+});
 const emitter = new Emitter(emitterClient);
 
 const toWire = (v) => {
@@ -89,6 +113,10 @@ const ops = {
     const entry = { socket, got: [] };
     socket.onAny((event, ...args) => entry.got.push([event, ...args.map(toWire)]));
     socket.on("disconnect", (reason) => entry.got.push(["__disconnect", reason]));
+    socket.on("question", (...args) => {
+      const callback = args.pop();
+      if (typeof callback === "function") callback(`${name}:${args[0]}`);
+    });
     clients.set(name, entry);
     await new Promise((resolve, reject) => {
       const timer = setTimeout(() => reject(new Error("connect timeout")), 10000);
@@ -128,6 +156,47 @@ const ops = {
     // published: what the test does next is ordered after it.
     await (from === "emitter" ? emitterClient : pub).ping();
     return {};
+  },
+  async fetch({ rooms, except, nsp }) {
+    let op = io.of(nsp || "/");
+    if (rooms && rooms.length) op = op.in(rooms);
+    if (except && except.length) op = op.except(except);
+    const sockets = await op.fetchSockets();
+    return {
+      sockets: sockets.map((s) => ({
+        id: s.id,
+        rooms: [...s.rooms],
+        handshake: toWire(s.handshake),
+        data: toWire(s.data),
+      })),
+    };
+  },
+  async allRooms({ nsp }) {
+    return { rooms: [...(await io.of(nsp || "/").adapter.allRooms())] };
+  },
+  async serverSideEmit({ event, args }) {
+    io.serverSideEmit(event, ...fromWire(args || []));
+    await pub.ping();
+    return {};
+  },
+  async serverSideCall({ event, args }) {
+    try {
+      return { responses: toWire(await io.serverSideEmitWithAck(event, ...fromWire(args || []))) };
+    } catch (e) {
+      return { error: String(e) };
+    }
+  },
+  async serverSideReceived() {
+    return { events: toWire(serverSide) };
+  },
+  async callAll({ event, args, rooms, timeout }) {
+    let op = io.timeout(timeout || 5000);
+    if (rooms && rooms.length) op = op.to(rooms);
+    try {
+      return { responses: toWire(await op.emitWithAck(event, ...fromWire(args || []))) };
+    } catch (e) {
+      return { error: String(e) };
+    }
   },
   async close() {
     for (const { socket } of clients.values()) socket.disconnect();

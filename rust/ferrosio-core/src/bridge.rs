@@ -103,6 +103,19 @@ pub enum ControlInbound {
     /// The cluster link lost Redis (`connected` false, `detail` says why) or got it back.
     /// Sent once per change, not per attempt.
     Cluster { connected: bool, detail: String },
+    /// A request from another node that the host answers (fetch sockets, all rooms,
+    /// server-side emit, broadcast with acks...), or with `response` an answer to a request
+    /// of this node: the adapter's message as JSON with `{"_placeholder":true,"num":n}` for
+    /// each of `attachments`.
+    ClusterMessage {
+        nsp: String,
+        response: bool,
+        json: Vec<u8>,
+        attachments: Vec<Bytes>,
+    },
+    /// The host's request `token` was published: `servers` nodes listen to the requests of
+    /// its namespace (this one included); None: it could not be published (Redis lost).
+    ClusterSent { token: u64, servers: Option<u64> },
     /// The answer to a request the host handed over (`server::external`): an HTTP request,
     /// or a WebSocket request (101: accepted).
     Response {
@@ -224,6 +237,19 @@ pub enum SocketIoCommand {
         nsp: String,
         opts: BroadcastOptions,
         close: bool,
+    },
+    /// The sockets `opts` selects, each with its rooms (its own sid first), answered on
+    /// `reply` (Node's `fetchSockets` on this server).
+    FetchSockets {
+        nsp: String,
+        opts: BroadcastOptions,
+        reply: std::sync::mpsc::SyncSender<Vec<(String, Vec<String>)>>,
+    },
+    /// Every room of the namespace on this server, sid rooms included (Node's
+    /// `adapter.rooms`), answered on `reply`.
+    AllRooms {
+        nsp: String,
+        reply: std::sync::mpsc::SyncSender<Vec<String>>,
     },
     /// The rooms of a socket (its own sid first), answered on `reply`. Applied in order with
     /// the other commands, so the answer reflects every join and leave sent before it.

@@ -35,7 +35,7 @@ pub use client::tls::TlsOptions;
 pub use client::{
     ClientCommand, ClientError, ClientHandle, ClientInbound, ConnectTarget, TransportName,
 };
-pub use cluster::{Publisher, RedisClusterConfig};
+pub use cluster::{ClusterChannel, Publisher, RedisClusterConfig};
 pub use config::WorkerConfig;
 pub use config::{normalize_path, CorsPolicy, ServerConfig, ServerTls, StaticRoute};
 pub use engineio::packet::Frame;

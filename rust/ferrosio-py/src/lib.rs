@@ -15,9 +15,9 @@ use std::sync::{Arc, Mutex};
 use ferrosio_core::codec::{encode_message, PacketType, SocketPacket};
 use ferrosio_core::WorkerConfig;
 use ferrosio_core::{
-    normalize_path, BroadcastFlags, BroadcastOptions, Command, ControlCommand, ControlInbound,
-    CorsPolicy, EngineIoCommand, EngineIoInbound, ExternalMessage, ExternalRequest, Frame,
-    Handshake, HttpCommand, HttpInbound, Inbound, Publisher, RedisClusterConfig, Reply,
+    normalize_path, BroadcastFlags, BroadcastOptions, ClusterChannel, Command, ControlCommand,
+    ControlInbound, CorsPolicy, EngineIoCommand, EngineIoInbound, ExternalMessage, ExternalRequest,
+    Frame, Handshake, HttpCommand, HttpInbound, Inbound, Publisher, RedisClusterConfig, Reply,
     ServerConfig, ServerError, ServerHandle, ServerTls, SocketIoCommand, SocketIoInbound,
     StaticRoute, Target,
 };
@@ -69,6 +69,9 @@ const CONTROL_READY: u8 = 11;
 const HTTP_REQUEST: u8 = 12;
 const HTTP_WRITTEN: u8 = 13;
 const HTTP_CLOSED: u8 = 14;
+// Requests between the nodes of a cluster (fetch sockets, server-side emit...).
+const CONTROL_CLUSTER_MESSAGE: u8 = 30;
+const CONTROL_CLUSTER_SENT: u8 = 31;
 
 /// The HTTP request that opened a session, as Python reads it (to build its environ dict).
 #[pyclass(frozen, name = "Handshake", module = "ferrosio._ferrosio")]
@@ -160,6 +163,14 @@ impl PyRedisPublisher {
         })
         .map_err(|e| FerrosioError::new_err(e.to_string()))
     }
+}
+
+fn to_bytes(items: Option<Vec<Vec<u8>>>) -> Vec<Bytes> {
+    items
+        .unwrap_or_default()
+        .into_iter()
+        .map(Bytes::from)
+        .collect()
 }
 
 /// The sockets in any of `rooms` (all when empty) minus `skip`.
@@ -399,6 +410,32 @@ impl PyServerHandle {
                 Inbound::Control(ControlInbound::Ready { id }) => {
                     (CONTROL_READY, *id).into_pyobject(py)?
                 }
+                Inbound::Control(ControlInbound::ClusterMessage {
+                    nsp,
+                    response,
+                    json,
+                    attachments,
+                }) => {
+                    let attachments = if attachments.is_empty() {
+                        None
+                    } else {
+                        Some(PyList::new(
+                            py,
+                            attachments.iter().map(|a| PyBytes::new(py, a)),
+                        )?)
+                    };
+                    (
+                        CONTROL_CLUSTER_MESSAGE,
+                        nsp.as_str(),
+                        *response,
+                        PyBytes::new(py, json),
+                        attachments,
+                    )
+                        .into_pyobject(py)?
+                }
+                Inbound::Control(ControlInbound::ClusterSent { token, servers }) => {
+                    (CONTROL_CLUSTER_SENT, *token, *servers).into_pyobject(py)?
+                }
                 Inbound::Http(item) => http_record(py, item)?,
             };
             out.append(t)?;
@@ -575,6 +612,86 @@ impl PyServerHandle {
             opts,
             close: false,
         })
+    }
+
+    /// The sockets in any of `rooms` (all when empty) minus `skip`, each as `(sid, rooms)`
+    /// (its own sid first), on this server only; waits for the engine without the GIL.
+    #[pyo3(signature = (nsp, *, rooms = None, skip = None))]
+    fn fetch_sockets(
+        &self,
+        py: Python<'_>,
+        nsp: String,
+        rooms: Option<Vec<String>>,
+        skip: Option<Vec<String>>,
+    ) -> PyResult<Vec<(String, Vec<String>)>> {
+        self.flush_batch()?;
+        let (reply, answer) = std::sync::mpsc::sync_channel(1);
+        let opts = selection(rooms, skip, true);
+        let asked = self
+            .handle
+            .command(SocketIoCommand::FetchSockets { nsp, opts, reply }.into());
+        if asked.is_err() {
+            return Ok(Vec::new());
+        }
+        Ok(py.detach(move || answer.recv().unwrap_or_default()))
+    }
+
+    /// Every room of `nsp` on this server, sid rooms included; waits without the GIL.
+    fn all_rooms(&self, py: Python<'_>, nsp: String) -> PyResult<Vec<String>> {
+        self.flush_batch()?;
+        let (reply, answer) = std::sync::mpsc::sync_channel(1);
+        let asked = self
+            .handle
+            .command(SocketIoCommand::AllRooms { nsp, reply }.into());
+        if asked.is_err() {
+            return Ok(Vec::new());
+        }
+        Ok(py.detach(move || answer.recv().unwrap_or_default()))
+    }
+
+    /// This server's id among the nodes of its cluster; None when not in one.
+    fn cluster_uid(&self) -> Option<String> {
+        self.handle.cluster_uid().map(str::to_owned)
+    }
+
+    /// Publishes a request (JSON with placeholders for `attachments`) to the nodes of `nsp`,
+    /// counting them first; a `CONTROL_CLUSTER_SENT` record with `token` follows. False: the
+    /// link's queue is full (nothing sent).
+    #[pyo3(signature = (nsp, data, token, *, attachments = None))]
+    fn cluster_request(
+        &self,
+        nsp: &str,
+        data: &[u8],
+        token: u64,
+        attachments: Option<Vec<Vec<u8>>>,
+    ) -> PyResult<bool> {
+        let attachments = to_bytes(attachments);
+        self.handle
+            .cluster_request(nsp, data, &attachments, token)
+            .map_err(to_pyerr)
+    }
+
+    /// Publishes a message on the request channel of `nsp` (`to=None, response=False`), its
+    /// response channel (`response=True`), or the response channel of node `to`. False: the
+    /// link's queue is full (nothing sent).
+    #[pyo3(signature = (nsp, data, *, response = false, to = None, attachments = None))]
+    fn cluster_message(
+        &self,
+        nsp: &str,
+        data: &[u8],
+        response: bool,
+        to: Option<String>,
+        attachments: Option<Vec<Vec<u8>>>,
+    ) -> PyResult<bool> {
+        let channel = match (to, response) {
+            (Some(uid), _) => ClusterChannel::ResponseTo(uid),
+            (None, true) => ClusterChannel::Response,
+            (None, false) => ClusterChannel::Request,
+        };
+        let attachments = to_bytes(attachments);
+        self.handle
+            .cluster_message(nsp, &channel, data, &attachments)
+            .map_err(to_pyerr)
     }
 
     /// The rooms of a socket, its own sid first; `[]` for an unknown socket or a stopped
@@ -1098,6 +1215,8 @@ mod _ferrosio {
         m.add("HTTP_WRITTEN", HTTP_WRITTEN)?;
         m.add("HTTP_CLOSED", HTTP_CLOSED)?;
         m.add("HTTP_BODY_CREDIT", ferrosio_core::HTTP_BODY_CREDIT)?;
+        m.add("CONTROL_CLUSTER_MESSAGE", CONTROL_CLUSTER_MESSAGE)?;
+        m.add("CONTROL_CLUSTER_SENT", CONTROL_CLUSTER_SENT)?;
         Ok(())
     }
 }

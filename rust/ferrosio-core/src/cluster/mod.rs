@@ -14,7 +14,7 @@
 mod link;
 pub mod wire;
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -38,6 +38,8 @@ pub enum ClusterError {
     ConnectionLost,
     #[error(transparent)]
     Wire(#[from] wire::WireError),
+    #[error("this server is not in a cluster")]
+    NotInCluster,
 }
 
 /// How a server joins a cluster.
@@ -120,6 +122,28 @@ pub(crate) enum Outgoing {
         action: wire::BulkAction,
         opts: BroadcastOptions,
     },
+    /// A request of the host that expects answers: published on the namespace's request
+    /// channel after counting its listeners (`PUBSUB NUMSUB`), reported to the host as
+    /// [`ControlInbound::ClusterSent`](crate::bridge::ControlInbound::ClusterSent).
+    Request {
+        nsp: Arc<str>,
+        payload: Vec<u8>,
+        token: u64,
+    },
+    /// A message of the host published as is: an answer to another node, or a request
+    /// nobody answers (a server-side emit without ack).
+    Message { channel: String, payload: Vec<u8> },
+}
+
+/// Where a message of the host goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClusterChannel {
+    /// The namespace's request channel (every node).
+    Request,
+    /// The namespace's response channel (every node; the asker picks its own answers).
+    Response,
+    /// The response channel of the node with this uid only.
+    ResponseTo(String),
 }
 
 /// The adapters' side of the link: its queue, the namespaces to subscribe to, the counters.
@@ -129,6 +153,8 @@ pub struct ClusterLink {
     key: String,
     queue: mpsc::Sender<Outgoing>,
     namespaces: Mutex<Vec<Arc<str>>>,
+    /// `namespaces.len()`, read by the link without the lock.
+    namespace_count: AtomicUsize,
     /// Wakes the link when a namespace is added.
     namespaces_changed: Notify,
     pub stats: ClusterStats,
@@ -157,8 +183,66 @@ impl ClusterLink {
         }
     }
 
+    /// This node's id on the bus (the `uid` of its requests).
+    pub fn uid(&self) -> &str {
+        &self.uid
+    }
+
+    /// Queues a request of the host (`json` with placeholders for `attachments`, see
+    /// [`wire::encode_value`]); its publication is reported with `token`. False (nothing
+    /// queued, counted as dropped) when the queue is full.
+    pub fn send_request(
+        &self,
+        nsp: &str,
+        json: &[u8],
+        attachments: &[bytes::Bytes],
+        token: u64,
+    ) -> Result<bool, wire::WireError> {
+        let payload = wire::encode_value(json, attachments)?;
+        // The answers come on the namespace's response channels: this node must listen to
+        // them (the link subscribes before it publishes the request).
+        self.add_namespace(&Arc::from(nsp));
+        Ok(self.try_enqueue(Outgoing::Request {
+            nsp: Arc::from(nsp),
+            payload,
+            token,
+        }))
+    }
+
+    /// Queues a message of the host for `channel` of `nsp`; false when the queue is full.
+    pub fn send_message(
+        &self,
+        nsp: &str,
+        channel: &ClusterChannel,
+        json: &[u8],
+        attachments: &[bytes::Bytes],
+    ) -> Result<bool, wire::WireError> {
+        let payload = wire::encode_value(json, attachments)?;
+        let channel = match channel {
+            ClusterChannel::Request => wire::request_channel(&self.key, nsp),
+            ClusterChannel::Response => wire::response_channel(&self.key, nsp, None),
+            ClusterChannel::ResponseTo(uid) => wire::response_channel(&self.key, nsp, Some(uid)),
+        };
+        Ok(self.try_enqueue(Outgoing::Message { channel, payload }))
+    }
+
+    fn try_enqueue(&self, item: Outgoing) -> bool {
+        let queued = self.queue.try_send(item).is_ok();
+        if !queued {
+            self.stats.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+        queued
+    }
+
     fn add_namespace(&self, nsp: &Arc<str>) {
-        self.namespaces.lock().push(nsp.clone());
+        let mut namespaces = self.namespaces.lock();
+        if namespaces.iter().any(|n| n == nsp) {
+            return; // subscribed already (a namespace created again, or asked about first)
+        }
+        namespaces.push(nsp.clone());
+        self.namespace_count
+            .store(namespaces.len(), Ordering::Release);
+        drop(namespaces);
         self.namespaces_changed.notify_one();
     }
 }
@@ -367,6 +451,7 @@ mod tests {
             key: "socket.io".into(),
             queue,
             namespaces: Mutex::default(),
+            namespace_count: AtomicUsize::new(0),
             namespaces_changed: Notify::new(),
             stats: ClusterStats::default(),
         });
@@ -410,5 +495,39 @@ mod tests {
             queued += 1;
         }
         assert_eq!(queued, 2);
+    }
+
+    #[test]
+    fn requests_subscribe_their_namespace_once_and_a_full_queue_refuses_them() {
+        let (link, mut rx) = idle_link(1);
+        let _adapter = RedisAdapter::new("/", link.clone());
+        let json = br#"{"uid":"test","requestId":"q","type":5}"#;
+        assert!(link.send_request("/", json, &[], 1).unwrap());
+        assert!(
+            !link.send_request("/chat", json, &[], 2).unwrap(),
+            "the bound is 1: refused, not queued"
+        );
+        assert_eq!(link.stats.snapshot().dropped, 1);
+        assert_eq!(
+            link.namespaces.lock().as_slice(),
+            [Arc::<str>::from("/"), Arc::<str>::from("/chat")],
+            "asking about a namespace subscribes it, once"
+        );
+        assert_eq!(link.namespace_count.load(Ordering::Acquire), 2);
+        let Ok(Outgoing::Request { token, nsp, .. }) = rx.try_recv() else {
+            panic!("a request")
+        };
+        assert_eq!((token, &*nsp), (1, "/"));
+        assert!(
+            link.send_request("/", b"[1]", &[], 3).is_err(),
+            "not an object"
+        );
+        assert!(link
+            .send_message("/", &ClusterChannel::Response, br#"{"requestId":"q"}"#, &[])
+            .unwrap());
+        let Ok(Outgoing::Message { channel, .. }) = rx.try_recv() else {
+            panic!("a message")
+        };
+        assert_eq!(channel, "socket.io-response#/#");
     }
 }

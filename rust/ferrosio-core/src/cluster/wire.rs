@@ -103,20 +103,6 @@ pub fn request_channel(key: &str, nsp: &str) -> String {
     format!("{key}-request#{nsp}#")
 }
 
-/// A Redis glob pattern matching exactly `channel` (a pattern subscription is not counted by
-/// `PUBSUB NUMSUB`, with which Node's nodes count who must answer their requests: this node
-/// does not answer those yet, so it must not be counted).
-pub fn exact_pattern(channel: &str) -> String {
-    let mut out = String::with_capacity(channel.len() + 4);
-    for c in channel.chars() {
-        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
-            out.push('\\');
-        }
-        out.push(c);
-    }
-    out
-}
-
 /// What a bulk request asks of the selected sockets.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BulkAction {
@@ -157,20 +143,68 @@ pub fn encode_bulk(uid: &str, action: &BulkAction, opts: &BroadcastOptions) -> V
     value.to_string().into_bytes()
 }
 
-/// Decodes a request; `None` for the kinds this node does not handle (those that need an
-/// answer) and for requests about one socket by sid (the emitter never sends those; a node
-/// sends them only to nodes it counted, which this one is not).
+/// Decodes a request; `None` for the kinds the host answers (see [`decode_value`]) and for
+/// requests about one socket by sid.
+#[cfg(test)]
 pub fn decode_bulk(message: &[u8]) -> Result<Option<RemoteBulk>, WireError> {
-    let value: Json = if message.first() == Some(&b'{') {
-        serde_json::from_slice(message).map_err(|e| WireError::BadMessage(e.to_string()))?
-    } else {
-        let v = rmpv::decode::read_value(&mut &message[..])
-            .map_err(|e| WireError::BadMessage(e.to_string()))?;
-        msgpack_to_json(&v, &mut Vec::new())
-    };
-    let Some(opts) = value.get("opts") else {
-        return Ok(None);
-    };
+    let (value, _) = decode_value(message)?;
+    Ok(bulk_from_value(&value))
+}
+
+/// A request or response as the adapter sends it (JSON text, or MessagePack when it carries
+/// binaries), as JSON with a `{"_placeholder":true,"num":n}` for each binary value, and those
+/// binaries in order.
+pub fn decode_value(message: &[u8]) -> Result<(Json, Vec<Bytes>), WireError> {
+    if message.first() == Some(&b'{') {
+        let value =
+            serde_json::from_slice(message).map_err(|e| WireError::BadMessage(e.to_string()))?;
+        return Ok((value, Vec::new()));
+    }
+    let v = rmpv::decode::read_value(&mut &message[..])
+        .map_err(|e| WireError::BadMessage(e.to_string()))?;
+    let mut attachments = Vec::new();
+    let value = msgpack_to_json(&v, &mut attachments);
+    Ok((value, attachments))
+}
+
+/// Encodes a request or response built by the host (JSON with placeholders for
+/// `attachments`): JSON text as is when there is no binary, else MessagePack with the
+/// binaries inline (the adapter reads both, by the first byte).
+pub fn encode_value(json: &[u8], attachments: &[Bytes]) -> Result<Vec<u8>, WireError> {
+    let value: Json =
+        serde_json::from_slice(json).map_err(|e| WireError::BadMessage(e.to_string()))?;
+    if !value.is_object() {
+        return Err(WireError::BadMessage("not a JSON object".into()));
+    }
+    if attachments.is_empty() {
+        return Ok(json.to_vec());
+    }
+    let refs: Vec<&Bytes> = attachments.iter().collect();
+    let mut out =
+        Vec::with_capacity(json.len() + attachments.iter().map(Bytes::len).sum::<usize>());
+    rmpv::encode::write_value(&mut out, &json_to_msgpack(&value, &refs))
+        .map_err(|e| WireError::BadMessage(e.to_string()))?;
+    Ok(out)
+}
+
+/// The channel on which nodes answer the requests of `nsp` (Node's `responseChannel`), or,
+/// with `uid`, the one only that node listens on (`publishOnSpecificResponseChannel`).
+pub fn response_channel(key: &str, nsp: &str, uid: Option<&str>) -> String {
+    match uid {
+        Some(uid) => format!("{key}-response#{nsp}#{uid}#"),
+        None => format!("{key}-response#{nsp}#"),
+    }
+}
+
+/// The request's sender (absent in the emitter's).
+pub fn request_uid(value: &Json) -> Option<&str> {
+    value.get("uid").and_then(Json::as_str)
+}
+
+/// A bulk request (join, leave, disconnect the sockets a selection picks), or None for
+/// the other kinds (the host answers those).
+pub fn bulk_from_value(value: &Json) -> Option<RemoteBulk> {
+    let opts = value.get("opts")?;
     let names = |v: Option<&Json>| -> Vec<String> {
         v.and_then(Json::as_array)
             .map(|items| {
@@ -191,9 +225,9 @@ pub fn decode_bulk(message: &[u8]) -> Result<Option<RemoteBulk>, WireError> {
         Some(REMOTE_DISCONNECT) => BulkAction::Disconnect {
             close: value.get("close").and_then(Json::as_bool).unwrap_or(false),
         },
-        _ => return Ok(None),
+        _ => return None,
     };
-    Ok(Some(RemoteBulk {
+    Some(RemoteBulk {
         uid: value.get("uid").and_then(Json::as_str).map(str::to_owned),
         action,
         opts: BroadcastOptions {
@@ -204,7 +238,7 @@ pub fn decode_bulk(message: &[u8]) -> Result<Option<RemoteBulk>, WireError> {
                 ..BroadcastFlags::default()
             },
         },
-    }))
+    })
 }
 
 /// Decodes a broadcast message published by a node or an emitter.
@@ -475,15 +509,6 @@ mod tests {
     }
 
     #[test]
-    fn exact_patterns_escape_glob_characters() {
-        assert_eq!(
-            exact_pattern("socket.io-request#/#"),
-            "socket.io-request#/#"
-        );
-        assert_eq!(exact_pattern("k#/a*b?[c]#"), "k#/a\\*b\\?\\[c\\]#");
-    }
-
-    #[test]
     fn other_packets_and_garbage_are_refused() {
         let ack = vec![Frame::Text(encode_message(
             PacketType::Ack,
@@ -506,5 +531,48 @@ mod tests {
             decode_broadcast(&not_three),
             Err(WireError::BadMessage(_))
         ));
+    }
+
+    #[test]
+    fn host_messages_round_trip_in_json_or_msgpack() {
+        let json = br#"{"uid":"n1","requestId":"q","type":7,"packet":{"type":2,"data":["ev",{"_placeholder":true,"num":0}],"nsp":"/"}}"#;
+        let bin = [Bytes::from_static(b"\x00\x01")];
+        let packed = encode_value(json, &bin).unwrap();
+        assert_ne!(packed.first(), Some(&b'{'), "binaries: MessagePack");
+        let (value, attachments) = decode_value(&packed).unwrap();
+        assert_eq!(attachments, bin);
+        assert_eq!(value, serde_json::from_slice::<Json>(json).unwrap());
+        assert_eq!(request_uid(&value), Some("n1"));
+        assert!(
+            bulk_from_value(&value).is_none(),
+            "a BROADCAST is the host's"
+        );
+        let plain = br#"{"requestId":"q","rooms":["a"]}"#;
+        assert_eq!(encode_value(plain, &[]).unwrap(), plain.to_vec());
+        assert!(encode_value(b"[1]", &[]).is_err());
+        assert_eq!(
+            response_channel("socket.io", "/chat", Some("u1")),
+            "socket.io-response#/chat#u1#"
+        );
+    }
+
+    #[test]
+    fn object_keys_keep_their_order_across_nodes() {
+        // Node's clients see keys in the order the sender wrote them, as on one node.
+        let text = br#"["ev",{"t":1,"pad":"x","a":{"z":1,"b":2}}]"#;
+        let frames = vec![Frame::Text(encode_message(
+            PacketType::Event,
+            "/",
+            None,
+            0,
+            text,
+        ))];
+        let bytes = encode_broadcast("u", "/", &frames, &opts(&[], &[])).unwrap();
+        let got = decode_broadcast(&bytes).unwrap();
+        let Frame::Text(out) = &got.frames[0] else {
+            panic!()
+        };
+        let packet = SocketPacket::decode(out.slice(1..)).unwrap();
+        assert_eq!(&packet.data[..], &text[..]);
     }
 }

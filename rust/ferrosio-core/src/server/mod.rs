@@ -43,7 +43,9 @@ use parking_lot::Mutex;
 use tokio::sync::mpsc;
 
 use crate::bridge::{Command, ControlCommand, EngineThread, Inbound, InboundQueue};
-use crate::cluster::{spawn_link, ClusterLink, ClusterStatsSnapshot, RedisAdapter};
+use crate::cluster::{
+    spawn_link, ClusterChannel, ClusterError, ClusterLink, ClusterStatsSnapshot, RedisAdapter,
+};
 use crate::config::ServerConfig;
 use crate::engineio::endpoint::EngineIoEndpoint;
 use crate::engineio::inbound::InboundBudget;
@@ -224,6 +226,42 @@ impl ServerHandle {
     /// This worker's number and handoff counters, if it is one of several on the port.
     pub fn worker_stats(&self) -> Option<WorkerStats> {
         self.handoff.as_ref().map(|h| h.stats())
+    }
+
+    /// This server's id among the nodes of its cluster (the `uid` of its requests).
+    pub fn cluster_uid(&self) -> Option<&str> {
+        self.cluster.as_ref().map(|link| link.uid())
+    }
+
+    /// Publishes a request to the nodes of `nsp` (the adapter's message as JSON with
+    /// placeholders for `attachments`) after counting them; reported with `token` as
+    /// `ControlInbound::ClusterSent`. `Ok(false)`: the link's queue is full, nothing sent.
+    pub fn cluster_request(
+        &self,
+        nsp: &str,
+        json: &[u8],
+        attachments: &[bytes::Bytes],
+        token: u64,
+    ) -> Result<bool, ServerError> {
+        let link = self.cluster.as_ref().ok_or(ClusterError::NotInCluster)?;
+        Ok(link
+            .send_request(nsp, json, attachments, token)
+            .map_err(ClusterError::from)?)
+    }
+
+    /// Publishes a message (an answer, or a request without answers) on `channel` of `nsp`.
+    /// `Ok(false)`: the link's queue is full, nothing sent.
+    pub fn cluster_message(
+        &self,
+        nsp: &str,
+        channel: &ClusterChannel,
+        json: &[u8],
+        attachments: &[bytes::Bytes],
+    ) -> Result<bool, ServerError> {
+        let link = self.cluster.as_ref().ok_or(ClusterError::NotInCluster)?;
+        Ok(link
+            .send_message(nsp, channel, json, attachments)
+            .map_err(ClusterError::from)?)
     }
 
     /// The counters of the cluster link, if this server is in a cluster.

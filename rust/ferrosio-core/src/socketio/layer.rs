@@ -528,6 +528,47 @@ impl SocketIoLayer {
                 // The asker may have given up (its channel is gone): nothing to do then.
                 let _ = reply.try_send(rooms);
             }
+            SocketIoCommand::FetchSockets { nsp, opts, reply } => {
+                let found = match reg.namespaces.get(nsp.as_str()) {
+                    Some(ns) => ns
+                        .adapter
+                        .fetch_sockets(&opts, &ns.sockets)
+                        .into_iter()
+                        .map(|sid| {
+                            let mut rooms = vec![sid.to_string()];
+                            rooms.extend(
+                                ns.adapter
+                                    .socket_rooms(&sid)
+                                    .iter()
+                                    .filter(|r| ***r != *sid)
+                                    .map(|r| r.to_string()),
+                            );
+                            (sid.to_string(), rooms)
+                        })
+                        .collect(),
+                    None => Vec::new(),
+                };
+                let _ = reply.try_send(found);
+            }
+            SocketIoCommand::AllRooms { nsp, reply } => {
+                let rooms = match reg.namespaces.get(nsp.as_str()) {
+                    Some(ns) => {
+                        let mut rooms: Vec<String> = ns
+                            .adapter
+                            .rooms()
+                            .iter()
+                            .map(|(r, _)| r.to_string())
+                            .collect();
+                        // Node's rooms include each socket's own room.
+                        rooms.extend(ns.sockets.sids().iter().map(|s| s.to_string()));
+                        rooms.sort_unstable();
+                        rooms.dedup();
+                        rooms
+                    }
+                    None => Vec::new(),
+                };
+                let _ = reply.try_send(rooms);
+            }
         }
     }
 }
