@@ -125,6 +125,7 @@ class ServerHandle:
     engine stops reading those clients until the next drain).
     ``tls_cert_file`` with ``tls_key_file`` serves TLS (``tls_client_ca_file``: client
     certificates required); the files are read here, and a bad one raises ``FerrosioError``.
+    ``allow_eio3`` also accepts Engine.IO v3 clients (socket.io-client 2.x).
     """
 
     def __init__(
@@ -159,6 +160,7 @@ class ServerHandle:
         tls_cert_file: str | os.PathLike[str] | None = None,
         tls_key_file: str | os.PathLike[str] | None = None,
         tls_client_ca_file: str | os.PathLike[str] | None = None,
+        allow_eio3: bool = False,
     ) -> None: ...
     def cluster_stats(self) -> dict[str, int | bool] | None:
         """The cluster link's counters, or None when the server is not in a cluster."""

@@ -8,6 +8,7 @@ use super::FrontDoor;
 use crate::engineio::heartbeat;
 use crate::engineio::packet::Frame;
 use crate::engineio::session::{DisconnectReason, EngineSession, Handshake, TransportKind};
+use crate::engineio::v3::Protocol;
 use crate::engineio::EngineHandler;
 use crate::sid::new_sid;
 
@@ -59,11 +60,23 @@ impl FrontDoor {
         transport: TransportKind,
         endpoint: Endpoint,
     ) -> Arc<EngineSession> {
-        let session = EngineSession::bounded(
+        self.open_session_with(handshake, transport, endpoint, Protocol::V4)
+    }
+
+    /// As [`FrontDoor::open_session`], for a client of this Engine.IO revision.
+    pub(super) fn open_session_with(
+        self: &Arc<Self>,
+        handshake: Handshake,
+        transport: TransportKind,
+        endpoint: Endpoint,
+        protocol: Protocol,
+    ) -> Arc<EngineSession> {
+        let session = EngineSession::bounded_with_protocol(
             new_sid(),
             Arc::new(handshake),
             transport,
             self.config.max_send_buffer,
+            protocol,
         );
         let cfg = &self.config;
         let upgrades: &[&str] =
@@ -96,14 +109,20 @@ impl FrontDoor {
                 })
             });
             let on_tick = || front.handler(endpoint).on_tick(&s).is_ok();
-            let reason = heartbeat::run(
-                s.clone(),
-                cfg.ping_interval,
-                cfg.ping_timeout,
-                connect,
-                on_tick,
-            )
-            .await;
+            let (interval, timeout) = (cfg.ping_interval, cfg.ping_timeout);
+            let reason = if s.protocol.is_v3() {
+                // Boxed: only v3 sessions pay for this future's size.
+                Box::pin(heartbeat::run_client_pings(
+                    s.clone(),
+                    interval,
+                    timeout,
+                    connect,
+                    on_tick,
+                ))
+                .await
+            } else {
+                heartbeat::run(s.clone(), interval, timeout, connect, on_tick).await
+            };
             front.end_session(&s, reason);
         });
         session
