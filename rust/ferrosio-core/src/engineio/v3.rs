@@ -259,7 +259,7 @@ mod tests {
         ];
         let (body, binary) = encode_payload(&frames, false);
         assert!(binary);
-        let mut expected = vec![0, 4, 0, 0xFF];
+        let mut expected = vec![0, 3, 9, 0xFF];
         expected.extend_from_slice(b"451-[\"b\",{\"_placeholder\":true,\"num\":0}]");
         expected.extend_from_slice(&[1, 4, 0xFF, 4, 1, 2, 3]);
         assert_eq!(&body[..], &expected[..]);

@@ -313,6 +313,19 @@ pub fn write_close(out: &mut Vec<u8>, code: Option<u16>) {
 mod tests {
     use super::*;
 
+    #[test]
+    fn a_prefixed_frame_is_the_frame_of_prefix_and_payload() {
+        for n in [0, 124, 125, 126, 65_534, 65_535, 70_000] {
+            let payload = vec![7u8; n];
+            let mut joined = vec![4u8];
+            joined.extend_from_slice(&payload);
+            let (mut a, mut b) = (Vec::new(), Vec::new());
+            write_frame(&mut a, OP_BINARY, &joined);
+            write_frame_prefixed(&mut b, OP_BINARY, 4, &payload);
+            assert_eq!(a, b, "{n} bytes");
+        }
+    }
+
     /// A masked client frame, as a browser would send it.
     fn client_frame(fin: bool, opcode: u8, payload: &[u8], mask: [u8; 4]) -> Vec<u8> {
         let mut out = vec![if fin { 0x80 } else { 0 } | opcode];
