@@ -49,6 +49,7 @@ class V2Clients:
     def __init__(self, proc: asyncio.subprocess.Process) -> None:
         self.proc = proc
         self.seen: list[dict[str, Any]] = []
+        self.last_connect: dict[str, dict[str, Any]] = {}
 
     @classmethod
     async def start(cls) -> V2Clients:
@@ -103,6 +104,7 @@ class V2Clients:
     async def connect(self, cid: str, url: str, **opts: Any) -> str:
         self.send(op="connect", id=cid, url=url, opts=opts)
         r = await self.expect(cid, "connect")
+        self.last_connect[cid] = r
         transport: str = r["transport"]
         return transport
 
@@ -195,6 +197,8 @@ async def test_a_v2_client_connects_emits_acks_and_gets_binary(make_server, v2, 
     welcome = await v2.event("a", "welcome")
     sid = welcome[0]["sid"]
     assert app.connects[0][:3] == (sid, "/", None)
+    # the socket id is the one the client computed itself (its Engine.IO sid), as in Node
+    assert v2.last_connect["a"]["sid"] == sid
     assert "EIO=3" in app.connects[0][3]["QUERY_STRING"]
     # events with acks, binary anywhere in the arguments, unicode
     assert await v2.call("a", "echo", "hé 😀", 3, {"k": [1, None]}) == [
@@ -223,6 +227,8 @@ async def test_namespaces_with_a_query_and_a_refusal(make_server, v2, until, mod
     opts = {"transports": TRANSPORTS[mode]}
     await v2.connect("chat", f"{url}/chat", query={"token": "abc"}, **opts)
     assert await v2.call("chat", "echo", 1) == ["chat", 1]
+    assert v2.last_connect["chat"]["sid"] == app.connects[1][0], "the client's own id"
+    assert app.connects[1][0] == f"/chat#{app.connects[0][0]}"
     assert [c[1] for c in app.connects] == ["/", "/chat"], "the main namespace too"
     assert app.connects[1][2] is None, "no auth in Socket.IO v4"
     # refused: the v4 ERROR packet carries the message as a plain string
@@ -541,3 +547,41 @@ async def test_raw_v3_upgrade(make_server):
             assert await ws.recv() == "b4" + base64.b64encode(BIN).decode()
     # after the upgrade, polling on that session is refused
     assert (await s.get())[0] == 400
+
+
+# ------------------------------------------------------------------ under an ASGI server ----
+@pytest.mark.parametrize("mode", list(TRANSPORTS))
+async def test_a_v2_client_through_asgiapp_under_uvicorn(v2, until, mode):
+    import uvicorn
+
+    from _harness import free_port
+
+    app = App()
+    port = free_port()
+    config = uvicorn.Config(
+        ferrosio.ASGIApp(app.sio),
+        host="127.0.0.1",
+        port=port,
+        log_level="warning",
+        timeout_graceful_shutdown=5,
+    )
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve())
+    try:
+        async with asyncio.timeout(WAIT):
+            while not server.started:
+                await asyncio.sleep(0.01)
+        url = f"http://127.0.0.1:{port}"
+        assert await v2.connect("a", url, transports=TRANSPORTS[mode]) == TRANSPORTS[mode][-1]
+        await v2.event("a", "welcome")
+        nested = {"blob": b64(BIN), "list": [b64(b"\x01"), "x"]}
+        assert await v2.call("a", "echo", "é", nested) == ["é", nested]
+        sid = app.connects[0][0]
+        answer = await app.sio.call("data", BIN, to=sid, timeout=WAIT)
+        assert answer == ("got", "data", BIN)
+        # the client leaves first: a long-polling GET would hold uvicorn's graceful shutdown
+        v2.send(op="close", id="a")
+        await until(lambda: app.disconnects, what="the server's disconnect handler")
+    finally:
+        server.should_exit = True
+        await asyncio.wait_for(task, WAIT)

@@ -301,9 +301,9 @@ class AsyncServer(HandlerRegistry):
         auth when joining other namespaces, and ping the server themselves (a client that
         stops pinging for ``ping_interval + ping_timeout`` is disconnected). Everything else
         (events, acks, binary, rooms, broadcasts to clients of both revisions) works as
-        for current clients. Served on ferrosio's own listener; under an ASGI server
-        (:class:`ferrosio.ASGIApp`) they are refused. ``False`` (the default) refuses them
-        with HTTP 400, ``Unsupported protocol version``.
+        for current clients, on ferrosio's own listener and under an ASGI server
+        (:class:`ferrosio.ASGIApp`). ``False`` (the default) refuses them with HTTP 400,
+        ``Unsupported protocol version``.
 
     python-socketio's other arguments are accepted where their value means what ferrosio does
     anyway (``async_handlers=True``, ``monitor_clients=True``, ``json=None``, ``async_mode=None``

@@ -7,7 +7,7 @@
 //
 // Commands ({"op": ..., "id": <client name>, ...}):
 //   connect    {url, opts}: io(url, {forceNew: true, reconnection: false, ...opts})
-//              -> {id, ev: "connect", transport} once connected (after the upgrade when
+//              -> {id, ev: "connect", transport, sid} once connected (after the upgrade when
 //                 opts.transports has both), or {id, ev: "error", data} if refused
 //   emit       {event, args, ack}: socket.emit(event, ...args[, cb])
 //              -> {id, ev: "ack", event, args} when ack is true
@@ -59,7 +59,7 @@ function connect(cmd) {
   const report = () => {
     if (reported) return;
     reported = true;
-    out({ id, ev: "connect", transport: socket.io.engine.transport.name });
+    out({ id, ev: "connect", transport: socket.io.engine.transport.name, sid: socket.id });
   };
   socket.on("connect", () => {
     if (!upgrading || socket.io.engine.transport.name === "websocket") return report();

@@ -226,6 +226,22 @@ pub fn base64_text(data: &[u8]) -> Vec<u8> {
     out
 }
 
+/// A frame as a v3 client takes it over a WebSocket whose framing is not ours (a host's ASGI
+/// server): a binary frame gets its type byte, or becomes `b4<base64>` text for a client that
+/// asked for base64. Text frames are unchanged.
+pub fn websocket_frame(frame: Frame, base64: bool) -> Frame {
+    match frame {
+        Frame::Binary(b) if base64 => Frame::Text(base64_text(&b).into()),
+        Frame::Binary(b) => {
+            let mut out = Vec::with_capacity(1 + b.len());
+            out.push(MESSAGE_TYPE);
+            out.extend_from_slice(&b);
+            Frame::Binary(out.into())
+        }
+        text => text,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -338,5 +354,15 @@ mod tests {
             Ok(EnginePacket::Pong(Bytes::from_static(b"probe")))
         );
         assert_eq!(base64_text(&[1, 2]), b"b4AQI=".to_vec());
+        let bin = || Frame::Binary(Bytes::from_static(&[1, 2]));
+        assert_eq!(
+            websocket_frame(bin(), false),
+            Frame::Binary(Bytes::from_static(&[4, 1, 2]))
+        );
+        assert_eq!(
+            websocket_frame(bin(), true),
+            Frame::Text(Bytes::from_static(b"b4AQI="))
+        );
+        assert_eq!(websocket_frame(text("42[]"), true), text("42[]"));
     }
 }

@@ -59,7 +59,7 @@ impl FrontDoor {
         endpoint: Endpoint,
         protocol: Protocol,
     ) -> HttpResponse {
-        let session = self.open_session_with(
+        let session = self.open_session(
             handshake(req, remote, local),
             TransportKind::Polling,
             endpoint,

@@ -53,18 +53,9 @@ impl FrontDoor {
             .map(|(s, _)| s.clone())
     }
 
-    /// A new session: its open packet queued, its layer told, its timers running.
+    /// A new session of a client of this Engine.IO revision: its open packet queued, its
+    /// layer told, its timers running.
     pub(super) fn open_session(
-        self: &Arc<Self>,
-        handshake: Handshake,
-        transport: TransportKind,
-        endpoint: Endpoint,
-    ) -> Arc<EngineSession> {
-        self.open_session_with(handshake, transport, endpoint, Protocol::V4)
-    }
-
-    /// As [`FrontDoor::open_session`], for a client of this Engine.IO revision.
-    pub(super) fn open_session_with(
         self: &Arc<Self>,
         handshake: Handshake,
         transport: TransportKind,

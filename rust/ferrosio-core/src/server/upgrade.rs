@@ -171,7 +171,7 @@ impl FrontDoor {
                 session
             }
             WsPlan::Open => {
-                self.open_session_with(handshake, TransportKind::WebSocket, endpoint, protocol)
+                self.open_session(handshake, TransportKind::WebSocket, endpoint, protocol)
             }
         };
         Some((ws, session))

@@ -303,7 +303,11 @@ impl SocketIoLayer {
             )));
             return;
         }
-        let sid = new_sid();
+        let sid = if session.protocol.is_v3() {
+            v4::socket_id(nsp_str, &session.sid)
+        } else {
+            new_sid()
+        };
         let nsp = match reg.namespaces.get_key_value(nsp_str) {
             Some((k, _)) => k.clone(),
             None => Arc::from(nsp_str),

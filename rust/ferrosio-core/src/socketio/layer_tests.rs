@@ -558,6 +558,7 @@ fn a_v3_session_joins_the_main_namespace_at_once_and_gets_v4_replies() {
         other => panic!("expected the implicit Connect to /, got {other:?}"),
     };
     assert!(h.layer.has_sockets("e1"));
+    assert_eq!(&*main, "e1", "the id the client computes");
     h.run(SocketIoCommand::Accept {
         nsp: "/".into(),
         sid: main.to_string(),
@@ -572,6 +573,7 @@ fn a_v3_session_joins_the_main_namespace_at_once_and_gets_v4_replies() {
         [SocketIoInbound::Connect { sid, nsp, .. }] if &**nsp == "/chat" => sid.clone(),
         other => panic!("expected a Connect to /chat, got {other:?}"),
     };
+    assert_eq!(&*chat, "/chat#e1");
     h.run(SocketIoCommand::Accept {
         nsp: "/chat".into(),
         sid: chat.to_string(),

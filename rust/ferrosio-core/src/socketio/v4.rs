@@ -9,10 +9,22 @@
 //!   else its message as a JSON string (`44"Not authorized"`), as socket.io 2.x sends it.
 //! - A client's CONNECT for another namespace may carry a query in the name (`/chat?x=1`),
 //!   which the codec drops; there is no auth payload.
+//! - A socket's id is not the server's choice: the client computes it from the Engine.IO sid
+//!   (`<sid>` in `/`, `<nsp>#<sid>` elsewhere), and apps pass it around, so the server uses
+//!   the same, as Node does for these clients.
 
 use bytes::Bytes;
 
 use super::packet::{encode_message, PacketType};
+
+/// The id of a v4 client's socket in `nsp`, as the client computes it.
+pub fn socket_id(nsp: &str, eio_sid: &str) -> std::sync::Arc<str> {
+    if nsp == "/" {
+        eio_sid.into()
+    } else {
+        format!("{nsp}#{eio_sid}").into()
+    }
+}
 
 /// `40` / `40/nsp,`: the CONNECT reply to a v4 client.
 pub fn connect_reply(nsp: &str) -> Bytes {
@@ -44,6 +56,12 @@ pub fn connect_error(nsp: &str, v5_payload: &[u8]) -> Bytes {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn socket_ids_are_the_clients_own() {
+        assert_eq!(&*socket_id("/", "abc"), "abc");
+        assert_eq!(&*socket_id("/chat", "abc"), "/chat#abc");
+    }
 
     #[test]
     fn connect_replies_have_no_payload() {
