@@ -299,7 +299,9 @@ class AsyncServer(HandlerRegistry):
         no such option). Such clients join the main namespace ``/`` as soon as they connect
         (its ``connect`` handler runs then, with ``auth=None``: they send none), send no
         auth when joining other namespaces, and ping the server themselves (a client that
-        stops pinging for ``ping_interval + ping_timeout`` is disconnected). Everything else
+        stops pinging for ``ping_interval + ping_timeout`` is disconnected). Their sids are
+        the ones such clients compute themselves (the Engine.IO session id in ``/``,
+        ``"/chat#<that id>"`` in ``/chat``), as in Node. Everything else
         (events, acks, binary, rooms, broadcasts to clients of both revisions) works as
         for current clients, on ferrosio's own listener and under an ASGI server
         (:class:`ferrosio.ASGIApp`). ``False`` (the default) refuses them with HTTP 400,
