@@ -149,6 +149,10 @@ class App:
 
         @sio.event
         async def connect(sid: str, environ: dict[str, Any], auth: Any) -> None:
+            query = parse_qs(environ.get("QUERY_STRING", ""))
+            if "deny" in query:
+                args = query["deny"][0].split(":")
+                raise ConnectionRefusedError(args[0], *({"code": int(a)} for a in args[1:]))
             self.connects.append((sid, "/", auth, environ))
             await sio.emit("welcome", {"sid": sid}, to=sid)
 
@@ -238,6 +242,18 @@ async def test_namespaces_with_a_query_and_a_refusal(make_server, v2, until, mod
     # leaving /chat keeps the connection (and `/`)
     v2.send(op="close", id="chat")
     await until(lambda: any(d[1] == "/chat" for d in app.disconnects), what="disconnect from /chat")
+
+
+@pytest.mark.parametrize(
+    ("deny", "error"), [("no", "no"), ("no:7", {"code": 7})], ids=["message", "data"]
+)
+async def test_a_refused_main_namespace(make_server, v2, deny, error):
+    app = App()
+    url = await make_server(app.sio)
+    v2.send(op="connect", id="a", url=url, opts={"query": {"deny": deny}})
+    # socket.io 2.x's ERROR packet: the error's data if it has some, else its message
+    assert (await v2.expect("a", "error"))["data"] == error
+    assert app.connects == []
 
 
 async def test_server_side_disconnect(make_server, v2, until):
