@@ -52,6 +52,10 @@ websocket_extra_options           accepted: None, {}
 timestamp_requests                accepted: True (polling requests carry ``t=``)
 ================================  ==========================================================
 
+ferrosio's own keywords are not python-socketio's and not in these tables, e.g.
+``allow_eio3`` (Node's ``allowEIO3``: Engine.IO v3 clients; python-socketio 5 has no such
+option).
+
 Methods: ``ignore_queue`` on the server's ``emit``, ``send``, ``call`` and ``disconnect`` is
 accepted with any value: on a server with an ``AsyncRedisManager``, ``emit``/``send`` with
 ``ignore_queue=True`` stay on this server (python-socketio's meaning); without a client manager

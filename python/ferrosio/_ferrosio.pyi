@@ -141,6 +141,7 @@ class ServerHandle:
     ``worker=(index, count, dir)``: one of ``count`` worker processes on this port
     (``SO_REUSEPORT``); a connection for another worker's session is handed to it through the
     Unix sockets in ``dir``.
+    ``allow_eio3`` also accepts Engine.IO v3 clients (socket.io-client 2.x).
     """
 
     def __init__(
@@ -176,6 +177,7 @@ class ServerHandle:
         tls_key_file: str | os.PathLike[str] | None = None,
         tls_client_ca_file: str | os.PathLike[str] | None = None,
         worker: tuple[int, int, str | os.PathLike[str]] | None = None,
+        allow_eio3: bool = False,
     ) -> None: ...
     def cluster_stats(self) -> dict[str, int | bool] | None:
         """The cluster link's counters, or None when the server is not in a cluster."""

@@ -296,6 +296,19 @@ class AsyncServer(HandlerRegistry):
         ``["127.0.0.1", "10.0.0.0/8"]``. ``None`` (the default) trusts no one: the environ
         has the peer's address and the listener's scheme, and the headers only as
         ``HTTP_X_FORWARDED_*``.
+    :param allow_eio3: also accept clients of the previous protocol revision, Engine.IO v3 /
+        Socket.IO v4: ``socket.io-client`` 2.x (still in many mobile apps) and the Swift,
+        Java and C++ clients of that generation (Node's ``allowEIO3``; python-socketio has
+        no such option). Such clients join the main namespace ``/`` as soon as they connect
+        (its ``connect`` handler runs then, with ``auth=None``: they send none), send no
+        auth when joining other namespaces, and ping the server themselves (a client that
+        stops pinging for ``ping_interval + ping_timeout`` is disconnected). Their sids are
+        the ones such clients compute themselves (the Engine.IO session id in ``/``,
+        ``"/chat#<that id>"`` in ``/chat``), as in Node. Everything else
+        (events, acks, binary, rooms, broadcasts to clients of both revisions) works as
+        for current clients, on ferrosio's own listener and under an ASGI server
+        (:class:`ferrosio.ASGIApp`). ``False`` (the default) refuses them with HTTP 400,
+        ``Unsupported protocol version``.
 
     python-socketio's other arguments are accepted where their value means what ferrosio does
     anyway (``async_handlers=True``, ``monitor_clients=True``, ``json=None``, ``async_mode=None``
@@ -334,6 +347,7 @@ class AsyncServer(HandlerRegistry):
         max_inbound_buffer_size: int = 64_000,
         max_inbound_total_size: int = 16_000_000,
         trusted_proxies: str | Iterable[str] | None = None,
+        allow_eio3: bool = False,
         client_manager: Any = None,
         serializer: str = "default",
         json: Any = None,
@@ -349,6 +363,7 @@ class AsyncServer(HandlerRegistry):
         self.cors_allowed_origins = cors_allowed_origins
         self.cors_credentials = cors_credentials
         self.allow_upgrades = allow_upgrades
+        self.allow_eio3 = allow_eio3
         self.static_files = dict(static_files or {})
         self.allow_request = allow_request
         self.engineio: EngineIOEndpoint | None = (
@@ -649,6 +664,7 @@ class AsyncServer(HandlerRegistry):
             tls_key_file=tls[1],
             tls_client_ca_file=tls[2],
             worker=self._worker if host is not None else None,
+            allow_eio3=self.allow_eio3,
             **self._cors_options(),
         )
         self._scheme = "https" if tls[0] is not None else "http"

@@ -59,6 +59,8 @@ pub struct ServerConfig {
     pub allow_websocket: bool,
     pub allow_polling: bool,
     pub allow_upgrades: bool,
+    /// Accept Engine.IO v3 clients (socket.io-client 2.x; Node's `allowEIO3`).
+    pub allow_eio3: bool,
     pub cors: CorsPolicy,
     pub cors_credentials: bool,
     pub static_files: Vec<StaticRoute>,
@@ -140,6 +142,7 @@ impl Default for ServerConfig {
             allow_websocket: true,
             allow_polling: true,
             allow_upgrades: true,
+            allow_eio3: false,
             cors: CorsPolicy::SameOrigin,
             cors_credentials: true,
             static_files: Vec::new(),

@@ -15,6 +15,10 @@ pub enum EngineError {
     Base64,
     #[error("engine.io text packet is not valid UTF-8")]
     Utf8,
+    #[error("malformed engine.io v3 payload: a packet length is missing, invalid or wrong")]
+    V3Length,
+    #[error("engine.io v3 binary packet is not a message")]
+    V3BinaryType,
 }
 
 /// A malformed Socket.IO packet.

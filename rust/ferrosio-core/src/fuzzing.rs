@@ -88,6 +88,59 @@ pub fn decode_engine_payload(data: &[u8]) {
     );
 }
 
+/// Decodes an Engine.IO v3 polling payload: the first byte picks the kind (even: a text
+/// payload, odd: a binary one), the rest is the body. A payload that decodes must re-encode
+/// (as text with base64, and as the client takes it without base64) to the same packets.
+pub fn decode_engine_v3_payload(data: &[u8]) {
+    use crate::engineio::v3;
+    let Some((&kind, body)) = data.split_first() else {
+        return;
+    };
+    let body = Bytes::copy_from_slice(body);
+    let decoded = if kind % 2 == 0 {
+        v3::decode_text_payload(&body)
+    } else {
+        v3::decode_binary_payload(&body)
+    };
+    let Ok(packets) = decoded else {
+        return;
+    };
+    let frames: Vec<Frame> = packets.iter().map(as_frame).collect();
+    for base64 in [true, false] {
+        let (wire, binary) = v3::encode_payload(&frames, base64);
+        let again = if binary {
+            v3::decode_binary_payload(&wire)
+        } else {
+            v3::decode_text_payload(&wire)
+        };
+        assert_eq!(
+            again.as_ref(),
+            Ok(&packets),
+            "round trip of {data:?} via {wire:?}"
+        );
+    }
+}
+
+/// The outbound frame that carries `packet`.
+fn as_frame(packet: &EnginePacket) -> Frame {
+    let text = |digit: u8, rest: &[u8]| {
+        let mut v = Vec::with_capacity(1 + rest.len());
+        v.push(digit);
+        v.extend_from_slice(rest);
+        Frame::Text(Bytes::from(v))
+    };
+    match packet {
+        EnginePacket::Open(rest) => text(b'0', rest),
+        EnginePacket::Close => Frame::CLOSE,
+        EnginePacket::Ping(rest) => text(b'2', rest),
+        EnginePacket::Pong(rest) => text(b'3', rest),
+        EnginePacket::Message(rest) => text(b'4', rest),
+        EnginePacket::Upgrade => text(b'5', b""),
+        EnginePacket::Noop => Frame::NOOP,
+        EnginePacket::Binary(b) => Frame::Binary(b.clone()),
+    }
+}
+
 /// Everything a [`WsReader`] makes of a byte stream: the messages, then the error if any.
 type WsOutcome = (Vec<WsMessage>, Option<WsFrameError>);
 

@@ -200,7 +200,7 @@ struct PyServerHandle {
 #[pymethods]
 impl PyServerHandle {
     #[new]
-    #[pyo3(signature = (host, port = 0, *, path = "/socket.io/", ping_interval_ms = 25_000, ping_timeout_ms = 20_000, max_payload = 1_000_000, connect_timeout_ms = 45_000, websocket = true, polling = true, upgrades = true, engineio_path = None, cors = "same-origin", cors_origins = None, cors_credentials = true, static_files = None, authorize_requests = false, max_attachments = 10, max_attachment_bytes = None, attachment_timeout_ms = 30_000, max_send_buffer = 16_000_000, max_poll_response = 1_000_000, max_inbound_buffer = 64_000, max_inbound_total = 16_000_000, cluster_url = None, cluster_key = "socket.io", forward_http = false, tls_cert_file = None, tls_key_file = None, tls_client_ca_file = None, worker = None))]
+    #[pyo3(signature = (host, port = 0, *, path = "/socket.io/", ping_interval_ms = 25_000, ping_timeout_ms = 20_000, max_payload = 1_000_000, connect_timeout_ms = 45_000, websocket = true, polling = true, upgrades = true, engineio_path = None, cors = "same-origin", cors_origins = None, cors_credentials = true, static_files = None, authorize_requests = false, max_attachments = 10, max_attachment_bytes = None, attachment_timeout_ms = 30_000, max_send_buffer = 16_000_000, max_poll_response = 1_000_000, max_inbound_buffer = 64_000, max_inbound_total = 16_000_000, cluster_url = None, cluster_key = "socket.io", forward_http = false, tls_cert_file = None, tls_key_file = None, tls_client_ca_file = None, worker = None, allow_eio3 = false))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -234,6 +234,7 @@ impl PyServerHandle {
         tls_key_file: Option<std::path::PathBuf>,
         tls_client_ca_file: Option<std::path::PathBuf>,
         worker: Option<(u8, u8, std::path::PathBuf)>,
+        allow_eio3: bool,
     ) -> PyResult<Self> {
         let tls = match (tls_cert_file, tls_key_file) {
             (Some(cert_file), Some(key_file)) => Some(ServerTls {
@@ -297,6 +298,7 @@ impl PyServerHandle {
             forward_http,
             tls,
             worker: worker.map(|(index, count, dir)| WorkerConfig { index, count, dir }),
+            allow_eio3,
             ..ServerConfig::default()
         };
         let handle = match host {

@@ -89,9 +89,18 @@ impl PacketReceiver for ServerEnd<'_> {
         self.session.send(frame);
     }
 
+    fn on_ping(&mut self) -> Result<(), Self::Refusal> {
+        // v3: the client's ping is its heartbeat (the server's pong answers it).
+        if self.session.protocol.is_v3() && !self.session.over_limit() {
+            self.session.pong_received();
+        }
+        Ok(())
+    }
+
     fn on_pong(&mut self) {
         // A client that answers pings but does not read what it is sent is not alive.
-        if !self.session.over_limit() {
+        // v3: the server never pings, so a pong answers nothing.
+        if !self.session.over_limit() && !self.session.protocol.is_v3() {
             self.session.pong_received();
         }
     }

@@ -80,6 +80,61 @@ pub async fn run<F: Fn() -> bool, T: Fn() -> bool>(
         .unwrap_or(DisconnectReason::ServerDisconnect)
 }
 
+/// The heartbeat of an Engine.IO v3 session, where the client pings and the server answers:
+/// the session closes when no ping arrived for `interval + timeout` (since the last one, or
+/// the open), as Node's server does. `connect` and `on_tick` as in [`run`].
+pub async fn run_client_pings<F: Fn() -> bool, T: Fn() -> bool>(
+    session: Arc<EngineSession>,
+    interval: Duration,
+    timeout: Duration,
+    mut connect: Option<(Instant, F)>,
+    on_tick: T,
+) -> DisconnectReason {
+    let mut ping_due = Instant::now() + interval + timeout;
+    session.ping_sent(ping_due);
+    let mut next_tick = Instant::now() + interval;
+    loop {
+        let mut wake = ping_due.min(next_tick);
+        if let Some((at, _)) = &connect {
+            wake = wake.min(*at);
+        }
+        tokio::select! {
+            () = tokio::time::sleep_until(wake) => {}
+            // The transport signals each client ping as a pong would be in v4.
+            () = session.wait_pong() => {
+                ping_due = Instant::now() + interval + timeout;
+                session.ping_sent(ping_due);
+                continue;
+            }
+            () = session.wait_closed() => break,
+        }
+        let now = Instant::now();
+        if let Some((at, joined)) = &connect {
+            if now >= *at {
+                if !joined() {
+                    session.close(DisconnectReason::ServerDisconnect);
+                    break;
+                }
+                connect = None;
+            }
+        }
+        if now >= ping_due {
+            session.close(DisconnectReason::PingTimeout);
+            break;
+        }
+        if now >= next_tick {
+            if !on_tick() {
+                session.close(DisconnectReason::TransportError);
+                break;
+            }
+            next_tick = now + interval;
+        }
+    }
+    session
+        .closed()
+        .unwrap_or(DisconnectReason::ServerDisconnect)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -188,6 +243,31 @@ mod tests {
         .await;
         assert_eq!(reason, DisconnectReason::TransportError);
         assert!(s.take().0.is_empty(), "no ping after a failed tick");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_v3_client_that_stops_pinging_times_out_and_no_ping_is_sent() {
+        let s = session();
+        let start = Instant::now();
+        let hb = tokio::spawn(run_client_pings(
+            s.clone(),
+            Duration::from_millis(300),
+            Duration::from_millis(200),
+            NO_CONNECT_CHECK,
+            || true,
+        ));
+        for _ in 0..3 {
+            tokio::time::sleep(Duration::from_millis(400)).await;
+            s.pong_received(); // the client's ping, as the transport reports it
+        }
+        assert!(s.closed().is_none(), "pings within interval + timeout");
+        assert_eq!(hb.await.unwrap(), DisconnectReason::PingTimeout);
+        assert_eq!(
+            Instant::now() - start,
+            Duration::from_millis(1200 + 500),
+            "interval + timeout after the last ping"
+        );
+        assert!(s.take().0.is_empty(), "the server never pings a v3 client");
     }
 
     #[tokio::test(start_paused = true)]

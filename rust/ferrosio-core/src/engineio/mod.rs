@@ -1,6 +1,6 @@
 //! Engine.IO v4: packets, polling payloads, sessions, heartbeats, what an inbound packet
 //! means for its session ([`dispatch`]) whatever transport carried it, the close reasons, and
-//! the bare Engine.IO endpoint ([`endpoint`]).
+//! the bare Engine.IO endpoint ([`endpoint`]); v3's differences, for older clients, in [`v3`].
 pub mod dispatch;
 pub mod endpoint;
 pub mod heartbeat;
@@ -9,6 +9,7 @@ pub mod packet;
 pub mod reason;
 pub mod session;
 pub mod trim;
+pub mod v3;
 
 pub use reason::DisconnectReason;
 pub use session::EngineSession;

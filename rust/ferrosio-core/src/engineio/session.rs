@@ -13,6 +13,7 @@ use tokio::sync::Notify;
 
 use super::inbound::InboundMeter;
 use super::packet::Frame;
+use super::v3::Protocol;
 
 pub use super::reason::DisconnectReason;
 
@@ -124,6 +125,8 @@ pub struct EngineSession {
     backlog: AtomicUsize,
     /// This client's messages waiting for the host (see [`super::inbound`]).
     pub inbound: InboundMeter,
+    /// The Engine.IO revision the client speaks, fixed at the handshake.
+    pub protocol: Protocol,
 }
 
 impl EngineSession {
@@ -133,13 +136,25 @@ impl EngineSession {
         Self::bounded(sid, handshake, transport, usize::MAX)
     }
 
-    /// A session that may hold at most `max_buffer` bytes for its client (see
-    /// [`EngineSession::send_volatile`] for what happens past it).
+    /// A v4 session that may hold at most `max_buffer` bytes for its client (tests).
+    #[cfg(test)]
     pub fn bounded(
         sid: Arc<str>,
         handshake: Arc<Handshake>,
         transport: TransportKind,
         max_buffer: usize,
+    ) -> Arc<Self> {
+        Self::bounded_with_protocol(sid, handshake, transport, max_buffer, Protocol::V4)
+    }
+
+    /// A session of a client of this Engine.IO revision, that may hold at most `max_buffer`
+    /// bytes for it (see [`EngineSession::send_volatile`] for what happens past it).
+    pub fn bounded_with_protocol(
+        sid: Arc<str>,
+        handshake: Arc<Handshake>,
+        transport: TransportKind,
+        max_buffer: usize,
+        protocol: Protocol,
     ) -> Arc<Self> {
         Arc::new(EngineSession {
             sid,
@@ -155,6 +170,7 @@ impl EngineSession {
             max_buffer,
             backlog: AtomicUsize::new(0),
             inbound: InboundMeter::default(),
+            protocol,
         })
     }
 

@@ -31,6 +31,7 @@ use crate::bridge::ControlInbound;
 use crate::config::ServerConfig;
 use crate::engineio::packet::Frame;
 use crate::engineio::session::{DisconnectReason, TransportKind};
+use crate::engineio::v3::Protocol;
 use crate::error::ServerError;
 use crate::transport::external::{ExternalMessage, ExternalWs, Reply};
 
@@ -114,9 +115,11 @@ impl FrontDoor {
             Err(e) => return e.response(),
         };
         let query = EngineQuery::of(&req);
-        if query.eio != Some("4") {
-            return HttpError::UnsupportedProtocolVersion.response();
-        }
+        let protocol = match query.eio {
+            Some("4") => Protocol::V4,
+            Some("3") if self.config.allow_eio3 => Protocol::V3 { base64: query.b64 },
+            _ => return HttpError::UnsupportedProtocolVersion.response(),
+        };
         if query.transport != Some("websocket") || !self.config.allow_websocket {
             return HttpError::UnknownTransport.response();
         }
@@ -127,6 +130,7 @@ impl FrontDoor {
                     handshake(&req, remote, local),
                     TransportKind::WebSocket,
                     endpoint,
+                    protocol,
                 );
                 if conn.open(session.clone(), handler) {
                     self.clone().drain_external(conn.clone());
@@ -139,7 +143,8 @@ impl FrontDoor {
                 let Some(session) = self.session(sid, endpoint) else {
                     return HttpError::UnknownSid.response();
                 };
-                if !self.config.allow_upgrades {
+                if !self.config.allow_upgrades || session.protocol.revision() != protocol.revision()
+                {
                     return HttpError::BadRequest.response();
                 }
                 // Already upgraded or upgrading: accepted, then closed at once (as the

@@ -67,6 +67,8 @@ pub(super) struct EngineQuery<'a> {
     pub eio: Option<&'a str>,
     pub transport: Option<&'a str>,
     pub sid: Option<&'a str>,
+    /// Engine.IO v3: binary data as base64 text (`b64=1`; Node takes any non-empty value).
+    pub b64: bool,
 }
 
 impl<'a> EngineQuery<'a> {
@@ -78,6 +80,7 @@ impl<'a> EngineQuery<'a> {
                 "EIO" => q.eio = Some(v),
                 "transport" => q.transport = Some(v),
                 "sid" => q.sid = Some(v),
+                "b64" => q.b64 = !v.is_empty(),
                 _ => {}
             }
         }
@@ -117,6 +120,16 @@ pub(super) fn text_response(body: Bytes) -> HttpResponse {
     );
     // Polling responses are one-off messages: never cache them.
     h.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    res
+}
+
+/// A binary polling response body (Engine.IO v3's binary payload).
+pub(super) fn binary_response(body: Bytes) -> HttpResponse {
+    let mut res = text_response(body);
+    res.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("application/octet-stream"),
+    );
     res
 }
 
@@ -179,8 +192,11 @@ mod tests {
                 eio: Some("4"),
                 transport: Some("polling"),
                 sid: Some("abc"),
+                b64: false,
             }
         );
+        assert!(EngineQuery::parse("EIO=3&b64=1").b64);
+        assert!(!EngineQuery::parse("EIO=3&b64=").b64);
         assert_eq!(EngineQuery::parse(""), EngineQuery::default());
         assert_eq!(
             EngineQuery::parse("EIO&transport=&sid=1&sid=2"),
@@ -188,6 +204,7 @@ mod tests {
                 eio: Some(""),
                 transport: Some(""),
                 sid: Some("2"),
+                b64: false,
             },
             "a key without a value is present and empty; the last one wins"
         );

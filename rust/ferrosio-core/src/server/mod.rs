@@ -348,6 +348,7 @@ where
         handshake,
         crate::engineio::session::TransportKind::Polling,
         sessions::Endpoint::SocketIo,
+        crate::engineio::v3::Protocol::V4,
     );
     (
         session.sid.clone(),

@@ -7,16 +7,18 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use http_body_util::{BodyExt, LengthLimitError, Limited};
-use hyper::header::CONTENT_LENGTH;
+use hyper::header::{CONTENT_LENGTH, CONTENT_TYPE};
 use hyper::{Method, Request, StatusCode};
 
 use super::http::{
-    handshake, ok_response, status_response, text_response, HttpError, HttpResponse,
+    binary_response, handshake, ok_response, status_response, text_response, HttpError,
+    HttpResponse,
 };
 use super::sessions::Endpoint;
 use super::{FrontDoor, RequestBody};
 use crate::engineio::packet::encode_payload;
 use crate::engineio::session::{DisconnectReason, EngineSession, TransportKind};
+use crate::engineio::v3::{self, Protocol};
 use crate::transport::polling;
 
 /// How long a POST body may take to arrive (bounds slow-body clients).
@@ -38,6 +40,15 @@ impl Drop for SlotGuard<'_> {
     }
 }
 
+/// A v3 polling response: text, or binary (`application/octet-stream`).
+fn payload_response((body, binary): (bytes::Bytes, bool)) -> HttpResponse {
+    if binary {
+        binary_response(body)
+    } else {
+        text_response(body)
+    }
+}
+
 impl FrontDoor {
     /// The handshake GET: a new session, answered at once with its open packet.
     pub(super) fn open_polling<B>(
@@ -46,14 +57,19 @@ impl FrontDoor {
         remote: SocketAddr,
         local: SocketAddr,
         endpoint: Endpoint,
+        protocol: Protocol,
     ) -> HttpResponse {
         let session = self.open_session(
             handshake(req, remote, local),
             TransportKind::Polling,
             endpoint,
+            protocol,
         );
         let (frames, _) = session.take();
-        text_response(encode_payload(&frames))
+        match protocol {
+            Protocol::V4 => text_response(encode_payload(&frames)),
+            Protocol::V3 { base64 } => payload_response(v3::encode_payload(&frames, base64)),
+        }
     }
 
     /// A GET or POST on an existing polling session.
@@ -62,11 +78,14 @@ impl FrontDoor {
         req: Request<B>,
         sid: &str,
         endpoint: Endpoint,
+        protocol: Protocol,
     ) -> HttpResponse {
         let Some(session) = self.session(sid, endpoint) else {
             return HttpError::UnknownSid.response();
         };
-        if session.transport() == TransportKind::WebSocket {
+        if session.transport() == TransportKind::WebSocket
+            || session.protocol.revision() != protocol.revision()
+        {
             return HttpError::BadRequest.response();
         }
         if session.pong_overdue() {
@@ -88,11 +107,17 @@ impl FrontDoor {
             return HttpError::BadRequest.response();
         }
         let _slot = SlotGuard { session, get: true };
-        let body = polling::get(session, self.config.max_poll_response).await;
+        let max = self.config.max_poll_response;
+        let res = match session.protocol {
+            Protocol::V4 => text_response(polling::get(session, max).await),
+            Protocol::V3 { base64 } => {
+                payload_response(polling::get_v3(session, max, base64).await)
+            }
+        };
         if let Some(reason) = session.closed() {
             self.end_session(session, reason);
         }
-        text_response(body)
+        res
     }
 
     /// Reads the body (bounded by `max_payload` and [`BODY_TIMEOUT`]) and applies its packets.
@@ -111,6 +136,12 @@ impl FrontDoor {
             get: false,
         };
         let max = self.config.max_payload;
+        // v3 clients post a binary payload when they send binary data (v4 never does).
+        let binary_body = session.protocol.is_v3()
+            && req
+                .headers()
+                .get(CONTENT_TYPE)
+                .is_some_and(|v| v.as_bytes() == b"application/octet-stream");
         let declared = req
             .headers()
             .get(CONTENT_LENGTH)
@@ -138,7 +169,11 @@ impl FrontDoor {
                 return HttpError::BadRequest.response();
             }
         };
-        if polling::post(session, &handler, &body).is_err() {
+        let applied = match session.protocol {
+            Protocol::V4 => polling::post(session, &handler, &body),
+            Protocol::V3 { .. } => polling::post_v3(session, &handler, &body, binary_body),
+        };
+        if applied.is_err() {
             self.end_session(session, DisconnectReason::TransportError);
             return HttpError::BadRequest.response();
         }

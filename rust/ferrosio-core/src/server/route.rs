@@ -13,6 +13,7 @@ use super::http::{EngineQuery, HttpError, HttpResponse};
 use super::sessions::Endpoint;
 use super::static_files;
 use super::{FrontDoor, RequestBody};
+use crate::engineio::v3::Protocol;
 
 impl FrontDoor {
     /// hyper's service: every request of every connection comes here.
@@ -49,20 +50,23 @@ impl FrontDoor {
             return preflight(req.headers());
         }
         let query = EngineQuery::of(&req);
-        if query.eio != Some("4") {
-            return HttpError::UnsupportedProtocolVersion.response();
-        }
+        let protocol = match query.eio {
+            Some("4") => Protocol::V4,
+            // Engine.IO v3 clients (socket.io-client 2.x), when the host allows them.
+            Some("3") if self.config.allow_eio3 => Protocol::V3 { base64: query.b64 },
+            _ => return HttpError::UnsupportedProtocolVersion.response(),
+        };
         let sid = query.sid.map(str::to_owned);
         match query.transport {
             Some("websocket") if self.config.allow_websocket => {
-                self.websocket(req, sid, remote, local, endpoint)
+                self.websocket(req, sid, remote, local, endpoint, protocol)
             }
             Some("polling") if self.config.allow_polling => match sid {
                 None if req.method() == Method::GET => {
-                    self.open_polling(&req, remote, local, endpoint)
+                    self.open_polling(&req, remote, local, endpoint, protocol)
                 }
                 None => HttpError::BadHandshakeMethod.response(),
-                Some(sid) => self.poll(req, &sid, endpoint).await,
+                Some(sid) => self.poll(req, &sid, endpoint, protocol).await,
             },
             _ => HttpError::UnknownTransport.response(),
         }

@@ -8,6 +8,7 @@ use super::FrontDoor;
 use crate::engineio::heartbeat;
 use crate::engineio::packet::Frame;
 use crate::engineio::session::{DisconnectReason, EngineSession, Handshake, TransportKind};
+use crate::engineio::v3::Protocol;
 use crate::engineio::EngineHandler;
 use crate::sid::new_sid;
 
@@ -52,18 +53,21 @@ impl FrontDoor {
             .map(|(s, _)| s.clone())
     }
 
-    /// A new session: its open packet queued, its layer told, its timers running.
+    /// A new session of a client of this Engine.IO revision: its open packet queued, its
+    /// layer told, its timers running.
     pub(super) fn open_session(
         self: &Arc<Self>,
         handshake: Handshake,
         transport: TransportKind,
         endpoint: Endpoint,
+        protocol: Protocol,
     ) -> Arc<EngineSession> {
-        let session = EngineSession::bounded(
+        let session = EngineSession::bounded_with_protocol(
             new_sid(),
             Arc::new(handshake),
             transport,
             self.config.max_send_buffer,
+            protocol,
         );
         let cfg = &self.config;
         let upgrades: &[&str] =
@@ -96,14 +100,20 @@ impl FrontDoor {
                 })
             });
             let on_tick = || front.handler(endpoint).on_tick(&s).is_ok();
-            let reason = heartbeat::run(
-                s.clone(),
-                cfg.ping_interval,
-                cfg.ping_timeout,
-                connect,
-                on_tick,
-            )
-            .await;
+            let (interval, timeout) = (cfg.ping_interval, cfg.ping_timeout);
+            let reason = if s.protocol.is_v3() {
+                // Boxed: only v3 sessions pay for this future's size.
+                Box::pin(heartbeat::run_client_pings(
+                    s.clone(),
+                    interval,
+                    timeout,
+                    connect,
+                    on_tick,
+                ))
+                .await
+            } else {
+                heartbeat::run(s.clone(), interval, timeout, connect, on_tick).await
+            };
             front.end_session(&s, reason);
         });
         session

@@ -21,6 +21,7 @@ use super::http::{handshake, HttpError, HttpResponse};
 use super::sessions::Endpoint;
 use super::FrontDoor;
 use crate::engineio::session::{EngineSession, Handshake, TransportKind};
+use crate::engineio::v3::Protocol;
 use crate::transport::websocket::{self, WsConn};
 
 /// What a WebSocket request leads to.
@@ -61,6 +62,7 @@ impl FrontDoor {
         remote: SocketAddr,
         local: SocketAddr,
         endpoint: Endpoint,
+        protocol: Protocol,
     ) -> HttpResponse {
         if req.method() != Method::GET {
             return HttpError::BadHandshakeMethod.response();
@@ -74,7 +76,9 @@ impl FrontDoor {
                 let Some(session) = self.session(&sid, endpoint) else {
                     return HttpError::UnknownSid.response();
                 };
-                if !self.config.allow_upgrades {
+                // An upgrade speaks the revision of its session (Node: 400 otherwise).
+                if !self.config.allow_upgrades || session.protocol.revision() != protocol.revision()
+                {
                     return HttpError::BadRequest.response();
                 }
                 // Already upgraded or upgrading: like the official server, complete the
@@ -92,7 +96,7 @@ impl FrontDoor {
         // connection's lifetime (a task's size is memory per idle connection).
         let start = Box::pin(
             self.clone()
-                .start_websocket(on_upgrade, plan, handshake, endpoint),
+                .start_websocket(on_upgrade, plan, handshake, endpoint, protocol),
         );
         let front = self.clone();
         tokio::spawn(async move {
@@ -121,6 +125,7 @@ impl FrontDoor {
         plan: WsPlan,
         handshake: Handshake,
         endpoint: Endpoint,
+        protocol: Protocol,
     ) -> Option<(WsConn, Arc<EngineSession>)> {
         let Ok(upgraded) = on_upgrade.await else {
             if let WsPlan::Upgrade(s) = &plan {
@@ -165,7 +170,9 @@ impl FrontDoor {
                 session.finish_upgrade();
                 session
             }
-            WsPlan::Open => self.open_session(handshake, TransportKind::WebSocket, endpoint),
+            WsPlan::Open => {
+                self.open_session(handshake, TransportKind::WebSocket, endpoint, protocol)
+            }
         };
         Some((ws, session))
     }

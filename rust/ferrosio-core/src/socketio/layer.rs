@@ -18,6 +18,7 @@ use super::assembler::{Assembler, AttachmentLimits};
 use super::packet::{
     encode_connect_error, encode_connect_reply, encode_disconnect, PacketType, SocketPacket,
 };
+use super::v4;
 use crate::bridge::{InboundQueue, SocketIoCommand, SocketIoInbound, Target};
 use crate::config::ServerConfig;
 use crate::engineio::inbound::InboundBudget;
@@ -32,6 +33,16 @@ use crate::sid::new_sid;
 /// socket. The official server has no such bound; no real app comes near it.
 pub const MAX_NAMESPACES_PER_CONNECTION: usize = 256;
 const TOO_MANY_NAMESPACES: &[u8] = br#"{"message":"Too many namespaces on this connection"}"#;
+
+/// The CONNECT_ERROR (v5) or ERROR (v4) packet refusing `nsp` to the client of `session`;
+/// `data` is the v5 payload (`{"message":...}`).
+fn connect_error(session: &EngineSession, nsp: &str, data: &[u8]) -> Bytes {
+    if session.protocol.is_v3() {
+        v4::connect_error(nsp, data)
+    } else {
+        encode_connect_error(nsp, data)
+    }
+}
 
 /// Socket.IO state of one Engine.IO session.
 struct Connection {
@@ -217,47 +228,7 @@ impl SocketIoLayer {
             .get_mut(&session.sid)
             .ok_or(ProtocolError::UnknownSession)?;
         match packet.kind {
-            PacketType::Connect => {
-                if conn.socket_in(nsp_str).is_some() {
-                    return Ok(()); // already connected there: ignore the repeat
-                }
-                if conn.sockets.len() >= MAX_NAMESPACES_PER_CONNECTION {
-                    // Refused like an unknown namespace; the connection and its sockets stay.
-                    session.send(Frame::Text(encode_connect_error(
-                        nsp_str,
-                        TOO_MANY_NAMESPACES,
-                    )));
-                    return Ok(());
-                }
-                let sid = new_sid();
-                let nsp = match reg.namespaces.get_key_value(nsp_str) {
-                    Some((k, _)) => k.clone(),
-                    None => Arc::from(nsp_str),
-                };
-                conn.sockets.push((nsp.clone(), sid.clone()));
-                let ns = reg
-                    .namespaces
-                    .entry(nsp.clone())
-                    .or_insert_with(|| Namespace {
-                        sockets: SocketTable::default(),
-                        adapter: (self.new_adapter)(&nsp),
-                    });
-                ns.sockets.0.insert(
-                    sid.clone(),
-                    SocketEntry {
-                        session: session.clone(),
-                        pending: Some(Vec::new()),
-                        held_bytes: 0,
-                    },
-                );
-                self.push(SocketIoInbound::Connect {
-                    sid,
-                    nsp,
-                    eio_sid: session.sid.clone(),
-                    auth: packet.data,
-                    handshake: session.handshake.clone(),
-                });
-            }
+            PacketType::Connect => self.connect(reg, session, nsp_str, packet.data),
             PacketType::Disconnect => {
                 let Some(pos) = conn.sockets.iter().position(|(n, _)| &**n == nsp_str) else {
                     return Ok(());
@@ -306,6 +277,64 @@ impl SocketIoLayer {
             PacketType::ConnectError => return Err(ProtocolError::UnexpectedConnectError),
         }
         Ok(())
+    }
+
+    /// A CONNECT to `nsp_str` from the client of `session` (a v4 client's implicit one to `/`
+    /// included): a socket pending the host's decision.
+    fn connect(
+        &self,
+        reg: &mut Registry,
+        session: &Arc<EngineSession>,
+        nsp_str: &str,
+        auth: Bytes,
+    ) {
+        let Some(conn) = reg.connections.get_mut(&session.sid) else {
+            return;
+        };
+        if conn.socket_in(nsp_str).is_some() {
+            return; // already connected there: ignore the repeat
+        }
+        if conn.sockets.len() >= MAX_NAMESPACES_PER_CONNECTION {
+            // Refused like an unknown namespace; the connection and its sockets stay.
+            session.send(Frame::Text(connect_error(
+                session,
+                nsp_str,
+                TOO_MANY_NAMESPACES,
+            )));
+            return;
+        }
+        let sid = if session.protocol.is_v3() {
+            v4::socket_id(nsp_str, &session.sid)
+        } else {
+            new_sid()
+        };
+        let nsp = match reg.namespaces.get_key_value(nsp_str) {
+            Some((k, _)) => k.clone(),
+            None => Arc::from(nsp_str),
+        };
+        conn.sockets.push((nsp.clone(), sid.clone()));
+        let ns = reg
+            .namespaces
+            .entry(nsp.clone())
+            .or_insert_with(|| Namespace {
+                sockets: SocketTable::default(),
+                adapter: (self.new_adapter)(&nsp),
+            });
+        ns.sockets.0.insert(
+            sid.clone(),
+            SocketEntry {
+                session: session.clone(),
+                pending: Some(Vec::new()),
+                held_bytes: 0,
+            },
+        );
+        self.push(SocketIoInbound::Connect {
+            sid,
+            nsp,
+            eio_sid: session.sid.clone(),
+            auth,
+            handshake: session.handshake.clone(),
+        });
     }
 
     /// The namespace a bulk command acts on. One no socket here ever joined is made when the
@@ -435,7 +464,11 @@ impl SocketIoLayer {
                     let held = entry.pending.take().unwrap_or_default();
                     entry.held_bytes = 0;
                     let mut frames = Vec::with_capacity(held.len() + 1);
-                    frames.push(Frame::Text(encode_connect_reply(&nsp, &sid)));
+                    frames.push(Frame::Text(if entry.session.protocol.is_v3() {
+                        v4::connect_reply(&nsp)
+                    } else {
+                        encode_connect_reply(&nsp, &sid)
+                    }));
                     frames.extend(held);
                     entry.session.send_all(&frames);
                 }
@@ -453,7 +486,7 @@ impl SocketIoLayer {
                 }
                 entry
                     .session
-                    .send(Frame::Text(encode_connect_error(&nsp, &data)));
+                    .send(Frame::Text(connect_error(&entry.session, &nsp, &data)));
             }
             SocketIoCommand::Join { nsp, sid, room } => {
                 let Some(ns) = reg.namespaces.get_mut(nsp.as_str()) else {
@@ -579,13 +612,18 @@ impl EngineHandler for SocketIoLayer {
     }
 
     fn on_open(&self, session: &Arc<EngineSession>) {
-        self.registry.lock().connections.insert(
+        let mut reg = self.registry.lock();
+        reg.connections.insert(
             session.sid.clone(),
             Connection {
                 sockets: Vec::new(),
                 assembler: Assembler::default(),
             },
         );
+        if session.protocol.is_v3() {
+            // Socket.IO v4: every connection joins `/` without asking.
+            self.connect(&mut reg, session, "/", Bytes::new());
+        }
     }
 
     fn on_message(&self, session: &Arc<EngineSession>, text: Bytes) -> Result<(), ProtocolError> {

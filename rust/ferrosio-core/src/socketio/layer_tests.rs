@@ -528,3 +528,100 @@ fn the_host_queue_counts_what_each_connection_pushed() {
     assert_eq!(h.drain().len(), 2);
     assert_eq!(budget.must_wait(&s.inbound), None, "the drain took it all");
 }
+
+impl Harness {
+    /// An Engine.IO v3 session (a socket.io-client 2.x), opened.
+    fn open_v3(&self, eio_sid: &str) -> Arc<EngineSession> {
+        let addr = "127.0.0.1:1".parse().unwrap();
+        let hs = Handshake::new("GET", "/socket.io/", "EIO=3", [], addr, addr);
+        let s = EngineSession::bounded_with_protocol(
+            eio_sid.into(),
+            Arc::new(hs),
+            TransportKind::WebSocket,
+            usize::MAX,
+            crate::engineio::v3::Protocol::V3 { base64: false },
+        );
+        self.layer.on_open(&s);
+        s
+    }
+}
+
+#[test]
+fn a_v3_session_joins_the_main_namespace_at_once_and_gets_v4_replies() {
+    let h = harness();
+    let s = h.open_v3("e1");
+    let main = match h.drain().as_slice() {
+        [SocketIoInbound::Connect { sid, nsp, auth, .. }] if &**nsp == "/" => {
+            assert!(auth.is_empty(), "no auth in Socket.IO v4");
+            sid.clone()
+        }
+        other => panic!("expected the implicit Connect to /, got {other:?}"),
+    };
+    assert!(h.layer.has_sockets("e1"));
+    assert_eq!(&*main, "e1", "the id the client computes");
+    h.run(SocketIoCommand::Accept {
+        nsp: "/".into(),
+        sid: main.to_string(),
+    });
+    assert_eq!(sent(&s), ["40"], "no sid payload in v4");
+    // A repeated CONNECT to / changes nothing; another namespace with a query is joined
+    // under its name alone.
+    h.layer.on_message(&s, text("0")).unwrap();
+    assert!(h.drain().is_empty());
+    h.layer.on_message(&s, text("0/chat?token=1,")).unwrap();
+    let chat = match h.drain().as_slice() {
+        [SocketIoInbound::Connect { sid, nsp, .. }] if &**nsp == "/chat" => sid.clone(),
+        other => panic!("expected a Connect to /chat, got {other:?}"),
+    };
+    assert_eq!(&*chat, "/chat#e1");
+    h.run(SocketIoCommand::Accept {
+        nsp: "/chat".into(),
+        sid: chat.to_string(),
+    });
+    assert_eq!(sent(&s), ["40/chat,"]);
+    // Refusals are ERROR packets with the data, or the message as a string.
+    h.layer.on_message(&s, text("0/a,")).unwrap();
+    h.layer.on_message(&s, text("0/b,")).unwrap();
+    let refused: Vec<_> = h
+        .drain()
+        .into_iter()
+        .map(|i| match i {
+            SocketIoInbound::Connect { sid, nsp, .. } => (nsp, sid),
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    h.run(SocketIoCommand::Reject {
+        nsp: refused[0].0.to_string(),
+        sid: refused[0].1.to_string(),
+        data: text(r#"{"message":"no"}"#),
+    });
+    h.run(SocketIoCommand::Reject {
+        nsp: refused[1].0.to_string(),
+        sid: refused[1].1.to_string(),
+        data: text(r#"{"message":"no","data":{"why":1}}"#),
+    });
+    assert_eq!(sent(&s), [r#"44/a,"no""#, r#"44/b,{"why":1}"#]);
+}
+
+#[test]
+fn a_broadcast_reaches_v3_and_v4_sessions_with_the_same_frames() {
+    let h = harness();
+    let (v4, _) = h.joined("e4");
+    let v3 = h.open_v3("e3");
+    let sid = match h.drain().as_slice() {
+        [SocketIoInbound::Connect { sid, .. }] => sid.clone(),
+        other => panic!("{other:?}"),
+    };
+    h.run(SocketIoCommand::Accept {
+        nsp: "/".into(),
+        sid: sid.to_string(),
+    });
+    sent(&v3);
+    h.broadcast(&[], &[], "42[\"news\"]");
+    let (a, b) = (v4.take().0, v3.take().0);
+    assert_eq!(a, b);
+    let (Frame::Text(a), Frame::Text(b)) = (&a[0], &b[0]) else {
+        panic!("text frames")
+    };
+    assert_eq!(a.as_ptr(), b.as_ptr(), "one encoding, shared");
+}

@@ -18,6 +18,7 @@ use parking_lot::Mutex;
 use crate::engineio::dispatch::{dispatch, Outcome};
 use crate::engineio::packet::{EnginePacket, Frame};
 use crate::engineio::session::{DisconnectReason, EngineSession};
+use crate::engineio::v3::{self, Protocol};
 use crate::engineio::EngineHandler;
 
 /// WebSocket close code for a message over `max_payload` (RFC 6455: message too big).
@@ -205,6 +206,12 @@ impl ExternalWs {
         let (mut frames, closed) = session.take();
         // A noop only releases a polling GET; it means nothing on a WebSocket.
         frames.retain(|f| !matches!(f, Frame::Text(b) if b.as_ref() == b"6"));
+        if let Protocol::V3 { base64 } = session.protocol {
+            frames = frames
+                .into_iter()
+                .map(|f| v3::websocket_frame(f, base64))
+                .collect();
+        }
         if let Some(reason) = closed {
             if !matches!(
                 reason,
@@ -236,6 +243,12 @@ impl ExternalWs {
                     return Reply::Close(1011);
                 };
                 let packet = match msg {
+                    ExternalMessage::Text(text) if session.protocol.is_v3() => {
+                        v3::decode_text(text)
+                    }
+                    ExternalMessage::Binary(data) if session.protocol.is_v3() => {
+                        v3::decode_binary_frame(data)
+                    }
                     ExternalMessage::Text(text) => EnginePacket::decode_text(text),
                     ExternalMessage::Binary(data) => Ok(EnginePacket::Binary(data)),
                 };

@@ -8,6 +8,7 @@ use bytes::Bytes;
 use crate::engineio::dispatch::{dispatch, Outcome};
 use crate::engineio::packet::{encode_payload, EnginePacket, Frame};
 use crate::engineio::session::{DisconnectReason, EngineSession};
+use crate::engineio::v3;
 use crate::engineio::EngineHandler;
 use crate::error::EngineError;
 
@@ -18,6 +19,17 @@ use crate::error::EngineError;
 /// lost, followed by a close packet `1` when the server closed it, or a noop `6` when the
 /// client did (as the official server does).
 pub async fn get(session: &EngineSession, max_bytes: usize) -> Bytes {
+    encode_payload(&next_response(session, max_bytes).await)
+}
+
+/// [`get`] for an Engine.IO v3 session: its payload framing (see [`v3::encode_payload`]);
+/// the flag says whether the body is binary (`application/octet-stream`).
+pub async fn get_v3(session: &EngineSession, max_bytes: usize, base64: bool) -> (Bytes, bool) {
+    v3::encode_payload(&next_response(session, max_bytes).await, base64)
+}
+
+/// The frames of the next response: waits until some are queued or the session closes.
+async fn next_response(session: &EngineSession, max_bytes: usize) -> Vec<Frame> {
     loop {
         let (mut frames, closed) = session.take_up_to(max_bytes);
         if let Some(reason) = closed {
@@ -26,10 +38,10 @@ pub async fn get(session: &EngineSession, max_bytes: usize) -> Bytes {
             } else {
                 Frame::CLOSE
             });
-            return encode_payload(&frames);
+            return frames;
         }
         if !frames.is_empty() {
-            return encode_payload(&frames);
+            return frames;
         }
         session.wait().await;
     }
@@ -46,7 +58,31 @@ pub fn post(
     if std::str::from_utf8(body).is_err() {
         return Err(EngineError::Utf8);
     }
-    let packets = EnginePacket::decode_payload(body)?;
+    apply(session, handler, EnginePacket::decode_payload(body)?)
+}
+
+/// [`post`] for an Engine.IO v3 session: a text payload, or a binary one (`binary`: the
+/// request's content type was `application/octet-stream`).
+pub fn post_v3(
+    session: &Arc<EngineSession>,
+    handler: &Arc<dyn EngineHandler>,
+    body: &Bytes,
+    binary: bool,
+) -> Result<(), EngineError> {
+    let packets = if binary {
+        v3::decode_binary_payload(body)?
+    } else {
+        v3::decode_text_payload(body)?
+    };
+    apply(session, handler, packets)
+}
+
+/// Dispatches decoded packets in order; a close stops there.
+fn apply(
+    session: &Arc<EngineSession>,
+    handler: &Arc<dyn EngineHandler>,
+    packets: Vec<EnginePacket>,
+) -> Result<(), EngineError> {
     for packet in packets {
         if let Outcome::Close(reason) = dispatch(session, &**handler, packet)? {
             session.close(reason);

@@ -32,13 +32,14 @@ use tokio::net::tcp::ReadHalf;
 use tokio::net::TcpStream;
 
 use super::wsframe::{
-    write_close, write_frame, WsFrameError, WsMessage, WsReader, OP_BINARY, OP_CLOSE, OP_PONG,
-    OP_TEXT,
+    write_close, write_frame, write_frame_prefixed, WsFrameError, WsMessage, WsReader, OP_BINARY,
+    OP_CLOSE, OP_PONG, OP_TEXT,
 };
 use crate::engineio::dispatch::{dispatch, Outcome};
 use crate::engineio::packet::{EnginePacket, Frame};
 use crate::engineio::session::{DisconnectReason, EngineSession};
 use crate::engineio::trim;
+use crate::engineio::v3::{self, Protocol};
 use crate::engineio::EngineHandler;
 
 /// One read takes at most this much; a full read leaves the socket readable and is repeated.
@@ -348,12 +349,16 @@ fn flush(
     }
     WRITE_SCRATCH.with_borrow_mut(|buf| {
         buf.clear();
-        for frame in &frames {
-            match frame {
-                // A noop only releases a polling GET; it means nothing on a WebSocket.
-                Frame::Text(b) if b.as_ref() == b"6" => {}
-                Frame::Text(b) => write_frame(buf, OP_TEXT, b),
-                Frame::Binary(b) => write_frame(buf, OP_BINARY, b),
+        if session.protocol.is_v3() {
+            encode_v3(buf, &frames, session.protocol);
+        } else {
+            for frame in &frames {
+                match frame {
+                    // A noop only releases a polling GET; it means nothing on a WebSocket.
+                    Frame::Text(b) if b.as_ref() == b"6" => {}
+                    Frame::Text(b) => write_frame(buf, OP_TEXT, b),
+                    Frame::Binary(b) => write_frame(buf, OP_BINARY, b),
+                }
             }
         }
         let written = send(sock, tls, backlog, buf);
@@ -368,6 +373,21 @@ fn flush(
         return Ok(Some(DisconnectReason::BufferFull));
     }
     Ok(closed)
+}
+
+/// [`flush`]'s frames for an Engine.IO v3 client: a binary frame carries the message type
+/// byte first, or goes as the text packet `b4<base64>` to a client that asked for base64.
+fn encode_v3(buf: &mut Vec<u8>, frames: &[Frame], protocol: Protocol) {
+    for frame in frames {
+        match frame {
+            Frame::Text(b) if b.as_ref() == b"6" => {}
+            Frame::Text(b) => write_frame(buf, OP_TEXT, b),
+            Frame::Binary(b) if protocol == (Protocol::V3 { base64: true }) => {
+                write_frame(buf, OP_TEXT, &v3::base64_text(b));
+            }
+            Frame::Binary(b) => write_frame_prefixed(buf, OP_BINARY, v3::MESSAGE_TYPE, b),
+        }
+    }
 }
 
 /// Runs the session over `conn` until it ends; returns why.
@@ -628,6 +648,8 @@ fn on_message(
     backlog: &mut Vec<u8>,
 ) -> Step {
     let packet = match msg {
+        WsMessage::Text(text) if session.protocol.is_v3() => v3::decode_text(text),
+        WsMessage::Binary(data) if session.protocol.is_v3() => v3::decode_binary_frame(data),
         WsMessage::Text(text) => EnginePacket::decode_text(text),
         WsMessage::Binary(data) => Ok(EnginePacket::Binary(data)),
         WsMessage::Ping(payload) => {

@@ -273,7 +273,21 @@ fn complete(text: bool, payload: Vec<u8>) -> Result<WsMessage, WsFrameError> {
 
 /// Appends one unmasked, unfragmented server frame.
 pub fn write_frame(out: &mut Vec<u8>, opcode: u8, payload: &[u8]) {
-    let n = payload.len();
+    write_header(out, opcode, payload.len());
+    out.extend_from_slice(payload);
+}
+
+/// Appends an unmasked frame whose payload is `prefix` then `payload` (Engine.IO v3's binary
+/// frames: the packet type byte ahead of the data), without joining them first.
+pub fn write_frame_prefixed(out: &mut Vec<u8>, opcode: u8, prefix: u8, payload: &[u8]) {
+    write_header(out, opcode, 1 + payload.len());
+    out.push(prefix);
+    out.extend_from_slice(payload);
+}
+
+/// The header of an unmasked final frame of `n` payload bytes (room reserved for them).
+#[inline]
+fn write_header(out: &mut Vec<u8>, opcode: u8, n: usize) {
     out.reserve(10 + n);
     out.push(0x80 | opcode);
     if n < 126 {
@@ -285,7 +299,6 @@ pub fn write_frame(out: &mut Vec<u8>, opcode: u8, payload: &[u8]) {
         out.push(127);
         out.extend_from_slice(&(n as u64).to_be_bytes());
     }
-    out.extend_from_slice(payload);
 }
 
 /// Appends a close frame with `code` (none: an empty close frame).
@@ -299,6 +312,19 @@ pub fn write_close(out: &mut Vec<u8>, code: Option<u16>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_prefixed_frame_is_the_frame_of_prefix_and_payload() {
+        for n in [0, 124, 125, 126, 65_534, 65_535, 70_000] {
+            let payload = vec![7u8; n];
+            let mut joined = vec![4u8];
+            joined.extend_from_slice(&payload);
+            let (mut a, mut b) = (Vec::new(), Vec::new());
+            write_frame(&mut a, OP_BINARY, &joined);
+            write_frame_prefixed(&mut b, OP_BINARY, 4, &payload);
+            assert_eq!(a, b, "{n} bytes");
+        }
+    }
 
     /// A masked client frame, as a browser would send it.
     fn client_frame(fin: bool, opcode: u8, payload: &[u8], mask: [u8; 4]) -> Vec<u8> {
