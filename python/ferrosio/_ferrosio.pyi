@@ -51,8 +51,8 @@ class Handshake:
         """The server's ``(ip, port)`` the request came in on."""
 
 # Socket.IO endpoint records.
-# (kind, sid, nsp, eio_sid, auth JSON or None, handshake)
-SocketIoConnect: TypeAlias = tuple[Literal[0], str, str, str, bytes | None, Handshake]
+# (kind, sid, nsp, eio_sid, auth JSON or None, handshake, recovered)
+SocketIoConnect: TypeAlias = tuple[Literal[0], str, str, str, bytes | None, Handshake, bool]
 # (kind, sid, nsp, ack_id or None, JSON array, attachments or None)
 SocketIoEvent: TypeAlias = tuple[Literal[1], str, str, int | None, bytes, list[bytes] | None]
 # (kind, sid, nsp, ack_id, JSON array, attachments or None)
@@ -159,7 +159,10 @@ class ServerHandle:
         tls_cert_file: str | os.PathLike[str] | None = None,
         tls_key_file: str | os.PathLike[str] | None = None,
         tls_client_ca_file: str | os.PathLike[str] | None = None,
+        recovery: tuple[int, int, int, int, int] | None = None,
     ) -> None: ...
+    def recovery_stats(self) -> tuple[int, int, int]:
+        """Connection state recovery: (sessions kept, packets logged, bytes logged)."""
     def cluster_stats(self) -> dict[str, int | bool] | None:
         """The cluster link's counters, or None when the server is not in a cluster."""
     @property

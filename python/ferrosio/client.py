@@ -124,11 +124,28 @@ class _Queued:
 
 
 class _Namespace:
-    __slots__ = ("acks", "buffer", "error", "ids", "name", "queue", "sid", "state")
+    __slots__ = (
+        "acks",
+        "buffer",
+        "error",
+        "ids",
+        "name",
+        "offset",
+        "pid",
+        "queue",
+        "recovered",
+        "sid",
+        "state",
+    )
 
     def __init__(self, name: str) -> None:
         self.name = name
         self.sid: str | None = None
+        # connection state recovery: the private id the server gave (None: recovery is off
+        # there), the offset of the last event handled, and whether the last CONNECT recovered
+        self.pid: str | None = None
+        self.offset: str | None = None
+        self.recovered = False
         self.state = _PENDING
         self.error: Any = None  # the CONNECT_ERROR data, once refused
         # emits made while not connected: (ack_id, json, attachments)
@@ -868,7 +885,10 @@ class AsyncClient(HandlerRegistry):
         data = orjson.dumps(auth) if auth is not None else None
         for ns in self._nsps.values():
             if ns.state == _PENDING:
-                engine.connect_namespace(self._gen, ns.name, data)
+                if ns.pid is not None:
+                    engine.connect_namespace(self._gen, ns.name, _recovery_auth(ns, auth))
+                else:
+                    engine.connect_namespace(self._gen, ns.name, data)
 
     def _on_connect(self, nsp: str, data: bytes) -> None:
         ns = self._nsps.get(nsp)
@@ -880,6 +900,11 @@ class AsyncClient(HandlerRegistry):
             info = {}
         sid = info.get("sid") if isinstance(info, dict) else None
         ns.sid = str(sid) if sid is not None else None
+        pid = info.get("pid") if isinstance(info, dict) else None
+        pid = pid if isinstance(pid, str) else None
+        # as socket.io-client: recovered when the server kept the private id it gave before
+        ns.recovered = pid is not None and pid == ns.pid
+        ns.pid = pid
         ns.state = _CONNECTED
         self.namespaces[nsp] = ns.sid or ""
         self.connected = True
@@ -1028,6 +1053,10 @@ class AsyncClient(HandlerRegistry):
         if ns is None or ns.state != _CONNECTED:
             return
         payload = orjson.loads(data) if attachments is None else _codec.decode(data, attachments)
+        if ns.pid is not None and payload and type(payload[-1]) is str:
+            # socket.io-client's rule: the last string argument of any event is taken for
+            # the offset (and left in the arguments)
+            ns.offset = payload[-1]
         event = payload[0]
         if event in self.reserved_events:
             self._refuse_reserved(nsp, event)  # and no ack, even if one was asked for
@@ -1067,6 +1096,23 @@ class AsyncClient(HandlerRegistry):
         """The session id in ``namespace``, while connected."""
         return self.namespaces.get(namespace or "/")
 
+    @property
+    def recovered(self) -> bool:
+        """Whether the last connection to the main namespace recovered the previous one's
+        state (socket.io-client's ``socket.recovered``): see :meth:`is_recovered`."""
+        return self.is_recovered()
+
+    def is_recovered(self, namespace: str | None = None) -> bool:
+        """Whether the last connection to ``namespace`` (``/`` by default) recovered the
+        state of the one before, on a server with connection state recovery (ferrosio's
+        ``connection_state_recovery`` or Node's ``connectionStateRecovery``): same sid, rooms,
+        and the events missed meanwhile delivered. As socket.io-client, the client sends the
+        server's private id and the last event's offset when it reconnects; the offset is the
+        last argument of the events the server logged, left in the arguments the handlers
+        get (as socket.io-client does)."""
+        ns = self._nsps.get(namespace or "/")
+        return ns is not None and ns.state == _CONNECTED and ns.recovered
+
     def transport(self) -> str | None:
         """``"websocket"`` or ``"polling"``: the transport in use."""
         return self._transport
@@ -1079,6 +1125,17 @@ class AsyncClient(HandlerRegistry):
 
     async def sleep(self, seconds: float = 0) -> None:
         await asyncio.sleep(seconds)
+
+
+def _recovery_auth(ns: _Namespace, auth: Any) -> bytes:
+    """The CONNECT data of a namespace that has a private id: socket.io-client's
+    ``Object.assign({pid, offset}, auth)`` (``offset`` left out while no event came)."""
+    data: dict[str, Any] = {"pid": ns.pid}
+    if ns.offset is not None:
+        data["offset"] = ns.offset
+    if isinstance(auth, dict):
+        data.update(auth)
+    return orjson.dumps(data)
 
 
 def _refusal(error: Any, message: str | None = None) -> exceptions.ConnectionRefusedError:

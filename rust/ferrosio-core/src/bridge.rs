@@ -39,6 +39,8 @@ pub enum SocketIoInbound {
         eio_sid: Arc<str>,
         auth: Bytes,
         handshake: Arc<Handshake>,
+        /// The socket is a lost one recovered (same sid, rooms, missed packets replayed).
+        recovered: bool,
     },
     Event {
         sid: Arc<str>,

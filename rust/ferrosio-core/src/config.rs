@@ -90,6 +90,8 @@ pub struct ServerConfig {
     pub forward_http: bool,
     /// Serve HTTPS/WSS with these files (`None`: plain HTTP).
     pub tls: Option<ServerTls>,
+    /// Connection state recovery (`None`: off).
+    pub recovery: Option<crate::socketio::recovery::RecoveryConfig>,
 }
 
 impl ServerConfig {
@@ -141,6 +143,7 @@ impl Default for ServerConfig {
             cluster: None,
             forward_http: false,
             tls: None,
+            recovery: None,
         }
     }
 }

@@ -13,6 +13,7 @@ use bytes::Bytes;
 use std::sync::{Arc, Mutex};
 
 use ferrosio_core::codec::{encode_message, PacketType, SocketPacket};
+use ferrosio_core::RecoveryConfig;
 use ferrosio_core::{
     normalize_path, BroadcastFlags, BroadcastOptions, Command, ControlCommand, ControlInbound,
     CorsPolicy, EngineIoCommand, EngineIoInbound, ExternalMessage, ExternalRequest, Frame,
@@ -188,7 +189,7 @@ struct PyServerHandle {
 #[pymethods]
 impl PyServerHandle {
     #[new]
-    #[pyo3(signature = (host, port = 0, *, path = "/socket.io/", ping_interval_ms = 25_000, ping_timeout_ms = 20_000, max_payload = 1_000_000, connect_timeout_ms = 45_000, websocket = true, polling = true, upgrades = true, engineio_path = None, cors = "same-origin", cors_origins = None, cors_credentials = true, static_files = None, authorize_requests = false, max_attachments = 10, max_attachment_bytes = None, attachment_timeout_ms = 30_000, max_send_buffer = 16_000_000, max_poll_response = 1_000_000, max_inbound_buffer = 64_000, max_inbound_total = 16_000_000, cluster_url = None, cluster_key = "socket.io", forward_http = false, tls_cert_file = None, tls_key_file = None, tls_client_ca_file = None))]
+    #[pyo3(signature = (host, port = 0, *, path = "/socket.io/", ping_interval_ms = 25_000, ping_timeout_ms = 20_000, max_payload = 1_000_000, connect_timeout_ms = 45_000, websocket = true, polling = true, upgrades = true, engineio_path = None, cors = "same-origin", cors_origins = None, cors_credentials = true, static_files = None, authorize_requests = false, max_attachments = 10, max_attachment_bytes = None, attachment_timeout_ms = 30_000, max_send_buffer = 16_000_000, max_poll_response = 1_000_000, max_inbound_buffer = 64_000, max_inbound_total = 16_000_000, cluster_url = None, cluster_key = "socket.io", forward_http = false, tls_cert_file = None, tls_key_file = None, tls_client_ca_file = None, recovery = None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -221,6 +222,7 @@ impl PyServerHandle {
         tls_cert_file: Option<std::path::PathBuf>,
         tls_key_file: Option<std::path::PathBuf>,
         tls_client_ca_file: Option<std::path::PathBuf>,
+        recovery: Option<(u64, usize, usize, usize, usize)>,
     ) -> PyResult<Self> {
         let tls = match (tls_cert_file, tls_key_file) {
             (Some(cert_file), Some(key_file)) => Some(ServerTls {
@@ -283,6 +285,23 @@ impl PyServerHandle {
             }),
             forward_http,
             tls,
+            recovery: recovery.map(
+                |(
+                    max_disconnection_ms,
+                    max_sessions,
+                    max_log_bytes,
+                    max_missed_packets,
+                    max_missed_bytes,
+                )| {
+                    RecoveryConfig {
+                        max_disconnection: Duration::from_millis(max_disconnection_ms),
+                        max_sessions,
+                        max_log_bytes,
+                        max_missed_packets,
+                        max_missed_bytes,
+                    }
+                },
+            ),
             ..ServerConfig::default()
         };
         let handle = match host {
@@ -302,6 +321,11 @@ impl PyServerHandle {
             handle,
             batch: Mutex::new(None),
         })
+    }
+
+    /// Connection state recovery: `(sessions kept, packets logged, bytes logged)`.
+    fn recovery_stats(&self) -> (usize, usize, usize) {
+        self.handle.recovery_stats()
     }
 
     /// The cluster link's counters as a dict (`connected`, `published`, `received`, `dropped`,
@@ -862,6 +886,7 @@ fn socketio_record<'py>(py: Python<'py>, item: &SocketIoInbound) -> PyResult<Bou
             eio_sid,
             auth,
             handshake: hs,
+            recovered,
         } => {
             let auth = if auth.is_empty() {
                 None
@@ -875,6 +900,7 @@ fn socketio_record<'py>(py: Python<'py>, item: &SocketIoInbound) -> PyResult<Bou
                 &**eio_sid,
                 auth,
                 handshake(py, hs)?,
+                *recovered,
             )
                 .into_pyobject(py)
         }

@@ -4,4 +4,5 @@ pub mod adapter;
 pub mod assembler;
 pub mod layer;
 pub mod packet;
+pub mod recovery;
 pub mod rooms;

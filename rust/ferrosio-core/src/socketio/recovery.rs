@@ -1,0 +1,521 @@
+//! Connection state recovery, as Node socket.io's `SessionAwareAdapter` does it: each
+//! namespace keeps a log of the packets it broadcast (each stamped with an offset appended as
+//! the last argument), and a socket lost abnormally leaves a session (sid, private id, rooms)
+//! behind; a client that comes back with that private id and the last offset it processed gets
+//! the same sid, its rooms, and every logged packet after that offset meant for it.
+//!
+//! Which packets are logged follows Node's `SessionAwareAdapter.broadcast`: events (binary or
+//! not) without an ack id, not volatile. Every emit of ferrosio's server is a broadcast in
+//! Node's sense (python-socketio's `emit(to=sid)` is Node's `io.to(sid).emit`), so emits to
+//! one sid are logged too; acks and emits that ask for acks never are.
+//!
+//! Unlike Node (whose log and sessions only expire, every 60 s), everything here is bounded:
+//! see [`RecoveryConfig`] and docs/bounds.md.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::{BufMut, BytesMut};
+use foldhash::HashMap;
+
+use super::adapter::BroadcastOptions;
+use crate::engineio::packet::Frame;
+use crate::engineio::DisconnectReason;
+
+/// The bounds and duration of connection state recovery.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecoveryConfig {
+    /// How long a lost socket's session is kept, and how long a packet stays in the log
+    /// (Node's `maxDisconnectionDuration`).
+    pub max_disconnection: Duration,
+    /// Most sessions kept for recovery on this server (all namespaces); past it the oldest
+    /// is forgotten (its client gets a new session). Node: unbounded.
+    pub max_sessions: usize,
+    /// Most bytes of packets in one namespace's log; past it the oldest packets are dropped
+    /// (a client whose missed packets are gone gets a new session). Node: unbounded.
+    pub max_log_bytes: usize,
+    /// Most packets one session may have missed; more: a new session instead. Node: unbounded.
+    pub max_missed_packets: usize,
+    /// Most bytes of packets one session may have missed; more: a new session instead.
+    pub max_missed_bytes: usize,
+}
+
+impl Default for RecoveryConfig {
+    fn default() -> Self {
+        RecoveryConfig {
+            max_disconnection: Duration::from_secs(120),
+            max_sessions: 10_000,
+            max_log_bytes: 16_000_000,
+            max_missed_packets: 10_000,
+            max_missed_bytes: 4_000_000,
+        }
+    }
+}
+
+/// Node's `RECOVERABLE_DISCONNECT_REASONS` as ferrosio names them: the transport was lost, not
+/// closed on purpose by either side ("server shutting down" is Node's too, but the sessions
+/// of this in-process log do not outlive the server).
+pub fn is_recoverable(reason: DisconnectReason) -> bool {
+    matches!(
+        reason,
+        DisconnectReason::TransportClose
+            | DisconnectReason::TransportError
+            | DisconnectReason::PingTimeout
+    )
+}
+
+/// Offsets are `<prefix>.<counter in hex>`; the prefix is random per log, so an offset from
+/// another namespace, server or run is never taken for one of this log.
+const OFFSET_SEP: u8 = b'.';
+
+struct Logged {
+    frames: Vec<Frame>,
+    /// Who the packet was for (rooms and except only matter).
+    opts: BroadcastOptions,
+    emitted_at: Instant,
+    bytes: usize,
+}
+
+/// One namespace's recovery state: the packet log and the private ids of its sockets.
+pub struct PacketLog {
+    prefix: Arc<str>,
+    /// Counter of the packet after the newest one; `packets[i]` has `next - len + i`.
+    next: u64,
+    packets: VecDeque<Logged>,
+    bytes: usize,
+    /// sid -> private session id of each socket of the namespace.
+    pids: HashMap<Arc<str>, Arc<str>>,
+}
+
+/// What a recovered socket gets back.
+pub struct Restored {
+    pub sid: Arc<str>,
+    pub pid: Arc<str>,
+    /// The rooms it had joined (its own sid room not included).
+    pub rooms: Vec<Arc<str>>,
+    pub missed: Vec<Frame>,
+    pub missed_bytes: usize,
+}
+
+impl Default for PacketLog {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl PacketLog {
+    pub fn new() -> Self {
+        PacketLog {
+            prefix: crate::sid::new_sid(),
+            next: 0,
+            packets: VecDeque::new(),
+            bytes: 0,
+            pids: HashMap::default(),
+        }
+    }
+
+    /// A new socket's private id (sent in its CONNECT reply).
+    pub fn register(&mut self, sid: &Arc<str>, pid: Arc<str>) {
+        self.pids.insert(sid.clone(), pid);
+    }
+
+    pub fn pid_of(&self, sid: &str) -> Option<&Arc<str>> {
+        self.pids.get(sid)
+    }
+
+    pub fn forget(&mut self, sid: &str) -> Option<Arc<str>> {
+        self.pids.remove(sid)
+    }
+
+    /// Packets and bytes in the log.
+    pub fn len(&self) -> (usize, usize) {
+        (self.packets.len(), self.bytes)
+    }
+
+    /// The frames with the next offset appended to the packet's data, if it is a packet Node
+    /// logs (an event without an ack id); None otherwise. Call [`PacketLog::record`] with the
+    /// result once delivered.
+    pub fn stamp(&self, frames: &[Frame]) -> Option<Vec<Frame>> {
+        let Some(Frame::Text(text)) = frames.first() else {
+            return None;
+        };
+        if !is_loggable_event(text) {
+            return None;
+        }
+        let mut counter = [0u8; 16];
+        let digits = hex(self.next, &mut counter);
+        let mut out = BytesMut::with_capacity(text.len() + self.prefix.len() + digits.len() + 4);
+        out.put_slice(&text[..text.len() - 1]);
+        // `[` right before the closing `]`: an event with no argument at all (no name) is
+        // not valid, but keep the JSON valid anyway.
+        if text[text.len() - 2] != b'[' {
+            out.put_u8(b',');
+        }
+        out.put_u8(b'"');
+        out.put_slice(self.prefix.as_bytes());
+        out.put_u8(OFFSET_SEP);
+        out.put_slice(digits);
+        out.put_slice(b"\"]");
+        let mut stamped = Vec::with_capacity(frames.len());
+        stamped.push(Frame::Text(out.freeze()));
+        stamped.extend_from_slice(&frames[1..]);
+        Some(stamped)
+    }
+
+    /// Logs a packet [`PacketLog::stamp`] stamped (with the offset it was given), then drops
+    /// packets older than `cfg.max_disconnection` or past `cfg.max_log_bytes`.
+    pub fn record(
+        &mut self,
+        frames: Vec<Frame>,
+        opts: BroadcastOptions,
+        now: Instant,
+        cfg: &RecoveryConfig,
+    ) {
+        let bytes = frames.iter().map(Frame::len).sum::<usize>()
+            + opts
+                .rooms
+                .iter()
+                .chain(&opts.except)
+                .map(String::len)
+                .sum::<usize>();
+        self.next += 1;
+        self.bytes += bytes;
+        self.packets.push_back(Logged {
+            frames,
+            opts,
+            emitted_at: now,
+            bytes,
+        });
+        while let Some(oldest) = self.packets.front() {
+            let expired = now.duration_since(oldest.emitted_at) > cfg.max_disconnection;
+            if !expired && self.bytes <= cfg.max_log_bytes {
+                break;
+            }
+            self.bytes -= oldest.bytes;
+            self.packets.pop_front();
+        }
+    }
+
+    /// The packets after `offset` for a socket in `rooms` (its own sid included), or None
+    /// when the offset is not this log's, some of them were dropped, or they pass the
+    /// per-session bounds.
+    fn missed(
+        &self,
+        offset: &str,
+        rooms: &[Arc<str>],
+        sid: &str,
+        cfg: &RecoveryConfig,
+    ) -> Option<(Vec<Frame>, usize)> {
+        let (prefix, counter) = offset.rsplit_once(OFFSET_SEP as char)?;
+        if prefix != &*self.prefix || counter.is_empty() || counter.len() > 16 {
+            return None;
+        }
+        let counter = u64::from_str_radix(counter, 16).ok()?;
+        let first = self.next - self.packets.len() as u64;
+        // The offset's own packet may be gone as long as nothing after it is.
+        if counter >= self.next || counter + 1 < first {
+            return None;
+        }
+        let in_rooms = |name: &String| &**name == sid || rooms.iter().any(|r| **r == **name);
+        let mut frames = Vec::new();
+        let (mut count, mut bytes) = (0usize, 0usize);
+        for logged in self.packets.range((counter + 1 - first) as usize..) {
+            let included = logged.opts.rooms.is_empty() || logged.opts.rooms.iter().any(in_rooms);
+            if !included || logged.opts.except.iter().any(in_rooms) {
+                continue;
+            }
+            count += 1;
+            bytes += logged.bytes;
+            if count > cfg.max_missed_packets || bytes > cfg.max_missed_bytes {
+                return None;
+            }
+            frames.extend_from_slice(&logged.frames);
+        }
+        Some((frames, bytes))
+    }
+}
+
+/// Whether a packet's text is `4` + an EVENT or BINARY_EVENT without an ack id whose data is
+/// an array (the offset goes before its closing bracket).
+fn is_loggable_event(text: &[u8]) -> bool {
+    let mut i = match text {
+        [b'4', b'2', ..] => 2,
+        [b'4', b'5', ..] => {
+            let digits = text[2..].iter().take_while(|b| b.is_ascii_digit()).count();
+            if digits == 0 || text.get(2 + digits) != Some(&b'-') {
+                return false;
+            }
+            3 + digits
+        }
+        _ => return false,
+    };
+    if text.get(i) == Some(&b'/') {
+        match text[i..].iter().position(|&b| b == b',') {
+            Some(comma) => i += comma + 1,
+            None => return false,
+        }
+    }
+    text.get(i) == Some(&b'[') && text.len() >= i + 2 && text.last() == Some(&b']')
+}
+
+fn hex(mut n: u64, buf: &mut [u8; 16]) -> &[u8] {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = DIGITS[(n & 15) as usize];
+        n >>= 4;
+        if n == 0 {
+            return &buf[i..];
+        }
+    }
+}
+
+struct Persisted {
+    sid: Arc<str>,
+    nsp: Arc<str>,
+    rooms: Vec<Arc<str>>,
+    disconnected_at: Instant,
+}
+
+/// The sessions of lost sockets, by private id, for every namespace of the server.
+#[derive(Default)]
+pub struct Sessions {
+    by_pid: HashMap<Arc<str>, Persisted>,
+    /// Private ids in the order their sessions were kept, for expiry and the bound; ids of
+    /// sessions restored since are skipped when they come up.
+    order: VecDeque<(Arc<str>, Instant)>,
+}
+
+impl Sessions {
+    /// How many sessions are kept.
+    pub fn kept(&self) -> usize {
+        self.by_pid.len()
+    }
+
+    /// Keeps a lost socket's session; the oldest goes when `cfg.max_sessions` are kept.
+    pub fn persist(
+        &mut self,
+        pid: Arc<str>,
+        sid: Arc<str>,
+        nsp: Arc<str>,
+        rooms: Vec<Arc<str>>,
+        now: Instant,
+        cfg: &RecoveryConfig,
+    ) {
+        self.expire(now, cfg);
+        if cfg.max_sessions == 0 {
+            return;
+        }
+        while self.by_pid.len() >= cfg.max_sessions || self.order.len() >= 2 * cfg.max_sessions {
+            self.pop_oldest();
+        }
+        self.order.push_back((pid.clone(), now));
+        self.by_pid.insert(
+            pid,
+            Persisted {
+                sid,
+                nsp,
+                rooms,
+                disconnected_at: now,
+            },
+        );
+    }
+
+    fn pop_oldest(&mut self) {
+        if let Some((pid, at)) = self.order.pop_front() {
+            if self
+                .by_pid
+                .get(&pid)
+                .is_some_and(|s| s.disconnected_at == at)
+            {
+                self.by_pid.remove(&pid);
+            }
+        }
+    }
+
+    /// Forgets the sessions lost longer ago than `cfg.max_disconnection`.
+    pub fn expire(&mut self, now: Instant, cfg: &RecoveryConfig) {
+        while let Some((_, at)) = self.order.front() {
+            if now.duration_since(*at) <= cfg.max_disconnection {
+                break;
+            }
+            self.pop_oldest();
+        }
+    }
+
+    /// Takes the session `pid` of namespace `nsp` if it is still kept, and the packets it
+    /// missed after `offset` from `log`. A session whose packets cannot all be replayed is
+    /// forgotten (its client gets a new session, as in Node).
+    pub fn restore(
+        &mut self,
+        pid: &str,
+        offset: &str,
+        nsp: &str,
+        log: &PacketLog,
+        now: Instant,
+        cfg: &RecoveryConfig,
+    ) -> Option<Restored> {
+        self.expire(now, cfg);
+        if self.by_pid.get(pid).is_none_or(|s| &*s.nsp != nsp) {
+            return None;
+        }
+        let (pid, session) = self.by_pid.remove_entry(pid)?;
+        let (missed, missed_bytes) = log.missed(offset, &session.rooms, &session.sid, cfg)?;
+        Some(Restored {
+            sid: session.sid,
+            pid,
+            rooms: session.rooms,
+            missed,
+            missed_bytes,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+
+    fn text(s: &str) -> Vec<Frame> {
+        vec![Frame::Text(Bytes::copy_from_slice(s.as_bytes()))]
+    }
+
+    fn as_str(frames: &[Frame]) -> String {
+        match &frames[0] {
+            Frame::Text(b) => String::from_utf8(b.to_vec()).unwrap(),
+            Frame::Binary(_) => panic!("binary"),
+        }
+    }
+
+    fn offset_of(frames: &[Frame]) -> String {
+        let s = as_str(frames);
+        let start = s.rfind(",\"").unwrap() + 2;
+        s[start..s.len() - 2].to_owned()
+    }
+
+    #[test]
+    fn only_events_without_ack_ids_are_stamped() {
+        let log = PacketLog::new();
+        assert!(log.stamp(&text(r#"42["a",1]"#)).is_some());
+        assert!(log.stamp(&text(r#"42/chat,["a"]"#)).is_some());
+        assert!(log
+            .stamp(&text(r#"451-/chat,["a",{"_placeholder":true,"num":0}]"#))
+            .is_some());
+        assert!(log.stamp(&text(r#"4212["a"]"#)).is_none(), "ack id");
+        assert!(log.stamp(&text(r#"42/chat,7["a"]"#)).is_none(), "ack id");
+        assert!(log.stamp(&text(r#"451-3["a"]"#)).is_none(), "ack id");
+        assert!(log.stamp(&text(r#"43["a"]"#)).is_none(), "ack");
+        assert!(log.stamp(&text(r#"40{"sid":"x"}"#)).is_none(), "connect");
+        let stamped = log.stamp(&text(r#"42/chat,["a",1]"#)).unwrap();
+        let s = as_str(&stamped);
+        assert!(
+            s.starts_with(r#"42/chat,["a",1,""#) && s.ends_with(".0\"]"),
+            "{s}"
+        );
+    }
+
+    #[test]
+    fn missed_packets_follow_the_offset_and_the_rooms() {
+        let cfg = RecoveryConfig::default();
+        let mut log = PacketLog::new();
+        let now = Instant::now();
+        let mut offsets = Vec::new();
+        for (i, rooms, except) in [
+            (0, vec![], vec![]),
+            (1, vec!["r1".to_string()], vec![]),
+            (2, vec!["r2".to_string()], vec![]),
+            (3, vec![], vec!["r1".to_string()]),
+            (4, vec!["me".to_string()], vec![]),
+        ] {
+            let frames = log.stamp(&text(&format!(r#"42["e",{i}]"#))).unwrap();
+            offsets.push(offset_of(&frames));
+            let opts = BroadcastOptions {
+                rooms,
+                except,
+                ..BroadcastOptions::default()
+            };
+            log.record(frames, opts, now, &cfg);
+        }
+        let rooms: Vec<Arc<str>> = vec![Arc::from("r1")];
+        let (missed, _) = log.missed(&offsets[0], &rooms, "me", &cfg).unwrap();
+        let got: Vec<String> = missed
+            .iter()
+            .map(|f| as_str(std::slice::from_ref(f)))
+            .collect();
+        assert_eq!(got.len(), 2);
+        assert!(got[0].starts_with(r#"42["e",1,"#) && got[1].starts_with(r#"42["e",4,"#));
+        assert_eq!(
+            log.missed(&offsets[4], &rooms, "me", &cfg).unwrap().0.len(),
+            0
+        );
+        assert!(log.missed("other.1", &rooms, "me", &cfg).is_none());
+        assert!(log.missed("garbage", &rooms, "me", &cfg).is_none());
+        let tight = RecoveryConfig {
+            max_missed_packets: 1,
+            ..cfg.clone()
+        };
+        assert!(log.missed(&offsets[0], &rooms, "me", &tight).is_none());
+    }
+
+    #[test]
+    fn the_log_drops_its_oldest_packets_past_its_bound() {
+        let cfg = RecoveryConfig {
+            max_log_bytes: 100,
+            ..RecoveryConfig::default()
+        };
+        let mut log = PacketLog::new();
+        let now = Instant::now();
+        let mut first = String::new();
+        for i in 0..20 {
+            let frames = log.stamp(&text(&format!(r#"42["e",{i}]"#))).unwrap();
+            if i == 0 {
+                first = offset_of(&frames);
+            }
+            log.record(frames, BroadcastOptions::default(), now, &cfg);
+        }
+        assert!(log.len().1 <= 100);
+        assert!(log.missed(&first, &[], "me", &cfg).is_none());
+        let later = now + Duration::from_secs(121);
+        let frames = log.stamp(&text(r#"42["e"]"#)).unwrap();
+        log.record(frames, BroadcastOptions::default(), later, &cfg);
+        assert_eq!(log.len().0, 1, "older than max_disconnection: dropped");
+    }
+
+    #[test]
+    fn sessions_are_taken_once_bounded_and_expire() {
+        let cfg = RecoveryConfig {
+            max_sessions: 2,
+            ..RecoveryConfig::default()
+        };
+        let mut log = PacketLog::new();
+        let now = Instant::now();
+        let frames = log.stamp(&text(r#"42["e"]"#)).unwrap();
+        let offset = offset_of(&frames);
+        log.record(frames, BroadcastOptions::default(), now, &cfg);
+        let mut sessions = Sessions::default();
+        for n in ["a", "b", "c"] {
+            sessions.persist(n.into(), n.into(), "/".into(), vec![], now, &cfg);
+        }
+        assert_eq!(sessions.kept(), 2);
+        assert!(sessions
+            .restore("a", &offset, "/", &log, now, &cfg)
+            .is_none());
+        assert!(sessions
+            .restore("b", &offset, "/x", &log, now, &cfg)
+            .is_none());
+        let b = sessions
+            .restore("b", &offset, "/", &log, now, &cfg)
+            .unwrap();
+        assert_eq!(&*b.sid, "b");
+        assert!(sessions
+            .restore("b", &offset, "/", &log, now, &cfg)
+            .is_none());
+        let later = now + Duration::from_secs(121);
+        assert!(sessions
+            .restore("c", &offset, "/", &log, later, &cfg)
+            .is_none());
+        assert_eq!(sessions.kept(), 0);
+    }
+}
