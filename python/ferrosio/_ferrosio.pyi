@@ -21,6 +21,7 @@ CONTROL_READY: Final = 11
 HTTP_REQUEST: Final = 12
 HTTP_WRITTEN: Final = 13
 HTTP_CLOSED: Final = 14
+SOCKETIO_KEPT: Final = 20
 # Response body chunks (``more=True``) that may be sent to the engine and not yet written.
 HTTP_BODY_CREDIT: Final[int]
 
@@ -93,6 +94,9 @@ HttpWritten: TypeAlias = tuple[Literal[13], int]
 # (kind, id)
 HttpClosed: TypeAlias = tuple[Literal[14], int]
 
+# (kind, sid, nsp): the socket's state is kept for recovery (its DISCONNECT follows)
+SocketIoKept: TypeAlias = tuple[Literal[20], str, str]
+
 ServerRecord: TypeAlias = (
     SocketIoEvent
     | SocketIoAck
@@ -109,6 +113,7 @@ ServerRecord: TypeAlias = (
     | HttpRequest
     | HttpWritten
     | HttpClosed
+    | SocketIoKept
 )
 
 class ServerHandle:

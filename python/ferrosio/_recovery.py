@@ -3,8 +3,8 @@ sockets kept until they come back.
 
 The engine keeps the rest (sid, private id, rooms, the log of packets with their offsets: see
 ``rust/ferrosio-core/src/socketio/recovery.rs``) and says which CONNECTs it recovered; this
-module keeps what only Python has, the ``save_session`` data, for the same sockets, under the
-same bounds.
+module keeps what only Python has, the ``save_session`` data, for the sockets the engine says
+it keeps, under the same bounds.
 """
 
 from __future__ import annotations
@@ -12,10 +12,6 @@ from __future__ import annotations
 import time
 from collections import OrderedDict
 from typing import Any, NamedTuple
-
-#: The disconnect reasons after which a socket's state is kept (Node's
-#: ``RECOVERABLE_DISCONNECT_REASONS`` as ferrosio names them: the transport was lost).
-RECOVERABLE_REASONS = frozenset({"transport close", "transport error", "ping timeout"})
 
 _DEFAULTS: dict[str, Any] = {
     "max_disconnection_duration": 120.0,

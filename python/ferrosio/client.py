@@ -133,6 +133,7 @@ class _Namespace:
         "offset",
         "pid",
         "queue",
+        "received",
         "recovered",
         "sid",
         "state",
@@ -146,6 +147,9 @@ class _Namespace:
         self.pid: str | None = None
         self.offset: str | None = None
         self.recovered = False
+        # events that came before the CONNECT reply while recovering (Node's server sends
+        # the missed packets first): delivered once connected, as socket.io-client does
+        self.received: deque[tuple[int | None, bytes, list[bytes] | None]] | None = None
         self.state = _PENDING
         self.error: Any = None  # the CONNECT_ERROR data, once refused
         # emits made while not connected: (ack_id, json, attachments)
@@ -908,6 +912,10 @@ class AsyncClient(HandlerRegistry):
         ns.state = _CONNECTED
         self.namespaces[nsp] = ns.sid or ""
         self.connected = True
+        received, ns.received = ns.received, None
+        if received:
+            for ack_id, text, attachments in received:
+                self._on_event(nsp, ack_id, text, attachments)
         # as socket.io-client: the offline buffer, then the retry queue, then "connect"
         engine = self._engine
         assert engine is not None
@@ -1003,6 +1011,7 @@ class AsyncClient(HandlerRegistry):
             if ns.state == _CLOSED:
                 continue
             was_connected = ns.state == _CONNECTED
+            ns.received = None  # held for a CONNECT reply that will not come
             if will_reconnect:
                 ns.state = _PENDING
                 self._clear_acks(ns, lost)
@@ -1051,6 +1060,8 @@ class AsyncClient(HandlerRegistry):
     ) -> None:
         ns = self._nsps.get(nsp)
         if ns is None or ns.state != _CONNECTED:
+            if ns is not None and ns.state == _PENDING and ns.pid is not None:
+                self._hold_received(ns, ack_id, data, attachments)
             return
         payload = orjson.loads(data) if attachments is None else _codec.decode(data, attachments)
         if ns.pid is not None and payload and type(payload[-1]) is str:
@@ -1072,6 +1083,15 @@ class AsyncClient(HandlerRegistry):
             return
         gen = self._gen
         self._run(fn, args, lambda result: self._send_ack(nsp, ack_id, result, gen), None, True)
+
+    def _hold_received(
+        self, ns: _Namespace, ack_id: int | None, data: bytes, attachments: list[bytes] | None
+    ) -> None:
+        """Holds an event that came before the CONNECT reply of a recovering namespace, up
+        to ``max_buffered`` of them (the oldest dropped past it)."""
+        if ns.received is None:
+            ns.received = deque(maxlen=max(1, self.max_buffered))
+        ns.received.append((ack_id, data, attachments))
 
     def _send_ack(self, nsp: str, ack_id: int, result: Any, gen: int | None = None) -> None:
         engine = self._engine

@@ -38,6 +38,7 @@ from ferrosio._ferrosio import (
     SOCKETIO_CONNECT,
     SOCKETIO_DISCONNECT,
     SOCKETIO_EVENT,
+    SOCKETIO_KEPT,
     ServerHandle,
 )
 from ferrosio._handlers import (
@@ -51,7 +52,7 @@ from ferrosio._handlers import (
     mark_ack_requested,
     step_eagerly,
 )
-from ferrosio._recovery import RECOVERABLE_REASONS, KeptSessions, RecoveryOptions
+from ferrosio._recovery import KeptSessions, RecoveryOptions
 from ferrosio.cluster import AsyncRedisManager
 from ferrosio.engineio import EngineIOEndpoint
 
@@ -299,8 +300,9 @@ class AsyncServer(HandlerRegistry):
         ``skip_middlewares`` (True), with ferrosio's bounds ``max_sessions`` (10,000 lost
         sockets kept, the oldest forgotten first), ``max_log_size`` (16 MB of logged packets per
         namespace, the oldest dropped first), ``max_missed_packets`` (10,000) and
-        ``max_missed_size`` (4 MB) per socket. A socket lost abnormally (``transport close``,
-        ``transport error``, ``ping timeout``) keeps its sid, rooms and session data that long;
+        ``max_missed_size`` (4 MB) per socket. A socket lost while in its namespace
+        (``transport close``, ``transport error``, ``ping timeout``, or an Engine.IO close
+        without a Socket.IO DISCONNECT) keeps its sid, rooms and session data that long;
         a client that comes back with its private id and last offset (the official client
         with ``connectionStateRecovery``, or :class:`AsyncClient`) gets them back and every
         packet it missed, in order; otherwise (expired, forgotten, or missed more than the
@@ -677,6 +679,12 @@ class AsyncServer(HandlerRegistry):
         self._kept = KeptSessions(self._recovery) if self._recovery is not None else None
         # sids of connected sockets that were recovered (usually empty)
         self._recovered: set[str] = set()
+
+    def _on_kept(self, sid: str, nsp: str) -> None:
+        """The engine keeps the lost socket ``sid`` for recovery: so is its session data."""
+        s = self._sockets.get(sid)
+        if s is not None and self._kept is not None:
+            self._kept.keep(sid, nsp, s.session)
 
     def _skip_middlewares(self, sid: str) -> bool:
         return (
@@ -1252,6 +1260,8 @@ class AsyncServer(HandlerRegistry):
                 elif item[0] == SOCKETIO_CONNECT:
                     _, sid, nsp, eio_sid, auth, handshake, recovered = item
                     self._on_connect(sid, nsp, eio_sid, auth, handshake, recovered)
+                elif item[0] == SOCKETIO_KEPT:
+                    self._on_kept(item[1], item[2])
                 elif item[0] == SOCKETIO_DISCONNECT:
                     _, sid, nsp, reason = item
                     self._on_disconnect(sid, nsp, reason)
@@ -1670,8 +1680,6 @@ class AsyncServer(HandlerRegistry):
         self._forget(s)
         if not was_connected:
             return
-        if self._kept is not None and reason in RECOVERABLE_REASONS:
-            self._kept.keep(sid, nsp, s.session)
         if reason == "send buffer full":
             self.logger.warning(
                 "ferrosio: disconnected %s from %s: send buffer full (more than "

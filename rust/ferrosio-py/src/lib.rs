@@ -69,6 +69,7 @@ const CONTROL_READY: u8 = 11;
 const HTTP_REQUEST: u8 = 12;
 const HTTP_WRITTEN: u8 = 13;
 const HTTP_CLOSED: u8 = 14;
+const SOCKETIO_KEPT: u8 = 20;
 
 /// The HTTP request that opened a session, as Python reads it (to build its environ dict).
 #[pyclass(frozen, name = "Handshake", module = "ferrosio._ferrosio")]
@@ -904,6 +905,7 @@ fn socketio_record<'py>(py: Python<'py>, item: &SocketIoInbound) -> PyResult<Bou
             )
                 .into_pyobject(py)
         }
+        SocketIoInbound::Kept { sid, nsp } => (SOCKETIO_KEPT, &**sid, &**nsp).into_pyobject(py),
         SocketIoInbound::Disconnect { sid, nsp, reason } => {
             (SOCKETIO_DISCONNECT, &**sid, &**nsp, reason.as_str()).into_pyobject(py)
         }
@@ -1099,6 +1101,7 @@ mod _ferrosio {
         m.add("CONTROL_RESPONSE", CONTROL_RESPONSE)?;
         m.add("CONTROL_READY", CONTROL_READY)?;
         m.add("HTTP_REQUEST", HTTP_REQUEST)?;
+        m.add("SOCKETIO_KEPT", SOCKETIO_KEPT)?;
         m.add("HTTP_WRITTEN", HTTP_WRITTEN)?;
         m.add("HTTP_CLOSED", HTTP_CLOSED)?;
         m.add("HTTP_BODY_CREDIT", ferrosio_core::HTTP_BODY_CREDIT)?;

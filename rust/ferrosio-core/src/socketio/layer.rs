@@ -654,25 +654,27 @@ impl SocketIoLayer {
     }
 
     /// Keeps the session of a socket lost abnormally (Node's `persistSession`): only a socket
-    /// the host had accepted, as Node keeps only connected ones.
+    /// the host had accepted, as Node keeps only connected ones. True if it was kept.
     fn persist(
         sessions: &mut Sessions,
         ns: &mut Namespace,
         nsp: &Arc<str>,
         sid: &Arc<str>,
         cfg: &RecoveryConfig,
-    ) {
+    ) -> bool {
         let accepted = ns.sockets.0.get(sid).is_some_and(|e| e.pending.is_none());
         let Some(log) = ns.recovery.as_deref_mut() else {
-            return;
+            return false;
         };
         let Some(pid) = log.forget(sid) else {
-            return;
+            return false;
         };
-        if accepted {
-            let rooms = ns.adapter.socket_rooms(sid);
-            sessions.persist(pid, sid.clone(), nsp.clone(), rooms, Instant::now(), cfg);
+        if !accepted || cfg.max_sessions == 0 {
+            return false;
         }
+        let rooms = ns.adapter.socket_rooms(sid);
+        sessions.persist(pid, sid.clone(), nsp.clone(), rooms, Instant::now(), cfg);
+        true
     }
 }
 
@@ -726,7 +728,15 @@ impl EngineHandler for SocketIoLayer {
         for (nsp, sid) in conn.sockets {
             if let Some(ns) = reg.namespaces.get_mut(&nsp) {
                 if let Some(cfg) = keep {
-                    Self::persist(&mut reg.sessions, ns, &nsp, &sid, cfg);
+                    if Self::persist(&mut reg.sessions, ns, &nsp, &sid, cfg) {
+                        gone.push(
+                            SocketIoInbound::Kept {
+                                sid: sid.clone(),
+                                nsp: nsp.clone(),
+                            }
+                            .into(),
+                        );
+                    }
                 }
                 ns.remove_socket(&sid);
             }

@@ -53,15 +53,19 @@ impl Default for RecoveryConfig {
     }
 }
 
-/// Node's `RECOVERABLE_DISCONNECT_REASONS` as ferrosio names them: the transport was lost, not
-/// closed on purpose by either side ("server shutting down" is Node's too, but the sessions
-/// of this in-process log do not outlive the server).
+/// Node's `RECOVERABLE_DISCONNECT_REASONS` as ferrosio names them, for sockets still in their
+/// namespace when their connection ends: the transport was lost, or the client closed its
+/// Engine.IO connection without leaving the namespace first (an Engine.IO close packet, which
+/// Node reports as "transport close"; a client leaving on purpose sends a Socket.IO
+/// DISCONNECT first, and nothing is kept then). "server shutting down" is Node's too, but the
+/// sessions of this in-process log do not outlive the server.
 pub fn is_recoverable(reason: DisconnectReason) -> bool {
     matches!(
         reason,
         DisconnectReason::TransportClose
             | DisconnectReason::TransportError
             | DisconnectReason::PingTimeout
+            | DisconnectReason::ClientDisconnect
     )
 }
 
