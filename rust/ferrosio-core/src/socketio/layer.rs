@@ -19,7 +19,7 @@ use super::packet::{
     encode_connect_error, encode_connect_reply, encode_connect_reply_with_pid, encode_disconnect,
     PacketType, SocketPacket,
 };
-use super::recovery::{is_recoverable, PacketLog, RecoveryConfig, Restored, Sessions};
+use super::recovery::{is_recoverable, Audience, PacketLog, RecoveryConfig, Restored, Sessions};
 use crate::bridge::{InboundQueue, SocketIoCommand, SocketIoInbound, Target};
 use crate::config::ServerConfig;
 use crate::engineio::inbound::InboundBudget;
@@ -621,35 +621,39 @@ impl SocketIoLayer {
 impl SocketIoLayer {
     /// An emit in a namespace that logs for recovery: a packet Node logs is stamped with its
     /// offset, delivered, then logged with who it was for.
-    fn emit_logged(&self, ns: &mut Namespace, target: Target, frames: Vec<Frame>) {
-        let Some(log) = ns.recovery.as_deref_mut() else {
+    fn emit_logged(&self, ns: &mut Namespace, target: Target, mut frames: Vec<Frame>) {
+        let (Some(cfg), Some(log)) = (&self.recovery, ns.recovery.as_deref_mut()) else {
             return;
         };
         let volatile = matches!(&target, Target::Broadcast(o) if o.flags.volatile);
-        let stamped = if volatile { None } else { log.stamp(&frames) };
-        let logged = stamped.is_some();
-        let frames = stamped.unwrap_or(frames);
-        let opts = match target {
+        let stamped = if volatile {
+            None
+        } else {
+            log.stamp(&mut frames)
+        };
+        let audience = match target {
             Target::Socket(sid) => {
-                if ns.sockets.deliver(&sid, &frames) {
-                    BroadcastOptions::to_rooms(vec![sid])
-                } else {
-                    let opts = BroadcastOptions::to_rooms(vec![sid]);
+                let local = ns
+                    .sockets
+                    .0
+                    .get_key_value(sid.as_str())
+                    .map(|(k, _)| k.clone());
+                if !ns.sockets.deliver(&sid, &frames) {
+                    let opts = BroadcastOptions::to_rooms(vec![sid.clone()]);
                     ns.adapter.broadcast(&frames, &opts, &mut ns.sockets);
-                    opts
                 }
+                Audience::Socket(local.unwrap_or_else(|| Arc::from(sid)))
             }
             Target::Broadcast(opts) => {
                 ns.sockets.1 = opts.flags.volatile;
                 ns.adapter.broadcast(&frames, &opts, &mut ns.sockets);
                 ns.sockets.1 = false;
-                opts
+                Audience::Broadcast(opts)
             }
         };
-        if logged {
-            if let (Some(cfg), Some(log)) = (&self.recovery, ns.recovery.as_deref_mut()) {
-                log.record(frames, opts, Instant::now(), cfg);
-            }
+        if let (Some(text), Some(log)) = (stamped, ns.recovery.as_deref_mut()) {
+            let attachments = frames.split_off(1);
+            log.record(text, attachments, audience, Instant::now(), cfg);
         }
     }
 

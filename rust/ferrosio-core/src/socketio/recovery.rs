@@ -16,7 +16,7 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::{BufMut, BytesMut};
+use bytes::{BufMut, Bytes, BytesMut};
 use foldhash::HashMap;
 
 use super::adapter::BroadcastOptions;
@@ -32,8 +32,9 @@ pub struct RecoveryConfig {
     /// Most sessions kept for recovery on this server (all namespaces); past it the oldest
     /// is forgotten (its client gets a new session). Node: unbounded.
     pub max_sessions: usize,
-    /// Most bytes of packets in one namespace's log; past it the oldest packets are dropped
-    /// (a client whose missed packets are gone gets a new session). Node: unbounded.
+    /// Most bytes of packets in one namespace's log (each counted with its bookkeeping);
+    /// past it the oldest packets are dropped (a client whose missed packets are gone gets a
+    /// new session). Node: unbounded.
     pub max_log_bytes: usize,
     /// Most packets one session may have missed; more: a new session instead. Node: unbounded.
     pub max_missed_packets: usize,
@@ -73,10 +74,49 @@ pub fn is_recoverable(reason: DisconnectReason) -> bool {
 /// another namespace, server or run is never taken for one of this log.
 const OFFSET_SEP: u8 = b'.';
 
+/// Who a logged packet was for.
+pub enum Audience {
+    /// A broadcast: its rooms and except only matter.
+    Broadcast(BroadcastOptions),
+    /// One socket (Node's `io.to(sid)`), by the sid the namespace already holds.
+    Socket(Arc<str>),
+}
+
+impl Audience {
+    fn bytes(&self) -> usize {
+        match self {
+            Audience::Broadcast(o) => o.rooms.iter().chain(&o.except).map(String::len).sum(),
+            Audience::Socket(_) => 0,
+        }
+    }
+
+    /// Whether a socket in `rooms` (its own `sid` included) was meant to get the packet: in
+    /// one of its rooms (or everyone's) and in none of its except (Node's
+    /// `shouldIncludePacket`).
+    fn includes(&self, rooms: &[Arc<str>], sid: &str) -> bool {
+        match self {
+            Audience::Socket(to) => &**to == sid,
+            Audience::Broadcast(o) => {
+                let in_rooms =
+                    |name: &String| &**name == sid || rooms.iter().any(|r| **r == **name);
+                (o.rooms.is_empty() || o.rooms.iter().any(in_rooms))
+                    && !o.except.iter().any(in_rooms)
+            }
+        }
+    }
+}
+
+/// Logged packets are many, small and long-lived: their stamped texts are cut from shared
+/// chunks of this size rather than allocated one by one (which fragments the heap and made
+/// every allocation of the engine thread slower).
+const CHUNK: usize = 64 * 1024;
+
 struct Logged {
-    frames: Vec<Frame>,
-    /// Who the packet was for (rooms and except only matter).
-    opts: BroadcastOptions,
+    /// The stamped text packet (a slice of a shared chunk).
+    text: Bytes,
+    /// Its binary attachments (empty, unallocated, for a text packet).
+    attachments: Vec<Frame>,
+    audience: Audience,
     emitted_at: Instant,
     bytes: usize,
 }
@@ -84,6 +124,8 @@ struct Logged {
 /// One namespace's recovery state: the packet log and the private ids of its sockets.
 pub struct PacketLog {
     prefix: Arc<str>,
+    /// Where the next stamped texts are written (see [`CHUNK`]).
+    chunk: BytesMut,
     /// Counter of the packet after the newest one; `packets[i]` has `next - len + i`.
     next: u64,
     packets: VecDeque<Logged>,
@@ -112,6 +154,7 @@ impl PacketLog {
     pub fn new() -> Self {
         PacketLog {
             prefix: crate::sid::new_sid(),
+            chunk: BytesMut::new(),
             next: 0,
             packets: VecDeque::new(),
             bytes: 0,
@@ -137,10 +180,10 @@ impl PacketLog {
         (self.packets.len(), self.bytes)
     }
 
-    /// The frames with the next offset appended to the packet's data, if it is a packet Node
-    /// logs (an event without an ack id); None otherwise. Call [`PacketLog::record`] with the
-    /// result once delivered.
-    pub fn stamp(&self, frames: &[Frame]) -> Option<Vec<Frame>> {
+    /// Appends the next offset to the packet's data in place (`frames[0]`), if it is a
+    /// packet Node logs (an event without an ack id), and returns the stamped text; None
+    /// (frames untouched) otherwise. Log it with [`PacketLog::record`] once delivered.
+    pub fn stamp(&mut self, frames: &mut [Frame]) -> Option<Bytes> {
         let Some(Frame::Text(text)) = frames.first() else {
             return None;
         };
@@ -149,7 +192,11 @@ impl PacketLog {
         }
         let mut counter = [0u8; 16];
         let digits = hex(self.next, &mut counter);
-        let mut out = BytesMut::with_capacity(text.len() + self.prefix.len() + digits.len() + 4);
+        let len = text.len() + self.prefix.len() + digits.len() + 4;
+        if self.chunk.capacity() - self.chunk.len() < len {
+            self.chunk = BytesMut::with_capacity(CHUNK.max(len));
+        }
+        let out = &mut self.chunk;
         out.put_slice(&text[..text.len() - 1]);
         // `[` right before the closing `]`: an event with no argument at all (no name) is
         // not valid, but keep the JSON valid anyway.
@@ -161,33 +208,33 @@ impl PacketLog {
         out.put_u8(OFFSET_SEP);
         out.put_slice(digits);
         out.put_slice(b"\"]");
-        let mut stamped = Vec::with_capacity(frames.len());
-        stamped.push(Frame::Text(out.freeze()));
-        stamped.extend_from_slice(&frames[1..]);
+        let stamped = out.split().freeze();
+        frames[0] = Frame::Text(stamped.clone());
         Some(stamped)
     }
 
-    /// Logs a packet [`PacketLog::stamp`] stamped (with the offset it was given), then drops
-    /// packets older than `cfg.max_disconnection` or past `cfg.max_log_bytes`.
+    /// Logs a packet [`PacketLog::stamp`] stamped (its text, its attachments and who it was
+    /// for), then drops packets older than `cfg.max_disconnection` or past
+    /// `cfg.max_log_bytes`.
     pub fn record(
         &mut self,
-        frames: Vec<Frame>,
-        opts: BroadcastOptions,
+        text: Bytes,
+        attachments: Vec<Frame>,
+        audience: Audience,
         now: Instant,
         cfg: &RecoveryConfig,
     ) {
-        let bytes = frames.iter().map(Frame::len).sum::<usize>()
-            + opts
-                .rooms
-                .iter()
-                .chain(&opts.except)
-                .map(String::len)
-                .sum::<usize>();
+        // The entry itself counts too: with small packets it is most of the memory.
+        let bytes = std::mem::size_of::<Logged>()
+            + text.len()
+            + attachments.iter().map(Frame::len).sum::<usize>()
+            + audience.bytes();
         self.next += 1;
         self.bytes += bytes;
         self.packets.push_back(Logged {
-            frames,
-            opts,
+            text,
+            attachments,
+            audience,
             emitted_at: now,
             bytes,
         });
@@ -221,12 +268,10 @@ impl PacketLog {
         if counter >= self.next || counter + 1 < first {
             return None;
         }
-        let in_rooms = |name: &String| &**name == sid || rooms.iter().any(|r| **r == **name);
         let mut frames = Vec::new();
         let (mut count, mut bytes) = (0usize, 0usize);
         for logged in self.packets.range((counter + 1 - first) as usize..) {
-            let included = logged.opts.rooms.is_empty() || logged.opts.rooms.iter().any(in_rooms);
-            if !included || logged.opts.except.iter().any(in_rooms) {
+            if !logged.audience.includes(rooms, sid) {
                 continue;
             }
             count += 1;
@@ -234,7 +279,8 @@ impl PacketLog {
             if count > cfg.max_missed_packets || bytes > cfg.max_missed_bytes {
                 return None;
             }
-            frames.extend_from_slice(&logged.frames);
+            frames.push(Frame::Text(logged.text.clone()));
+            frames.extend_from_slice(&logged.attachments);
         }
         Some((frames, bytes))
     }
@@ -399,23 +445,46 @@ mod tests {
         s[start..s.len() - 2].to_owned()
     }
 
+    /// Stamps and logs one text packet; returns its offset.
+    fn push(
+        log: &mut PacketLog,
+        packet: &str,
+        audience: Audience,
+        now: Instant,
+        cfg: &RecoveryConfig,
+    ) -> String {
+        let mut frames = text(packet);
+        let stamped = log.stamp(&mut frames).unwrap();
+        let offset = offset_of(&frames);
+        log.record(stamped, Vec::new(), audience, now, cfg);
+        offset
+    }
+
+    fn everyone() -> Audience {
+        Audience::Broadcast(BroadcastOptions::default())
+    }
+
     #[test]
     fn only_events_without_ack_ids_are_stamped() {
-        let log = PacketLog::new();
-        assert!(log.stamp(&text(r#"42["a",1]"#)).is_some());
-        assert!(log.stamp(&text(r#"42/chat,["a"]"#)).is_some());
-        assert!(log
-            .stamp(&text(r#"451-/chat,["a",{"_placeholder":true,"num":0}]"#))
-            .is_some());
-        assert!(log.stamp(&text(r#"4212["a"]"#)).is_none(), "ack id");
-        assert!(log.stamp(&text(r#"42/chat,7["a"]"#)).is_none(), "ack id");
-        assert!(log.stamp(&text(r#"451-3["a"]"#)).is_none(), "ack id");
-        assert!(log.stamp(&text(r#"43["a"]"#)).is_none(), "ack");
-        assert!(log.stamp(&text(r#"40{"sid":"x"}"#)).is_none(), "connect");
-        let stamped = log.stamp(&text(r#"42/chat,["a",1]"#)).unwrap();
-        let s = as_str(&stamped);
+        let mut log = PacketLog::new();
+        let mut stamp = |p: &str| log.stamp(&mut text(p)).is_some();
+        assert!(stamp(r#"42["a",1]"#));
+        assert!(stamp(r#"42/chat,["a"]"#));
+        assert!(stamp(r#"451-/chat,["a",{"_placeholder":true,"num":0}]"#));
+        assert!(!stamp(r#"4212["a"]"#), "ack id");
+        assert!(!stamp(r#"42/chat,7["a"]"#), "ack id");
+        assert!(!stamp(r#"451-3["a"]"#), "ack id");
+        assert!(!stamp(r#"43["a"]"#), "ack");
+        assert!(!stamp(r#"40{"sid":"x"}"#), "connect");
+        let mut frames = text(r#"42/chat,["a",1]"#);
+        let stamped = log.stamp(&mut frames).unwrap();
+        assert_eq!(
+            as_str(&frames),
+            String::from_utf8(stamped.to_vec()).unwrap()
+        );
+        let s = as_str(&frames);
         assert!(
-            s.starts_with(r#"42/chat,["a",1,""#) && s.ends_with(".0\"]"),
+            s.starts_with(r#"42/chat,["a",1,""#) && s.ends_with("\"]"),
             "{s}"
         );
     }
@@ -433,26 +502,46 @@ mod tests {
             (3, vec![], vec!["r1".to_string()]),
             (4, vec!["me".to_string()], vec![]),
         ] {
-            let frames = log.stamp(&text(&format!(r#"42["e",{i}]"#))).unwrap();
-            offsets.push(offset_of(&frames));
             let opts = BroadcastOptions {
                 rooms,
                 except,
                 ..BroadcastOptions::default()
             };
-            log.record(frames, opts, now, &cfg);
+            let packet = format!(r#"42["e",{i}]"#);
+            offsets.push(push(
+                &mut log,
+                &packet,
+                Audience::Broadcast(opts),
+                now,
+                &cfg,
+            ));
         }
+        push(
+            &mut log,
+            r#"42["e",5]"#,
+            Audience::Socket("me".into()),
+            now,
+            &cfg,
+        );
+        push(
+            &mut log,
+            r#"42["e",6]"#,
+            Audience::Socket("you".into()),
+            now,
+            &cfg,
+        );
         let rooms: Vec<Arc<str>> = vec![Arc::from("r1")];
         let (missed, _) = log.missed(&offsets[0], &rooms, "me", &cfg).unwrap();
         let got: Vec<String> = missed
             .iter()
             .map(|f| as_str(std::slice::from_ref(f)))
             .collect();
-        assert_eq!(got.len(), 2);
+        assert_eq!(got.len(), 3);
         assert!(got[0].starts_with(r#"42["e",1,"#) && got[1].starts_with(r#"42["e",4,"#));
+        assert!(got[2].starts_with(r#"42["e",5,"#), "to this socket only");
         assert_eq!(
             log.missed(&offsets[4], &rooms, "me", &cfg).unwrap().0.len(),
-            0
+            1
         );
         assert!(log.missed("other.1", &rooms, "me", &cfg).is_none());
         assert!(log.missed("garbage", &rooms, "me", &cfg).is_none());
@@ -466,24 +555,19 @@ mod tests {
     #[test]
     fn the_log_drops_its_oldest_packets_past_its_bound() {
         let cfg = RecoveryConfig {
-            max_log_bytes: 100,
+            max_log_bytes: 1000,
             ..RecoveryConfig::default()
         };
         let mut log = PacketLog::new();
         let now = Instant::now();
-        let mut first = String::new();
-        for i in 0..20 {
-            let frames = log.stamp(&text(&format!(r#"42["e",{i}]"#))).unwrap();
-            if i == 0 {
-                first = offset_of(&frames);
-            }
-            log.record(frames, BroadcastOptions::default(), now, &cfg);
+        let first = push(&mut log, r#"42["e",0]"#, everyone(), now, &cfg);
+        for i in 1..20 {
+            push(&mut log, &format!(r#"42["e",{i}]"#), everyone(), now, &cfg);
         }
-        assert!(log.len().1 <= 100);
+        assert!(log.len().1 <= 1000 && log.len().0 < 20);
         assert!(log.missed(&first, &[], "me", &cfg).is_none());
         let later = now + Duration::from_secs(121);
-        let frames = log.stamp(&text(r#"42["e"]"#)).unwrap();
-        log.record(frames, BroadcastOptions::default(), later, &cfg);
+        push(&mut log, r#"42["e"]"#, everyone(), later, &cfg);
         assert_eq!(log.len().0, 1, "older than max_disconnection: dropped");
     }
 
@@ -495,9 +579,7 @@ mod tests {
         };
         let mut log = PacketLog::new();
         let now = Instant::now();
-        let frames = log.stamp(&text(r#"42["e"]"#)).unwrap();
-        let offset = offset_of(&frames);
-        log.record(frames, BroadcastOptions::default(), now, &cfg);
+        let offset = push(&mut log, r#"42["e"]"#, everyone(), now, &cfg);
         let mut sessions = Sessions::default();
         for n in ["a", "b", "c"] {
             sessions.persist(n.into(), n.into(), "/".into(), vec![], now, &cfg);
