@@ -632,18 +632,19 @@ impl SocketIoLayer {
             log.stamp(&mut frames)
         };
         let audience = match target {
-            Target::Socket(sid) => {
-                let local = ns
-                    .sockets
-                    .0
-                    .get_key_value(sid.as_str())
-                    .map(|(k, _)| k.clone());
-                if !ns.sockets.deliver(&sid, &frames) {
-                    let opts = BroadcastOptions::to_rooms(vec![sid.clone()]);
-                    ns.adapter.broadcast(&frames, &opts, &mut ns.sockets);
+            // A name that is no socket here is a room (or another server's socket).
+            Target::Socket(sid) => match ns.sockets.0.get_key_value(sid.as_str()) {
+                Some((local, _)) => {
+                    let local = local.clone();
+                    ns.sockets.deliver(&sid, &frames);
+                    Audience::Socket(local)
                 }
-                Audience::Socket(local.unwrap_or_else(|| Arc::from(sid)))
-            }
+                None => {
+                    let opts = BroadcastOptions::to_rooms(vec![sid]);
+                    ns.adapter.broadcast(&frames, &opts, &mut ns.sockets);
+                    Audience::Broadcast(opts)
+                }
+            },
             Target::Broadcast(opts) => {
                 ns.sockets.1 = opts.flags.volatile;
                 ns.adapter.broadcast(&frames, &opts, &mut ns.sockets);

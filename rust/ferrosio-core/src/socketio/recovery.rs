@@ -550,6 +550,17 @@ mod tests {
             ..cfg.clone()
         };
         assert!(log.missed(&offsets[0], &rooms, "me", &tight).is_none());
+        let (_, bytes) = log.missed(&offsets[0], &rooms, "me", &cfg).unwrap();
+        let exact = RecoveryConfig {
+            max_missed_bytes: bytes,
+            ..cfg.clone()
+        };
+        assert!(log.missed(&offsets[0], &rooms, "me", &exact).is_some());
+        let under = RecoveryConfig {
+            max_missed_bytes: bytes - 1,
+            ..cfg.clone()
+        };
+        assert!(log.missed(&offsets[0], &rooms, "me", &under).is_none());
     }
 
     #[test]
