@@ -392,6 +392,9 @@ async def test_held_back_client_gets_what_was_emitted_meanwhile(
     assert app.disconnects[0][0] == sid
     assert app.disconnects[0][1] in ("transport error", "transport close")
     await app.emit(50)
+    direct: list[tuple[Any, ...]] = []
+    r.client.on("direct", lambda *args: direct.append(args))
+    await app.sio.emit("direct", "for the lost sid", to=sid)  # to a socket that is away
 
     def stats() -> dict[str, int]:
         got = app.sio.recovery_stats()
@@ -399,12 +402,14 @@ async def test_held_back_client_gets_what_was_emitted_meanwhile(
         return got
 
     # the engine applies the emits on its own thread: wait for it to have logged them all
-    await until(lambda: stats()["packets"] == 120, "the emits logged")
+    await until(lambda: stats()["packets"] == 121, "the emits logged")
     assert stats()["sessions"] == 1 and stats()["session_data"] == 1
     proxy.release()
     assert await r.reconnected(2) == (sid, True)
     await until(lambda: len(r.ticks) == 60 and len(r.rticks) == 60, "the missed ticks")
     assert r.ticks == list(range(60)) and r.rticks == list(range(60))
+    await until(lambda: direct, "the emit to its sid")
+    assert direct[0][0] == "for the lost sid"
     assert r.vtick_args[10:] == [], "volatile packets are not replayed"
     assert app.middleware_calls == 1, "skip_middlewares: not run for a recovered socket"
     assert app.connects[1] == (sid, True, {"first": sid})
