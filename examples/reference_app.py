@@ -1,16 +1,18 @@
 #!/usr/bin/env python3
 """ferrosio reference app: ../shared/reference/CONTRACT.md on ferrosio.
 
-    python examples/reference_app.py --port 3000 [--host 127.0.0.1]
+    python examples/reference_app.py --port 3000 [--host 127.0.0.1] [--recovery]
     python examples/reference_app.py --port 3000 --workers 2 --redis redis://127.0.0.1:6379/0
 
 Same command line and behaviour as the python-socketio and Node implementations beside the
-contract. Runs until SIGINT/SIGTERM.
+contract. Runs until SIGINT/SIGTERM. ``--recovery`` turns connection state recovery on (to
+measure what logging packets with offsets costs: benches/README.md).
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import Any
 
 import ferrosio
@@ -24,6 +26,8 @@ sio = ferrosio.AsyncServer(
     ping_timeout=20,
     max_http_buffer_size=1_000_000,
     transports=["polling", "websocket"],
+    # read before argparse: the server is built at import, its handlers registered on it
+    connection_state_recovery="--recovery" in sys.argv[1:],
 )
 
 
@@ -113,6 +117,7 @@ def main() -> None:
     p.add_argument("--log-level", default="warning")
     p.add_argument("--workers", type=int, default=1, help="worker processes (> 1 needs --redis)")
     p.add_argument("--redis", default=None, help="Redis URL: several servers (or workers) as one")
+    p.add_argument("--recovery", action="store_true", help="connection state recovery on")
     a = p.parse_args()
     if a.redis is not None:
         sio.client_manager = ferrosio.AsyncRedisManager(a.redis)

@@ -23,6 +23,7 @@ HTTP_WRITTEN: Final = 13
 HTTP_CLOSED: Final = 14
 CONTROL_CLUSTER_MESSAGE: Final = 30
 CONTROL_CLUSTER_SENT: Final = 31
+SOCKETIO_KEPT: Final = 20
 # Response body chunks (``more=True``) that may be sent to the engine and not yet written.
 HTTP_BODY_CREDIT: Final[int]
 
@@ -53,8 +54,8 @@ class Handshake:
         """The server's ``(ip, port)`` the request came in on."""
 
 # Socket.IO endpoint records.
-# (kind, sid, nsp, eio_sid, auth JSON or None, handshake)
-SocketIoConnect: TypeAlias = tuple[Literal[0], str, str, str, bytes | None, Handshake]
+# (kind, sid, nsp, eio_sid, auth JSON or None, handshake, recovered)
+SocketIoConnect: TypeAlias = tuple[Literal[0], str, str, str, bytes | None, Handshake, bool]
 # (kind, sid, nsp, ack_id or None, JSON array, attachments or None)
 SocketIoEvent: TypeAlias = tuple[Literal[1], str, str, int | None, bytes, list[bytes] | None]
 # (kind, sid, nsp, ack_id, JSON array, attachments or None)
@@ -103,6 +104,8 @@ ControlClusterMessage: TypeAlias = tuple[Literal[30], str, bool, bytes, list[byt
 # the namespace's requests, this one included (None: not published, Redis lost).
 # (kind, token, servers)
 ControlClusterSent: TypeAlias = tuple[Literal[31], int, int | None]
+# (kind, sid, nsp): the socket's state is kept for recovery (its DISCONNECT follows)
+SocketIoKept: TypeAlias = tuple[Literal[20], str, str]
 
 ServerRecord: TypeAlias = (
     SocketIoEvent
@@ -122,6 +125,7 @@ ServerRecord: TypeAlias = (
     | HttpClosed
     | ControlClusterMessage
     | ControlClusterSent
+    | SocketIoKept
 )
 
 class ServerHandle:
@@ -178,7 +182,10 @@ class ServerHandle:
         tls_client_ca_file: str | os.PathLike[str] | None = None,
         worker: tuple[int, int, str | os.PathLike[str]] | None = None,
         allow_eio3: bool = False,
+        recovery: tuple[int, int, int, int, int] | None = None,
     ) -> None: ...
+    def recovery_stats(self) -> tuple[int, int, int]:
+        """Connection state recovery: (sessions kept, packets logged, bytes logged)."""
     def cluster_stats(self) -> dict[str, int | bool] | None:
         """The cluster link's counters, or None when the server is not in a cluster."""
     def worker_stats(self) -> dict[str, int] | None:

@@ -132,11 +132,32 @@ class _Queued:
 
 
 class _Namespace:
-    __slots__ = ("acks", "buffer", "error", "ids", "name", "queue", "sid", "state")
+    __slots__ = (
+        "acks",
+        "buffer",
+        "error",
+        "ids",
+        "name",
+        "offset",
+        "pid",
+        "queue",
+        "received",
+        "recovered",
+        "sid",
+        "state",
+    )
 
     def __init__(self, name: str) -> None:
         self.name = name
         self.sid: str | None = None
+        # connection state recovery: the private id the server gave (None: recovery is off
+        # there), the offset of the last event handled, and whether the last CONNECT recovered
+        self.pid: str | None = None
+        self.offset: str | None = None
+        self.recovered = False
+        # events that came before the CONNECT reply while recovering (Node's server sends
+        # the missed packets first): delivered once connected, as socket.io-client does
+        self.received: deque[tuple[int | None, bytes, list[bytes] | None]] | None = None
         self.state = _PENDING
         self.error: Any = None  # the CONNECT_ERROR data, once refused
         # emits made while not connected: (ack_id, json, attachments)
@@ -908,7 +929,10 @@ class AsyncClient(HandlerRegistry):
         data = orjson.dumps(auth) if auth is not None else None
         for ns in self._nsps.values():
             if ns.state == _PENDING:
-                engine.connect_namespace(self._gen, ns.name, data)
+                if ns.pid is not None:
+                    engine.connect_namespace(self._gen, ns.name, _recovery_auth(ns, auth))
+                else:
+                    engine.connect_namespace(self._gen, ns.name, data)
 
     def _on_connect(self, nsp: str, data: bytes) -> None:
         ns = self._nsps.get(nsp)
@@ -920,9 +944,18 @@ class AsyncClient(HandlerRegistry):
             info = {}
         sid = info.get("sid") if isinstance(info, dict) else None
         ns.sid = str(sid) if sid is not None else None
+        pid = info.get("pid") if isinstance(info, dict) else None
+        pid = pid if isinstance(pid, str) else None
+        # as socket.io-client: recovered when the server kept the private id it gave before
+        ns.recovered = pid is not None and pid == ns.pid
+        ns.pid = pid
         ns.state = _CONNECTED
         self.namespaces[nsp] = ns.sid or ""
         self.connected = True
+        received, ns.received = ns.received, None
+        if received:
+            for ack_id, text, attachments in received:
+                self._on_event(nsp, ack_id, text, attachments)
         # as socket.io-client: the offline buffer, then the retry queue, then "connect"
         engine = self._engine
         assert engine is not None
@@ -1018,6 +1051,7 @@ class AsyncClient(HandlerRegistry):
             if ns.state == _CLOSED:
                 continue
             was_connected = ns.state == _CONNECTED
+            ns.received = None  # held for a CONNECT reply that will not come
             if will_reconnect:
                 ns.state = _PENDING
                 self._clear_acks(ns, lost)
@@ -1066,8 +1100,14 @@ class AsyncClient(HandlerRegistry):
     ) -> None:
         ns = self._nsps.get(nsp)
         if ns is None or ns.state != _CONNECTED:
+            if ns is not None and ns.state == _PENDING and ns.pid is not None:
+                self._hold_received(ns, ack_id, data, attachments)
             return
         payload = orjson.loads(data) if attachments is None else _codec.decode(data, attachments)
+        if ns.pid is not None and payload and type(payload[-1]) is str:
+            # socket.io-client's rule: the last string argument of any event is taken for
+            # the offset (and left in the arguments)
+            ns.offset = payload[-1]
         event = payload[0]
         if event in self.reserved_events:
             self._refuse_reserved(nsp, event)  # and no ack, even if one was asked for
@@ -1083,6 +1123,15 @@ class AsyncClient(HandlerRegistry):
             return
         gen = self._gen
         self._run(fn, args, lambda result: self._send_ack(nsp, ack_id, result, gen), None, True)
+
+    def _hold_received(
+        self, ns: _Namespace, ack_id: int | None, data: bytes, attachments: list[bytes] | None
+    ) -> None:
+        """Holds an event that came before the CONNECT reply of a recovering namespace, up
+        to ``max_buffered`` of them (the oldest dropped past it)."""
+        if ns.received is None:
+            ns.received = deque(maxlen=max(1, self.max_buffered))
+        ns.received.append((ack_id, data, attachments))
 
     def _send_ack(self, nsp: str, ack_id: int, result: Any, gen: int | None = None) -> None:
         engine = self._engine
@@ -1107,6 +1156,23 @@ class AsyncClient(HandlerRegistry):
         """The session id in ``namespace``, while connected."""
         return self.namespaces.get(namespace or "/")
 
+    @property
+    def recovered(self) -> bool:
+        """Whether the last connection to the main namespace recovered the previous one's
+        state (socket.io-client's ``socket.recovered``): see :meth:`is_recovered`."""
+        return self.is_recovered()
+
+    def is_recovered(self, namespace: str | None = None) -> bool:
+        """Whether the last connection to ``namespace`` (``/`` by default) recovered the
+        state of the one before, on a server with connection state recovery (ferrosio's
+        ``connection_state_recovery`` or Node's ``connectionStateRecovery``): same sid, rooms,
+        and the events missed meanwhile delivered. As socket.io-client, the client sends the
+        server's private id and the last event's offset when it reconnects; the offset is the
+        last argument of the events the server logged, left in the arguments the handlers
+        get (as socket.io-client does)."""
+        ns = self._nsps.get(namespace or "/")
+        return ns is not None and ns.state == _CONNECTED and ns.recovered
+
     def transport(self) -> str | None:
         """``"websocket"`` or ``"polling"``: the transport in use."""
         return self._transport
@@ -1119,6 +1185,17 @@ class AsyncClient(HandlerRegistry):
 
     async def sleep(self, seconds: float = 0) -> None:
         await asyncio.sleep(seconds)
+
+
+def _recovery_auth(ns: _Namespace, auth: Any) -> bytes:
+    """The CONNECT data of a namespace that has a private id: socket.io-client's
+    ``Object.assign({pid, offset}, auth)`` (``offset`` left out while no event came)."""
+    data: dict[str, Any] = {"pid": ns.pid}
+    if ns.offset is not None:
+        data["offset"] = ns.offset
+    if isinstance(auth, dict):
+        data.update(auth)
+    return orjson.dumps(data)
 
 
 def _refusal(error: Any, message: str | None = None) -> exceptions.ConnectionRefusedError:

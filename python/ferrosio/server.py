@@ -41,6 +41,7 @@ from ferrosio._ferrosio import (
     SOCKETIO_CONNECT,
     SOCKETIO_DISCONNECT,
     SOCKETIO_EVENT,
+    SOCKETIO_KEPT,
     ServerHandle,
 )
 from ferrosio._handlers import (
@@ -54,6 +55,7 @@ from ferrosio._handlers import (
     mark_ack_requested,
     step_eagerly,
 )
+from ferrosio._recovery import KeptSessions, RecoveryOptions
 from ferrosio.cluster import AsyncRedisManager
 from ferrosio.engineio import EngineIOEndpoint
 
@@ -309,6 +311,21 @@ class AsyncServer(HandlerRegistry):
         for current clients, on ferrosio's own listener and under an ASGI server
         (:class:`ferrosio.ASGIApp`). ``False`` (the default) refuses them with HTTP 400,
         ``Unsupported protocol version``.
+    :param connection_state_recovery: Node's ``connectionStateRecovery``: ``True`` (the
+        defaults) or a dict of ``max_disconnection_duration`` (seconds, 120) and
+        ``skip_middlewares`` (True), with ferrosio's bounds ``max_sessions`` (10,000 lost
+        sockets kept, the oldest forgotten first), ``max_log_size`` (16 MB of logged packets per
+        namespace, the oldest dropped first), ``max_missed_packets`` (10,000) and
+        ``max_missed_size`` (4 MB) per socket. A socket lost while in its namespace
+        (``transport close``, ``transport error``, ``ping timeout``, or an Engine.IO close
+        without a Socket.IO DISCONNECT) keeps its sid, rooms and session data that long;
+        a client that comes back with its private id and last offset (the official client
+        with ``connectionStateRecovery``, or :class:`AsyncClient`) gets them back and every
+        packet it missed, in order; otherwise (expired, forgotten, or missed more than the
+        bounds) it gets a new session. Every event emitted without ``callback`` and not
+        ``volatile`` carries its offset as its last argument, as in Node.
+        :meth:`is_recovered` tells a recovered socket in ``connect``. Not with a
+        ``client_manager``.
 
     python-socketio's other arguments are accepted where their value means what ferrosio does
     anyway (``async_handlers=True``, ``monitor_clients=True``, ``json=None``, ``async_mode=None``
@@ -348,6 +365,7 @@ class AsyncServer(HandlerRegistry):
         max_inbound_total_size: int = 16_000_000,
         trusted_proxies: str | Iterable[str] | None = None,
         allow_eio3: bool = False,
+        connection_state_recovery: bool | dict[str, Any] | None = None,
         client_manager: Any = None,
         serializer: str = "default",
         json: Any = None,
@@ -422,6 +440,7 @@ class AsyncServer(HandlerRegistry):
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stopped: asyncio.Future[None] | None = None
         self.client_manager: AsyncRedisManager | None = client_manager
+        self._init_recovery(connection_state_recovery)
         # Where the engine's answers to a host web server's requests go (ferrosio.ASGIApp).
         self._on_external: Callable[[Any], None] | None = None
         self._asgi_host: AsgiHost | None = None
@@ -665,6 +684,7 @@ class AsyncServer(HandlerRegistry):
             tls_client_ca_file=tls[2],
             worker=self._worker if host is not None else None,
             allow_eio3=self.allow_eio3,
+            recovery=self._recovery.engine_args() if self._recovery else None,
             **self._cors_options(),
         )
         self._scheme = "https" if tls[0] is not None else "http"
@@ -688,6 +708,52 @@ class AsyncServer(HandlerRegistry):
         """The running engine, for an in-process client; None when the server is stopped."""
         engine = self._engine
         return engine if engine is not None and engine.is_running() else None
+
+    # --------------------------------------------------- connection state recovery ----
+    def _init_recovery(self, option: bool | dict[str, Any] | None) -> None:
+        self._recovery = RecoveryOptions.parse(option)
+        if self._recovery is not None and self.client_manager is not None:
+            raise exceptions.UnsupportedFeatureError(
+                "connection state recovery with a client_manager (a cluster)"
+            )
+        self.connection_state_recovery = self._recovery
+        self._kept = KeptSessions(self._recovery) if self._recovery is not None else None
+        # sids of connected sockets that were recovered (usually empty)
+        self._recovered: set[str] = set()
+
+    def _on_kept(self, sid: str, nsp: str) -> None:
+        """The engine keeps the lost socket ``sid`` for recovery: so is its session data."""
+        s = self._sockets.get(sid)
+        if s is not None and self._kept is not None:
+            self._kept.keep(sid, nsp, s.session)
+
+    def _skip_middlewares(self, sid: str) -> bool:
+        return (
+            self._recovery is not None
+            and self._recovery.skip_middlewares
+            and sid in self._recovered
+        )
+
+    def is_recovered(self, sid: str, namespace: str | None = None) -> bool:
+        """Whether the client ``sid`` of ``namespace`` (``/`` by default) is a lost socket that
+        came back with ``connection_state_recovery``: same sid, its rooms and session data, and
+        the packets it missed replayed (Node's ``socket.recovered``). Known from the moment its
+        ``connect`` handler (and middlewares) run; False for an unknown sid."""
+        return sid in self._recovered and self._socket_in(sid, namespace) is not None
+
+    def recovery_stats(self) -> dict[str, int] | None:
+        """Connection state recovery's state (``None`` when it is off or the server is not
+        running): ``sessions`` kept for lost sockets, ``packets`` and ``bytes`` in the
+        namespaces' logs, ``session_data`` (sessions whose ``save_session`` data is kept)."""
+        if self._recovery is None or self._engine is None or self._kept is None:
+            return None
+        sessions, packets, size = self._engine.recovery_stats()
+        return {
+            "sessions": sessions,
+            "packets": packets,
+            "bytes": size,
+            "session_data": len(self._kept),
+        }
 
     def cluster_stats(self) -> dict[str, int | bool] | None:
         """The counters of the Redis link when the server is in a cluster (``None`` otherwise):
@@ -1376,8 +1442,10 @@ class AsyncServer(HandlerRegistry):
                     _, sid, nsp, acked_id, data, attachments = item
                     self._on_ack(sid, nsp, acked_id, data, attachments)
                 elif item[0] == SOCKETIO_CONNECT:
-                    _, sid, nsp, eio_sid, auth, handshake = item
-                    self._on_connect(sid, nsp, eio_sid, auth, handshake)
+                    _, sid, nsp, eio_sid, auth, handshake, recovered = item
+                    self._on_connect(sid, nsp, eio_sid, auth, handshake, recovered)
+                elif item[0] == SOCKETIO_KEPT:
+                    self._on_kept(item[1], item[2])
                 elif item[0] == SOCKETIO_DISCONNECT:
                     _, sid, nsp, reason = item
                     self._on_disconnect(sid, nsp, reason)
@@ -1659,7 +1727,13 @@ class AsyncServer(HandlerRegistry):
         self._run(entry[1], args)
 
     def _on_connect(
-        self, sid: str, nsp: str, eio_sid: str, auth_data: bytes | None, handshake: Handshake
+        self,
+        sid: str,
+        nsp: str,
+        eio_sid: str,
+        auth_data: bytes | None,
+        handshake: Handshake,
+        recovered: bool = False,
     ) -> None:
         engine = self._core()
         if not self._namespace_allowed(nsp):
@@ -1680,8 +1754,11 @@ class AsyncServer(HandlerRegistry):
             self._cluster.remember(sid, auth)  # for Node's handshake in fetch_sockets
         if nsp in self._children:
             self._children[nsp] += 1
+        if recovered:
+            self._recovered.add(sid)
+            s.session = self._kept.take(sid, nsp) if self._kept is not None else None
         middlewares = self._connect_middlewares.get(nsp)
-        if middlewares:
+        if middlewares and not (self._recovered and self._skip_middlewares(sid)):
             finished, rest = step_eagerly(self._run_middlewares(s, middlewares, environ, auth))
             if not finished:
                 self._spawn(rest)
@@ -1762,6 +1839,8 @@ class AsyncServer(HandlerRegistry):
         self._sockets.pop(s.sid, None)
         if self.client_manager is not None:
             self._cluster.forget(s.sid)
+        if self._recovered:
+            self._recovered.discard(s.sid)
         if self._children and s.nsp in self._children:
             self._forget_child_socket(s.nsp)
         refs = self._eio_refs.get(s.eio_sid, 1) - 1

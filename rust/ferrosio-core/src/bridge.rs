@@ -39,6 +39,8 @@ pub enum SocketIoInbound {
         eio_sid: Arc<str>,
         auth: Bytes,
         handshake: Arc<Handshake>,
+        /// The socket is a lost one recovered (same sid, rooms, missed packets replayed).
+        recovered: bool,
     },
     Event {
         sid: Arc<str>,
@@ -67,6 +69,9 @@ pub enum SocketIoInbound {
         ack_id: u64,
         clients: usize,
     },
+    /// The socket was lost abnormally and its state is kept for connection state recovery:
+    /// pushed right before its `Disconnect`, so the host keeps what it has of it too.
+    Kept { sid: Arc<str>, nsp: Arc<str> },
 }
 
 /// What happened on the bare Engine.IO endpoint.

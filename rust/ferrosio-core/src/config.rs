@@ -94,6 +94,8 @@ pub struct ServerConfig {
     pub tls: Option<ServerTls>,
     /// One of several worker processes on one port (see `server::handoff`); `None`: alone.
     pub worker: Option<WorkerConfig>,
+    /// Connection state recovery (`None`: off).
+    pub recovery: Option<crate::socketio::recovery::RecoveryConfig>,
 }
 
 /// This process's place among the workers sharing one port (`ferrosio.run(workers=N)`).
@@ -158,6 +160,7 @@ impl Default for ServerConfig {
             forward_http: false,
             tls: None,
             worker: None,
+            recovery: None,
         }
     }
 }

@@ -48,6 +48,7 @@ pub use socketio::adapter::{
     Adapter, AdapterError, BroadcastFlags, BroadcastOptions, LocalAdapter, LocalSockets,
 };
 pub use socketio::assembler::AttachmentLimits;
+pub use socketio::recovery::RecoveryConfig;
 pub use socketio::rooms::RoomIndex;
 pub use tls::PemError;
 pub use transport::external::{ExternalMessage, Reply};

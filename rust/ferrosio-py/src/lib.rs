@@ -13,6 +13,7 @@ use bytes::Bytes;
 use std::sync::{Arc, Mutex};
 
 use ferrosio_core::codec::{encode_message, PacketType, SocketPacket};
+use ferrosio_core::RecoveryConfig;
 use ferrosio_core::WorkerConfig;
 use ferrosio_core::{
     normalize_path, BroadcastFlags, BroadcastOptions, ClusterChannel, Command, ControlCommand,
@@ -72,6 +73,7 @@ const HTTP_CLOSED: u8 = 14;
 // Requests between the nodes of a cluster (fetch sockets, server-side emit...).
 const CONTROL_CLUSTER_MESSAGE: u8 = 30;
 const CONTROL_CLUSTER_SENT: u8 = 31;
+const SOCKETIO_KEPT: u8 = 20;
 
 /// The HTTP request that opened a session, as Python reads it (to build its environ dict).
 #[pyclass(frozen, name = "Handshake", module = "ferrosio._ferrosio")]
@@ -200,7 +202,7 @@ struct PyServerHandle {
 #[pymethods]
 impl PyServerHandle {
     #[new]
-    #[pyo3(signature = (host, port = 0, *, path = "/socket.io/", ping_interval_ms = 25_000, ping_timeout_ms = 20_000, max_payload = 1_000_000, connect_timeout_ms = 45_000, websocket = true, polling = true, upgrades = true, engineio_path = None, cors = "same-origin", cors_origins = None, cors_credentials = true, static_files = None, authorize_requests = false, max_attachments = 10, max_attachment_bytes = None, attachment_timeout_ms = 30_000, max_send_buffer = 16_000_000, max_poll_response = 1_000_000, max_inbound_buffer = 64_000, max_inbound_total = 16_000_000, cluster_url = None, cluster_key = "socket.io", forward_http = false, tls_cert_file = None, tls_key_file = None, tls_client_ca_file = None, worker = None, allow_eio3 = false))]
+    #[pyo3(signature = (host, port = 0, *, path = "/socket.io/", ping_interval_ms = 25_000, ping_timeout_ms = 20_000, max_payload = 1_000_000, connect_timeout_ms = 45_000, websocket = true, polling = true, upgrades = true, engineio_path = None, cors = "same-origin", cors_origins = None, cors_credentials = true, static_files = None, authorize_requests = false, max_attachments = 10, max_attachment_bytes = None, attachment_timeout_ms = 30_000, max_send_buffer = 16_000_000, max_poll_response = 1_000_000, max_inbound_buffer = 64_000, max_inbound_total = 16_000_000, cluster_url = None, cluster_key = "socket.io", forward_http = false, tls_cert_file = None, tls_key_file = None, tls_client_ca_file = None, worker = None, allow_eio3 = false, recovery = None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -235,6 +237,7 @@ impl PyServerHandle {
         tls_client_ca_file: Option<std::path::PathBuf>,
         worker: Option<(u8, u8, std::path::PathBuf)>,
         allow_eio3: bool,
+        recovery: Option<(u64, usize, usize, usize, usize)>,
     ) -> PyResult<Self> {
         let tls = match (tls_cert_file, tls_key_file) {
             (Some(cert_file), Some(key_file)) => Some(ServerTls {
@@ -299,6 +302,23 @@ impl PyServerHandle {
             tls,
             worker: worker.map(|(index, count, dir)| WorkerConfig { index, count, dir }),
             allow_eio3,
+            recovery: recovery.map(
+                |(
+                    max_disconnection_ms,
+                    max_sessions,
+                    max_log_bytes,
+                    max_missed_packets,
+                    max_missed_bytes,
+                )| {
+                    RecoveryConfig {
+                        max_disconnection: Duration::from_millis(max_disconnection_ms),
+                        max_sessions,
+                        max_log_bytes,
+                        max_missed_packets,
+                        max_missed_bytes,
+                    }
+                },
+            ),
             ..ServerConfig::default()
         };
         let handle = match host {
@@ -332,6 +352,11 @@ impl PyServerHandle {
         d.set_item("handed_out", s.handed_out)?;
         d.set_item("taken_in", s.taken_in)?;
         Ok(Some(d))
+    }
+
+    /// Connection state recovery: `(sessions kept, packets logged, bytes logged)`.
+    fn recovery_stats(&self) -> (usize, usize, usize) {
+        self.handle.recovery_stats()
     }
 
     /// The cluster link's counters as a dict (`connected`, `published`, `received`, `dropped`,
@@ -1003,6 +1028,7 @@ fn socketio_record<'py>(py: Python<'py>, item: &SocketIoInbound) -> PyResult<Bou
             eio_sid,
             auth,
             handshake: hs,
+            recovered,
         } => {
             let auth = if auth.is_empty() {
                 None
@@ -1016,9 +1042,11 @@ fn socketio_record<'py>(py: Python<'py>, item: &SocketIoInbound) -> PyResult<Bou
                 &**eio_sid,
                 auth,
                 handshake(py, hs)?,
+                *recovered,
             )
                 .into_pyobject(py)
         }
+        SocketIoInbound::Kept { sid, nsp } => (SOCKETIO_KEPT, &**sid, &**nsp).into_pyobject(py),
         SocketIoInbound::Disconnect { sid, nsp, reason } => {
             (SOCKETIO_DISCONNECT, &**sid, &**nsp, reason.as_str()).into_pyobject(py)
         }
@@ -1214,6 +1242,7 @@ mod _ferrosio {
         m.add("CONTROL_RESPONSE", CONTROL_RESPONSE)?;
         m.add("CONTROL_READY", CONTROL_READY)?;
         m.add("HTTP_REQUEST", HTTP_REQUEST)?;
+        m.add("SOCKETIO_KEPT", SOCKETIO_KEPT)?;
         m.add("HTTP_WRITTEN", HTTP_WRITTEN)?;
         m.add("HTTP_CLOSED", HTTP_CLOSED)?;
         m.add("HTTP_BODY_CREDIT", ferrosio_core::HTTP_BODY_CREDIT)?;

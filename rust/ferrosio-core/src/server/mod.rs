@@ -269,6 +269,11 @@ impl ServerHandle {
         self.cluster.as_ref().map(|link| link.stats.snapshot())
     }
 
+    /// Connection state recovery: sessions kept, and packets and bytes in the namespaces' logs.
+    pub fn recovery_stats(&self) -> (usize, usize, usize) {
+        self.front.layer.recovery_stats()
+    }
+
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
     }

@@ -16,8 +16,10 @@ use parking_lot::Mutex;
 use super::adapter::{Adapter, BroadcastOptions, LocalAdapter, LocalSockets};
 use super::assembler::{Assembler, AttachmentLimits};
 use super::packet::{
-    encode_connect_error, encode_connect_reply, encode_disconnect, PacketType, SocketPacket,
+    encode_connect_error, encode_connect_reply, encode_connect_reply_with_pid, encode_disconnect,
+    PacketType, SocketPacket,
 };
+use super::recovery::{is_recoverable, Audience, PacketLog, RecoveryConfig, Restored, Sessions};
 use super::v4;
 use crate::bridge::{InboundQueue, SocketIoCommand, SocketIoInbound, Target};
 use crate::config::ServerConfig;
@@ -127,12 +129,25 @@ impl LocalSockets for SocketTable {
 struct Namespace {
     sockets: SocketTable,
     adapter: Box<dyn Adapter>,
+    /// Connection state recovery's log (None when it is off: no work per packet then).
+    recovery: Option<Box<PacketLog>>,
 }
 
 impl Namespace {
+    fn new(adapter: Box<dyn Adapter>, recovery: bool) -> Self {
+        Namespace {
+            sockets: SocketTable::default(),
+            adapter,
+            recovery: recovery.then(Box::default),
+        }
+    }
+
     fn remove_socket(&mut self, sid: &str) -> Option<SocketEntry> {
         let entry = self.sockets.0.remove(sid)?;
         self.adapter.del_all(sid);
+        if let Some(log) = &mut self.recovery {
+            log.forget(sid);
+        }
         Some(entry)
     }
 }
@@ -144,6 +159,8 @@ pub type AdapterFactory = Box<dyn Fn(&str) -> Box<dyn Adapter> + Send + Sync>;
 struct Registry {
     connections: HashMap<Arc<str>, Connection>,
     namespaces: HashMap<Arc<str>, Namespace>,
+    /// Sessions of lost sockets kept for recovery (empty when it is off).
+    sessions: Sessions,
 }
 
 /// The Socket.IO server layer.
@@ -156,6 +173,8 @@ pub struct SocketIoLayer {
     /// The adapters forward broadcasts to other servers (a cluster): a broadcast to a
     /// namespace with no socket here still goes out.
     new_adapter_forwards: bool,
+    /// Connection state recovery, when on.
+    recovery: Option<RecoveryConfig>,
 }
 
 impl SocketIoLayer {
@@ -194,7 +213,40 @@ impl SocketIoLayer {
             limits: config.attachment_limits(),
             new_adapter,
             new_adapter_forwards,
+            recovery: config.recovery.clone(),
         })
+    }
+
+    /// Sessions kept for recovery, and the packets and bytes in every namespace's log.
+    pub fn recovery_stats(&self) -> (usize, usize, usize) {
+        let reg = self.registry.lock();
+        let (packets, bytes) = reg
+            .namespaces
+            .values()
+            .filter_map(|ns| ns.recovery.as_ref().map(|log| log.len()))
+            .fold((0, 0), |(p, b), (lp, lb)| (p + lp, b + lb));
+        (reg.sessions.kept(), packets, bytes)
+    }
+
+    /// The session a CONNECT's `auth` (`{"pid": ..., "offset": ...}`, as Node's client sends
+    /// it) asks to recover, if it is still kept and every packet it missed still logged.
+    fn restore(&self, reg: &mut Registry, nsp: &str, auth: &[u8]) -> Option<Restored> {
+        let cfg = self.recovery.as_ref()?;
+        if auth.is_empty() {
+            return None;
+        }
+        #[derive(serde::Deserialize)]
+        struct Claim<'a> {
+            #[serde(borrow)]
+            pid: Option<std::borrow::Cow<'a, str>>,
+            #[serde(borrow)]
+            offset: Option<std::borrow::Cow<'a, str>>,
+        }
+        let claim: Claim = serde_json::from_slice(auth).ok()?;
+        let (pid, offset) = (claim.pid?, claim.offset?);
+        let log = reg.namespaces.get(nsp)?.recovery.as_deref()?;
+        reg.sessions
+            .restore(&pid, &offset, nsp, log, Instant::now(), cfg)
     }
 
     pub fn connect_timeout(&self) -> Duration {
@@ -303,29 +355,56 @@ impl SocketIoLayer {
             )));
             return;
         }
-        let sid = if session.protocol.is_v3() {
-            v4::socket_id(nsp_str, &session.sid)
-        } else {
-            new_sid()
+        // Recovery is a Socket.IO v5 feature: a v3 session never carries a pid.
+        let restored = match self.recovery {
+            Some(_) if !session.protocol.is_v3() => self.restore(reg, nsp_str, &auth),
+            _ => None,
+        };
+        // `reg` was borrowed to restore: look the connection up again.
+        let Some(conn) = reg.connections.get_mut(&session.sid) else {
+            return;
+        };
+        let sid = match &restored {
+            Some(r) => r.sid.clone(),
+            None if session.protocol.is_v3() => v4::socket_id(nsp_str, &session.sid),
+            None => new_sid(),
         };
         let nsp = match reg.namespaces.get_key_value(nsp_str) {
             Some((k, _)) => k.clone(),
             None => Arc::from(nsp_str),
         };
         conn.sockets.push((nsp.clone(), sid.clone()));
+        let recovery = self.recovery.is_some();
         let ns = reg
             .namespaces
             .entry(nsp.clone())
-            .or_insert_with(|| Namespace {
-                sockets: SocketTable::default(),
-                adapter: (self.new_adapter)(&nsp),
-            });
+            .or_insert_with(|| Namespace::new((self.new_adapter)(&nsp), recovery));
+        let recovered = restored.is_some();
+        let (pending, held_bytes) = match restored {
+            Some(r) => {
+                // Its rooms back, and what it missed sent right after the CONNECT reply,
+                // before anything emitted from now on (Node sends them before the reply; the
+                // official client takes both orders).
+                let rooms: Vec<&str> = r.rooms.iter().map(|r| &**r).collect();
+                ns.adapter.add_all(&sid, &rooms);
+                if let Some(log) = &mut ns.recovery {
+                    log.register(&sid, r.pid);
+                }
+                (r.missed, r.missed_bytes)
+            }
+            None => {
+                if let Some(log) = &mut ns.recovery {
+                    log.register(&sid, new_sid());
+                }
+                (Vec::new(), 0)
+            }
+        };
         ns.sockets.0.insert(
             sid.clone(),
             SocketEntry {
                 session: session.clone(),
-                pending: Some(Vec::new()),
-                held_bytes: 0,
+                pending: Some(pending),
+                held_bytes,
             },
         );
         self.push(SocketIoInbound::Connect {
@@ -334,6 +413,7 @@ impl SocketIoLayer {
             eio_sid: session.sid.clone(),
             auth,
             handshake: session.handshake.clone(),
+            recovered,
         });
     }
 
@@ -353,10 +433,7 @@ impl SocketIoLayer {
             let nsp: Arc<str> = Arc::from(nsp);
             reg.namespaces.insert(
                 nsp.clone(),
-                Namespace {
-                    sockets: SocketTable::default(),
-                    adapter: (self.new_adapter)(&nsp),
-                },
+                Namespace::new((self.new_adapter)(&nsp), self.recovery.is_some()),
             );
         }
         reg.namespaces.get_mut(nsp)
@@ -413,15 +490,16 @@ impl SocketIoLayer {
                         && !matches!(&target, Target::Broadcast(o) if o.flags.local) =>
                     {
                         let nsp: Arc<str> = Arc::from(nsp.as_str());
-                        reg.namespaces
-                            .entry(nsp.clone())
-                            .or_insert_with(|| Namespace {
-                                sockets: SocketTable::default(),
-                                adapter: (self.new_adapter)(&nsp),
-                            })
+                        reg.namespaces.entry(nsp.clone()).or_insert_with(|| {
+                            Namespace::new((self.new_adapter)(&nsp), self.recovery.is_some())
+                        })
                     }
                     None => return,
                 };
+                if ns.recovery.is_some() {
+                    self.emit_logged(ns, target, frames);
+                    return;
+                }
                 match target {
                     Target::Socket(sid) => {
                         if !ns.sockets.deliver(&sid, &frames) {
@@ -467,7 +545,10 @@ impl SocketIoLayer {
                     frames.push(Frame::Text(if entry.session.protocol.is_v3() {
                         v4::connect_reply(&nsp)
                     } else {
-                        encode_connect_reply(&nsp, &sid)
+                        match ns.recovery.as_ref().and_then(|l| l.pid_of(&sid)) {
+                            Some(pid) => encode_connect_reply_with_pid(&nsp, &sid, pid),
+                            None => encode_connect_reply(&nsp, &sid),
+                        }
                     }));
                     frames.extend(held);
                     entry.session.send_all(&frames);
@@ -606,6 +687,71 @@ impl SocketIoLayer {
     }
 }
 
+impl SocketIoLayer {
+    /// An emit in a namespace that logs for recovery: a packet Node logs is stamped with its
+    /// offset, delivered, then logged with who it was for.
+    fn emit_logged(&self, ns: &mut Namespace, target: Target, mut frames: Vec<Frame>) {
+        let (Some(cfg), Some(log)) = (&self.recovery, ns.recovery.as_deref_mut()) else {
+            return;
+        };
+        let volatile = matches!(&target, Target::Broadcast(o) if o.flags.volatile);
+        let stamped = if volatile {
+            None
+        } else {
+            log.stamp(&mut frames)
+        };
+        let audience = match target {
+            // A name that is no socket here is a room (or another server's socket).
+            Target::Socket(sid) => match ns.sockets.0.get_key_value(sid.as_str()) {
+                Some((local, _)) => {
+                    let local = local.clone();
+                    ns.sockets.deliver(&sid, &frames);
+                    Audience::Socket(local)
+                }
+                None => {
+                    let opts = BroadcastOptions::to_rooms(vec![sid]);
+                    ns.adapter.broadcast(&frames, &opts, &mut ns.sockets);
+                    Audience::Broadcast(opts)
+                }
+            },
+            Target::Broadcast(opts) => {
+                ns.sockets.1 = opts.flags.volatile;
+                ns.adapter.broadcast(&frames, &opts, &mut ns.sockets);
+                ns.sockets.1 = false;
+                Audience::Broadcast(opts)
+            }
+        };
+        if let (Some(text), Some(log)) = (stamped, ns.recovery.as_deref_mut()) {
+            let attachments = frames.split_off(1);
+            log.record(text, attachments, audience, Instant::now(), cfg);
+        }
+    }
+
+    /// Keeps the session of a socket lost abnormally (Node's `persistSession`): only a socket
+    /// the host had accepted, as Node keeps only connected ones. True if it was kept.
+    fn persist(
+        sessions: &mut Sessions,
+        ns: &mut Namespace,
+        nsp: &Arc<str>,
+        sid: &Arc<str>,
+        cfg: &RecoveryConfig,
+    ) -> bool {
+        let accepted = ns.sockets.0.get(sid).is_some_and(|e| e.pending.is_none());
+        let Some(log) = ns.recovery.as_deref_mut() else {
+            return false;
+        };
+        let Some(pid) = log.forget(sid) else {
+            return false;
+        };
+        if !accepted || cfg.max_sessions == 0 {
+            return false;
+        }
+        let rooms = ns.adapter.socket_rooms(sid);
+        sessions.persist(pid, sid.clone(), nsp.clone(), rooms, Instant::now(), cfg);
+        true
+    }
+}
+
 impl EngineHandler for SocketIoLayer {
     fn inbound_budget(&self) -> Option<&InboundBudget> {
         Some(self.inbound.budget())
@@ -651,18 +797,31 @@ impl EngineHandler for SocketIoLayer {
     }
 
     fn on_close(&self, session: &Arc<EngineSession>, reason: DisconnectReason) {
-        let mut reg = self.registry.lock();
+        let mut guard = self.registry.lock();
+        let reg = &mut *guard;
         let Some(conn) = reg.connections.remove(&session.sid) else {
             return;
         };
         let mut gone = Vec::with_capacity(conn.sockets.len());
+        let keep = self.recovery.as_ref().filter(|_| is_recoverable(reason));
         for (nsp, sid) in conn.sockets {
             if let Some(ns) = reg.namespaces.get_mut(&nsp) {
+                if let Some(cfg) = keep {
+                    if Self::persist(&mut reg.sessions, ns, &nsp, &sid, cfg) {
+                        gone.push(
+                            SocketIoInbound::Kept {
+                                sid: sid.clone(),
+                                nsp: nsp.clone(),
+                            }
+                            .into(),
+                        );
+                    }
+                }
                 ns.remove_socket(&sid);
             }
             gone.push(SocketIoInbound::Disconnect { sid, nsp, reason }.into());
         }
-        drop(reg);
+        drop(guard);
         if !gone.is_empty() {
             self.inbound.push_many(gone);
         }

@@ -625,3 +625,86 @@ fn a_broadcast_reaches_v3_and_v4_sessions_with_the_same_frames() {
     };
     assert_eq!(a.as_ptr(), b.as_ptr(), "one encoding, shared");
 }
+
+#[test]
+fn without_recovery_nothing_is_stamped_and_the_reply_has_no_pid() {
+    let h = harness();
+    let s = h.open("e1");
+    let sid = h.connect(&s, "/");
+    h.run(SocketIoCommand::Accept {
+        nsp: "/".into(),
+        sid: sid.to_string(),
+    });
+    assert_eq!(sent(&s), vec![format!("40{{\"sid\":\"{sid}\"}}")]);
+    h.broadcast(&[], &[], r#"42["a",1]"#);
+    assert_eq!(sent(&s), vec![r#"42["a",1]"#.to_string()]);
+    assert_eq!(h.layer.recovery_stats(), (0, 0, 0));
+}
+
+#[test]
+fn a_lost_socket_comes_back_with_its_sid_rooms_and_missed_packets() {
+    let h = harness_with(ServerConfig {
+        recovery: Some(RecoveryConfig::default()),
+        ..ServerConfig::default()
+    });
+    let s = h.open("e1");
+    let sid = h.connect(&s, "/");
+    h.run(SocketIoCommand::Accept {
+        nsp: "/".into(),
+        sid: sid.to_string(),
+    });
+    let reply = sent(&s).remove(0);
+    let pid = reply
+        .split("\"pid\":\"")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .expect("a pid in the CONNECT reply")
+        .to_owned();
+    h.join(&sid, "r");
+    h.broadcast(&[], &[], r#"42["a",1]"#);
+    let got = sent(&s);
+    let offset = got[0]
+        .rsplit("\"")
+        .nth(1)
+        .expect("an offset as the last argument")
+        .to_owned();
+    assert!(got[0].starts_with(r#"42["a",1,""#), "{got:?}");
+    h.layer.on_close(&s, DisconnectReason::TransportClose);
+    let gone = h.drain();
+    assert!(
+        matches!(
+            gone.as_slice(),
+            [
+                SocketIoInbound::Kept { .. },
+                SocketIoInbound::Disconnect { .. }
+            ]
+        ),
+        "{gone:?}"
+    );
+    h.broadcast(&["r"], &[], r#"42["b",2]"#);
+    h.broadcast(&["other"], &[], r#"42["c",3]"#);
+    h.broadcast(&[], &["r"], r#"42["d",4]"#);
+    assert_eq!(h.layer.recovery_stats().0, 1);
+
+    let s2 = h.open("e2");
+    let auth = format!(r#"0{{"pid":"{pid}","offset":"{offset}"}}"#);
+    h.layer.on_message(&s2, text(&auth)).unwrap();
+    match h.drain().as_slice() {
+        [SocketIoInbound::Connect {
+            sid: back,
+            recovered: true,
+            ..
+        }] => assert_eq!(back, &sid),
+        other => panic!("expected a recovered Connect, got {other:?}"),
+    }
+    h.run(SocketIoCommand::Accept {
+        nsp: "/".into(),
+        sid: sid.to_string(),
+    });
+    let got = sent(&s2);
+    assert_eq!(got.len(), 2, "{got:?}");
+    assert!(got[0].starts_with("40{") && got[0].contains(&pid));
+    assert!(got[1].starts_with(r#"42["b",2,""#), "{got:?}");
+    assert_eq!(h.rooms("/", &sid), vec![sid.to_string(), "r".to_string()]);
+    assert_eq!(h.layer.recovery_stats().0, 0, "a session is taken once");
+}

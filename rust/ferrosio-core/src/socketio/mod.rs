@@ -5,5 +5,6 @@ pub mod adapter;
 pub mod assembler;
 pub mod layer;
 pub mod packet;
+pub mod recovery;
 pub mod rooms;
 pub mod v4;

@@ -232,6 +232,13 @@ pub fn encode_connect_reply(nsp: &str, sid: &str) -> Bytes {
     encode_message(PacketType::Connect, nsp, None, 0, data.as_bytes())
 }
 
+/// `40/nsp,{"sid":…,"pid":…}`: the CONNECT reply when connection state recovery is on, with
+/// the socket's private session id (Node's `pid`).
+pub fn encode_connect_reply_with_pid(nsp: &str, sid: &str, pid: &str) -> Bytes {
+    let data = format!("{{\"sid\":\"{sid}\",\"pid\":\"{pid}\"}}");
+    encode_message(PacketType::Connect, nsp, None, 0, data.as_bytes())
+}
+
 /// `41/nsp,` (`41` for the main namespace).
 pub fn encode_disconnect(nsp: &str) -> Bytes {
     encode_message(PacketType::Disconnect, nsp, None, 0, b"")
