@@ -125,6 +125,9 @@ class ServerHandle:
     engine stops reading those clients until the next drain).
     ``tls_cert_file`` with ``tls_key_file`` serves TLS (``tls_client_ca_file``: client
     certificates required); the files are read here, and a bad one raises ``FerrosioError``.
+    ``serializer``: the Socket.IO parser every client must use, ``"default"`` (JSON) or
+    ``"msgpack"`` (npm's socket.io-msgpack-parser); either way the records carry JSON with
+    placeholders and attachments, and ``emit``/``ack`` take them.
     """
 
     def __init__(
@@ -159,6 +162,7 @@ class ServerHandle:
         tls_cert_file: str | os.PathLike[str] | None = None,
         tls_key_file: str | os.PathLike[str] | None = None,
         tls_client_ca_file: str | os.PathLike[str] | None = None,
+        serializer: str = "default",
     ) -> None: ...
     def cluster_stats(self) -> dict[str, int | bool] | None:
         """The cluster link's counters, or None when the server is not in a cluster."""
@@ -295,7 +299,8 @@ class ClientHandle:
     DISCONNECT: Final[int]
     CLOSED: Final[int]
 
-    def __init__(self) -> None: ...
+    def __init__(self, serializer: str = "default") -> None:
+        """``serializer``: the server's Socket.IO parser, ``"default"`` or ``"msgpack"``."""
     def wake_fd(self) -> int: ...
     def drain(self) -> list[tuple[Any, ...]]:
         """Waiting records, oldest first:

@@ -214,6 +214,9 @@ class AsyncClient(HandlerRegistry):
     :param ssl_ca_file: a PEM file of CA certificates to trust instead of the system's (a
         ferrosio option; python-socketio has none). By default the system's trusted CAs are
         used (``/etc/ssl/certs`` on Debian; ``SSL_CERT_FILE``/``SSL_CERT_DIR`` override).
+    :param serializer: the server's Socket.IO parser: ``"default"`` (JSON) or ``"msgpack"``
+        (npm's ``socket.io-msgpack-parser``). Against a server using the other one, the
+        connection fails (the server closes it) instead of hanging.
 
     When an ack timeout applies (``ack_timeout``, or ``timeout=`` on :meth:`emit`) or with
     ``retries``, ``callback`` is called error-first, as in socket.io-client:
@@ -255,6 +258,7 @@ class AsyncClient(HandlerRegistry):
         engineio_logger: bool | logging.Logger | None = None,
     ) -> None:
         _compat.check(_compat.CLIENT, locals())
+        self.serializer = serializer
         if reconnection_delay < 0 or reconnection_delay_max < 0:
             raise ValueError("reconnection delays must not be negative")
         if not 0 <= randomization_factor <= 1:
@@ -434,7 +438,7 @@ class AsyncClient(HandlerRegistry):
     def _start_engine(self) -> None:
         self._stop_engine()  # a previous connection's, still closing
         assert self._loop is not None
-        self._engine = ClientHandle()
+        self._engine = ClientHandle(self.serializer)
         self._loop.add_reader(self._engine.wake_fd(), self._drain)
 
     def _stop_engine(self) -> None:

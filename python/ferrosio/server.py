@@ -270,6 +270,11 @@ class AsyncServer(HandlerRegistry):
     :param client_manager: ``None`` (this server alone) or a
         :class:`ferrosio.AsyncRedisManager`: a cluster of servers over Redis, ferrosio's and
         Node's (``@socket.io/redis-adapter``) alike.
+    :param serializer: the Socket.IO parser clients must use: ``"default"`` (JSON, the
+        official clients' default) or ``"msgpack"`` (npm's ``socket.io-msgpack-parser``: each
+        packet one MessagePack message, binary values inline). Handlers see the same Python
+        values either way (``bytes`` for binaries, ``dict`` for maps). Not with a
+        ``client_manager`` yet.
     :param attachment_timeout: seconds the attachments of one packet may take to arrive (30);
         checked at each ping, so an overdue packet is caught within ``ping_interval`` more.
     :param max_send_buffer_size: the most bytes that may wait to be written to one client
@@ -296,7 +301,7 @@ class AsyncServer(HandlerRegistry):
 
     python-socketio's other arguments are accepted where their value means what ferrosio does
     anyway (``async_handlers=True``, ``monitor_clients=True``, ``json=None``, ``async_mode=None``
-    ...); a value asking for something ferrosio does not do, such as ``serializer="msgpack"``,
+    ...); a value asking for something ferrosio does not do, such as ``serializer="pickle"``,
     raises :class:`~ferrosio.exceptions.UnsupportedFeatureError` naming the feature (the table
     is in :mod:`ferrosio._compat`). An argument neither knows raises ``TypeError``.
 
@@ -401,6 +406,12 @@ class AsyncServer(HandlerRegistry):
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stopped: asyncio.Future[None] | None = None
         self.client_manager: AsyncRedisManager | None = client_manager
+        if serializer == "msgpack" and client_manager is not None:
+            raise exceptions.UnsupportedFeatureError(
+                "serializer='msgpack' with a client_manager: a msgpack server in a Redis "
+                "cluster is not supported yet"
+            )
+        self.serializer = serializer
         # Where the engine's answers to a host web server's requests go (ferrosio.ASGIApp).
         self._on_external: Callable[[Any], None] | None = None
         self._asgi_host: AsgiHost | None = None
@@ -642,6 +653,7 @@ class AsyncServer(HandlerRegistry):
             tls_cert_file=tls[0],
             tls_key_file=tls[1],
             tls_client_ca_file=tls[2],
+            serializer=self.serializer,
             **self._cors_options(),
         )
         self._scheme = "https" if tls[0] is not None else "http"

@@ -90,6 +90,8 @@ pub struct ServerConfig {
     pub forward_http: bool,
     /// Serve HTTPS/WSS with these files (`None`: plain HTTP).
     pub tls: Option<ServerTls>,
+    /// The Socket.IO parser every client must use (JSON, or msgpack).
+    pub parser: crate::socketio::parser::Parser,
 }
 
 impl ServerConfig {
@@ -141,6 +143,7 @@ impl Default for ServerConfig {
             cluster: None,
             forward_http: false,
             tls: None,
+            parser: Default::default(),
         }
     }
 }

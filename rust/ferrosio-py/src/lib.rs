@@ -12,7 +12,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use std::sync::{Arc, Mutex};
 
-use ferrosio_core::codec::{encode_message, PacketType, SocketPacket};
+use ferrosio_core::codec::{encode_message, PacketType, Parser, SocketPacket};
 use ferrosio_core::{
     normalize_path, BroadcastFlags, BroadcastOptions, Command, ControlCommand, ControlInbound,
     CorsPolicy, EngineIoCommand, EngineIoInbound, ExternalMessage, ExternalRequest, Frame,
@@ -20,7 +20,7 @@ use ferrosio_core::{
     ServerConfig, ServerError, ServerHandle, ServerTls, SocketIoCommand, SocketIoInbound,
     StaticRoute, Target,
 };
-use records::{message_record, packet_frames};
+use records::{message_record, packet_frames, parser_named};
 
 use pyo3::create_exception;
 use pyo3::exceptions::{PyException, PyValueError};
@@ -147,7 +147,15 @@ impl PyRedisPublisher {
         skip: Option<Vec<String>>,
         attachments: Option<Vec<Vec<u8>>>,
     ) -> PyResult<u64> {
-        let frames = packet_frames(PacketType::Event, nsp, None, data, attachments)?;
+        // The cluster's messages are built from JSON frames, whatever the nodes' parsers.
+        let frames = packet_frames(
+            Parser::Json,
+            PacketType::Event,
+            nsp,
+            None,
+            data,
+            attachments,
+        )?;
         let opts = BroadcastOptions {
             rooms: rooms.unwrap_or_default(),
             except: skip.unwrap_or_default(),
@@ -183,12 +191,14 @@ struct PyServerHandle {
     handle: ServerHandle,
     /// Commands held back while a batch is open (see `begin_batch`).
     batch: Mutex<Option<Vec<Command>>>,
+    /// How the packets built here are written (the engine's own use `ServerConfig::parser`).
+    parser: Parser,
 }
 
 #[pymethods]
 impl PyServerHandle {
     #[new]
-    #[pyo3(signature = (host, port = 0, *, path = "/socket.io/", ping_interval_ms = 25_000, ping_timeout_ms = 20_000, max_payload = 1_000_000, connect_timeout_ms = 45_000, websocket = true, polling = true, upgrades = true, engineio_path = None, cors = "same-origin", cors_origins = None, cors_credentials = true, static_files = None, authorize_requests = false, max_attachments = 10, max_attachment_bytes = None, attachment_timeout_ms = 30_000, max_send_buffer = 16_000_000, max_poll_response = 1_000_000, max_inbound_buffer = 64_000, max_inbound_total = 16_000_000, cluster_url = None, cluster_key = "socket.io", forward_http = false, tls_cert_file = None, tls_key_file = None, tls_client_ca_file = None))]
+    #[pyo3(signature = (host, port = 0, *, path = "/socket.io/", ping_interval_ms = 25_000, ping_timeout_ms = 20_000, max_payload = 1_000_000, connect_timeout_ms = 45_000, websocket = true, polling = true, upgrades = true, engineio_path = None, cors = "same-origin", cors_origins = None, cors_credentials = true, static_files = None, authorize_requests = false, max_attachments = 10, max_attachment_bytes = None, attachment_timeout_ms = 30_000, max_send_buffer = 16_000_000, max_poll_response = 1_000_000, max_inbound_buffer = 64_000, max_inbound_total = 16_000_000, cluster_url = None, cluster_key = "socket.io", forward_http = false, tls_cert_file = None, tls_key_file = None, tls_client_ca_file = None, serializer = "default"))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -221,7 +231,9 @@ impl PyServerHandle {
         tls_cert_file: Option<std::path::PathBuf>,
         tls_key_file: Option<std::path::PathBuf>,
         tls_client_ca_file: Option<std::path::PathBuf>,
+        serializer: &str,
     ) -> PyResult<Self> {
+        let parser = parser_named(serializer)?;
         let tls = match (tls_cert_file, tls_key_file) {
             (Some(cert_file), Some(key_file)) => Some(ServerTls {
                 cert_file,
@@ -283,6 +295,7 @@ impl PyServerHandle {
             }),
             forward_http,
             tls,
+            parser,
             ..ServerConfig::default()
         };
         let handle = match host {
@@ -301,6 +314,7 @@ impl PyServerHandle {
         Ok(PyServerHandle {
             handle,
             batch: Mutex::new(None),
+            parser,
         })
     }
 
@@ -407,7 +421,14 @@ impl PyServerHandle {
         volatile: bool,
         local: bool,
     ) -> PyResult<()> {
-        let frames = packet_frames(PacketType::Event, nsp, ack_id, data, attachments)?;
+        let frames = packet_frames(
+            self.parser,
+            PacketType::Event,
+            nsp,
+            ack_id,
+            data,
+            attachments,
+        )?;
         let flags = BroadcastFlags { volatile, local };
         let target = match to {
             Some(sid) if !volatile && !local => Target::Socket(sid),
@@ -437,7 +458,14 @@ impl PyServerHandle {
         skip: Option<Vec<String>>,
         attachments: Option<Vec<Vec<u8>>>,
     ) -> PyResult<()> {
-        let frames = packet_frames(PacketType::Event, nsp, Some(ack_id), data, attachments)?;
+        let frames = packet_frames(
+            self.parser,
+            PacketType::Event,
+            nsp,
+            Some(ack_id),
+            data,
+            attachments,
+        )?;
         self.send(SocketIoCommand::EmitWithAck {
             nsp: nsp.to_owned(),
             opts: BroadcastOptions {
@@ -460,7 +488,14 @@ impl PyServerHandle {
         data: &[u8],
         attachments: Option<Vec<Vec<u8>>>,
     ) -> PyResult<()> {
-        let frames = packet_frames(PacketType::Ack, nsp, Some(ack_id), data, attachments)?;
+        let frames = packet_frames(
+            self.parser,
+            PacketType::Ack,
+            nsp,
+            Some(ack_id),
+            data,
+            attachments,
+        )?;
         self.send(SocketIoCommand::Emit {
             nsp: nsp.to_owned(),
             target: Target::Socket(sid),

@@ -106,6 +106,8 @@ pub struct ConnectTarget {
     /// Bounds on binary packets from the server in reassembly (the timeout is checked at each
     /// ping from the server).
     pub attachment_limits: AttachmentLimits,
+    /// The Socket.IO parser the server uses (JSON, or msgpack).
+    pub parser: crate::socketio::parser::Parser,
 }
 
 /// A request from the host, applied in order on the engine thread.

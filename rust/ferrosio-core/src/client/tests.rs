@@ -110,6 +110,7 @@ fn target(port: u16, websocket: bool, polling: bool) -> Box<ConnectTarget> {
         request_timeout: Duration::from_secs(5),
         tls: None,
         attachment_limits: Default::default(),
+        parser: Default::default(),
     })
 }
 

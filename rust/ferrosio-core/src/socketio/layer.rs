@@ -15,9 +15,9 @@ use parking_lot::Mutex;
 
 use super::adapter::{Adapter, BroadcastOptions, LocalAdapter, LocalSockets};
 use super::assembler::{Assembler, AttachmentLimits};
-use super::packet::{
-    encode_connect_error, encode_connect_reply, encode_disconnect, PacketType, SocketPacket,
-};
+use super::msgpack;
+use super::packet::{PacketType, SocketPacket};
+use super::parser::Parser;
 use crate::bridge::{InboundQueue, SocketIoCommand, SocketIoInbound, Target};
 use crate::config::ServerConfig;
 use crate::engineio::inbound::InboundBudget;
@@ -145,6 +145,9 @@ pub struct SocketIoLayer {
     /// The adapters forward broadcasts to other servers (a cluster): a broadcast to a
     /// namespace with no socket here still goes out.
     new_adapter_forwards: bool,
+    /// The packets the engine writes itself (CONNECT replies, DISCONNECT, CONNECT_ERROR) and
+    /// how inbound messages are read.
+    parser: Parser,
 }
 
 impl SocketIoLayer {
@@ -183,6 +186,7 @@ impl SocketIoLayer {
             limits: config.attachment_limits(),
             new_adapter,
             new_adapter_forwards,
+            parser: config.parser,
         })
     }
 
@@ -223,10 +227,7 @@ impl SocketIoLayer {
                 }
                 if conn.sockets.len() >= MAX_NAMESPACES_PER_CONNECTION {
                     // Refused like an unknown namespace; the connection and its sockets stay.
-                    session.send(Frame::Text(encode_connect_error(
-                        nsp_str,
-                        TOO_MANY_NAMESPACES,
-                    )));
+                    session.send(self.parser.connect_error(nsp_str, TOO_MANY_NAMESPACES));
                     return Ok(());
                 }
                 let sid = new_sid();
@@ -354,7 +355,7 @@ impl SocketIoLayer {
             None => sid.into(),
         };
         if entry.pending.is_none() {
-            entry.session.send(Frame::Text(encode_disconnect(&key)));
+            entry.session.send(self.parser.disconnect(&key));
         }
         self.push(SocketIoInbound::Disconnect {
             sid,
@@ -435,7 +436,7 @@ impl SocketIoLayer {
                     let held = entry.pending.take().unwrap_or_default();
                     entry.held_bytes = 0;
                     let mut frames = Vec::with_capacity(held.len() + 1);
-                    frames.push(Frame::Text(encode_connect_reply(&nsp, &sid)));
+                    frames.push(self.parser.connect_reply(&nsp, &sid));
                     frames.extend(held);
                     entry.session.send_all(&frames);
                 }
@@ -451,9 +452,7 @@ impl SocketIoLayer {
                 if let Some(conn) = reg.connections.get_mut(&entry.session.sid) {
                     conn.sockets.retain(|(_, s)| &**s != sid.as_str());
                 }
-                entry
-                    .session
-                    .send(Frame::Text(encode_connect_error(&nsp, &data)));
+                entry.session.send(self.parser.connect_error(&nsp, &data));
             }
             SocketIoCommand::Join { nsp, sid, room } => {
                 let Some(ns) = reg.namespaces.get_mut(nsp.as_str()) else {
@@ -548,6 +547,9 @@ impl EngineHandler for SocketIoLayer {
     }
 
     fn on_message(&self, session: &Arc<EngineSession>, text: Bytes) -> Result<(), ProtocolError> {
+        if self.parser == Parser::MsgPack {
+            return Err(ProtocolError::TextWithMsgPack);
+        }
         let mut reg = self.registry.lock();
         let conn = reg
             .connections
@@ -560,6 +562,12 @@ impl EngineHandler for SocketIoLayer {
     }
 
     fn on_binary(&self, session: &Arc<EngineSession>, data: Bytes) -> Result<(), ProtocolError> {
+        if self.parser == Parser::MsgPack {
+            // A whole packet, binaries inline: nothing to reassemble.
+            let (packet, attachments) = msgpack::decode(&data, self.limits.max_attachments)?;
+            let mut reg = self.registry.lock();
+            return self.on_packet(&mut reg, session, packet, attachments);
+        }
         let mut reg = self.registry.lock();
         let conn = reg
             .connections

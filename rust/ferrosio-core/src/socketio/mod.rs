@@ -3,5 +3,7 @@
 pub mod adapter;
 pub mod assembler;
 pub mod layer;
+pub mod msgpack;
 pub mod packet;
+pub mod parser;
 pub mod rooms;
