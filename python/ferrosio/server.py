@@ -55,6 +55,7 @@ from ferrosio.cluster import AsyncRedisManager
 from ferrosio.engineio import EngineIOEndpoint
 
 if TYPE_CHECKING:
+    from ferrosio._admin import AdminInstrumentation
     from ferrosio._ferrosio import (
         EngineIoClose,
         EngineIoMessage,
@@ -400,6 +401,8 @@ class AsyncServer(HandlerRegistry):
         self._connect_middlewares: dict[str, list[ConnectMiddleware]] = {}
         self._packet_middlewares: dict[str, list[PacketMiddleware]] = {}
         self._outgoing: list[OutgoingListener] = []
+        # The admin UI's reports (instrument()); None: nothing to report, nothing paid.
+        self._instrumentation: AdminInstrumentation | None = None
         self._dynamic: list[DynamicNamespace] = []
         self._children: dict[str, int] = {}  # child namespace -> its sockets
         self._engine: ServerHandle | None = None
@@ -553,11 +556,39 @@ class AsyncServer(HandlerRegistry):
         server_id: str | None = None,
         namespace: str = "/admin",
         server_stats_interval: float = 2,
-    ) -> None:
-        """python-socketio's Admin UI instrumentation: not supported."""
-        raise exceptions.UnsupportedFeatureError(
-            "instrument (the Socket.IO Admin UI) is not supported yet"
+    ) -> AdminInstrumentation:
+        """Serves the `Socket.IO Admin UI <https://socket.io/docs/v4/admin-ui/>`_ (npm
+        ``@socket.io/admin-ui``) on ``namespace``, as python-socketio does.
+
+        :param auth: who may connect to the admin namespace: a dict of the credentials the UI
+            sends (``{"username": ..., "password": ...}``), a list of such dicts, a callable
+            given the UI's auth dict and returning whether it may connect (sync or async),
+            the Node package's form ``{"type": "basic", "username": ..., "password": <bcrypt
+            hash>}`` (needs the ``bcrypt`` package; the UI then reconnects with a session
+            id), or ``False`` for no authentication (never in production). Required.
+        :param mode: ``"development"`` reports every socket, room change and event as it
+            happens; ``"production"`` only the periodic server stats.
+        :param read_only: refuse the UI's commands (emit, join, leave, disconnect).
+        :param server_id: the name of this server in the UI (default: the host name).
+        :param namespace: the admin namespace.
+        :param server_stats_interval: seconds between two ``server_stats`` reports, sent only
+            while an admin is connected.
+        :returns: the instrumentation; its ``uninstrument()`` stops it.
+
+        What differs from Node's reports (the engine keeps these in Rust): a socket's
+        transport is the one it connected with (upgrades are not reported); the room changes
+        reported are those made with :meth:`enter_room`/:meth:`leave_room` and by the UI;
+        the aggregated events count Socket.IO events in and out, connections and
+        disconnections (no Engine.IO packet or byte counts).
+        """
+        from ferrosio._admin import AdminInstrumentation
+
+        if self._instrumentation is not None:
+            raise exceptions.FerrosioError("the server is already instrumented")
+        self._instrumentation = AdminInstrumentation(
+            self, auth, mode, read_only, server_id, namespace, server_stats_interval
         )
+        return self._instrumentation
 
     # ------------------------------------------------------------------ lifecycle ----
     async def start(
@@ -1034,6 +1065,8 @@ class AsyncServer(HandlerRegistry):
             self._core().sockets_join(nsp, [room], rooms=[sid])
         else:
             self._core().join(nsp, sid, room)
+        if self._instrumentation is not None:
+            self._instrumentation.room_joined(nsp, room, sid)
 
     async def leave_room(self, sid: str, room: str, namespace: str | None = None) -> None:
         """Removes a client from a room; in a cluster, a client of any server."""
@@ -1042,6 +1075,8 @@ class AsyncServer(HandlerRegistry):
             self._core().sockets_leave(nsp, [room], rooms=[sid])
         else:
             self._core().leave(nsp, sid, room)
+        if self._instrumentation is not None:
+            self._instrumentation.room_left(nsp, room, sid)
 
     def _remote(self, sid: str, nsp: str) -> bool:
         """Whether ``sid`` may be a socket of another server of the cluster."""
@@ -1194,7 +1229,8 @@ class AsyncServer(HandlerRegistry):
 
     def _dispatch(self, items: list[ServerRecord]) -> None:
         # Each branch narrows the record to its exact tuple type; events come first.
-        on_event = self._on_event if not self._packet_middlewares else self._on_event_filtered
+        plain = not self._packet_middlewares and self._instrumentation is None
+        on_event = self._on_event if plain else self._on_event_filtered
         for item in items:
             try:
                 if item[0] == SOCKETIO_EVENT:
@@ -1330,15 +1366,28 @@ class AsyncServer(HandlerRegistry):
     def _on_event_filtered(
         self, sid: str, nsp: str, ack_id: int | None, data: bytes, attachments: list[bytes] | None
     ) -> None:
-        """:meth:`_on_event` when packet middlewares exist (somewhere): run them first."""
+        """:meth:`_on_event` when packet middlewares exist (somewhere) or the server is
+        instrumented: report the event, run the middlewares first."""
         middlewares = self._packet_middlewares.get(nsp)
-        if not middlewares:
+        admin = self._instrumentation
+        if not middlewares and admin is None:
             self._on_event(sid, nsp, ack_id, data, attachments)
             return
         s = self._sockets.get(sid)
         if s is None or not s.connected:
             return
-        payload = orjson.loads(data) if attachments is None else _codec.decode(data, attachments)
+        try:
+            payload = (
+                orjson.loads(data) if attachments is None else _codec.decode(data, attachments)
+            )
+        except ValueError as exc:
+            self._undecodable(nsp, sid, exc)
+            return
+        if admin is not None:
+            admin.event_received(nsp, sid, payload)
+            if not middlewares:
+                self._on_event(sid, nsp, ack_id, data, attachments)
+                return
         event = payload[0]
         if event in SERVER_RESERVED_EVENTS:
             self._refuse_reserved(nsp, event)
@@ -1538,6 +1587,8 @@ class AsyncServer(HandlerRegistry):
         if self.always_connect:
             s.connected = True
             engine.accept(nsp, sid)
+            if self._instrumentation is not None:
+                self._instrumentation.socket_connected(s)
         if fn is None:
             self._connect_result(s, True)
             return
@@ -1560,6 +1611,8 @@ class AsyncServer(HandlerRegistry):
         if not s.connected:
             s.connected = True
             self._core().accept(s.nsp, s.sid)
+            if self._instrumentation is not None:
+                self._instrumentation.socket_connected(s)
 
     def _connect_failed(self, s: _Socket, exc: BaseException) -> None:
         if isinstance(exc, exceptions.ConnectionRefusedError):
@@ -1613,6 +1666,8 @@ class AsyncServer(HandlerRegistry):
         self._forget(s)
         if not was_connected:
             return
+        if self._instrumentation is not None:
+            self._instrumentation.socket_disconnected(s, reason)
         if reason == "send buffer full":
             self.logger.warning(
                 "ferrosio: disconnected %s from %s: send buffer full (more than "
