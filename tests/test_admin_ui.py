@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import shutil
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -339,3 +340,47 @@ def test_aggregated_event_buckets_are_bounded(monkeypatch) -> None:
     admin._count("a")
     kinds = {k[1]: n for k, n in admin.buckets.items()}
     assert set(kinds) <= {"a", "b"} and len(kinds) <= 2
+
+
+UI_DIST = PEER_DIR / "node_modules" / "@socket.io" / "admin-ui" / "ui" / "dist"
+UI_SPEC = TESTS / "browser" / "admin_ui.spec.mjs"
+CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
+
+
+@pytest.mark.skipif(
+    not (TESTS / "browser" / "node_modules" / "playwright-core").is_dir()
+    or not os.path.exists(CHROMIUM),
+    reason="needs chromium and `npm install --prefix tests/browser`",
+)
+async def test_the_real_ui_in_chromium(make_server, clients) -> None:
+    """The UI's own build (served by ferrosio from the npm package) lists the app's socket
+    and this server."""
+    sio = ferrosio.AsyncServer(static_files={"/admin-ui": str(UI_DIST)})
+    sio.instrument(auth=False, server_id="ferrosio-under-test")
+    url = await make_server(sio)
+    c = await app_client(clients, url)
+    proc = await asyncio.create_subprocess_exec(
+        "node",
+        str(UI_SPEC),
+        "--url",
+        url,
+        "--ui",
+        "/admin-ui/",
+        "--sid",
+        str(c.sid),
+        "--server-id",
+        "ferrosio-under-test",
+        "--chromium",
+        CHROMIUM,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        out, err = await asyncio.wait_for(proc.communicate(), 90)
+    except TimeoutError:
+        proc.kill()
+        await proc.wait()
+        raise
+    lines = [json.loads(line) for line in out.decode().splitlines() if line.startswith("{")]
+    assert lines, err.decode()
+    assert lines[-1]["ok"], json.dumps(lines[-1], indent=1)
