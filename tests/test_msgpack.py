@@ -211,3 +211,28 @@ async def test_msgpack_with_a_client_manager_is_refused() -> None:
         ferrosio.AsyncServer(
             serializer="msgpack", client_manager=ferrosio.AsyncRedisManager("redis://127.0.0.1")
         )
+
+
+async def test_python_socketio_client_with_msgpack(make_server) -> None:
+    """python-socketio's own msgpack serializer (``socketio.msgpack_packet``) against ferrosio."""
+    pytest.importorskip("msgpack")
+    import socketio
+
+    url = await make_server(msgpack_app())
+    questions: list[Any] = []
+    c = socketio.AsyncClient(serializer="msgpack", reconnection=False)
+
+    @c.on("question")
+    async def question(q: Any) -> Any:
+        questions.append(q)
+        return {"answer": q}
+
+    await c.connect(url, auth={"token": "p"}, transports=["websocket"], wait_timeout=WAIT)
+    try:
+        sent = (1, "s", {"nested": [b"\x00\x01", None]}, b"\xff" * 1000)
+        assert await c.call("echo", sent, timeout=WAIT) == sent
+        assert await c.call("auth", timeout=WAIT) == {"token": "p"}
+        assert await c.call("ask", timeout=WAIT) == {"answer": {"b": b"\x01\x02"}}
+        assert questions == [{"b": b"\x01\x02"}]
+    finally:
+        await c.disconnect()
