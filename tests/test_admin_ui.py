@@ -384,3 +384,22 @@ async def test_the_real_ui_in_chromium(make_server, clients) -> None:
     lines = [json.loads(line) for line in out.decode().splitlines() if line.startswith("{")]
     assert lines, err.decode()
     assert lines[-1]["ok"], json.dumps(lines[-1], indent=1)
+
+
+async def test_a_failing_report_never_breaks_the_server(make_server, clients, until) -> None:
+    sio = ferrosio.AsyncServer()
+    admin = sio.instrument(auth=False)
+
+    def broken(*args: Any) -> None:
+        raise RuntimeError("report failed")
+
+    admin._report = broken  # type: ignore[method-assign]
+    gone: list[str] = []
+    sio.on("disconnect", lambda sid, reason="": gone.append(sid))
+    sio.on("echo", lambda sid, data: data)
+    url = await make_server(sio)
+    c = await app_client(clients, url)
+    sid = c.sid
+    assert await c.call("echo", 5, timeout=WAIT) == 5
+    await c.disconnect()
+    await until(lambda: gone == [sid], what="the app's disconnect handler")

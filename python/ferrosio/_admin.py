@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import inspect
 import os
 import secrets
@@ -33,7 +34,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import parse_qsl
 
 import orjson
@@ -107,6 +108,23 @@ def _basic_auth(auth: dict[str, Any]) -> Callable[[Any], bool]:
         return bool(bcrypt.checkpw(password.encode(), hashed.encode()))
 
     return check
+
+
+_Hook = TypeVar("_Hook", bound=Callable[..., None])
+
+
+def _reporting(hook: _Hook) -> _Hook:
+    """A report the server calls inline: whatever fails in it is logged, never raised into
+    the server (whose own work for the record, such as the disconnect handler, goes on)."""
+
+    @functools.wraps(hook)
+    def run(self: AdminInstrumentation, *args: Any) -> None:
+        try:
+            hook(self, *args)
+        except Exception:
+            self.sio.logger.exception("ferrosio admin: %s failed", hook.__name__)
+
+    return run  # type: ignore[return-value]
 
 
 class AdminInstrumentation:
@@ -244,7 +262,7 @@ class AdminInstrumentation:
 
     # ------------------------------------------------------------------------ reports ----
     def _report(self, event: str, *args: Any) -> None:
-        if self.admins and self.active:
+        if self.admins and self.active and self.sio._engine is not None:
             self.sio.emit_nowait(event, args, namespace=self.namespace)
 
     def _count(self, kind: str, sub: str | None = None, n: int = 1) -> None:
@@ -252,6 +270,7 @@ class AdminInstrumentation:
         if key in self.buckets or len(self.buckets) < MAX_EVENT_BUCKETS:
             self.buckets[key] = self.buckets.get(key, 0) + n
 
+    @_reporting
     def socket_connected(self, s: _Socket) -> None:
         """Called by the server when it accepts a socket."""
         self.connected_at[s.sid] = (time.time() * 1000, _now_iso())
@@ -260,6 +279,7 @@ class AdminInstrumentation:
         if self.development:
             self._report("socket_connected", self._serialize(s), _now_iso())
 
+    @_reporting
     def socket_disconnected(self, s: _Socket, reason: str) -> None:
         """Called by the server when a connected socket is gone (and forgotten)."""
         self.connected_at.pop(s.sid, None)
@@ -269,20 +289,24 @@ class AdminInstrumentation:
         if self.development:
             self._report("socket_disconnected", s.nsp, s.sid, reason, _now_iso())
 
+    @_reporting
     def event_received(self, nsp: str, sid: str, payload: list[Any]) -> None:
         """Called by the server with each event (``[name, *args]``) before its handler."""
         self._count("packetsIn")
         if self.development and nsp != self.namespace:
             self._report("event_received", nsp, sid, payload, _now_iso())
 
+    @_reporting
     def room_joined(self, nsp: str, room: str, sid: str) -> None:
         if self.development:
             self._report("room_joined", nsp, room, sid, _now_iso())
 
+    @_reporting
     def room_left(self, nsp: str, room: str, sid: str) -> None:
         if self.development:
             self._report("room_left", nsp, room, sid, _now_iso())
 
+    @_reporting
     def _outgoing(self, event: str, args: list[Any], nsp: str, to: str | list[str] | None) -> None:
         if nsp == self.namespace or not self.active:
             return  # the admin namespace's own traffic is not reported (nor would it end)
@@ -293,10 +317,14 @@ class AdminInstrumentation:
 
     # -------------------------------------------------------------------------- stats ----
     async def _stats_loop(self) -> None:
-        while self.admins and self.active:
+        # Ends with the last admin, or the server.
+        while self.admins and self.active and self.sio._engine is not None:
             await asyncio.sleep(self.interval)
-            if self.admins and self.active:
-                self._emit_stats()
+            if self.admins and self.active and self.sio._engine is not None:
+                try:
+                    self._emit_stats()
+                except Exception:
+                    self.sio.logger.exception("ferrosio admin: server_stats failed")
 
     def _emit_stats(self, to: str | None = None) -> None:
         sio = self.sio
