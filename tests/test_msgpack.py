@@ -200,7 +200,7 @@ async def test_ferrosio_client_with_the_other_parser_fails_clearly(
     else:
         url = await make_server(msgpack_app("default"))
         c = client(clients, "msgpack")
-    with pytest.raises(ferrosio.exceptions.ConnectionError):
+    with pytest.raises(ferrosio.exceptions.ConnectionError, match="serializer"):
         await asyncio.wait_for(
             c.connect(url, transports=["websocket"], wait_timeout=WAIT), 2 * WAIT
         )

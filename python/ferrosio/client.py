@@ -259,6 +259,8 @@ class AsyncClient(HandlerRegistry):
     ) -> None:
         _compat.check(_compat.CLIENT, locals())
         self.serializer = serializer
+        # Why the connection closed before its namespaces connected (for connect()'s error).
+        self._closed_early: str | None = None
         if reconnection_delay < 0 or reconnection_delay_max < 0:
             raise ValueError("reconnection delays must not be negative")
         if not 0 <= randomization_factor <= 1:
@@ -383,6 +385,7 @@ class AsyncClient(HandlerRegistry):
         )
         self._active = True
         self._start_engine()
+        self._closed_early = None
 
         error = await self._open_link()
         if error is not None:
@@ -418,8 +421,16 @@ class AsyncClient(HandlerRegistry):
             exc.namespace = refused.name  # type: ignore[attr-defined]
             raise exc
         if not all(ns.state == _CONNECTED for ns in self._nsps.values()):
+            closed_early, self._closed_early = self._closed_early, None
             await self.disconnect()
-            raise exceptions.ConnectionError("One or more namespaces failed to connect")
+            message = "One or more namespaces failed to connect"
+            if closed_early is not None:
+                # A server on the other parser closes the connection at the first packet.
+                message += (
+                    f" (the server closed the connection first: {closed_early}; does it use "
+                    f"serializer={self.serializer!r} too?)"
+                )
+            raise exceptions.ConnectionError(message)
 
     @staticmethod
     def _parse_url(url: str, socketio_path: str) -> tuple[str, int, str, str, bool]:
@@ -974,6 +985,8 @@ class AsyncClient(HandlerRegistry):
             return
         self.connected = False
         self.namespaces = {}
+        if any(ns.state != _CONNECTED and ns.state != _CLOSED for ns in self._nsps.values()):
+            self._closed_early = detail or reason
         will_reconnect = (
             self._active and self.reconnection and reason != self.reason.CLIENT_DISCONNECT
         )
