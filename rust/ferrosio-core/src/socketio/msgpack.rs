@@ -799,6 +799,21 @@ mod tests {
     }
 
     #[test]
+    fn object_keys_keep_the_peers_order() {
+        let data =
+            br#"["e",{"zeta":1,"alpha":{"_placeholder":true,"num":0},"mid":[{"y":1,"x":2}]}]"#;
+        let wire = encode(
+            PacketType::Event,
+            "/",
+            None,
+            data,
+            &[Bytes::from_static(b"b")],
+        )
+        .unwrap();
+        assert_eq!(&decode(&wire, 10).unwrap().0.data[..], &data[..]);
+    }
+
+    #[test]
     fn notepack_2_forms_are_told_apart_by_marker() {
         // ["e", Date(2024-02-29T13:05:09.250Z), ArrayBuffer [0], undefined, Uint8Array[1,2]]
         let mut data = vec![0x95, 0xa1, b'e'];
