@@ -318,8 +318,15 @@ impl<'a> Reader<'a> {
         for _ in 0..n {
             let key = match self.value(depth + 1)? {
                 Some(Json::String(s)) => s,
-                Some(other) => other.to_string(),
+                // As a JS object key: its text.
+                Some(k @ (Json::Number(_) | Json::Bool(_) | Json::Null)) => k.to_string(),
                 None => "undefined".to_owned(),
+                // Refused: as text, nested keys would grow by escaping at every level.
+                Some(_) => {
+                    return Err(ProtocolError::BadMsgPack(
+                        "a map key is an array, a map or binary".into(),
+                    ))
+                }
             };
             if let Some(value) = self.value(depth + 1)? {
                 map.insert(key, value);
@@ -839,6 +846,29 @@ mod tests {
         assert_eq!(
             attachments,
             [Bytes::from_static(&[0]), Bytes::from_static(&[1, 2])]
+        );
+    }
+
+    #[test]
+    fn map_keys_are_strings_or_scalars() {
+        // Maps as keys of maps as keys...: refused, not stringified (found by the fuzzer: the
+        // escaping doubled at each level).
+        let mut data = vec![0x92, 0xa1, b'e'];
+        data.extend([0x81; 40]);
+        data.extend([0xa1, b'k', 0x01]);
+        data.extend([0x01; 40]);
+        let mut wire = b"\x83\xa4type\x02\xa3nsp\xa1/\xa4data".to_vec();
+        wire.extend(&data);
+        assert!(matches!(
+            decode(&wire, 10),
+            Err(ProtocolError::BadMsgPack(_))
+        ));
+        // Numbers, booleans and nil as keys become their text, as in JS.
+        let mut wire = b"\x83\xa4type\x02\xa3nsp\xa1/\xa4data\x92\xa1e\x83".to_vec();
+        wire.extend([0x07, 0x01, 0xc3, 0x02, 0xc0, 0x03]);
+        assert_eq!(
+            &decode(&wire, 10).unwrap().0.data[..],
+            br#"["e",{"7":1,"true":2,"null":3}]"#
         );
     }
 
