@@ -155,8 +155,9 @@ pub fn decode(
     Ok((packet, attachments))
 }
 
-/// Most nesting of arrays and maps in a packet (the JSON decoder's bound too).
-const MAX_DEPTH: usize = 1024;
+/// Most nesting of arrays and maps in a packet's data: what the outbound conversion (serde_json,
+/// 128 levels) can always write back, so anything read can be sent on.
+pub const MAX_DEPTH: usize = 100;
 
 /// Reads MessagePack straight into JSON, binaries to `attachments` (see [`msgpack_to_json`]
 /// for what becomes what). Read by marker, because notepack.io 2 (the parser's encoder) tells
@@ -377,8 +378,9 @@ pub fn encode(
     let mut map = Vec::with_capacity(4);
     map.push((Value::from("type"), Value::from(type_number)));
     if !data.is_empty() {
-        let json: Json = serde_json::from_slice(data)
-            .map_err(|_| ProtocolError::BadPayload("packet data must be JSON"))?;
+        let json: Json = serde_json::from_slice(data).map_err(|_| {
+            ProtocolError::BadPayload("packet data must be JSON nested at most 128 levels deep")
+        })?;
         let attachments: Vec<&Bytes> = attachments.iter().collect();
         map.push((Value::from("data"), json_to_msgpack(&json, &attachments)));
     }
@@ -847,6 +849,21 @@ mod tests {
             attachments,
             [Bytes::from_static(&[0]), Bytes::from_static(&[1, 2])]
         );
+    }
+
+    #[test]
+    fn nesting_is_bounded() {
+        let wire = |depth: usize| {
+            let mut w = b"\x83\xa4type\x02\xa3nsp\xa1/\xa4data\x92\xa1e".to_vec();
+            w.extend(std::iter::repeat_n(0x91, depth));
+            w.push(0x01);
+            w
+        };
+        assert!(decode(&wire(MAX_DEPTH - 1), 10).is_ok());
+        assert!(matches!(
+            decode(&wire(MAX_DEPTH + 1), 10),
+            Err(ProtocolError::BadMsgPack(_))
+        ));
     }
 
     #[test]
