@@ -14,7 +14,7 @@ the import::
     ferrosio.run(sio, port=5000)
 
 Arguments of python-socketio that ferrosio does not support raise
-:class:`ferrosio.exceptions.UnsupportedFeatureError` naming the feature (``serializer="msgpack"``,
+:class:`ferrosio.exceptions.UnsupportedFeatureError` naming the feature (``serializer="pickle"``,
 for one); unknown arguments raise ``TypeError``. ``client_manager=ferrosio.AsyncRedisManager(url)``
 joins a cluster with other ferrosio and Node socket.io servers over Redis.
 

@@ -25,7 +25,9 @@ ping_interval=(interval, grace)   unsupported: a ping grace period
 client_manager                    supported: None or a ``ferrosio.AsyncRedisManager``; other
                                   managers (python-socketio's Redis, Kafka, ... classes)
                                   are unsupported
-serializer                        accepted: ``"default"``; msgpack/custom: unsupported
+serializer                        supported: ``"default"``, ``"msgpack"`` (npm's
+                                  socket.io-msgpack-parser; not with a client_manager);
+                                  pickle, cbor, a custom packet class: unsupported
 json                              accepted: None (ferrosio encodes with orjson)
 async_handlers                    accepted: True (handlers run concurrently, as tasks)
 async_mode                        accepted: None, ``"asgi"`` (served by ``ferrosio.ASGIApp``
@@ -93,7 +95,9 @@ SERVER: Mapping[str, _Rule] = {
         "client_manager other than ferrosio.AsyncRedisManager (python-socketio's managers, "
         "Kafka, ...; use ferrosio.AsyncRedisManager(url) for a Redis cluster)",
     ),
-    "serializer": _Rule(_only("default"), "serializer (msgpack or a custom packet class)"),
+    "serializer": _Rule(
+        _only("default", "msgpack"), "serializer (pickle, cbor or a custom packet class)"
+    ),
     "json": _Rule(_only(None), "json (a custom JSON module; ferrosio encodes with orjson)"),
     "async_handlers": _Rule(
         _only(True), "async_handlers=False (running a client's events one at a time)"

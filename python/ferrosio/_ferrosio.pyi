@@ -146,6 +146,9 @@ class ServerHandle:
     (``SO_REUSEPORT``); a connection for another worker's session is handed to it through the
     Unix sockets in ``dir``.
     ``allow_eio3`` also accepts Engine.IO v3 clients (socket.io-client 2.x).
+    ``serializer``: the Socket.IO parser every client must use, ``"default"`` (JSON) or
+    ``"msgpack"`` (npm's socket.io-msgpack-parser); either way the records carry JSON with
+    placeholders and attachments, and ``emit``/``ack`` take them.
     """
 
     def __init__(
@@ -183,6 +186,7 @@ class ServerHandle:
         worker: tuple[int, int, str | os.PathLike[str]] | None = None,
         allow_eio3: bool = False,
         recovery: tuple[int, int, int, int, int] | None = None,
+        serializer: str = "default",
     ) -> None: ...
     def recovery_stats(self) -> tuple[int, int, int]:
         """Connection state recovery: (sessions kept, packets logged, bytes logged)."""
@@ -349,7 +353,8 @@ class ClientHandle:
     DISCONNECT: Final[int]
     CLOSED: Final[int]
 
-    def __init__(self) -> None: ...
+    def __init__(self, serializer: str = "default") -> None:
+        """``serializer``: the server's Socket.IO parser, ``"default"`` or ``"msgpack"``."""
     def wake_fd(self) -> int: ...
     def drain(self) -> list[tuple[Any, ...]]:
         """Waiting records, oldest first:

@@ -243,6 +243,9 @@ class AsyncClient(HandlerRegistry):
     :param ssl_ca_file: a PEM file of CA certificates to trust instead of the system's (a
         ferrosio option; python-socketio has none). By default the system's trusted CAs are
         used (``/etc/ssl/certs`` on Debian; ``SSL_CERT_FILE``/``SSL_CERT_DIR`` override).
+    :param serializer: the server's Socket.IO parser: ``"default"`` (JSON) or ``"msgpack"``
+        (npm's ``socket.io-msgpack-parser``). Against a server using the other one, the
+        connection fails (the server closes it) instead of hanging.
 
     When an ack timeout applies (``ack_timeout``, or ``timeout=`` on :meth:`emit`) or with
     ``retries``, ``callback`` is called error-first, as in socket.io-client:
@@ -284,6 +287,9 @@ class AsyncClient(HandlerRegistry):
         engineio_logger: bool | logging.Logger | None = None,
     ) -> None:
         _compat.check(_compat.CLIENT, locals())
+        self.serializer = serializer
+        # Why the connection closed before its namespaces connected (for connect()'s error).
+        self._closed_early: str | None = None
         if reconnection_delay < 0 or reconnection_delay_max < 0:
             raise ValueError("reconnection delays must not be negative")
         if not 0 <= randomization_factor <= 1:
@@ -419,6 +425,7 @@ class AsyncClient(HandlerRegistry):
         )
         self._active = True
         self._start_engine()
+        self._closed_early = None
 
         error = await self._open_link()
         if error is not None:
@@ -454,8 +461,16 @@ class AsyncClient(HandlerRegistry):
             exc.namespace = refused.name  # type: ignore[attr-defined]
             raise exc
         if not all(ns.state == _CONNECTED for ns in self._nsps.values()):
+            closed_early, self._closed_early = self._closed_early, None
             await self.disconnect()
-            raise exceptions.ConnectionError("One or more namespaces failed to connect")
+            message = "One or more namespaces failed to connect"
+            if closed_early is not None:
+                # A server on the other parser closes the connection at the first packet.
+                message += (
+                    f" (the server closed the connection first: {closed_early}; does it use "
+                    f"serializer={self.serializer!r} too?)"
+                )
+            raise exceptions.ConnectionError(message)
 
     @staticmethod
     def _parse_url(url: str, socketio_path: str) -> tuple[str, int, str, str, bool]:
@@ -489,7 +504,7 @@ class AsyncClient(HandlerRegistry):
     def _start_engine(self) -> None:
         self._stop_engine()  # a previous connection's, still closing
         assert self._loop is not None
-        self._engine = ClientHandle()
+        self._engine = ClientHandle(self.serializer)
         self._loop.add_reader(self._engine.wake_fd(), self._drain)
 
     def _stop_engine(self) -> None:
@@ -1043,6 +1058,8 @@ class AsyncClient(HandlerRegistry):
             return
         self.connected = False
         self.namespaces = {}
+        if any(ns.state != _CONNECTED and ns.state != _CLOSED for ns in self._nsps.values()):
+            self._closed_early = detail or reason
         will_reconnect = (
             self._active and self.reconnection and reason != self.reason.CLIENT_DISCONNECT
         )

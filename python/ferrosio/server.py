@@ -60,6 +60,7 @@ from ferrosio.cluster import AsyncRedisManager
 from ferrosio.engineio import EngineIOEndpoint
 
 if TYPE_CHECKING:
+    from ferrosio._admin import AdminInstrumentation
     from ferrosio._ferrosio import (
         EngineIoClose,
         EngineIoMessage,
@@ -275,6 +276,11 @@ class AsyncServer(HandlerRegistry):
     :param client_manager: ``None`` (this server alone) or a
         :class:`ferrosio.AsyncRedisManager`: a cluster of servers over Redis, ferrosio's and
         Node's (``@socket.io/redis-adapter``) alike.
+    :param serializer: the Socket.IO parser clients must use: ``"default"`` (JSON, the
+        official clients' default) or ``"msgpack"`` (npm's ``socket.io-msgpack-parser``: each
+        packet one MessagePack message, binary values inline). Handlers see the same Python
+        values either way (``bytes`` for binaries, ``dict`` for maps). Not with a
+        ``client_manager`` yet.
     :param attachment_timeout: seconds the attachments of one packet may take to arrive (30);
         checked at each ping, so an overdue packet is caught within ``ping_interval`` more.
     :param max_send_buffer_size: the most bytes that may wait to be written to one client
@@ -325,11 +331,11 @@ class AsyncServer(HandlerRegistry):
         bounds) it gets a new session. Every event emitted without ``callback`` and not
         ``volatile`` carries its offset as its last argument, as in Node.
         :meth:`is_recovered` tells a recovered socket in ``connect``. Not with a
-        ``client_manager``.
+        ``client_manager`` or ``serializer="msgpack"``.
 
     python-socketio's other arguments are accepted where their value means what ferrosio does
     anyway (``async_handlers=True``, ``monitor_clients=True``, ``json=None``, ``async_mode=None``
-    ...); a value asking for something ferrosio does not do, such as ``serializer="msgpack"``,
+    ...); a value asking for something ferrosio does not do, such as ``serializer="pickle"``,
     raises :class:`~ferrosio.exceptions.UnsupportedFeatureError` naming the feature (the table
     is in :mod:`ferrosio._compat`). An argument neither knows raises ``TypeError``.
 
@@ -432,6 +438,8 @@ class AsyncServer(HandlerRegistry):
         self._connect_middlewares: dict[str, list[ConnectMiddleware]] = {}
         self._packet_middlewares: dict[str, list[PacketMiddleware]] = {}
         self._outgoing: list[OutgoingListener] = []
+        # The admin UI's reports (instrument()); None: nothing to report, nothing paid.
+        self._instrumentation: AdminInstrumentation | None = None
         self._dynamic: list[DynamicNamespace] = []
         self._children: dict[str, int] = {}  # child namespace -> its sockets
         self._engine: ServerHandle | None = None
@@ -440,7 +448,18 @@ class AsyncServer(HandlerRegistry):
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stopped: asyncio.Future[None] | None = None
         self.client_manager: AsyncRedisManager | None = client_manager
+        if serializer == "msgpack" and client_manager is not None:
+            raise exceptions.UnsupportedFeatureError(
+                "serializer='msgpack' with a client_manager: a msgpack server in a Redis "
+                "cluster is not supported yet"
+            )
+        self.serializer = serializer
         self._init_recovery(connection_state_recovery)
+        if self._recovery is not None and serializer == "msgpack":
+            raise exceptions.UnsupportedFeatureError(
+                "connection state recovery with serializer='msgpack': the offsets are stamped "
+                "on JSON packets only"
+            )
         # Where the engine's answers to a host web server's requests go (ferrosio.ASGIApp).
         self._on_external: Callable[[Any], None] | None = None
         self._asgi_host: AsgiHost | None = None
@@ -582,11 +601,39 @@ class AsyncServer(HandlerRegistry):
         server_id: str | None = None,
         namespace: str = "/admin",
         server_stats_interval: float = 2,
-    ) -> None:
-        """python-socketio's Admin UI instrumentation: not supported."""
-        raise exceptions.UnsupportedFeatureError(
-            "instrument (the Socket.IO Admin UI) is not supported yet"
+    ) -> AdminInstrumentation:
+        """Serves the `Socket.IO Admin UI <https://socket.io/docs/v4/admin-ui/>`_ (npm
+        ``@socket.io/admin-ui``) on ``namespace``, as python-socketio does.
+
+        :param auth: who may connect to the admin namespace: a dict of the credentials the UI
+            sends (``{"username": ..., "password": ...}``), a list of such dicts, a callable
+            given the UI's auth dict and returning whether it may connect (sync or async),
+            the Node package's form ``{"type": "basic", "username": ..., "password": <bcrypt
+            hash>}`` (needs the ``bcrypt`` package; the UI then reconnects with a session
+            id), or ``False`` for no authentication (never in production). Required.
+        :param mode: ``"development"`` reports every socket, room change and event as it
+            happens; ``"production"`` only the periodic server stats.
+        :param read_only: refuse the UI's commands (emit, join, leave, disconnect).
+        :param server_id: the name of this server in the UI (default: the host name).
+        :param namespace: the admin namespace.
+        :param server_stats_interval: seconds between two ``server_stats`` reports, sent only
+            while an admin is connected.
+        :returns: the instrumentation; its ``uninstrument()`` stops it.
+
+        What differs from Node's reports (the engine keeps these in Rust): a socket's
+        transport is the one it connected with (upgrades are not reported); the room changes
+        reported are those made with :meth:`enter_room`/:meth:`leave_room` and by the UI;
+        the aggregated events count Socket.IO events in and out, connections and
+        disconnections (no Engine.IO packet or byte counts).
+        """
+        from ferrosio._admin import AdminInstrumentation
+
+        if self._instrumentation is not None:
+            raise exceptions.FerrosioError("the server is already instrumented")
+        self._instrumentation = AdminInstrumentation(
+            self, auth, mode, read_only, server_id, namespace, server_stats_interval
         )
+        return self._instrumentation
 
     # ------------------------------------------------------------------ lifecycle ----
     async def start(
@@ -685,6 +732,7 @@ class AsyncServer(HandlerRegistry):
             worker=self._worker if host is not None else None,
             allow_eio3=self.allow_eio3,
             recovery=self._recovery.engine_args() if self._recovery else None,
+            serializer=self.serializer,
             **self._cors_options(),
         )
         self._scheme = "https" if tls[0] is not None else "http"
@@ -1272,6 +1320,8 @@ class AsyncServer(HandlerRegistry):
             self._core().sockets_join(nsp, [room], rooms=[sid])
         else:
             self._core().join(nsp, sid, room)
+        if self._instrumentation is not None:
+            self._instrumentation.room_joined(nsp, room, sid)
 
     async def leave_room(self, sid: str, room: str, namespace: str | None = None) -> None:
         """Removes a client from a room; in a cluster, a client of any server."""
@@ -1280,6 +1330,8 @@ class AsyncServer(HandlerRegistry):
             self._core().sockets_leave(nsp, [room], rooms=[sid])
         else:
             self._core().leave(nsp, sid, room)
+        if self._instrumentation is not None:
+            self._instrumentation.room_left(nsp, room, sid)
 
     def _remote(self, sid: str, nsp: str) -> bool:
         """Whether ``sid`` may be a socket of another server of the cluster."""
@@ -1432,7 +1484,8 @@ class AsyncServer(HandlerRegistry):
 
     def _dispatch(self, items: list[ServerRecord]) -> None:
         # Each branch narrows the record to its exact tuple type; events come first.
-        on_event = self._on_event if not self._packet_middlewares else self._on_event_filtered
+        plain = not self._packet_middlewares and self._instrumentation is None
+        on_event = self._on_event if plain else self._on_event_filtered
         for item in items:
             try:
                 if item[0] == SOCKETIO_EVENT:
@@ -1576,15 +1629,28 @@ class AsyncServer(HandlerRegistry):
     def _on_event_filtered(
         self, sid: str, nsp: str, ack_id: int | None, data: bytes, attachments: list[bytes] | None
     ) -> None:
-        """:meth:`_on_event` when packet middlewares exist (somewhere): run them first."""
+        """:meth:`_on_event` when packet middlewares exist (somewhere) or the server is
+        instrumented: report the event, run the middlewares first."""
         middlewares = self._packet_middlewares.get(nsp)
-        if not middlewares:
+        admin = self._instrumentation
+        if not middlewares and admin is None:
             self._on_event(sid, nsp, ack_id, data, attachments)
             return
         s = self._sockets.get(sid)
         if s is None or not s.connected:
             return
-        payload = orjson.loads(data) if attachments is None else _codec.decode(data, attachments)
+        try:
+            payload = (
+                orjson.loads(data) if attachments is None else _codec.decode(data, attachments)
+            )
+        except ValueError as exc:
+            self._undecodable(nsp, sid, exc)
+            return
+        if admin is not None:
+            admin.event_received(nsp, sid, payload)
+            if not middlewares:
+                self._on_event(sid, nsp, ack_id, data, attachments)
+                return
         event = payload[0]
         if event in SERVER_RESERVED_EVENTS:
             self._refuse_reserved(nsp, event)
@@ -1795,6 +1861,8 @@ class AsyncServer(HandlerRegistry):
         if self.always_connect:
             s.connected = True
             engine.accept(nsp, sid)
+            if self._instrumentation is not None:
+                self._instrumentation.socket_connected(s)
         if fn is None:
             self._connect_result(s, True)
             return
@@ -1817,6 +1885,8 @@ class AsyncServer(HandlerRegistry):
         if not s.connected:
             s.connected = True
             self._core().accept(s.nsp, s.sid)
+            if self._instrumentation is not None:
+                self._instrumentation.socket_connected(s)
 
     def _connect_failed(self, s: _Socket, exc: BaseException) -> None:
         if isinstance(exc, exceptions.ConnectionRefusedError):
@@ -1874,6 +1944,8 @@ class AsyncServer(HandlerRegistry):
         self._forget(s)
         if not was_connected:
             return
+        if self._instrumentation is not None:
+            self._instrumentation.socket_disconnected(s, reason)
         if reason == "send buffer full":
             self.logger.warning(
                 "ferrosio: disconnected %s from %s: send buffer full (more than "

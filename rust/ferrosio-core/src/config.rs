@@ -96,6 +96,8 @@ pub struct ServerConfig {
     pub worker: Option<WorkerConfig>,
     /// Connection state recovery (`None`: off).
     pub recovery: Option<crate::socketio::recovery::RecoveryConfig>,
+    /// The Socket.IO parser every client must use (JSON, or msgpack).
+    pub parser: crate::socketio::parser::Parser,
 }
 
 /// This process's place among the workers sharing one port (`ferrosio.run(workers=N)`).
@@ -161,6 +163,7 @@ impl Default for ServerConfig {
             tls: None,
             worker: None,
             recovery: None,
+            parser: Default::default(),
         }
     }
 }

@@ -40,7 +40,7 @@ pub enum ProtocolError {
     BadAckId,
     #[error("invalid payload: {0}")]
     BadPayload(&'static str),
-    #[error("unexpected binary attachment")]
+    #[error("unexpected binary message: no binary packet awaits attachments (does the peer use the msgpack parser?)")]
     UnexpectedAttachment,
     #[error("text packet while binary attachments were expected")]
     MissingAttachments,
@@ -50,6 +50,10 @@ pub enum ProtocolError {
     UnexpectedConnectError,
     #[error("unknown session")]
     UnknownSession,
+    #[error("malformed msgpack packet: {0}")]
+    BadMsgPack(String),
+    #[error("text message on a connection using the msgpack parser (does the peer use the default parser?)")]
+    TextWithMsgPack,
     #[error("{0}")]
     Engine(#[from] EngineError),
 }

@@ -50,6 +50,37 @@ pub fn decode_socket_packet(data: &[u8]) {
     );
 }
 
+/// Decodes one msgpack-parser packet; a packet that decodes must encode (from its JSON form
+/// and attachments, as Python hands packets over) back to the same packet and attachments.
+pub fn decode_msgpack_packet(data: &[u8]) {
+    let Ok((packet, attachments)) = crate::socketio::msgpack::decode(data, 10_000) else {
+        return;
+    };
+    assert_eq!(packet.attachments as usize, attachments.len());
+    // A peer's own `{"_placeholder": true, "num": n}` maps are ambiguous with the binaries'
+    // (in socket.io-parser too): such packets need not round-trip.
+    if memchr::memmem::find_iter(&packet.data, b"_placeholder").count() != attachments.len() {
+        return;
+    }
+    let Ok(nsp) = std::str::from_utf8(&packet.nsp) else {
+        panic!("a decoded namespace is UTF-8");
+    };
+    let wire = crate::socketio::msgpack::encode(
+        packet.kind,
+        nsp,
+        packet.ack_id,
+        &packet.data,
+        &attachments,
+    )
+    .expect("decoded JSON encodes");
+    let again = crate::socketio::msgpack::decode(&wire, 10_000);
+    assert_eq!(
+        again.as_ref(),
+        Ok(&(packet, attachments)),
+        "round trip of {data:?} via {wire:?}"
+    );
+}
+
 /// Decodes a polling payload; a payload that decodes must re-encode to the same packets.
 pub fn decode_engine_payload(data: &[u8]) {
     let Ok(packets) = EnginePacket::decode_payload(&Bytes::copy_from_slice(data)) else {
@@ -271,6 +302,10 @@ mod tests {
     fn entry_points_accept_their_seeds() {
         decode_socket_packet(b"52-/admin,789[\"baz\",{\"_placeholder\":true,\"num\":0}]");
         decode_socket_packet(b"1/,/x");
+        // {type: 2, nsp: "/", data: ["e", <bin 01>], id: 1}
+        decode_msgpack_packet(
+            b"\x84\xa4type\x02\xa3nsp\xa1/\xa4data\x92\xa1e\xc4\x01\x01\xa2id\x01",
+        );
         decode_engine_payload(b"4hello\x1ebAQIDBA==\x1e2");
         let frame = [0x81, 0x82, 1, 2, 3, 4, b'4' ^ 1, b'2' ^ 2];
         feed_ws_frames(&frame, 100, &[1, 3]);

@@ -57,4 +57,5 @@ pub use transport::external::{ExternalMessage, Reply};
 pub mod codec {
     pub use crate::engineio::packet::{encode_payload, EnginePacket, RECORD_SEPARATOR};
     pub use crate::socketio::packet::{encode_message, PacketType, SocketPacket};
+    pub use crate::socketio::parser::Parser;
 }

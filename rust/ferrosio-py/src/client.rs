@@ -6,16 +6,16 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use ferrosio_core::codec::{encode_message, PacketType};
+use ferrosio_core::codec::{PacketType, Parser};
 use ferrosio_core::{
     AttachmentLimits, ClientCommand, ClientError, ClientHandle, ClientInbound, ConnectTarget,
-    Frame, TlsOptions,
+    TlsOptions,
 };
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList};
 
-use super::records::{message_record, packet_frames};
+use super::records::{message_record, packet_frames, parser_named};
 use super::{EngineNotRunningError, FerrosioError, PyServerHandle};
 
 const C_OPEN: u8 = 0;
@@ -39,6 +39,8 @@ fn to_pyerr(err: ClientError) -> PyErr {
 #[pyclass(frozen, name = "ClientHandle", module = "ferrosio._ferrosio")]
 pub struct PyClientHandle {
     handle: ClientHandle,
+    /// The Socket.IO parser of every connection (python-socketio's `serializer`).
+    parser: Parser,
 }
 
 #[pymethods]
@@ -61,9 +63,11 @@ impl PyClientHandle {
     const CLOSED: u8 = C_CLOSED;
 
     #[new]
-    fn new() -> PyResult<Self> {
+    #[pyo3(signature = (serializer = "default"))]
+    fn new(serializer: &str) -> PyResult<Self> {
+        let parser = parser_named(serializer)?;
         let handle = ClientHandle::start().map_err(to_pyerr)?;
-        Ok(PyClientHandle { handle })
+        Ok(PyClientHandle { handle, parser })
     }
 
     /// The fd that becomes readable when records are waiting.
@@ -192,6 +196,7 @@ impl PyClientHandle {
                 timeout: Duration::from_millis(attachment_timeout_ms),
             },
             in_process: in_process.map(|server| server.get().in_process()),
+            parser: self.parser,
         };
         self.send(ClientCommand::Connect {
             gen,
@@ -209,7 +214,14 @@ impl PyClientHandle {
         ack_id: Option<u64>,
         attachments: Option<Vec<Vec<u8>>>,
     ) -> PyResult<()> {
-        let frames = packet_frames(PacketType::Event, nsp, ack_id, data, attachments)?;
+        let frames = packet_frames(
+            self.parser,
+            PacketType::Event,
+            nsp,
+            ack_id,
+            data,
+            attachments,
+        )?;
         self.send(ClientCommand::Send { gen, frames })
     }
 
@@ -223,7 +235,14 @@ impl PyClientHandle {
         data: &[u8],
         attachments: Option<Vec<Vec<u8>>>,
     ) -> PyResult<()> {
-        let frames = packet_frames(PacketType::Ack, nsp, Some(ack_id), data, attachments)?;
+        let frames = packet_frames(
+            self.parser,
+            PacketType::Ack,
+            nsp,
+            Some(ack_id),
+            data,
+            attachments,
+        )?;
         self.send(ClientCommand::Send { gen, frames })
     }
 
@@ -234,7 +253,10 @@ impl PyClientHandle {
         if std::str::from_utf8(auth).is_err() {
             return Err(PyValueError::new_err("auth must be UTF-8 JSON"));
         }
-        let frame = Frame::Text(encode_message(PacketType::Connect, nsp, None, 0, auth));
+        let frame = self
+            .parser
+            .connect(nsp, auth)
+            .map_err(|e| PyValueError::new_err(e.to_string()))?;
         self.send(ClientCommand::Send {
             gen,
             frames: vec![frame],
@@ -243,7 +265,7 @@ impl PyClientHandle {
 
     /// Sends DISCONNECT for a namespace.
     fn disconnect_namespace(&self, gen: u64, nsp: &str) -> PyResult<()> {
-        let frame = Frame::Text(encode_message(PacketType::Disconnect, nsp, None, 0, b""));
+        let frame = self.parser.disconnect(nsp);
         self.send(ClientCommand::Send {
             gen,
             frames: vec![frame],

@@ -12,7 +12,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use std::sync::{Arc, Mutex};
 
-use ferrosio_core::codec::{encode_message, PacketType, SocketPacket};
+use ferrosio_core::codec::{encode_message, PacketType, Parser, SocketPacket};
 use ferrosio_core::RecoveryConfig;
 use ferrosio_core::WorkerConfig;
 use ferrosio_core::{
@@ -22,7 +22,7 @@ use ferrosio_core::{
     ServerConfig, ServerError, ServerHandle, ServerTls, SocketIoCommand, SocketIoInbound,
     StaticRoute, Target,
 };
-use records::{message_record, packet_frames};
+use records::{message_record, packet_frames, parser_named};
 
 use pyo3::create_exception;
 use pyo3::exceptions::{PyException, PyValueError};
@@ -153,7 +153,15 @@ impl PyRedisPublisher {
         skip: Option<Vec<String>>,
         attachments: Option<Vec<Vec<u8>>>,
     ) -> PyResult<u64> {
-        let frames = packet_frames(PacketType::Event, nsp, None, data, attachments)?;
+        // The cluster's messages are built from JSON frames, whatever the nodes' parsers.
+        let frames = packet_frames(
+            Parser::Json,
+            PacketType::Event,
+            nsp,
+            None,
+            data,
+            attachments,
+        )?;
         let opts = BroadcastOptions {
             rooms: rooms.unwrap_or_default(),
             except: skip.unwrap_or_default(),
@@ -197,12 +205,14 @@ struct PyServerHandle {
     handle: ServerHandle,
     /// Commands held back while a batch is open (see `begin_batch`).
     batch: Mutex<Option<Vec<Command>>>,
+    /// How the packets built here are written (the engine's own use `ServerConfig::parser`).
+    parser: Parser,
 }
 
 #[pymethods]
 impl PyServerHandle {
     #[new]
-    #[pyo3(signature = (host, port = 0, *, path = "/socket.io/", ping_interval_ms = 25_000, ping_timeout_ms = 20_000, max_payload = 1_000_000, connect_timeout_ms = 45_000, websocket = true, polling = true, upgrades = true, engineio_path = None, cors = "same-origin", cors_origins = None, cors_credentials = true, static_files = None, authorize_requests = false, max_attachments = 10, max_attachment_bytes = None, attachment_timeout_ms = 30_000, max_send_buffer = 16_000_000, max_poll_response = 1_000_000, max_inbound_buffer = 64_000, max_inbound_total = 16_000_000, cluster_url = None, cluster_key = "socket.io", forward_http = false, tls_cert_file = None, tls_key_file = None, tls_client_ca_file = None, worker = None, allow_eio3 = false, recovery = None))]
+    #[pyo3(signature = (host, port = 0, *, path = "/socket.io/", ping_interval_ms = 25_000, ping_timeout_ms = 20_000, max_payload = 1_000_000, connect_timeout_ms = 45_000, websocket = true, polling = true, upgrades = true, engineio_path = None, cors = "same-origin", cors_origins = None, cors_credentials = true, static_files = None, authorize_requests = false, max_attachments = 10, max_attachment_bytes = None, attachment_timeout_ms = 30_000, max_send_buffer = 16_000_000, max_poll_response = 1_000_000, max_inbound_buffer = 64_000, max_inbound_total = 16_000_000, cluster_url = None, cluster_key = "socket.io", forward_http = false, tls_cert_file = None, tls_key_file = None, tls_client_ca_file = None, worker = None, allow_eio3 = false, recovery = None, serializer = "default"))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -238,7 +248,9 @@ impl PyServerHandle {
         worker: Option<(u8, u8, std::path::PathBuf)>,
         allow_eio3: bool,
         recovery: Option<(u64, usize, usize, usize, usize)>,
+        serializer: &str,
     ) -> PyResult<Self> {
+        let parser = parser_named(serializer)?;
         let tls = match (tls_cert_file, tls_key_file) {
             (Some(cert_file), Some(key_file)) => Some(ServerTls {
                 cert_file,
@@ -319,6 +331,7 @@ impl PyServerHandle {
                     }
                 },
             ),
+            parser,
             ..ServerConfig::default()
         };
         let handle = match host {
@@ -337,6 +350,7 @@ impl PyServerHandle {
         Ok(PyServerHandle {
             handle,
             batch: Mutex::new(None),
+            parser,
         })
     }
 
@@ -488,7 +502,14 @@ impl PyServerHandle {
         volatile: bool,
         local: bool,
     ) -> PyResult<()> {
-        let frames = packet_frames(PacketType::Event, nsp, ack_id, data, attachments)?;
+        let frames = packet_frames(
+            self.parser,
+            PacketType::Event,
+            nsp,
+            ack_id,
+            data,
+            attachments,
+        )?;
         let flags = BroadcastFlags { volatile, local };
         let target = match to {
             Some(sid) if !volatile && !local => Target::Socket(sid),
@@ -518,7 +539,14 @@ impl PyServerHandle {
         skip: Option<Vec<String>>,
         attachments: Option<Vec<Vec<u8>>>,
     ) -> PyResult<()> {
-        let frames = packet_frames(PacketType::Event, nsp, Some(ack_id), data, attachments)?;
+        let frames = packet_frames(
+            self.parser,
+            PacketType::Event,
+            nsp,
+            Some(ack_id),
+            data,
+            attachments,
+        )?;
         self.send(SocketIoCommand::EmitWithAck {
             nsp: nsp.to_owned(),
             opts: BroadcastOptions {
@@ -541,7 +569,14 @@ impl PyServerHandle {
         data: &[u8],
         attachments: Option<Vec<Vec<u8>>>,
     ) -> PyResult<()> {
-        let frames = packet_frames(PacketType::Ack, nsp, Some(ack_id), data, attachments)?;
+        let frames = packet_frames(
+            self.parser,
+            PacketType::Ack,
+            nsp,
+            Some(ack_id),
+            data,
+            attachments,
+        )?;
         self.send(SocketIoCommand::Emit {
             nsp: nsp.to_owned(),
             target: Target::Socket(sid),

@@ -2,14 +2,16 @@
 //! and the message records (events, acks) handed to Python.
 
 use bytes::Bytes;
-use ferrosio_core::codec::{encode_message, PacketType};
+use ferrosio_core::codec::{PacketType, Parser};
 use ferrosio_core::Frame;
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList, PyTuple};
 
-/// Builds the frames of one packet: the text packet, then its binary attachments.
+/// Builds the frames of one packet as `parser` writes it (JSON: the text packet, then its
+/// binary attachments; msgpack: one binary message).
 pub(crate) fn packet_frames(
+    parser: Parser,
     kind: PacketType,
     nsp: &str,
     ack_id: Option<u64>,
@@ -19,26 +21,25 @@ pub(crate) fn packet_frames(
     if std::str::from_utf8(data).is_err() {
         return Err(PyValueError::new_err("packet data must be UTF-8 JSON"));
     }
-    let attachments = attachments.unwrap_or_default();
-    let kind = match (kind, attachments.is_empty()) {
-        (PacketType::Event, false) => PacketType::BinaryEvent,
-        (PacketType::Ack, false) => PacketType::BinaryAck,
-        (k, _) => k,
-    };
-    let mut frames = Vec::with_capacity(1 + attachments.len());
-    frames.push(Frame::Text(encode_message(
-        kind,
-        nsp,
-        ack_id,
-        attachments.len(),
-        data,
-    )));
-    frames.extend(
-        attachments
-            .into_iter()
-            .map(|a| Frame::Binary(Bytes::from(a))),
-    );
-    Ok(frames)
+    let attachments: Vec<Bytes> = attachments
+        .unwrap_or_default()
+        .into_iter()
+        .map(Bytes::from)
+        .collect();
+    parser
+        .packet_frames(kind, nsp, ack_id, data, attachments)
+        .map_err(|e| PyValueError::new_err(e.to_string()))
+}
+
+/// `"default"` (or `"json"`) or `"msgpack"`: python-socketio's `serializer` names.
+pub(crate) fn parser_named(name: &str) -> PyResult<Parser> {
+    match name {
+        "default" | "json" => Ok(Parser::Json),
+        "msgpack" => Ok(Parser::MsgPack),
+        other => Err(PyValueError::new_err(format!(
+            "unknown serializer {other:?} (\"default\" or \"msgpack\")"
+        ))),
+    }
 }
 
 /// `(kind, owner, nsp, ack_id, data, attachments | None)`: an EVENT or ACK record. `owner` is

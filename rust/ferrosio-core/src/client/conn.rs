@@ -417,7 +417,7 @@ pub(super) async fn run(
         .max(1);
     let mut st = State {
         gen,
-        decoder: SocketDecoder::new(target.attachment_limits),
+        decoder: SocketDecoder::new(target.attachment_limits, target.parser),
         outbox: Vec::new(),
         batch: Vec::with_capacity(64),
         ping_window,

@@ -5,7 +5,9 @@ use bytes::Bytes;
 
 use crate::error::ProtocolError;
 use crate::socketio::assembler::{Assembler, AttachmentLimits};
+use crate::socketio::msgpack;
 use crate::socketio::packet::{PacketType, SocketPacket};
+use crate::socketio::parser::Parser;
 
 use super::ClientInbound;
 
@@ -14,13 +16,15 @@ use super::ClientInbound;
 pub struct SocketDecoder {
     assembler: Assembler,
     limits: AttachmentLimits,
+    parser: Parser,
 }
 
 impl SocketDecoder {
-    pub fn new(limits: AttachmentLimits) -> Self {
+    pub fn new(limits: AttachmentLimits, parser: Parser) -> Self {
         SocketDecoder {
             assembler: Assembler::default(),
             limits,
+            parser,
         }
     }
 
@@ -30,6 +34,9 @@ impl SocketDecoder {
         gen: u64,
         text: Bytes,
     ) -> Result<Option<ClientInbound>, ProtocolError> {
+        if self.parser == Parser::MsgPack {
+            return Err(ProtocolError::TextWithMsgPack);
+        }
         self.assembler
             .on_text(text, &self.limits)?
             .map(|(packet, attachments)| build(gen, packet, attachments))
@@ -42,6 +49,10 @@ impl SocketDecoder {
         gen: u64,
         data: Bytes,
     ) -> Result<Option<ClientInbound>, ProtocolError> {
+        if self.parser == Parser::MsgPack {
+            let (packet, attachments) = msgpack::decode(&data, self.limits.max_attachments)?;
+            return build(gen, packet, attachments).map(Some);
+        }
         self.assembler
             .on_binary(data, &self.limits)?
             .map(|(packet, attachments)| build(gen, packet, attachments))
@@ -163,10 +174,13 @@ mod tests {
 
     #[test]
     fn reassembly_is_bounded() {
-        let mut d = SocketDecoder::new(AttachmentLimits {
-            max_attachments: 1,
-            ..AttachmentLimits::default()
-        });
+        let mut d = SocketDecoder::new(
+            AttachmentLimits {
+                max_attachments: 1,
+                ..AttachmentLimits::default()
+            },
+            Parser::Json,
+        );
         assert_eq!(
             d.on_text(1, text("52-[\"x\",{\"_placeholder\":true,\"num\":0}]")),
             Err(ProtocolError::TooManyAttachments(2))

@@ -110,6 +110,8 @@ pub struct ConnectTarget {
     /// Connect to this server of the same process instead of `host:port`: a WebSocket with
     /// no socket (`in_process`); `polling`, `upgrade` and `tls` do not apply.
     pub in_process: Option<crate::server::InProcessServer>,
+    /// The Socket.IO parser the server uses (JSON, or msgpack).
+    pub parser: crate::socketio::parser::Parser,
 }
 
 /// A request from the host, applied in order on the engine thread.

@@ -111,6 +111,7 @@ fn target(port: u16, websocket: bool, polling: bool) -> Box<ConnectTarget> {
         tls: None,
         attachment_limits: Default::default(),
         in_process: None,
+        parser: Default::default(),
     })
 }
 

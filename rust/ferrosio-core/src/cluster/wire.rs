@@ -15,6 +15,7 @@ use thiserror::Error;
 
 use crate::engineio::packet::Frame;
 use crate::socketio::adapter::{BroadcastFlags, BroadcastOptions};
+use crate::socketio::msgpack::{json_to_msgpack, msgpack_to_json};
 use crate::socketio::packet::{encode_message, PacketType, SocketPacket};
 
 #[derive(Debug, Error, PartialEq, Eq, Clone)]
@@ -318,88 +319,6 @@ fn string_list(value: Option<&Value>) -> Vec<String> {
             _ => None,
         })
         .collect()
-}
-
-/// JSON with attachment placeholders to MessagePack with the binaries inline.
-fn json_to_msgpack(value: &Json, attachments: &[&Bytes]) -> Value {
-    match value {
-        Json::Null => Value::Nil,
-        Json::Bool(b) => Value::Boolean(*b),
-        Json::Number(n) => {
-            if let Some(u) = n.as_u64() {
-                Value::from(u)
-            } else if let Some(i) = n.as_i64() {
-                Value::from(i)
-            } else {
-                Value::F64(n.as_f64().unwrap_or(0.0))
-            }
-        }
-        Json::String(s) => Value::from(s.as_str()),
-        Json::Array(items) => Value::Array(
-            items
-                .iter()
-                .map(|v| json_to_msgpack(v, attachments))
-                .collect(),
-        ),
-        Json::Object(map) => {
-            if map.get("_placeholder") == Some(&Json::Bool(true)) {
-                if let Some(bin) = map
-                    .get("num")
-                    .and_then(Json::as_u64)
-                    .and_then(|n| attachments.get(n as usize))
-                {
-                    return Value::Binary(bin.to_vec());
-                }
-            }
-            Value::Map(
-                map.iter()
-                    .map(|(k, v)| (Value::from(k.as_str()), json_to_msgpack(v, attachments)))
-                    .collect(),
-            )
-        }
-    }
-}
-
-/// MessagePack to JSON, each binary value moved to `attachments` and replaced by its
-/// placeholder (depth first, in order, as socket.io-parser numbers them).
-fn msgpack_to_json(value: &Value, attachments: &mut Vec<Bytes>) -> Json {
-    match value {
-        Value::Nil => Json::Null,
-        Value::Boolean(b) => Json::Bool(*b),
-        Value::Integer(i) => match (i.as_u64(), i.as_i64()) {
-            (Some(u), _) => Json::from(u),
-            (_, Some(s)) => Json::from(s),
-            _ => Json::Null,
-        },
-        Value::F32(f) => {
-            serde_json::Number::from_f64(f64::from(*f)).map_or(Json::Null, Json::Number)
-        }
-        Value::F64(f) => serde_json::Number::from_f64(*f).map_or(Json::Null, Json::Number),
-        Value::String(s) => Json::String(String::from_utf8_lossy(s.as_bytes()).into_owned()),
-        Value::Binary(b) | Value::Ext(_, b) => {
-            let num = attachments.len();
-            attachments.push(Bytes::copy_from_slice(b));
-            serde_json::json!({"_placeholder": true, "num": num})
-        }
-        Value::Array(items) => Json::Array(
-            items
-                .iter()
-                .map(|v| msgpack_to_json(v, attachments))
-                .collect(),
-        ),
-        Value::Map(entries) => Json::Object(
-            entries
-                .iter()
-                .map(|(k, v)| {
-                    let key = match k {
-                        Value::String(s) => String::from_utf8_lossy(s.as_bytes()).into_owned(),
-                        other => other.to_string(),
-                    };
-                    (key, msgpack_to_json(v, attachments))
-                })
-                .collect(),
-        ),
-    }
 }
 
 #[cfg(test)]

@@ -15,10 +15,9 @@ use parking_lot::Mutex;
 
 use super::adapter::{Adapter, BroadcastOptions, LocalAdapter, LocalSockets};
 use super::assembler::{Assembler, AttachmentLimits};
-use super::packet::{
-    encode_connect_error, encode_connect_reply, encode_connect_reply_with_pid, encode_disconnect,
-    PacketType, SocketPacket,
-};
+use super::msgpack;
+use super::packet::{PacketType, SocketPacket};
+use super::parser::Parser;
 use super::recovery::{is_recoverable, Audience, PacketLog, RecoveryConfig, Restored, Sessions};
 use super::v4;
 use crate::bridge::{InboundQueue, SocketIoCommand, SocketIoInbound, Target};
@@ -35,16 +34,6 @@ use crate::sid::new_sid;
 /// socket. The official server has no such bound; no real app comes near it.
 pub const MAX_NAMESPACES_PER_CONNECTION: usize = 256;
 const TOO_MANY_NAMESPACES: &[u8] = br#"{"message":"Too many namespaces on this connection"}"#;
-
-/// The CONNECT_ERROR (v5) or ERROR (v4) packet refusing `nsp` to the client of `session`;
-/// `data` is the v5 payload (`{"message":...}`).
-fn connect_error(session: &EngineSession, nsp: &str, data: &[u8]) -> Bytes {
-    if session.protocol.is_v3() {
-        v4::connect_error(nsp, data)
-    } else {
-        encode_connect_error(nsp, data)
-    }
-}
 
 /// Socket.IO state of one Engine.IO session.
 struct Connection {
@@ -175,6 +164,9 @@ pub struct SocketIoLayer {
     new_adapter_forwards: bool,
     /// Connection state recovery, when on.
     recovery: Option<RecoveryConfig>,
+    /// The packets the engine writes itself (CONNECT replies, DISCONNECT, CONNECT_ERROR) and
+    /// how inbound messages are read.
+    parser: Parser,
 }
 
 impl SocketIoLayer {
@@ -214,6 +206,7 @@ impl SocketIoLayer {
             new_adapter,
             new_adapter_forwards,
             recovery: config.recovery.clone(),
+            parser: config.parser,
         })
     }
 
@@ -333,6 +326,16 @@ impl SocketIoLayer {
 
     /// A CONNECT to `nsp_str` from the client of `session` (a v4 client's implicit one to `/`
     /// included): a socket pending the host's decision.
+    /// The CONNECT_ERROR (v5, in the server's parser) or ERROR (v4) packet refusing `nsp` to
+    /// the client of `session`; `data` is the v5 payload (`{"message":...}`).
+    fn connect_error(&self, session: &EngineSession, nsp: &str, data: &[u8]) -> Frame {
+        if session.protocol.is_v3() {
+            Frame::Text(v4::connect_error(nsp, data))
+        } else {
+            self.parser.connect_error(nsp, data)
+        }
+    }
+
     fn connect(
         &self,
         reg: &mut Registry,
@@ -348,11 +351,7 @@ impl SocketIoLayer {
         }
         if conn.sockets.len() >= MAX_NAMESPACES_PER_CONNECTION {
             // Refused like an unknown namespace; the connection and its sockets stay.
-            session.send(Frame::Text(connect_error(
-                session,
-                nsp_str,
-                TOO_MANY_NAMESPACES,
-            )));
+            session.send(self.connect_error(session, nsp_str, TOO_MANY_NAMESPACES));
             return;
         }
         // Recovery is a Socket.IO v5 feature: a v3 session never carries a pid.
@@ -460,7 +459,7 @@ impl SocketIoLayer {
             None => sid.into(),
         };
         if entry.pending.is_none() {
-            entry.session.send(Frame::Text(encode_disconnect(&key)));
+            entry.session.send(self.parser.disconnect(&key));
         }
         self.push(SocketIoInbound::Disconnect {
             sid,
@@ -542,14 +541,12 @@ impl SocketIoLayer {
                     let held = entry.pending.take().unwrap_or_default();
                     entry.held_bytes = 0;
                     let mut frames = Vec::with_capacity(held.len() + 1);
-                    frames.push(Frame::Text(if entry.session.protocol.is_v3() {
-                        v4::connect_reply(&nsp)
+                    frames.push(if entry.session.protocol.is_v3() {
+                        Frame::Text(v4::connect_reply(&nsp))
                     } else {
-                        match ns.recovery.as_ref().and_then(|l| l.pid_of(&sid)) {
-                            Some(pid) => encode_connect_reply_with_pid(&nsp, &sid, pid),
-                            None => encode_connect_reply(&nsp, &sid),
-                        }
-                    }));
+                        let pid = ns.recovery.as_ref().and_then(|l| l.pid_of(&sid));
+                        self.parser.connect_reply(&nsp, &sid, pid.map(|p| &**p))
+                    });
                     frames.extend(held);
                     entry.session.send_all(&frames);
                 }
@@ -567,7 +564,7 @@ impl SocketIoLayer {
                 }
                 entry
                     .session
-                    .send(Frame::Text(connect_error(&entry.session, &nsp, &data)));
+                    .send(self.connect_error(&entry.session, &nsp, &data));
             }
             SocketIoCommand::Join { nsp, sid, room } => {
                 let Some(ns) = reg.namespaces.get_mut(nsp.as_str()) else {
@@ -773,6 +770,9 @@ impl EngineHandler for SocketIoLayer {
     }
 
     fn on_message(&self, session: &Arc<EngineSession>, text: Bytes) -> Result<(), ProtocolError> {
+        if self.parser == Parser::MsgPack {
+            return Err(ProtocolError::TextWithMsgPack);
+        }
         let mut reg = self.registry.lock();
         let conn = reg
             .connections
@@ -785,6 +785,12 @@ impl EngineHandler for SocketIoLayer {
     }
 
     fn on_binary(&self, session: &Arc<EngineSession>, data: Bytes) -> Result<(), ProtocolError> {
+        if self.parser == Parser::MsgPack {
+            // A whole packet, binaries inline: nothing to reassemble.
+            let (packet, attachments) = msgpack::decode(&data, self.limits.max_attachments)?;
+            let mut reg = self.registry.lock();
+            return self.on_packet(&mut reg, session, packet, attachments);
+        }
         let mut reg = self.registry.lock();
         let conn = reg
             .connections

@@ -708,3 +708,105 @@ fn a_lost_socket_comes_back_with_its_sid_rooms_and_missed_packets() {
     assert_eq!(h.rooms("/", &sid), vec![sid.to_string(), "r".to_string()]);
     assert_eq!(h.layer.recovery_stats().0, 0, "a session is taken once");
 }
+
+/// The frames a session would send, as msgpack packets decoded back to JSON form.
+fn sent_msgpack(s: &EngineSession) -> Vec<(PacketType, String, String)> {
+    s.take()
+        .0
+        .into_iter()
+        .map(|f| match f {
+            Frame::Binary(b) => {
+                let (p, _) = msgpack::decode(&b, 10).unwrap();
+                (
+                    p.kind,
+                    String::from_utf8(p.nsp.to_vec()).unwrap(),
+                    String::from_utf8(p.data.to_vec()).unwrap(),
+                )
+            }
+            Frame::Text(t) => panic!("a text frame on a msgpack connection: {t:?}"),
+        })
+        .collect()
+}
+
+#[test]
+fn a_msgpack_server_reads_and_writes_one_binary_message_per_packet() {
+    let h = harness_with(ServerConfig {
+        parser: Parser::MsgPack,
+        ..ServerConfig::default()
+    });
+    let s = h.open("e1");
+    let connect = Parser::MsgPack.connect("/", br#"{"t":1}"#).unwrap();
+    let Frame::Binary(connect) = connect else {
+        panic!()
+    };
+    h.layer.on_binary(&s, connect).unwrap();
+    let sid = match h.drain().as_slice() {
+        [SocketIoInbound::Connect { sid, auth, .. }] => {
+            assert_eq!(&auth[..], br#"{"t":1}"#);
+            sid.clone()
+        }
+        other => panic!("{other:?}"),
+    };
+    h.run(SocketIoCommand::Accept {
+        nsp: "/".into(),
+        sid: sid.to_string(),
+    });
+    let reply = sent_msgpack(&s);
+    assert_eq!(reply.len(), 1);
+    assert_eq!(reply[0].0, PacketType::Connect);
+    assert_eq!(reply[0].2, format!("{{\"sid\":\"{sid}\"}}"));
+
+    // An event with an inline binary reaches the host as JSON + attachment.
+    let frames = Parser::MsgPack
+        .packet_frames(
+            PacketType::Event,
+            "/",
+            Some(4),
+            br#"["up",{"_placeholder":true,"num":0}]"#,
+            vec![Bytes::from_static(&[9])],
+        )
+        .unwrap();
+    let [Frame::Binary(event)] = frames.as_slice() else {
+        panic!()
+    };
+    h.layer.on_binary(&s, event.clone()).unwrap();
+    match h.drain().as_slice() {
+        [SocketIoInbound::Event {
+            ack_id,
+            data,
+            attachments,
+            ..
+        }] => {
+            assert_eq!(*ack_id, Some(4));
+            assert_eq!(&data[..], br#"["up",{"_placeholder":true,"num":0}]"#);
+            assert_eq!(attachments, &[Bytes::from_static(&[9])]);
+        }
+        other => panic!("{other:?}"),
+    }
+
+    // The engine's own packets are msgpack too; a text message is a protocol error.
+    h.run(SocketIoCommand::Disconnect {
+        nsp: "/".into(),
+        sid: sid.to_string(),
+    });
+    assert_eq!(
+        sent_msgpack(&s),
+        [(PacketType::Disconnect, "/".to_owned(), String::new())]
+    );
+    assert_eq!(
+        h.layer.on_message(&s, text("0")),
+        Err(ProtocolError::TextWithMsgPack)
+    );
+}
+
+#[test]
+fn a_json_server_refuses_a_msgpack_packet_clearly() {
+    let h = harness();
+    let s = h.open("e1");
+    let Frame::Binary(connect) = Parser::MsgPack.connect("/", b"").unwrap() else {
+        panic!()
+    };
+    let err = h.layer.on_binary(&s, connect).unwrap_err();
+    assert_eq!(err, ProtocolError::UnexpectedAttachment);
+    assert!(err.to_string().contains("msgpack"));
+}

@@ -4,7 +4,9 @@
 pub mod adapter;
 pub mod assembler;
 pub mod layer;
+pub mod msgpack;
 pub mod packet;
+pub mod parser;
 pub mod recovery;
 pub mod rooms;
 pub mod v4;
