@@ -1,109 +1,339 @@
-//! The server-side heartbeat of one session, whatever its transport: a ping every
-//! `interval`, and the session closes if no pong follows within `timeout`.
+//! The server-side heartbeat of every session, whatever its transport: a ping every
+//! `interval`, and the session closes if no pong follows within `timeout`; plus Socket.IO's
+//! connect timeout (a session that has not joined a namespace by then is closed).
+//!
+//! One [`Heartbeats`] and one task serve all the sessions of a server, instead of a task and a
+//! timer per session: what an idle session costs is a few queue entries and [`Beat`]. That
+//! works without a sorted structure because every deadline of one kind is "now + a constant"
+//! at the time it is set (a ping `interval` after the session opened or after its last pong, a
+//! pong `timeout` after its ping, the connect check `connect_timeout` after the open), so each
+//! kind is queued in order: three FIFO queues. A deadline that is moved (a pong came) leaves its
+//! old entry behind; [`Beat`] says which entry is current, stale ones are skipped.
+//!
+//! The host ([`HeartbeatHost`]) finds sessions by sid, runs the layer above's checks, and ends
+//! sessions; a session tells its [`Heartbeats`] when it closes, so its end is not left to its
+//! next deadline.
 
-use std::sync::Arc;
+use std::collections::VecDeque;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use futures_util::FutureExt;
+use parking_lot::Mutex;
+use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use super::packet::Frame;
 use super::session::{DisconnectReason, EngineSession};
 
-/// Runs until the session closes; returns why it closed.
-///
-/// `connect`: a deadline by which `joined()` must hold, else the session closes (Socket.IO's
-/// connect timeout). `on_tick` runs at each ping (once per `interval`) for the layer above's
-/// own deadlines (e.g. an unfinished binary packet); false closes the session as a protocol
-/// error. One loop and one timer serve all of them, as this future lives as long as its
-/// session: its size is memory per idle connection.
-pub async fn run<F: Fn() -> bool, T: Fn() -> bool>(
-    session: Arc<EngineSession>,
+/// What the heartbeat needs from the server it serves.
+pub trait HeartbeatHost: Send + Sync + 'static {
+    /// The live session `sid`, if any.
+    fn live_session(&self, sid: &str) -> Option<Arc<EngineSession>>;
+    /// The connect check: has the session joined a namespace?
+    fn joined(&self, session: &Arc<EngineSession>) -> bool;
+    /// Runs at each ping (once per `interval`) for the layer above's own deadlines (e.g. an
+    /// unfinished binary packet); false closes the session as a protocol error.
+    fn tick(&self, session: &Arc<EngineSession>) -> bool;
+    /// Forgets a closed session and tells the layer above (may be called more than once).
+    fn end(&self, session: &Arc<EngineSession>, reason: DisconnectReason);
+}
+
+/// One session's deadlines (inside [`EngineSession`]). A queue entry is current only while
+/// its instant is the one recorded here.
+#[derive(Debug, Default)]
+pub struct Beat {
+    /// When the next ping goes, while no pong is awaited.
+    next_ping: Option<Instant>,
+    /// When the pong for the last ping is due, while one is awaited.
+    pub(super) pong_due: Option<Instant>,
+    /// When the connect check runs (Socket.IO endpoint, until it ran).
+    connect_by: Option<Instant>,
+}
+
+/// A deadline of one session: when, and whose (by sid: a queue entry keeps nothing alive).
+type Entry = (Instant, Arc<str>);
+
+#[derive(Default)]
+struct Queues {
+    pings: VecDeque<Entry>,
+    pongs: VecDeque<Entry>,
+    connects: VecDeque<Entry>,
+    /// Sessions closed since the task last ran.
+    closed: Vec<Arc<str>>,
+}
+
+impl Queues {
+    fn next_wake(&self) -> Option<Instant> {
+        [&self.pings, &self.pongs, &self.connects]
+            .iter()
+            .filter_map(|q| q.front().map(|(at, _)| *at))
+            .min()
+    }
+}
+
+/// Appends in order (each queue's deadlines are set in order, see the module doc; the search
+/// only guards that). True if the entry is now the queue's first.
+fn push(queue: &mut VecDeque<Entry>, entry: Entry) -> bool {
+    let at = entry.0;
+    if queue.back().is_none_or(|(last, _)| *last <= at) {
+        queue.push_back(entry);
+    } else {
+        let i = queue.partition_point(|(t, _)| *t <= at);
+        queue.insert(i, entry);
+    }
+    queue.front().is_some_and(|(t, _)| *t == at)
+}
+
+/// Takes the entries of `queue` due at `now`.
+fn due(queue: &mut VecDeque<Entry>, now: Instant) -> Vec<Entry> {
+    let n = queue.partition_point(|(at, _)| *at <= now);
+    queue.drain(..n).collect()
+}
+
+/// The heartbeats of all the sessions of one server.
+pub struct Heartbeats {
     interval: Duration,
     timeout: Duration,
-    mut connect: Option<(Instant, F)>,
-    on_tick: T,
-) -> DisconnectReason {
-    // Deadlines follow the schedule, not the (slightly late) timer wake-ups, so a peer that
-    // waits exactly interval + timeout finds the session closed.
-    let mut next_ping = Instant::now() + interval;
-    let mut pong_due: Option<Instant> = None;
-    loop {
-        let mut wake = pong_due.unwrap_or(next_ping);
-        if let Some((at, _)) = &connect {
-            wake = wake.min(*at);
-        }
-        tokio::select! {
-            () = tokio::time::sleep_until(wake) => {}
-            () = session.wait_pong(), if pong_due.is_some() => {
-                pong_due = None;
-                next_ping = Instant::now() + interval;
-                continue;
-            }
-            () = session.wait_closed() => break,
-        }
+    queues: Mutex<Queues>,
+    wake: Notify,
+}
+
+impl Heartbeats {
+    pub fn new(interval: Duration, timeout: Duration) -> Arc<Self> {
+        Arc::new(Heartbeats {
+            interval,
+            timeout,
+            queues: Mutex::default(),
+            wake: Notify::new(),
+        })
+    }
+
+    /// Starts the heartbeat of a new session: its first ping an `interval` from now, and with
+    /// `connect_timeout` the connect check that far from now.
+    pub fn watch(self: &Arc<Self>, session: &EngineSession, connect_timeout: Option<Duration>) {
+        let mut q = self.queues.lock();
         let now = Instant::now();
-        if let Some((at, joined)) = &connect {
-            if now >= *at {
-                if !joined() {
-                    session.close(DisconnectReason::ServerDisconnect);
-                    break;
-                }
-                connect = None;
-            }
+        let next_ping = now + self.interval;
+        let connect_by = connect_timeout.map(|after| now + after);
+        {
+            let mut beat = session.beat.lock();
+            beat.next_ping = Some(next_ping);
+            beat.connect_by = connect_by;
         }
-        match pong_due {
-            Some(due) if now >= due => {
-                session.close(DisconnectReason::PingTimeout);
-                break;
-            }
-            Some(_) => {}
-            None if now >= next_ping => {
-                if !on_tick() {
-                    session.close(DisconnectReason::TransportError);
-                    break;
-                }
-                // A pong nobody asked for must not answer this ping.
-                let _ = session.wait_pong().now_or_never();
-                let deadline = next_ping + timeout;
-                session.ping_sent(deadline);
-                if !session.send(Frame::PING) {
-                    break;
-                }
-                pong_due = Some(deadline);
-            }
-            None => {}
+        let mut first = push(&mut q.pings, (next_ping, session.sid.clone()));
+        if let Some(at) = connect_by {
+            first |= push(&mut q.connects, (at, session.sid.clone()));
+        }
+        drop(q);
+        session.attach_heartbeats(Arc::downgrade(self));
+        if first {
+            self.wake.notify_one();
         }
     }
-    session
-        .closed()
-        .unwrap_or(DisconnectReason::ServerDisconnect)
+
+    /// A pong arrived for an awaited ping: the next ping goes an `interval` from now.
+    pub(super) fn pong(&self, session: &EngineSession) {
+        let mut q = self.queues.lock();
+        let next_ping = Instant::now() + self.interval;
+        {
+            let mut beat = session.beat.lock();
+            if beat.pong_due.is_none() {
+                return; // nobody asked for it: it answers nothing
+            }
+            beat.pong_due = None;
+            beat.next_ping = Some(next_ping);
+        }
+        if push(&mut q.pings, (next_ping, session.sid.clone())) {
+            drop(q);
+            self.wake.notify_one();
+        }
+    }
+
+    /// The session closed: the task ends it now rather than at its next deadline.
+    pub(super) fn closed(&self, sid: Arc<str>) {
+        self.queues.lock().closed.push(sid);
+        self.wake.notify_one();
+    }
+
+    /// The task: runs until the host is gone.
+    pub async fn run(self: Arc<Self>, host: Weak<dyn HeartbeatHost>) {
+        loop {
+            let wake = self.queues.lock().next_wake();
+            let notified = self.wake.notified();
+            match wake {
+                Some(at) => {
+                    tokio::select! {
+                        () = tokio::time::sleep_until(at) => {}
+                        () = notified => {}
+                    }
+                }
+                None => notified.await,
+            }
+            let Some(host) = host.upgrade() else { return };
+            self.fire(&*host);
+        }
+    }
+
+    /// Handles everything due now: closes first, then connect checks, pong deadlines, pings
+    /// (the order one session's deadlines at the same instant were always checked in).
+    fn fire(&self, host: &dyn HeartbeatHost) {
+        let now = Instant::now();
+        let (closed, connects, pongs, pings) = {
+            let mut q = self.queues.lock();
+            (
+                std::mem::take(&mut q.closed),
+                due(&mut q.connects, now),
+                due(&mut q.pongs, now),
+                due(&mut q.pings, now),
+            )
+        };
+        for sid in closed {
+            if let Some(s) = host.live_session(&sid) {
+                let reason = s.closed().unwrap_or(DisconnectReason::ServerDisconnect);
+                host.end(&s, reason);
+            }
+        }
+        let live = |sid: &str| {
+            let s = host.live_session(sid)?;
+            if let Some(reason) = s.closed() {
+                host.end(&s, reason);
+                return None;
+            }
+            Some(s)
+        };
+        let close = |s: &Arc<EngineSession>, reason: DisconnectReason| {
+            s.close(reason);
+            host.end(s, s.closed().unwrap_or(reason));
+        };
+        for (at, sid) in connects {
+            let Some(s) = live(&sid) else { continue };
+            let current = {
+                let mut beat = s.beat.lock();
+                let current = beat.connect_by == Some(at);
+                if current {
+                    beat.connect_by = None;
+                }
+                current
+            };
+            if current && !host.joined(&s) {
+                close(&s, DisconnectReason::ServerDisconnect);
+            }
+        }
+        for (at, sid) in pongs {
+            let Some(s) = live(&sid) else { continue };
+            let overdue = s.beat.lock().pong_due == Some(at);
+            if overdue {
+                close(&s, DisconnectReason::PingTimeout);
+            }
+        }
+        for (at, sid) in pings {
+            let Some(s) = live(&sid) else { continue };
+            if s.beat.lock().next_ping != Some(at) {
+                continue;
+            }
+            if !host.tick(&s) {
+                close(&s, DisconnectReason::TransportError);
+                continue;
+            }
+            // Deadlines follow the schedule, not the (slightly late) wake-up, so a peer that
+            // waits exactly interval + timeout finds the session closed.
+            let deadline = at + self.timeout;
+            {
+                let mut beat = s.beat.lock();
+                beat.next_ping = None;
+                beat.pong_due = Some(deadline);
+            }
+            push(&mut self.queues.lock().pongs, (deadline, sid));
+            if !s.send(Frame::PING) {
+                host.end(&s, s.closed().unwrap_or(DisconnectReason::ServerDisconnect));
+            }
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::engineio::session::{Handshake, TransportKind};
+    use std::sync::atomic::{AtomicBool, Ordering};
 
-    const NO_CONNECT_CHECK: Option<(Instant, fn() -> bool)> = None;
+    /// One session, its checks' answers, and how it ended.
+    struct Host {
+        session: Arc<EngineSession>,
+        joined: AtomicBool,
+        tick_ok: AtomicBool,
+        ended: Mutex<Vec<(DisconnectReason, Instant)>>,
+    }
+
+    impl HeartbeatHost for Host {
+        fn live_session(&self, sid: &str) -> Option<Arc<EngineSession>> {
+            (sid == &*self.session.sid && self.ended.lock().is_empty())
+                .then(|| self.session.clone())
+        }
+        fn joined(&self, _: &Arc<EngineSession>) -> bool {
+            self.joined.load(Ordering::Relaxed)
+        }
+        fn tick(&self, _: &Arc<EngineSession>) -> bool {
+            self.tick_ok.load(Ordering::Relaxed)
+        }
+        fn end(&self, session: &Arc<EngineSession>, reason: DisconnectReason) {
+            session.close(reason);
+            self.ended.lock().push((reason, Instant::now()));
+        }
+    }
+
+    struct Run {
+        host: Arc<Host>,
+        beats: Arc<Heartbeats>,
+        start: Instant,
+    }
+
+    /// A session watched with `interval`/`timeout` (ms) and, if given, a connect check.
+    fn start(interval: u64, timeout: u64, connect: Option<(u64, bool)>) -> Run {
+        let addr = "127.0.0.1:1".parse().unwrap();
+        let hs = Handshake::new("GET", "/", "", [], addr, addr);
+        let session = EngineSession::new("s".into(), Arc::new(hs), TransportKind::Polling);
+        let host = Arc::new(Host {
+            session: session.clone(),
+            joined: AtomicBool::new(connect.is_some_and(|(_, joined)| joined)),
+            tick_ok: AtomicBool::new(true),
+            ended: Mutex::default(),
+        });
+        let beats = Heartbeats::new(
+            Duration::from_millis(interval),
+            Duration::from_millis(timeout),
+        );
+        let weak: Weak<dyn HeartbeatHost> = Arc::downgrade(&(host.clone() as Arc<_>));
+        tokio::spawn(beats.clone().run(weak));
+        beats.watch(&session, connect.map(|(ms, _)| Duration::from_millis(ms)));
+        Run {
+            host,
+            beats,
+            start: Instant::now(),
+        }
+    }
+
+    impl Run {
+        /// How the session ended, and when (after the start); waits for it (bounded).
+        async fn ended(&self) -> (DisconnectReason, Duration) {
+            for _ in 0..100_000 {
+                if let Some((reason, at)) = self.host.ended.lock().first() {
+                    return (*reason, *at - self.start);
+                }
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+            panic!("the session never ended");
+        }
+    }
 
     #[tokio::test(start_paused = true)]
     async fn a_session_without_a_namespace_closes_at_the_connect_deadline() {
-        let s = session();
-        let start = Instant::now();
-        let check = Some((start + Duration::from_millis(450), || false));
-        let reason = run(
-            s.clone(),
-            Duration::from_millis(300),
-            Duration::from_millis(1000),
-            check,
-            || true,
-        )
-        .await;
+        let run = start(300, 1000, Some((450, false)));
+        let (reason, after) = run.ended().await;
         assert_eq!(reason, DisconnectReason::ServerDisconnect);
-        assert_eq!(Instant::now() - start, Duration::from_millis(450));
+        assert_eq!(after, Duration::from_millis(450));
         assert_eq!(
-            s.take().0,
+            run.host.session.take().0,
             vec![Frame::PING],
             "the ping at 300 ms went out first"
         );
@@ -111,55 +341,28 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_joined_session_outlives_the_connect_deadline() {
-        let s = session();
-        let check = Some((Instant::now() + Duration::from_millis(100), || true));
-        let reason = run(
-            s.clone(),
-            Duration::from_millis(300),
-            Duration::from_millis(200),
-            check,
-            || true,
-        )
-        .await;
+        let run = start(300, 200, Some((100, true)));
         assert_eq!(
-            reason,
-            DisconnectReason::PingTimeout,
+            run.ended().await,
+            (DisconnectReason::PingTimeout, Duration::from_millis(500)),
             "closed by the heartbeat, not the check"
         );
     }
 
-    fn session() -> Arc<EngineSession> {
-        let addr = "127.0.0.1:1".parse().unwrap();
-        let hs = Handshake::new("GET", "/", "", [], addr, addr);
-        EngineSession::new("s".into(), Arc::new(hs), TransportKind::Polling)
+    #[tokio::test(start_paused = true)]
+    async fn no_pong_closes_with_ping_timeout_at_interval_plus_timeout() {
+        let run = start(300, 200, None);
+        assert_eq!(
+            run.ended().await,
+            (DisconnectReason::PingTimeout, Duration::from_millis(500))
+        );
+        assert_eq!(run.host.session.take().0, vec![Frame::PING]);
     }
 
     #[tokio::test(start_paused = true)]
-    async fn no_pong_closes_with_ping_timeout() {
-        let s = session();
-        let reason = run(
-            s.clone(),
-            Duration::from_millis(300),
-            Duration::from_millis(200),
-            NO_CONNECT_CHECK,
-            || true,
-        )
-        .await;
-        assert_eq!(reason, DisconnectReason::PingTimeout);
-        let (frames, _) = s.take();
-        assert_eq!(frames, vec![Frame::PING]);
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn pongs_keep_the_session_alive() {
-        let s = session();
-        let hb = tokio::spawn(run(
-            s.clone(),
-            Duration::from_millis(300),
-            Duration::from_millis(200),
-            NO_CONNECT_CHECK,
-            || true,
-        ));
+    async fn pongs_keep_the_session_alive_and_set_the_next_ping() {
+        let run = start(300, 200, None);
+        let s = run.host.session.clone();
         for _ in 0..5 {
             // wait for each ping, then answer it
             loop {
@@ -170,38 +373,60 @@ mod tests {
             }
             s.pong_received();
         }
-        assert!(s.closed().is_none());
+        // Pings at 300, then 300 after each pong (seen within 10 ms of its ping).
+        assert!(run.host.ended.lock().is_empty());
         s.close(DisconnectReason::ClientDisconnect);
-        assert_eq!(hb.await.unwrap(), DisconnectReason::ClientDisconnect);
+        let (reason, _) = run.ended().await;
+        assert_eq!(reason, DisconnectReason::ClientDisconnect);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_pong_reschedules_even_when_the_timeout_is_longer_than_the_interval() {
+        let run = start(300, 1000, None);
+        let s = run.host.session.clone();
+        tokio::time::sleep(Duration::from_millis(350)).await;
+        assert_eq!(s.take().0, vec![Frame::PING], "the ping at 300 ms");
+        s.pong_received(); // at 350: the next ping at 650, not at the old deadline (1300)
+        tokio::time::sleep(Duration::from_millis(310)).await;
+        assert_eq!(s.take().0, vec![Frame::PING], "the ping at 650 ms");
+        assert_eq!(
+            run.ended().await,
+            (DisconnectReason::PingTimeout, Duration::from_millis(1650))
+        );
     }
 
     #[tokio::test(start_paused = true)]
     async fn a_failed_tick_closes_as_a_transport_error_before_the_ping() {
-        let s = session();
-        let reason = run(
-            s.clone(),
-            Duration::from_millis(300),
-            Duration::from_millis(200),
-            NO_CONNECT_CHECK,
-            || false,
-        )
-        .await;
-        assert_eq!(reason, DisconnectReason::TransportError);
-        assert!(s.take().0.is_empty(), "no ping after a failed tick");
+        let run = start(300, 200, None);
+        run.host.tick_ok.store(false, Ordering::Relaxed);
+        assert_eq!(
+            run.ended().await,
+            (DisconnectReason::TransportError, Duration::from_millis(300))
+        );
+        assert!(
+            run.host.session.take().0.is_empty(),
+            "no ping after a failed tick"
+        );
     }
 
     #[tokio::test(start_paused = true)]
     async fn a_stale_pong_does_not_answer_the_next_ping() {
-        let s = session();
-        s.pong_received(); // unsolicited
-        let reason = run(
-            s.clone(),
-            Duration::from_millis(300),
-            Duration::from_millis(200),
-            NO_CONNECT_CHECK,
-            || true,
-        )
-        .await;
-        assert_eq!(reason, DisconnectReason::PingTimeout);
+        let run = start(300, 200, None);
+        run.host.session.pong_received(); // unsolicited
+        assert_eq!(
+            run.ended().await,
+            (DisconnectReason::PingTimeout, Duration::from_millis(500))
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_close_ends_the_session_before_its_next_deadline() {
+        let run = start(25_000, 20_000, None);
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        run.host.session.close(DisconnectReason::ServerDisconnect);
+        let (reason, after) = run.ended().await;
+        assert_eq!(reason, DisconnectReason::ServerDisconnect);
+        assert!(after < Duration::from_millis(10), "ended at {after:?}");
+        drop(run.beats);
     }
 }
