@@ -400,6 +400,11 @@ impl EngineSession {
     pub async fn wait(&self) {
         self.notify.notified().await;
     }
+
+    /// [`EngineSession::wait`] as a future a transport can keep pinned and poll by hand.
+    pub fn notified(&self) -> tokio::sync::futures::Notified<'_> {
+        self.notify.notified()
+    }
 }
 
 #[cfg(test)]
