@@ -84,10 +84,15 @@ fn push(queue: &mut VecDeque<Entry>, entry: Entry) -> bool {
     queue.front().is_some_and(|(t, _)| *t == at)
 }
 
-/// Takes the entries of `queue` due at `now`.
+/// Takes the entries of `queue` due at `now`; gives back most of the room of a queue that
+/// emptied (after a wave of connections, or of their connect checks).
 fn due(queue: &mut VecDeque<Entry>, now: Instant) -> Vec<Entry> {
     let n = queue.partition_point(|(at, _)| *at <= now);
-    queue.drain(..n).collect()
+    let taken = queue.drain(..n).collect();
+    if queue.capacity() > 64 && queue.len() < queue.capacity() / 4 {
+        queue.shrink_to(queue.len() * 2);
+    }
+    taken
 }
 
 /// The heartbeats of all the sessions of one server.
