@@ -1503,9 +1503,11 @@ class AsyncServer(HandlerRegistry):
                 self._spawn(rest)
         else:
             self._run_connect_handler(s, environ, auth)
-        # Kept only while the handlers (or the application) hold it, see ferrosio._environ.
+        # Kept only while the handlers (or the application) hold it, see ferrosio._environ; a
+        # connect still running lets go of it when it finishes (_connect_result).
         del environ
-        slot.release()
+        if s.connected or self._sockets.get(sid) is not s:
+            slot.release()
 
     async def _run_middlewares(
         self,
@@ -1570,6 +1572,7 @@ class AsyncServer(HandlerRegistry):
         self._refuse(s, {"message": "Connection rejected by server"})
 
     def _refuse(self, s: _Socket, error: dict[str, Any]) -> None:
+        s.environ.release()
         engine = self._core()
         if self._sockets.get(s.sid) is not s:
             return

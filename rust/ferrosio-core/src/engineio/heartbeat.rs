@@ -425,6 +425,25 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn answered_pings_leave_at_most_three_entries_behind() {
+        let run = start(300, 200, Some((450, true)));
+        let s = run.host.session.clone();
+        for _ in 0..50 {
+            loop {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                if !s.take().0.is_empty() {
+                    break;
+                }
+            }
+            s.pong_received();
+            let q = run.beats.queues.lock();
+            let entries = q.pings.len() + q.pongs.len() + q.connects.len();
+            assert!(entries <= 3, "{entries} entries for one session");
+        }
+        assert!(run.host.ended.lock().is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn a_close_ends_the_session_before_its_next_deadline() {
         let run = start(25_000, 20_000, None);
         tokio::time::sleep(Duration::from_millis(5)).await;
