@@ -60,6 +60,8 @@ struct Queues {
     connects: VecDeque<Entry>,
     /// Sessions closed since the task last ran.
     closed: Vec<Arc<str>>,
+    /// Lengths (pings, pongs, connects) past which a queue is swept (see [`Heartbeats::sweep`]).
+    sweep_at: [usize; 3],
 }
 
 impl Queues {
@@ -82,6 +84,23 @@ fn push(queue: &mut VecDeque<Entry>, entry: Entry) -> bool {
         queue.insert(i, entry);
     }
     queue.front().is_some_and(|(t, _)| *t == at)
+}
+
+/// Fewest entries a queue holds before it is swept.
+const SWEEP_MIN: usize = 64;
+
+/// Keeps the entries of `queue` that `current` says are still current; returns how many are
+/// left.
+fn retain_current(
+    queue: &mut VecDeque<Entry>,
+    host: &dyn HeartbeatHost,
+    current: impl Fn(&Beat, Instant) -> bool,
+) -> usize {
+    queue.retain(|(at, sid)| {
+        host.live_session(sid)
+            .is_some_and(|s| s.closed().is_none() && current(&s.beat.lock(), *at))
+    });
+    queue.len()
 }
 
 /// Takes the entries of `queue` due at `now`; gives back most of the room of a queue that
@@ -179,6 +198,33 @@ impl Heartbeats {
         }
     }
 
+    /// Drops the entries of ended sessions, and those a pong made stale, from a queue that
+    /// doubled since its last sweep. Under churn they would otherwise stay until their
+    /// deadline (up to `connect_timeout`, 45 s): memory that grows with the churn rate, not
+    /// with the sessions alive. Amortized, one look-up per entry queued.
+    fn sweep(&self, host: &dyn HeartbeatHost) {
+        let mut q = self.queues.lock();
+        let Queues {
+            pings,
+            pongs,
+            connects,
+            sweep_at,
+            ..
+        } = &mut *q;
+        if pings.len() > sweep_at[0].max(SWEEP_MIN) {
+            let left = retain_current(pings, host, |b, at| b.next_ping == Some(at));
+            sweep_at[0] = 2 * left;
+        }
+        if pongs.len() > sweep_at[1].max(SWEEP_MIN) {
+            let left = retain_current(pongs, host, |b, at| b.pong_due == Some(at));
+            sweep_at[1] = 2 * left;
+        }
+        if connects.len() > sweep_at[2].max(SWEEP_MIN) {
+            let left = retain_current(connects, host, |b, at| b.connect_by == Some(at));
+            sweep_at[2] = 2 * left;
+        }
+    }
+
     /// Handles everything due now: closes first, then connect checks, pong deadlines, pings
     /// (the order one session's deadlines at the same instant were always checked in).
     fn fire(&self, host: &dyn HeartbeatHost) {
@@ -192,11 +238,15 @@ impl Heartbeats {
                 due(&mut q.pings, now),
             )
         };
+        let any_closed = !closed.is_empty();
         for sid in closed {
             if let Some(s) = host.live_session(&sid) {
                 let reason = s.closed().unwrap_or(DisconnectReason::ServerDisconnect);
                 host.end(&s, reason);
             }
+        }
+        if any_closed {
+            self.sweep(host);
         }
         let live = |sid: &str| {
             let s = host.live_session(sid)?;
@@ -441,6 +491,42 @@ mod tests {
             assert!(entries <= 3, "{entries} entries for one session");
         }
         assert!(run.host.ended.lock().is_empty());
+    }
+
+    #[test]
+    fn a_sweep_drops_the_entries_of_ended_sessions() {
+        let beats = Heartbeats::new(Duration::from_secs(25), Duration::from_secs(20));
+        let addr = "127.0.0.1:1".parse().unwrap();
+        let host = Host {
+            session: EngineSession::new(
+                "live".into(),
+                Arc::new(Handshake::new("GET", "/", "", [], addr, addr)),
+                TransportKind::Polling,
+            ),
+            joined: AtomicBool::new(true),
+            tick_ok: AtomicBool::new(true),
+            ended: Mutex::default(),
+        };
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            // 200 sessions came and went; one stays.
+            for i in 0..200 {
+                let gone = EngineSession::new(
+                    format!("gone{i}").into(),
+                    Arc::new(Handshake::new("GET", "/", "", [], addr, addr)),
+                    TransportKind::Polling,
+                );
+                beats.watch(&gone, Some(Duration::from_secs(45)));
+            }
+            beats.watch(&host.session, Some(Duration::from_secs(45)));
+        });
+        beats.sweep(&host);
+        let q = beats.queues.lock();
+        assert_eq!((q.pings.len(), q.connects.len()), (1, 1));
+        assert_eq!(q.sweep_at, [2, 0, 2]);
     }
 
     #[tokio::test(start_paused = true)]
