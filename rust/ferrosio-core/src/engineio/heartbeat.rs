@@ -204,8 +204,9 @@ impl Heartbeats {
         let next_ping = Instant::now() + self.interval;
         {
             let mut beat = session.beat.lock();
-            if beat.pong_due.is_none() {
-                return; // nobody asked for it: it answers nothing
+            if beat.pong_due.is_none() || session.protocol.is_v3() {
+                // Nobody asked for it (v3: the server never pings): it answers nothing.
+                return;
             }
             beat.pong_due = None;
             beat.next_ping = Some(next_ping);
