@@ -1109,6 +1109,57 @@ async def test_huge_headers_are_refused(reference_server, shape):
     await _assert_serving(reference_server)
 
 
+def _head_of(port: int, size: int, shape: str) -> bytes:
+    """A polling handshake request whose head (up to and with its blank line) is ``size``
+    bytes: padded with one long header, or with lines of ~1 KiB (fewer than 100 headers)."""
+    head = f"GET {eio_query()} HTTP/1.1\r\nHost: {HOST}:{port}\r\n".encode()
+    pad = size - len(head) - 2
+    if shape == "one-line":
+        extra = b"X-Big: " + b"a" * (pad - len(b"X-Big: \r\n")) + b"\r\n"
+    else:
+        lines = []
+        while pad > 0:
+            name = b"X-Big-%d: " % len(lines)
+            n = min(1024, pad - len(name) - 2)
+            if n < 1:  # too little left for another line: lengthen the previous one
+                lines[-1] = lines[-1][:-2] + b"a" * pad + b"\r\n"
+                break
+            lines.append(name + b"a" * n + b"\r\n")
+            pad -= len(lines[-1])
+        extra = b"".join(lines)
+    data = head + extra + b"\r\n"
+    assert len(data) == size
+    return data
+
+
+@pytest.mark.parametrize("shape", ["many-lines", "one-line"])
+@pytest.mark.parametrize("size", [64 * 1024 + 1, 100 * 1024])
+async def test_a_head_over_64_kib_is_431(reference_server, shape, size):
+    # Sent at once, so the server reads it in a few large reads (hyper's own buffer bound
+    # is checked only between reads and let 100 KiB through).
+    conn = await Conn.open(reference_server.port)
+    try:
+        await conn.send(_head_of(reference_server.port, size, shape))
+        res = await conn.read_response()
+        assert res.status == 431, str(res)
+        await conn.wait_closed()
+    finally:
+        conn.close()
+    await _assert_serving(reference_server)
+
+
+async def test_a_head_of_64_kib_is_served(reference_server):
+    if reference_server.kind != "ferrosio":
+        pytest.skip("the bound under test is ferrosio's (Node's is 16 KiB)")
+    conn = await Conn.open(reference_server.port)
+    try:
+        await conn.send(_head_of(reference_server.port, 64 * 1024, "many-lines"))
+        res = await conn.read_response()
+        assert res.status == 200 and res.body.startswith(b"0{"), str(res)
+    finally:
+        conn.close()
+
+
 @pytest.mark.parametrize(
     "data",
     [

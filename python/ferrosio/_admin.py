@@ -274,7 +274,8 @@ class AdminInstrumentation:
     def socket_connected(self, s: _Socket) -> None:
         """Called by the server when it accepts a socket."""
         self.connected_at[s.sid] = (time.time() * 1000, _now_iso())
-        if self.sio._eio_refs.get(s.eio_sid) == 1:  # the connection's first socket
+        slot = self.sio._environs.get(s.eio_sid)
+        if slot is not None and slot.refs == 1:  # the connection's first socket
             self._count("rawConnection")
         if self.development:
             self._report("socket_connected", self._serialize(s), _now_iso())
@@ -283,7 +284,7 @@ class AdminInstrumentation:
     def socket_disconnected(self, s: _Socket, reason: str) -> None:
         """Called by the server when a connected socket is gone (and forgotten)."""
         self.connected_at.pop(s.sid, None)
-        if s.eio_sid not in self.sio._eio_refs:  # the connection's last socket
+        if s.eio_sid not in self.sio._environs:  # the connection's last socket
             self._count("rawDisconnection", reason)
         self.admins.discard(s.sid)
         if self.development:
@@ -336,7 +337,7 @@ class AdminInstrumentation:
                 continue
             namespaces[s.nsp] = namespaces.get(s.nsp, 0) + 1
             clients.add(s.eio_sid)
-            if _transport(s.environ) == "polling":
+            if _transport(sio.get_environ(s.sid, namespace=s.nsp) or {}) == "polling":
                 polling.add(s.eio_sid)
         namespaces.setdefault(self.namespace, 0)
         events = [
@@ -358,7 +359,8 @@ class AdminInstrumentation:
 
     def _serialize(self, s: _Socket) -> dict[str, Any]:
         """A socket as the UI shows it (Node's shape)."""
-        environ = s.environ
+        # Built from the handshake record on demand (the server keeps no environ per socket).
+        environ = self.sio.get_environ(s.sid, namespace=s.nsp) or {}
         headers = {
             key[5:].lower().replace("_", "-"): value
             for key, value in environ.items()

@@ -211,8 +211,15 @@ class ClusterRequests:
     def describe(self, nsp: str, sid: str, rooms: list[str]) -> dict[str, Any]:
         """A socket of this server as the adapter describes it in a fetch-sockets answer."""
         s = self._server._socket_in(sid, nsp)
-        environ = s.environ if s is not None else {}
         auth, issued = self._connected.get(sid, (None, time.time()))
+        if s is None:
+            handshake = handshake_of({}, auth, issued)
+        else:
+            # Built when used and let go right after (see ferrosio._environ).
+            environ = s.environ.get(self._server._environ_of)
+            handshake = handshake_of(environ, auth, issued)
+            del environ
+            s.environ.release()
         data: Any = {}
         if s is not None and s.session:
             try:
@@ -222,7 +229,7 @@ class ClusterRequests:
                 data = {}
         return {
             "id": sid,
-            "handshake": handshake_of(environ, auth, issued),
+            "handshake": handshake,
             "rooms": rooms,
             "data": data,
         }

@@ -24,6 +24,7 @@ from ferrosio import _codec, _compat, exceptions
 from ferrosio._asgi_host import ASGIApp, AsgiHost
 from ferrosio._broadcast_acks import BroadcastAcks
 from ferrosio._cluster_requests import ClusterRequests, RemoteSocket
+from ferrosio._environ import EnvironSlot
 from ferrosio._ferrosio import (
     CONTROL_AUTHORIZE,
     CONTROL_CLUSTER,
@@ -97,11 +98,12 @@ _cluster_logger = logging.getLogger("ferrosio.cluster")
 
 class _Socket:
     """What the Python side keeps per connected socket (one per namespace connection).
-    Its rooms are the engine's to know (``AsyncServer.rooms`` asks it)."""
+    Its rooms are the engine's to know (``AsyncServer.rooms`` asks it); its environ is built
+    when used (``_environ``)."""
 
     __slots__ = ("connected", "eio_sid", "environ", "nsp", "session", "sid")
 
-    def __init__(self, sid: str, nsp: str, eio_sid: str, environ: dict[str, Any]) -> None:
+    def __init__(self, sid: str, nsp: str, eio_sid: str, environ: EnvironSlot) -> None:
         self.sid = sid
         self.nsp = nsp
         self.eio_sid = eio_sid
@@ -428,8 +430,8 @@ class AsyncServer(HandlerRegistry):
         self.socketio_path = socketio_path
         self._init_handlers(logger, default_logger)
         self._sockets: dict[str, _Socket] = {}
-        self._environs: dict[str, dict[str, Any]] = {}
-        self._eio_refs: dict[str, int] = {}
+        # Per Engine.IO session, shared by its sockets: the environ, built when used.
+        self._environs: dict[str, EnvironSlot] = {}
         self._acks: dict[int, tuple[str, Callable[..., Any]]] = {}
         self._acks_by_sid: dict[str, set[int]] = {}
         self._ack_ids = itertools.count(1)
@@ -1458,7 +1460,14 @@ class AsyncServer(HandlerRegistry):
         """The WSGI-style environ of the client's connection request; None for a sid that is
         not connected to ``namespace`` (``/`` by default)."""
         s = self._socket_in(sid, namespace)
-        return s.environ if s is not None else None
+        if s is None:
+            return None
+        environ = s.environ.get(self._environ_of)
+        s.environ.release()
+        return environ
+
+    def _environ_of(self, handshake: Handshake) -> dict[str, Any]:
+        return _build_environ(handshake, self._scheme, self.trusted_proxies)
 
     # --------------------------------------------------------------- dispatch ----
     def _drain(self) -> None:
@@ -1809,13 +1818,12 @@ class AsyncServer(HandlerRegistry):
             auth = orjson.loads(auth_data) if auth_data else None
         except orjson.JSONDecodeError:
             auth = None
-        environ = self._environs.get(eio_sid)
-        if environ is None:
-            environ = self._environs[eio_sid] = _build_environ(
-                handshake, self._scheme, self.trusted_proxies
-            )
-        self._eio_refs[eio_sid] = self._eio_refs.get(eio_sid, 0) + 1
-        s = self._sockets[sid] = _Socket(sid, nsp, eio_sid, environ)
+        slot = self._environs.get(eio_sid)
+        if slot is None:
+            slot = self._environs[eio_sid] = EnvironSlot(handshake)
+        slot.refs += 1
+        environ = slot.get(self._environ_of)
+        s = self._sockets[sid] = _Socket(sid, nsp, eio_sid, slot)
         if self.client_manager is not None:
             self._cluster.remember(sid, auth)  # for Node's handshake in fetch_sockets
         if nsp in self._children:
@@ -1828,8 +1836,13 @@ class AsyncServer(HandlerRegistry):
             finished, rest = step_eagerly(self._run_middlewares(s, middlewares, environ, auth))
             if not finished:
                 self._spawn(rest)
-            return
-        self._run_connect_handler(s, environ, auth)
+        else:
+            self._run_connect_handler(s, environ, auth)
+        # Kept only while the handlers (or the application) hold it, see ferrosio._environ; a
+        # connect still running lets go of it when it finishes (_connect_result).
+        del environ
+        if s.connected or self._sockets.get(sid) is not s:
+            slot.release()
 
     async def _run_middlewares(
         self,
@@ -1877,6 +1890,7 @@ class AsyncServer(HandlerRegistry):
         )
 
     def _connect_result(self, s: _Socket, result: Any) -> None:
+        s.environ.release()
         if result is False:
             self._refuse(s, {"message": "Connection rejected by server"})
             return
@@ -1889,6 +1903,7 @@ class AsyncServer(HandlerRegistry):
                 self._instrumentation.socket_connected(s)
 
     def _connect_failed(self, s: _Socket, exc: BaseException) -> None:
+        s.environ.release()
         if isinstance(exc, exceptions.ConnectionRefusedError):
             self._refuse(s, exc.error_args)
             return
@@ -1896,6 +1911,7 @@ class AsyncServer(HandlerRegistry):
         self._refuse(s, {"message": "Connection rejected by server"})
 
     def _refuse(self, s: _Socket, error: dict[str, Any]) -> None:
+        s.environ.release()
         engine = self._core()
         if self._sockets.get(s.sid) is not s:
             return
@@ -1913,12 +1929,10 @@ class AsyncServer(HandlerRegistry):
             self._recovered.discard(s.sid)
         if self._children and s.nsp in self._children:
             self._forget_child_socket(s.nsp)
-        refs = self._eio_refs.get(s.eio_sid, 1) - 1
-        if refs <= 0:
-            self._eio_refs.pop(s.eio_sid, None)
-            self._environs.pop(s.eio_sid, None)
-        else:
-            self._eio_refs[s.eio_sid] = refs
+        s.environ.refs -= 1
+        if s.environ.refs <= 0 and self._environs.get(s.eio_sid) is s.environ:
+            del self._environs[s.eio_sid]
+            s.environ.close()
         for ack_id in self._acks_by_sid.pop(s.sid, ()):
             entry = self._acks.pop(ack_id, None)
             fut = getattr(entry[1], "__ferrosio_future__", None) if entry else None

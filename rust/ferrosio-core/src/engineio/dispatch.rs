@@ -90,9 +90,14 @@ impl PacketReceiver for ServerEnd<'_> {
     }
 
     fn on_ping(&mut self) -> Result<(), Self::Refusal> {
-        // v3: the client's ping is its heartbeat (the server's pong answers it).
-        if self.session.protocol.is_v3() && !self.session.over_limit() {
-            self.session.pong_received();
+        // v3: the client's ping is its heartbeat (the server's pong answers it), and the
+        // clock of the layer's own deadlines (an unfinished binary packet), which the
+        // server's ping runs in v4.
+        if self.session.protocol.is_v3()
+            && !self.session.over_limit()
+            && self.session.client_pinged()
+        {
+            self.handler.on_tick(self.session)?;
         }
         Ok(())
     }
@@ -136,13 +141,19 @@ mod tests {
     use parking_lot::Mutex;
 
     use super::*;
+    use crate::engineio::heartbeat::Heartbeats;
     use crate::engineio::session::{Handshake, TransportKind};
+    use crate::engineio::v3::Protocol;
     use crate::error::ProtocolError;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::time::Duration;
 
-    /// Records what reaches the layer above; refuses the text message `bad`.
+    /// Records what reaches the layer above; refuses the text message `bad`, and its tick
+    /// while `refuse_tick`.
     #[derive(Default)]
     struct Recorder {
         seen: Mutex<Vec<EnginePacket>>,
+        refuse_tick: AtomicBool,
     }
 
     impl EngineHandler for Recorder {
@@ -159,6 +170,12 @@ mod tests {
             Ok(())
         }
         fn on_close(&self, _: &Arc<EngineSession>, _: DisconnectReason) {}
+        fn on_tick(&self, _: &Arc<EngineSession>) -> Result<(), ProtocolError> {
+            if self.refuse_tick.load(Ordering::Relaxed) {
+                return Err(ProtocolError::Empty);
+            }
+            Ok(())
+        }
     }
 
     fn session() -> Arc<EngineSession> {
@@ -190,7 +207,35 @@ mod tests {
         assert!(s.pong_overdue());
         assert_eq!(dispatch(&s, &h, packet("3")), Ok(Outcome::Continue));
         assert!(!s.pong_overdue());
-        s.wait_pong().await; // the pong was signalled, so this does not hang
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_v3_clients_ping_moves_its_deadline_and_runs_the_layers_tick() {
+        let addr = "127.0.0.1:1".parse().unwrap();
+        let hs = Arc::new(Handshake::new("GET", "/", "", [], addr, addr));
+        let s = EngineSession::bounded_with_protocol(
+            "s".into(),
+            hs,
+            TransportKind::WebSocket,
+            usize::MAX,
+            Protocol::V3 { base64: false },
+        );
+        let beats = Heartbeats::new(Duration::from_millis(300), Duration::from_millis(200));
+        beats.watch(&s, None); // the client's first ping due at 500 ms
+        let h = Recorder::default();
+        tokio::time::advance(Duration::from_millis(450)).await;
+        assert_eq!(dispatch(&s, &h, packet("3")), Ok(Outcome::Continue));
+        assert_eq!(dispatch(&s, &h, packet("2")), Ok(Outcome::Continue));
+        assert_eq!(s.take().0, vec![Frame::Text(Bytes::from_static(b"3"))]);
+        tokio::time::advance(Duration::from_millis(100)).await;
+        assert!(!s.pong_overdue(), "due at 950 ms now, not 500");
+        // A tick is due again an interval after the last (at 750 ms); the layer refuses it.
+        h.refuse_tick.store(true, Ordering::Relaxed);
+        tokio::time::advance(Duration::from_millis(250)).await;
+        assert_eq!(
+            dispatch(&s, &h, packet("2")),
+            Ok(Outcome::Close(DisconnectReason::TransportError))
+        );
     }
 
     #[test]

@@ -6,11 +6,12 @@
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock, Weak};
 
 use parking_lot::Mutex;
 use tokio::sync::Notify;
 
+use super::heartbeat::{Beat, Heartbeats};
 use super::inbound::InboundMeter;
 use super::packet::Frame;
 use super::v3::Protocol;
@@ -111,14 +112,14 @@ pub struct EngineSession {
     pub handshake: Arc<Handshake>,
     outbox: Mutex<Outbox>,
     notify: Notify,
-    closed_notify: Notify,
-    pong: Notify,
     transport: AtomicU8,
     /// At most one polling GET and one POST in flight.
     get_in_flight: AtomicBool,
     post_in_flight: AtomicBool,
-    /// When the pong for the last ping is due, while one is awaited.
-    pong_deadline: Mutex<Option<tokio::time::Instant>>,
+    /// Its deadlines (ping, pong, connect check), kept by the server's [`Heartbeats`].
+    pub(super) beat: Mutex<Beat>,
+    /// The heartbeats that watch this session, told when it closes (none: not watched).
+    heartbeats: OnceLock<Weak<Heartbeats>>,
     /// Most bytes that may wait for this client: the outbox plus the transport's backlog.
     max_buffer: usize,
     /// Bytes the transport took from the outbox but the socket has not (the WebSocket backlog).
@@ -161,12 +162,11 @@ impl EngineSession {
             handshake,
             outbox: Mutex::default(),
             notify: Notify::new(),
-            closed_notify: Notify::new(),
-            pong: Notify::new(),
             transport: AtomicU8::new(transport as u8),
             get_in_flight: AtomicBool::new(false),
             post_in_flight: AtomicBool::new(false),
-            pong_deadline: Mutex::new(None),
+            beat: Mutex::default(),
+            heartbeats: OnceLock::new(),
             max_buffer,
             backlog: AtomicUsize::new(0),
             inbound: InboundMeter::default(),
@@ -263,39 +263,54 @@ impl EngineSession {
         self.post_in_flight.store(false, Ordering::Release);
     }
 
-    /// A pong arrived (on any transport).
+    /// A pong arrived (on any transport): it answers the ping awaited, if any, and the next
+    /// ping goes an interval from now.
     pub fn pong_received(&self) {
-        *self.pong_deadline.lock() = None;
-        self.pong.notify_one();
+        match self.heartbeats.get().and_then(Weak::upgrade) {
+            Some(heartbeats) => heartbeats.pong(self),
+            None => self.beat.lock().pong_due = None,
+        }
     }
 
-    /// Records that a ping went out and its pong is due by `deadline`.
+    /// A v3 client's ping (v3: the client pings, the server answers): its next ping is due
+    /// an interval + timeout from now. True when the layer's own deadlines are due for a
+    /// check (at most once an interval; see [`Heartbeats::client_ping`]).
+    pub fn client_pinged(&self) -> bool {
+        self.heartbeats
+            .get()
+            .and_then(Weak::upgrade)
+            .is_some_and(|heartbeats| heartbeats.client_ping(self))
+    }
+
+    /// Records that a ping went out and its pong is due by `deadline` (tests; the heartbeat
+    /// keeps this itself).
+    #[cfg(test)]
     pub fn ping_sent(&self, deadline: tokio::time::Instant) {
-        *self.pong_deadline.lock() = Some(deadline);
+        self.beat.lock().pong_due = Some(deadline);
     }
 
     /// True if a pong is overdue. Requests check this, so a session whose deadline passed is
-    /// treated as timed out even if its heartbeat task has not run yet.
+    /// treated as timed out even if the heartbeat task has not run yet.
     pub fn pong_overdue(&self) -> bool {
-        self.pong_deadline
+        self.beat
             .lock()
+            .pong_due
             .is_some_and(|d| tokio::time::Instant::now() >= d)
     }
 
-    /// Resolves at the next pong (one that arrived before the wait counts).
-    pub async fn wait_pong(&self) {
-        self.pong.notified().await;
+    /// Watched by `heartbeats` from now on (once; see [`Heartbeats::watch`]).
+    pub(super) fn attach_heartbeats(&self, heartbeats: Weak<Heartbeats>) {
+        let _ = self.heartbeats.set(heartbeats);
+        if self.closed().is_some() {
+            self.tell_closed();
+        }
     }
 
-    /// Resolves once the session is closed.
-    pub async fn wait_closed(&self) {
-        let notified = self.closed_notify.notified();
-        tokio::pin!(notified);
-        notified.as_mut().enable();
-        if self.closed().is_some() {
-            return;
+    /// Tells the heartbeats (which end the session with the host) that this session closed.
+    fn tell_closed(&self) {
+        if let Some(heartbeats) = self.heartbeats.get().and_then(Weak::upgrade) {
+            heartbeats.closed(self.sid.clone());
         }
-        notified.await;
     }
 
     /// Queues one frame; returns false (and drops it) once the session is closed, or when the
@@ -341,7 +356,7 @@ impl EngineSession {
         match dropped {
             None => Delivery::Queued,
             Some(frames) => {
-                self.closed_notify.notify_waiters();
+                self.tell_closed();
                 let freed: usize = frames.iter().map(Frame::len).sum();
                 drop(frames);
                 super::trim::after_free(freed);
@@ -397,7 +412,9 @@ impl EngineSession {
             }
         };
         self.notify.notify_one();
-        self.closed_notify.notify_waiters();
+        if first {
+            self.tell_closed();
+        }
         first
     }
 
@@ -408,6 +425,11 @@ impl EngineSession {
     /// Resolves when something was queued or the session was closed since the last wait.
     pub async fn wait(&self) {
         self.notify.notified().await;
+    }
+
+    /// [`EngineSession::wait`] as a future a transport can keep pinned and poll by hand.
+    pub fn notified(&self) -> tokio::sync::futures::Notified<'_> {
+        self.notify.notified()
     }
 }
 

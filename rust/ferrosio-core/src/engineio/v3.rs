@@ -9,7 +9,8 @@
 //!   length one byte each, `0xFF`, then the packet (text as UTF-8, binary as the type byte `4`
 //!   and the data).
 //! - A WebSocket binary frame starts with the packet type byte (`0x04` for a message).
-//! - The client pings (`2`) and the server pongs (`3`): see `heartbeat::run_client_pings`.
+//! - The client pings (`2`) and the server pongs (`3`): see `heartbeat` (v3 sessions) and
+//!   `EngineSession::client_pinged`.
 //!
 //! Outbound frames are the v4 [`Frame`]s, shared with every v4 recipient of a broadcast: only
 //! their framing here differs (at write time, per session).

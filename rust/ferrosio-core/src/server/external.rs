@@ -198,14 +198,8 @@ impl FrontDoor {
         };
         if conn.is_local() {
             // The in-process reader waits on the session's outbox itself (no hop through this
-            // thread per batch); only the session's end is watched here.
-            tokio::spawn(async move {
-                session.wait_closed().await;
-                conn.wake_local();
-                if let Some(reason) = session.closed() {
-                    self.end_session(&session, reason);
-                }
-            });
+            // thread per batch), where it sees the close too; the session's end reaches the
+            // front door through the heartbeats, which a closing session tells. No task.
             return;
         }
         tokio::spawn(async move {

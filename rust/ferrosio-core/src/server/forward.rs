@@ -26,7 +26,9 @@ use hyper::{Request, Response, StatusCode, Version};
 use parking_lot::Mutex;
 use tokio::sync::{mpsc, oneshot};
 
-use super::http::{handshake, status_response, HttpResponse};
+use super::http::{
+    handshake, head_too_large, head_too_large_response, status_response, HttpResponse,
+};
 use super::{static_files, FrontDoor};
 use crate::bridge::{HttpCommand, HttpInbound, Inbound, HTTP_BODY_CREDIT};
 
@@ -172,6 +174,9 @@ impl FrontDoor {
         remote: SocketAddr,
         local: SocketAddr,
     ) -> Result<AnyResponse, Infallible> {
+        if head_too_large(&req) {
+            return Ok(head_too_large_response().map(Either::Left));
+        }
         if self.config.forward_http {
             let path = req.uri().path();
             if self.endpoint(path).is_none()

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 
 use bytes::Bytes;
 use http_body_util::Full;
-use hyper::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE};
+use hyper::header::{HeaderValue, CACHE_CONTROL, CONNECTION, CONTENT_TYPE};
 use hyper::{Request, Response, StatusCode};
 
 use crate::engineio::session::Handshake;
@@ -108,6 +108,41 @@ pub(super) fn handshake<B>(req: &Request<B>, remote: SocketAddr, local: SocketAd
         remote,
         local,
     )
+}
+
+/// The most bytes a request's head (request line and header lines) may take. hyper's own
+/// bound on its read buffer (`max_buf_size`, set to this) is only checked between reads, so a
+/// head that arrives in a few large reads can reach about twice this before hyper refuses it:
+/// [`head_too_large`] makes the bound exact.
+pub(super) const MAX_REQUEST_HEAD: usize = 64 * 1024;
+
+/// True if `req`'s head took more than [`MAX_REQUEST_HEAD`] bytes on the wire (counted from
+/// what hyper parsed: `METHOD URI HTTP/1.1`, `name: value` lines, CRLFs).
+pub(super) fn head_too_large<B>(req: &Request<B>) -> bool {
+    let uri = req.uri();
+    let target = uri.scheme_str().map_or(0, |s| s.len() + 3)
+        + uri.authority().map_or(0, |a| a.as_str().len())
+        + uri.path_and_query().map_or(1, |p| p.as_str().len());
+    let mut len = req.method().as_str().len() + 1 + target + " HTTP/1.1\r\n\r\n".len();
+    for (name, value) in req.headers() {
+        len += name.as_str().len() + ": \r\n".len() + value.len();
+        if len > MAX_REQUEST_HEAD {
+            return true;
+        }
+    }
+    len > MAX_REQUEST_HEAD
+}
+
+/// 431 for a request whose head is over [`MAX_REQUEST_HEAD`]; the connection closes after it
+/// (as hyper does when its own bound refuses a head).
+pub(super) fn head_too_large_response() -> HttpResponse {
+    let mut res = status_response(
+        StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+        "Request Header Fields Too Large",
+    );
+    res.headers_mut()
+        .insert(CONNECTION, HeaderValue::from_static("close"));
+    res
 }
 
 /// A polling response body.
@@ -213,6 +248,23 @@ mod tests {
             None,
             "keys are case-sensitive"
         );
+    }
+
+    #[test]
+    fn a_head_is_measured_as_sent() {
+        // "GET /x HTTP/1.1\r\n" + "a: <v>\r\n" + "\r\n"
+        let at = |value_len: usize| {
+            Request::get("/x")
+                .header("a", "v".repeat(value_len))
+                .body(())
+                .unwrap()
+        };
+        let fixed = "GET /x HTTP/1.1\r\n".len() + "a: \r\n".len() + 2;
+        assert!(!head_too_large(&at(MAX_REQUEST_HEAD - fixed)));
+        assert!(head_too_large(&at(MAX_REQUEST_HEAD - fixed + 1)));
+        let res = head_too_large_response();
+        assert_eq!(res.status().as_u16(), 431);
+        assert_eq!(res.headers()[CONNECTION], "close");
     }
 
     #[test]

@@ -179,8 +179,9 @@ pub(super) async fn serve_connection<IO>(
         hyper::service::service_fn(move |req| front.clone().serve_request(req, remote, local));
     let conn = hyper::server::conn::http1::Builder::new()
         .keep_alive(keep_alive)
-        // Bounded headers, and a deadline for them: slowloris costs little.
-        .max_buf_size(64 * 1024)
+        // Bounded headers (exactly: see `http::head_too_large`), and a deadline for them:
+        // slowloris costs little.
+        .max_buf_size(super::http::MAX_REQUEST_HEAD)
         .timer(TokioTimer::new())
         .header_read_timeout(Duration::from_secs(10))
         .serve_connection(TokioIo::new(io), service)

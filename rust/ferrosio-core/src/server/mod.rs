@@ -84,6 +84,8 @@ struct FrontDoor {
     layer: Arc<SocketIoLayer>,
     engineio: Option<Arc<EngineIoEndpoint>>,
     sessions: Mutex<SessionTable>,
+    /// The heartbeats of all sessions, and their task: started with the first session.
+    heartbeats: std::sync::OnceLock<Arc<crate::engineio::heartbeat::Heartbeats>>,
     /// Requests forwarded to the host's HTTP application, awaiting their answer.
     forwarded: forward::Forwarder,
 }
@@ -199,6 +201,7 @@ impl ServerHandle {
             inbound: inbound.clone(),
             gate: HostGate::default(),
             sessions: Mutex::default(),
+            heartbeats: std::sync::OnceLock::new(),
             forwarded: forward::Forwarder::default(),
             config,
         });
@@ -337,6 +340,7 @@ where
         inbound,
         gate: HostGate::default(),
         sessions: Mutex::default(),
+        heartbeats: std::sync::OnceLock::new(),
         forwarded: forward::Forwarder::default(),
         config,
     });

@@ -1,11 +1,11 @@
 //! The live sessions: the table by sid, which endpoint (Socket.IO or bare Engine.IO) each
-//! belongs to and so which layer hears of it, and a session's start (open packet, timers task)
+//! belongs to and so which layer hears of it, and a session's start (open packet, heartbeat)
 //! and end.
 
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
 use super::FrontDoor;
-use crate::engineio::heartbeat;
+use crate::engineio::heartbeat::{HeartbeatHost, Heartbeats};
 use crate::engineio::packet::Frame;
 use crate::engineio::session::{DisconnectReason, EngineSession, Handshake, TransportKind};
 use crate::engineio::v3::Protocol;
@@ -87,36 +87,23 @@ impl FrontDoor {
             .lock()
             .insert(session.sid.clone(), (session.clone(), endpoint));
         self.handler(endpoint).on_open(&session);
-        // One task per session for its timers: the heartbeat, and on the Socket.IO endpoint the
-        // connect timeout (socket.io's connectTimeout: close if no namespace was joined).
-        let (front, s) = (self.clone(), session.clone());
-        let connect_deadline =
-            (endpoint == Endpoint::SocketIo).then(|| front.layer.connect_timeout());
-        tokio::spawn(async move {
-            let cfg = &front.config;
-            let connect = connect_deadline.map(|after| {
-                (tokio::time::Instant::now() + after, || {
-                    front.layer.has_sockets(&s.sid)
-                })
-            });
-            let on_tick = || front.handler(endpoint).on_tick(&s).is_ok();
-            let (interval, timeout) = (cfg.ping_interval, cfg.ping_timeout);
-            let reason = if s.protocol.is_v3() {
-                // Boxed: only v3 sessions pay for this future's size.
-                Box::pin(heartbeat::run_client_pings(
-                    s.clone(),
-                    interval,
-                    timeout,
-                    connect,
-                    on_tick,
-                ))
-                .await
-            } else {
-                heartbeat::run(s.clone(), interval, timeout, connect, on_tick).await
-            };
-            front.end_session(&s, reason);
-        });
+        // Its heartbeat (for a v3 client, the deadline of its pings), and on the Socket.IO
+        // endpoint the connect timeout (socket.io's connectTimeout: close if no namespace was
+        // joined), in the one heartbeat task.
+        let connect_timeout =
+            (endpoint == Endpoint::SocketIo).then(|| self.layer.connect_timeout());
+        self.heartbeats().watch(&session, connect_timeout);
         session
+    }
+
+    /// The heartbeats of this server's sessions; the first call starts their task.
+    fn heartbeats(self: &Arc<Self>) -> &Arc<Heartbeats> {
+        self.heartbeats.get_or_init(|| {
+            let heartbeats = Heartbeats::new(self.config.ping_interval, self.config.ping_timeout);
+            let host: Weak<dyn HeartbeatHost> = Arc::downgrade(self) as Weak<FrontDoor>;
+            tokio::spawn(heartbeats.clone().run(host));
+            heartbeats
+        })
     }
 
     /// Forgets a session and tells the layer above; safe to call more than once.
@@ -144,5 +131,25 @@ impl FrontDoor {
 
     pub(super) fn has_sessions(&self) -> bool {
         !self.sessions.lock().is_empty()
+    }
+}
+
+/// What the heartbeat task asks of the front door.
+impl HeartbeatHost for FrontDoor {
+    fn live_session(&self, sid: &str) -> Option<Arc<EngineSession>> {
+        self.sessions.lock().get(sid).map(|(s, _)| s.clone())
+    }
+
+    fn joined(&self, session: &Arc<EngineSession>) -> bool {
+        self.layer.has_sockets(&session.sid)
+    }
+
+    fn tick(&self, session: &Arc<EngineSession>) -> bool {
+        let endpoint = self.sessions.lock().get(&session.sid).map(|(_, e)| *e);
+        endpoint.is_none_or(|e| self.handler(e).on_tick(session).is_ok())
+    }
+
+    fn end(&self, session: &Arc<EngineSession>, reason: DisconnectReason) {
+        self.end_session(session, reason);
     }
 }

@@ -372,6 +372,10 @@ impl SocketIoLayer {
             Some((k, _)) => k.clone(),
             None => Arc::from(nsp_str),
         };
+        // One namespace is the rule: room for one, not four (Vec's first growth).
+        if conn.sockets.capacity() == 0 {
+            conn.sockets.reserve_exact(1);
+        }
         conn.sockets.push((nsp.clone(), sid.clone()));
         let recovery = self.recovery.is_some();
         let ns = reg

@@ -27,7 +27,12 @@ impl RoomIndex {
             .entry(name.clone())
             .or_default()
             .insert(sid.clone());
-        self.sids.entry(sid.clone()).or_default().push(name);
+        let joined = self.sids.entry(sid.clone()).or_default();
+        // Many sockets join one room: room for one first, not four (Vec's first growth).
+        if joined.capacity() == 0 {
+            joined.reserve_exact(1);
+        }
+        joined.push(name);
         true
     }
 

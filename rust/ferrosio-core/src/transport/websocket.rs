@@ -15,10 +15,10 @@
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
-use std::future::poll_fn;
+use std::future::{poll_fn, Future};
 use std::io;
 use std::ops::ControlFlow;
-use std::pin::Pin;
+use std::pin::{pin, Pin};
 use std::sync::Arc;
 use std::task::Poll;
 use std::time::Duration;
@@ -155,7 +155,28 @@ async fn read_once<F>(
 where
     F: FnMut(WsMessage) -> ControlFlow<()>,
 {
-    poll_fn(|cx| {
+    poll_fn(|cx| poll_read_once(cx, rd, tls, reader, max_payload, limit, &mut on_message)).await
+}
+
+/// The wait for the host to drain, while a connection is held (see [`run`]).
+type DrainWait<'a> = Pin<Box<dyn Future<Output = ()> + Send + 'a>>;
+
+type ReadOutcome = Result<(ControlFlow<()>, usize), ReadFailure>;
+
+/// [`read_once`] as a poll: Pending until the socket is readable (nothing kept meanwhile).
+fn poll_read_once<F>(
+    cx: &mut std::task::Context<'_>,
+    rd: &mut ReadHalf<'_>,
+    tls: &Tls,
+    reader: &mut WsReader,
+    max_payload: usize,
+    limit: usize,
+    on_message: &mut F,
+) -> Poll<ReadOutcome>
+where
+    F: FnMut(WsMessage) -> ControlFlow<()>,
+{
+    {
         READ_SCRATCH.with_borrow_mut(|scratch| {
             let mut buf = ReadBuf::new(&mut scratch[..limit.min(READ_SCRATCH_LEN)]);
             // AsyncRead (not try_read): tokio treats a short read as "drained", which saves the
@@ -171,19 +192,16 @@ where
                     Poll::Ready(
                         match tls {
                             None => reader
-                                .feed(buf.filled(), max_payload, &mut on_message)
+                                .feed(buf.filled(), max_payload, on_message)
                                 .map_err(ReadFailure::Frame),
-                            Some(tls) => {
-                                open(tls, buf.filled(), reader, max_payload, &mut on_message)
-                            }
+                            Some(tls) => open(tls, buf.filled(), reader, max_payload, on_message),
                         }
                         .map(|flow| (flow, n)),
                     )
                 }
             }
         })
-    })
-    .await
+    }
 }
 
 /// Decrypts `sealed` and feeds the plaintext to `reader`. The peer's close_notify (or a TLS
@@ -391,134 +409,171 @@ fn encode_v3(buf: &mut Vec<u8>, frames: &[Frame], protocol: Protocol) {
 }
 
 /// Runs the session over `conn` until it ends; returns why.
-pub async fn run(
-    mut conn: WsConn,
+pub fn run(
+    conn: WsConn,
     session: Arc<EngineSession>,
     handler: Arc<dyn EngineHandler>,
-) -> DisconnectReason {
+) -> impl Future<Output = DisconnectReason> + Send {
+    // Taken apart before the task's future is made: it keeps the fields it uses, not the
+    // whole record beside them (an async fn keeps its arguments as well as what they are
+    // moved into).
     let WsConn {
-        stream,
+        mut stream,
         tls,
-        reader,
-        queued,
-        backlog,
+        mut reader,
+        mut queued,
+        mut backlog,
         max_payload,
         broken,
-    } = &mut conn;
-    let max_payload = *max_payload;
-    let (mut rd, wr) = stream.split();
-    let sock: &TcpStream = wr.as_ref();
+    } = conn;
+    async move {
+        let (tls, reader, backlog) = (&tls, &mut reader, &mut backlog);
+        let (mut rd, wr) = stream.split();
+        let sock: &TcpStream = wr.as_ref();
 
-    let mut step = match broken.take() {
-        Some(err) => Step::Fail(err),
-        None => Step::Continue,
-    };
-    while matches!(step, Step::Continue) {
-        let Some(msg) = queued.pop_front() else { break };
-        step = on_message(msg, &session, &*handler, sock, tls, backlog);
-    }
-    *queued = VecDeque::new();
-
-    let budget = handler.inbound_budget();
-    // Set once the host fell behind this connection; while the client keeps the socket full,
-    // its reads are small, so one read cannot put much more before the host than its bound.
-    let mut throttled = false;
-    while matches!(step, Step::Continue) {
-        let mut stop = Step::Continue;
-        // The host is behind on this connection's messages: stop reading it (TCP backpressure
-        // reaches the client) until the host drains.
-        let held = budget.and_then(|b| b.must_wait(&session.inbound));
-        let limit = match budget {
-            Some(b) if throttled => b.read_limit(&session.inbound),
-            _ => READ_SCRATCH_LEN,
+        let mut step = match broken {
+            Some(err) => Step::Fail(err),
+            None => Step::Continue,
         };
-        step = tokio::select! {
-            biased;
-            () = session.wait() => match flush(sock, tls, backlog, &session) {
-                Ok(None) => Step::Continue,
-                Ok(Some(reason)) => Step::Close(reason),
-                Err(_) => Step::Close(DisconnectReason::TransportError),
-            },
-            () = async {
-                if let (Some(b), Some(generation)) = (budget, held) {
-                    b.wait_drained(generation).await;
-                }
-            }, if held.is_some() => {
-                throttled = true;
-                Step::Continue
-            },
-            read = read_once(&mut rd, tls, reader, max_payload, limit, |msg| {
-                match on_message(msg, &session, &*handler, sock, tls, backlog) {
-                    Step::Continue => ControlFlow::Continue(()),
-                    other => {
-                        stop = other;
-                        ControlFlow::Break(())
-                    }
-                }
-            }), if held.is_none() => match read {
-                // TLS: the session may have records to send back (a key update, an alert).
-                Ok(_) if tls.is_some() && send(sock, tls, backlog, &[]).is_err() => {
-                    Step::Close(DisconnectReason::TransportError)
-                }
-                Ok((_, n)) => {
-                    // Less than asked for: the client is not keeping the socket full.
-                    throttled &= n >= limit;
-                    stop
-                }
-                Err(ReadFailure::Closed) => Step::Close(DisconnectReason::TransportClose),
-                Err(ReadFailure::Frame(err)) => Step::Fail(err),
-            },
-            ready = sock.writable(), if !backlog.is_empty() => {
-                match ready.and_then(|()| write_backlog(sock, backlog)) {
-                    Ok(()) => {
-                        session.set_backlog(backlog.len());
-                        Step::Continue
-                    }
-                    Err(_) => Step::Close(DisconnectReason::TransportError),
-                }
-            },
-        };
-    }
-
-    let reason = match step {
-        Step::Close(reason) => reason,
-        Step::Fail(err) => {
-            // The client sent bad frames: tell it why (1002, 1007 or 1009), nothing else, and
-            // make sure the close frame reaches it: half-close, then read what it is still
-            // sending (the rest of a too-large frame) until it closes. Closing with unread
-            // bytes would reset the connection and lose the close frame on the client's side.
-            backlog.clear();
-            let _ = send_close(sock, tls, backlog, Some(err.close_code()));
-            session.close(DisconnectReason::TransportError);
-            Box::pin(finish_close(&mut rd, None, sock, tls, backlog, max_payload)).await;
-            return DisconnectReason::TransportError;
+        while matches!(step, Step::Continue) {
+            let Some(msg) = queued.pop_front() else { break };
+            step = on_message(msg, &session, &*handler, sock, tls, backlog);
         }
-        Step::Continue => DisconnectReason::TransportError,
-    };
-    session.close(reason);
-    if reason == DisconnectReason::BufferFull {
-        // The client is not reading: what it did not take is dropped, not lingered over.
-        let freed = backlog.len();
-        *backlog = Vec::new();
-        session.set_backlog(0);
-        trim::after_free(freed);
-    } else if reason != DisconnectReason::TransportClose {
-        // The server ends it (a disconnect, a ping timeout, a protocol error above the
-        // frames, the client's Engine.IO `1`): flush what was queued before the close, then
-        // a close frame, and wait for the client's (as the official server's `ws` does).
-        let _ = flush(sock, tls, backlog, &session);
-        let _ = send_close(sock, tls, backlog, None);
-        Box::pin(finish_close(
-            &mut rd,
-            Some(reader),
-            sock,
-            tls,
-            backlog,
-            max_payload,
-        ))
-        .await;
+        drop(queued);
+
+        let budget = handler.inbound_budget();
+        // Set once the host fell behind this connection; while the client keeps the socket full,
+        // its reads are small, so one read cannot put much more before the host than its bound.
+        let mut throttled = false;
+        // The loop is polled by hand, not a `select!` of futures: readiness of the socket is
+        // asked for without a future, so an idle connection's task holds only this wait (its
+        // size is memory per idle connection).
+        let mut queued_wait = pin!(session.notified());
+        // Only while the host is behind on this connection (rare): boxed.
+        let mut drained: Option<(u64, DrainWait<'_>)> = None;
+        while matches!(step, Step::Continue) {
+            // The host is behind on this connection's messages: stop reading it (TCP backpressure
+            // reaches the client) until the host drains.
+            let held = budget.and_then(|b| b.must_wait(&session.inbound));
+            let limit = match budget {
+                Some(b) if throttled => b.read_limit(&session.inbound),
+                _ => READ_SCRATCH_LEN,
+            };
+            if drained.as_ref().map(|(generation, _)| *generation) != held {
+                drained = match (budget, held) {
+                    (Some(b), Some(generation)) => {
+                        Some((generation, Box::pin(b.wait_drained(generation))))
+                    }
+                    _ => None,
+                };
+            }
+            step = poll_fn(|cx| {
+                // In this order (as a biased select): what the session queued, the host's
+                // drain, the client's bytes, the socket's room for the backlog.
+                if queued_wait.as_mut().poll(cx).is_ready() {
+                    queued_wait.set(session.notified());
+                    return Poll::Ready(match flush(sock, tls, backlog, &session) {
+                        Ok(None) => Step::Continue,
+                        Ok(Some(reason)) => Step::Close(reason),
+                        Err(_) => Step::Close(DisconnectReason::TransportError),
+                    });
+                }
+                if let Some((_, wait)) = &mut drained {
+                    if wait.as_mut().poll(cx).is_ready() {
+                        drained = None;
+                        throttled = true;
+                        return Poll::Ready(Step::Continue);
+                    }
+                } else {
+                    let mut stop = Step::Continue;
+                    let mut on_msg =
+                        |msg| match on_message(msg, &session, &*handler, sock, tls, backlog) {
+                            Step::Continue => ControlFlow::Continue(()),
+                            other => {
+                                stop = other;
+                                ControlFlow::Break(())
+                            }
+                        };
+                    let read =
+                        poll_read_once(cx, &mut rd, tls, reader, max_payload, limit, &mut on_msg);
+                    if let Poll::Ready(read) = read {
+                        return Poll::Ready(match read {
+                            // TLS: the session may have records to send back (a key update, an
+                            // alert).
+                            Ok(_) if tls.is_some() && send(sock, tls, backlog, &[]).is_err() => {
+                                Step::Close(DisconnectReason::TransportError)
+                            }
+                            Ok((_, n)) => {
+                                // Less than asked for: the client is not keeping the socket full.
+                                throttled &= n >= limit;
+                                stop
+                            }
+                            Err(ReadFailure::Closed) => {
+                                Step::Close(DisconnectReason::TransportClose)
+                            }
+                            Err(ReadFailure::Frame(err)) => Step::Fail(err),
+                        });
+                    }
+                }
+                if !backlog.is_empty() {
+                    if let Poll::Ready(ready) = sock.poll_write_ready(cx) {
+                        return Poll::Ready(
+                            match ready.and_then(|()| write_backlog(sock, backlog)) {
+                                Ok(()) => {
+                                    session.set_backlog(backlog.len());
+                                    Step::Continue
+                                }
+                                Err(_) => Step::Close(DisconnectReason::TransportError),
+                            },
+                        );
+                    }
+                }
+                Poll::Pending
+            })
+            .await;
+        }
+        drop(drained);
+
+        let reason = match step {
+            Step::Close(reason) => reason,
+            Step::Fail(err) => {
+                // The client sent bad frames: tell it why (1002, 1007 or 1009), nothing else, and
+                // make sure the close frame reaches it: half-close, then read what it is still
+                // sending (the rest of a too-large frame) until it closes. Closing with unread
+                // bytes would reset the connection and lose the close frame on the client's side.
+                backlog.clear();
+                let _ = send_close(sock, tls, backlog, Some(err.close_code()));
+                session.close(DisconnectReason::TransportError);
+                Box::pin(finish_close(&mut rd, None, sock, tls, backlog, max_payload)).await;
+                return DisconnectReason::TransportError;
+            }
+            Step::Continue => DisconnectReason::TransportError,
+        };
+        session.close(reason);
+        if reason == DisconnectReason::BufferFull {
+            // The client is not reading: what it did not take is dropped, not lingered over.
+            let freed = backlog.len();
+            *backlog = Vec::new();
+            session.set_backlog(0);
+            trim::after_free(freed);
+        } else if reason != DisconnectReason::TransportClose {
+            // The server ends it (a disconnect, a ping timeout, a protocol error above the
+            // frames, the client's Engine.IO `1`): flush what was queued before the close, then
+            // a close frame, and wait for the client's (as the official server's `ws` does).
+            let _ = flush(sock, tls, backlog, &session);
+            let _ = send_close(sock, tls, backlog, None);
+            Box::pin(finish_close(
+                &mut rd,
+                Some(reader),
+                sock,
+                tls,
+                backlog,
+                max_payload,
+            ))
+            .await;
+        }
+        reason
     }
-    reason
 }
 
 /// The end of a close this side started, bounded by [`CLOSE_LINGER`]: writes the backlog
