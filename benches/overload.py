@@ -173,59 +173,6 @@ def flood(python: str) -> dict[str, Any]:
         stop(srv)
 
 
-def slow(python: str) -> dict[str, Any]:
-    srv, port = start(python)
-    try:
-        victim = ws_connect(port, rcvbuf=4096)
-        victim.sendall(frame("40"))
-        time.sleep(0.3)
-        victim.sendall(frame('42["join","r"]'))
-        time.sleep(0.5)
-        c = ws_connect(port)
-        c.sendall(frame("40"))
-        time.sleep(0.3)
-        done = threading.Event()
-
-        def drain() -> None:
-            while not done.is_set():
-                try:
-                    if not c.recv(1 << 20):
-                        return
-                except OSError:
-                    return
-
-        threading.Thread(target=drain, daemon=True).start()
-        big = frame('42["to_room","r","big","' + "x" * 65536 + '"]')
-        before = rss_mib(srv.pid)
-        t0 = time.monotonic()
-        peak, sent = before, 0
-        while time.monotonic() - t0 < 15 and peak < 1536:
-            c.sendall(big * 16)
-            sent += 16
-            peak = max(peak, rss_mib(srv.pid))
-        seconds = time.monotonic() - t0
-        victim.settimeout(0.5)
-        closed = False
-        try:
-            while victim.recv(1 << 20):
-                pass
-            closed = True
-        except TimeoutError:
-            pass
-        except OSError:
-            closed = True
-        done.set()
-        time.sleep(5)
-        return {
-            "broadcasts": sent,
-            "seconds": round(seconds, 1),
-            "rss_mib": {"before": before, "peak": peak, "5s_after": rss_mib(srv.pid)},
-            "slow_reader_disconnected": closed,
-        }
-    finally:
-        stop(srv)
-
-
 def http(port: int, method: str, query: str, body: bytes = b"", timeout: float = 5.0) -> bytes:
     """One HTTP/1.1 request on a fresh connection; the whole answer (head and body)."""
     with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
@@ -244,7 +191,9 @@ def http(port: int, method: str, query: str, body: bytes = b"", timeout: float =
         return out
 
 
-def flood_room(port: int, room: str, seconds: float, peak_mib: int, pid: int) -> dict[str, Any]:
+def flood_room(
+    port: int, room: str, seconds: float, peak_mib: int, pid: int, pause: float = 0.01
+) -> dict[str, Any]:
     """A WebSocket client that sends 64 KiB broadcasts to ``room`` (and reads its own acks)."""
     c = ws_connect(port)
     c.sendall(frame("40"))
@@ -268,7 +217,7 @@ def flood_room(port: int, room: str, seconds: float, peak_mib: int, pid: int) ->
         c.sendall(big * 16)
         sent += 16
         peak = max(peak, rss_mib(pid))
-        time.sleep(0.01)
+        time.sleep(pause)
     done.set()
     c.close()
     return {
@@ -309,7 +258,9 @@ def polling(python: str) -> dict[str, Any]:
         stop(srv)
 
 
-def pong(python: str) -> dict[str, Any]:
+def stalled_reader(python: str, seconds: float, pong_every: float | None) -> dict[str, Any]:
+    """A WebSocket reader in room ``r`` that stops reading (optionally still sending a pong
+    every ``pong_every`` s) while 64 KiB broadcasts go to its room."""
     srv, port = start(python)
     try:
         victim = ws_connect(port, rcvbuf=4096)
@@ -320,14 +271,14 @@ def pong(python: str) -> dict[str, Any]:
         done = threading.Event()
 
         def ponger() -> None:
-            while not done.wait(5):
+            while pong_every is not None and not done.wait(pong_every):
                 try:
                     victim.sendall(frame("3"))
                 except OSError:
                     return
 
         threading.Thread(target=ponger, daemon=True).start()
-        f = flood_room(port, "r", 30, 1536, srv.pid)
+        f = flood_room(port, "r", seconds, 1536, srv.pid, pause=0.01 if pong_every else 0.0)
         victim.settimeout(0.5)
         closed = False
         try:
@@ -338,16 +289,24 @@ def pong(python: str) -> dict[str, Any]:
             pass
         except OSError:
             closed = True
-        time.sleep(5)
         done.set()
+        time.sleep(5)
         return {
             "broadcasts": f["broadcasts"],
             "seconds": f["seconds"],
             "rss_mib": {"before": f["before"], "peak": f["peak"], "5s_after": rss_mib(srv.pid)},
-            "victim_disconnected": closed,
+            "slow_reader_disconnected": closed,
         }
     finally:
         stop(srv)
+
+
+def slow(python: str) -> dict[str, Any]:
+    return stalled_reader(python, 15, None)
+
+
+def pong(python: str) -> dict[str, Any]:
+    return stalled_reader(python, 30, 5.0)
 
 
 def binary_frame(payload: bytes) -> bytes:
