@@ -125,6 +125,9 @@ class ServerHandle:
     engine stops reading those clients until the next drain).
     ``tls_cert_file`` with ``tls_key_file`` serves TLS (``tls_client_ca_file``: client
     certificates required); the files are read here, and a bad one raises ``FerrosioError``.
+    ``websocket_compression``: negotiate permessage-deflate and compress messages of at least
+    that many bytes; ``http_compression``: gzip/deflate polling responses of at least that many
+    bytes (None: off).
     """
 
     def __init__(
@@ -159,6 +162,8 @@ class ServerHandle:
         tls_cert_file: str | os.PathLike[str] | None = None,
         tls_key_file: str | os.PathLike[str] | None = None,
         tls_client_ca_file: str | os.PathLike[str] | None = None,
+        websocket_compression: int | None = None,
+        http_compression: int | None = None,
     ) -> None: ...
     def cluster_stats(self) -> dict[str, int | bool] | None:
         """The cluster link's counters, or None when the server is not in a cluster."""
@@ -180,6 +185,7 @@ class ServerHandle:
         ack_id: int | None = None,
         volatile: bool = False,
         local: bool = False,
+        compress: bool = True,
     ) -> None: ...
     def emit_with_ack(
         self,
@@ -190,6 +196,7 @@ class ServerHandle:
         rooms: list[str] | None = None,
         skip: list[str] | None = None,
         attachments: list[bytes] | None = None,
+        compress: bool = True,
     ) -> None:
         """Broadcasts an EVENT asking every recipient for an ack under ``ack_id`` (one id for
         all, as Node); answered by a ``SocketIoBroadcastReach`` record."""

@@ -90,6 +90,13 @@ pub struct ServerConfig {
     pub forward_http: bool,
     /// Serve HTTPS/WSS with these files (`None`: plain HTTP).
     pub tls: Option<ServerTls>,
+    /// permessage-deflate on WebSockets (Node's `perMessageDeflate`): offered clients get it,
+    /// and messages of at least this many bytes are compressed. `None` (the default, as in
+    /// Node): not negotiated.
+    pub websocket_compression: Option<usize>,
+    /// gzip/deflate of polling responses of at least this many bytes, as the request's
+    /// `Accept-Encoding` allows (Node's `httpCompression`). `None`: never compressed.
+    pub http_compression: Option<usize>,
 }
 
 impl ServerConfig {
@@ -141,6 +148,8 @@ impl Default for ServerConfig {
             cluster: None,
             forward_http: false,
             tls: None,
+            websocket_compression: None,
+            http_compression: None,
         }
     }
 }

@@ -188,7 +188,7 @@ struct PyServerHandle {
 #[pymethods]
 impl PyServerHandle {
     #[new]
-    #[pyo3(signature = (host, port = 0, *, path = "/socket.io/", ping_interval_ms = 25_000, ping_timeout_ms = 20_000, max_payload = 1_000_000, connect_timeout_ms = 45_000, websocket = true, polling = true, upgrades = true, engineio_path = None, cors = "same-origin", cors_origins = None, cors_credentials = true, static_files = None, authorize_requests = false, max_attachments = 10, max_attachment_bytes = None, attachment_timeout_ms = 30_000, max_send_buffer = 16_000_000, max_poll_response = 1_000_000, max_inbound_buffer = 64_000, max_inbound_total = 16_000_000, cluster_url = None, cluster_key = "socket.io", forward_http = false, tls_cert_file = None, tls_key_file = None, tls_client_ca_file = None))]
+    #[pyo3(signature = (host, port = 0, *, path = "/socket.io/", ping_interval_ms = 25_000, ping_timeout_ms = 20_000, max_payload = 1_000_000, connect_timeout_ms = 45_000, websocket = true, polling = true, upgrades = true, engineio_path = None, cors = "same-origin", cors_origins = None, cors_credentials = true, static_files = None, authorize_requests = false, max_attachments = 10, max_attachment_bytes = None, attachment_timeout_ms = 30_000, max_send_buffer = 16_000_000, max_poll_response = 1_000_000, max_inbound_buffer = 64_000, max_inbound_total = 16_000_000, cluster_url = None, cluster_key = "socket.io", forward_http = false, tls_cert_file = None, tls_key_file = None, tls_client_ca_file = None, websocket_compression = None, http_compression = None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -221,6 +221,8 @@ impl PyServerHandle {
         tls_cert_file: Option<std::path::PathBuf>,
         tls_key_file: Option<std::path::PathBuf>,
         tls_client_ca_file: Option<std::path::PathBuf>,
+        websocket_compression: Option<usize>,
+        http_compression: Option<usize>,
     ) -> PyResult<Self> {
         let tls = match (tls_cert_file, tls_key_file) {
             (Some(cert_file), Some(key_file)) => Some(ServerTls {
@@ -283,6 +285,8 @@ impl PyServerHandle {
             }),
             forward_http,
             tls,
+            websocket_compression,
+            http_compression,
             ..ServerConfig::default()
         };
         let handle = match host {
@@ -392,8 +396,8 @@ impl PyServerHandle {
 
     /// Emits an EVENT packet (`data` is the JSON array) to one socket (`to`) or to rooms.
     /// `volatile`: dropped for a client that cannot take it now; `local`: this server's
-    /// sockets only (a cluster does not forward it).
-    #[pyo3(signature = (nsp, data, *, to = None, rooms = None, skip = None, attachments = None, ack_id = None, volatile = false, local = false))]
+    /// sockets only (a cluster does not forward it); `compress=false`: never compressed.
+    #[pyo3(signature = (nsp, data, *, to = None, rooms = None, skip = None, attachments = None, ack_id = None, volatile = false, local = false, compress = true))]
     #[allow(clippy::too_many_arguments)]
     fn emit(
         &self,
@@ -406,8 +410,12 @@ impl PyServerHandle {
         ack_id: Option<u64>,
         volatile: bool,
         local: bool,
+        compress: bool,
     ) -> PyResult<()> {
-        let frames = packet_frames(PacketType::Event, nsp, ack_id, data, attachments)?;
+        let mut frames = packet_frames(PacketType::Event, nsp, ack_id, data, attachments)?;
+        if !compress {
+            frames = frames.into_iter().map(Frame::plain).collect();
+        }
         let flags = BroadcastFlags { volatile, local };
         let target = match to {
             Some(sid) if !volatile && !local => Target::Socket(sid),
@@ -427,7 +435,8 @@ impl PyServerHandle {
 
     /// Broadcasts an EVENT asking each recipient for an ack, all under `ack_id`; the engine
     /// answers with a `SOCKETIO_BROADCAST_REACH` record telling how many clients it reached.
-    #[pyo3(signature = (nsp, data, ack_id, *, rooms = None, skip = None, attachments = None))]
+    #[pyo3(signature = (nsp, data, ack_id, *, rooms = None, skip = None, attachments = None, compress = true))]
+    #[allow(clippy::too_many_arguments)]
     fn emit_with_ack(
         &self,
         nsp: &str,
@@ -436,8 +445,12 @@ impl PyServerHandle {
         rooms: Option<Vec<String>>,
         skip: Option<Vec<String>>,
         attachments: Option<Vec<Vec<u8>>>,
+        compress: bool,
     ) -> PyResult<()> {
-        let frames = packet_frames(PacketType::Event, nsp, Some(ack_id), data, attachments)?;
+        let mut frames = packet_frames(PacketType::Event, nsp, Some(ack_id), data, attachments)?;
+        if !compress {
+            frames = frames.into_iter().map(Frame::plain).collect();
+        }
         self.send(SocketIoCommand::EmitWithAck {
             nsp: nsp.to_owned(),
             opts: BroadcastOptions {
@@ -682,11 +695,11 @@ impl PyServerHandle {
         let out = PyList::empty(py);
         for frame in &frames {
             match frame {
-                Frame::Text(b) => match std::str::from_utf8(b) {
+                Frame::Text(b) | Frame::PlainText(b) => match std::str::from_utf8(b) {
                     Ok(text) => out.append(pyo3::types::PyString::new(py, text))?,
                     Err(_) => out.append(PyBytes::new(py, b))?,
                 },
-                Frame::Binary(b) => out.append(PyBytes::new(py, b))?,
+                Frame::Binary(b) | Frame::PlainBinary(b) => out.append(PyBytes::new(py, b))?,
             }
         }
         Ok((out, close))

@@ -54,7 +54,7 @@ pub fn encode_broadcast(
     frames: &[Frame],
     opts: &BroadcastOptions,
 ) -> Result<Vec<u8>, WireError> {
-    let Some(Frame::Text(text)) = frames.first() else {
+    let Some(Frame::Text(text) | Frame::PlainText(text)) = frames.first() else {
         return Err(WireError::NotAnEvent);
     };
     // The frame is Engine.IO message text: `4` then the Socket.IO packet.
@@ -65,12 +65,7 @@ pub fn encode_broadcast(
     }
     let data: Json =
         serde_json::from_slice(&packet.data).map_err(|e| WireError::BadPacket(e.to_string()))?;
-    let attachments: Vec<&Bytes> = frames[1..]
-        .iter()
-        .map(|f| match f {
-            Frame::Binary(b) | Frame::Text(b) => b,
-        })
-        .collect();
+    let attachments: Vec<&Bytes> = frames[1..].iter().map(Frame::payload).collect();
     let mut map = vec![
         (Value::from("type"), Value::from(PacketType::Event as u8)),
         (Value::from("data"), json_to_msgpack(&data, &attachments)),
@@ -79,7 +74,11 @@ pub fn encode_broadcast(
     if let Some(id) = packet.ack_id {
         map.push((Value::from("id"), Value::from(id)));
     }
-    let message = Value::Array(vec![Value::from(uid), Value::Map(map), options_value(opts)]);
+    let mut options = options_value(opts);
+    if !frames[0].compressible() {
+        set_compress_false(&mut options);
+    }
+    let message = Value::Array(vec![Value::from(uid), Value::Map(map), options]);
     let mut out = Vec::with_capacity(packet.data.len() + 64);
     rmpv::encode::write_value(&mut out, &message)
         .map_err(|e| WireError::BadMessage(e.to_string()))?;
@@ -96,6 +95,25 @@ fn options_value(opts: &BroadcastOptions) -> Value {
         (Value::from("except"), strings(&opts.except)),
         (Value::from("flags"), Value::Map(Vec::new())),
     ])
+}
+
+/// Node's `flags.compress = false` (an emit with `compress=False`) in encoded options.
+fn set_compress_false(options: &mut Value) {
+    if let Value::Map(entries) = options {
+        for (key, flags) in entries.iter_mut() {
+            if let (Some("flags"), Value::Map(flags)) = (key.as_str(), flags) {
+                flags.push((Value::from("compress"), Value::from(false)));
+            }
+        }
+    }
+}
+
+/// Whether decoded options carry `flags.compress = false`.
+fn compress_false(options: &Value) -> bool {
+    field(options, "flags")
+        .and_then(|flags| field(flags, "compress"))
+        .and_then(Value::as_bool)
+        == Some(false)
 }
 
 /// The channel of requests between the nodes of `nsp`.
@@ -244,6 +262,9 @@ pub fn decode_broadcast(message: &[u8]) -> Result<RemoteBroadcast, WireError> {
         &text,
     )));
     frames.extend(attachments.into_iter().map(Frame::Binary));
+    if compress_false(&opts) {
+        frames = frames.into_iter().map(Frame::plain).collect();
+    }
     Ok(RemoteBroadcast {
         uid,
         nsp,

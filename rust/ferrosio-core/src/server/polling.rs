@@ -7,9 +7,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use http_body_util::{BodyExt, LengthLimitError, Limited};
-use hyper::header::CONTENT_LENGTH;
+use hyper::header::{HeaderValue, CONTENT_ENCODING, CONTENT_LENGTH, VARY};
 use hyper::{Method, Request, StatusCode};
 
+use super::encoding::ContentCoding;
 use super::http::{
     handshake, ok_response, status_response, text_response, HttpError, HttpResponse,
 };
@@ -74,25 +75,44 @@ impl FrontDoor {
             return HttpError::UnknownSid.response();
         }
         match *req.method() {
-            Method::GET => self.poll_get(&session).await,
+            Method::GET => {
+                let coding = self.config.http_compression.and_then(|threshold| {
+                    Some((ContentCoding::negotiate(req.headers())?, threshold))
+                });
+                self.poll_get(&session, coding).await
+            }
             Method::POST => self.poll_post(req, &session, endpoint).await,
             _ => HttpError::BadRequest.response(),
         }
     }
 
-    /// Waits for what the session has to send.
-    async fn poll_get(&self, session: &Arc<EngineSession>) -> HttpResponse {
+    /// Waits for what the session has to send; `coding`: the client accepts it, and bodies of
+    /// at least that many bytes are compressed with it.
+    async fn poll_get(
+        &self,
+        session: &Arc<EngineSession>,
+        coding: Option<(ContentCoding, usize)>,
+    ) -> HttpResponse {
         if !session.claim_get() {
             // Two GETs at once: the client is confused or hostile; end the session.
             self.end_session(session, DisconnectReason::TransportError);
             return HttpError::BadRequest.response();
         }
         let _slot = SlotGuard { session, get: true };
-        let body = polling::get(session, self.config.max_poll_response).await;
+        let (body, compressible) = polling::get(session, self.config.max_poll_response).await;
         if let Some(reason) = session.closed() {
             self.end_session(session, reason);
         }
-        text_response(body)
+        match coding {
+            Some((coding, threshold)) if compressible && body.len() >= threshold => {
+                let mut res = text_response(coding.encode(&body));
+                let h = res.headers_mut();
+                h.insert(CONTENT_ENCODING, HeaderValue::from_static(coding.name()));
+                h.insert(VARY, HeaderValue::from_static("Accept-Encoding"));
+                res
+            }
+            _ => text_response(body),
+        }
     }
 
     /// Reads the body (bounded by `max_payload` and [`BODY_TIMEOUT`]) and applies its packets.

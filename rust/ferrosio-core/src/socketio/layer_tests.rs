@@ -117,8 +117,8 @@ fn sent(s: &EngineSession) -> Vec<String> {
         .0
         .into_iter()
         .map(|f| match f {
-            Frame::Text(t) => String::from_utf8(t.to_vec()).unwrap(),
-            Frame::Binary(b) => format!("<bin:{}>", b.len()),
+            Frame::Text(t) | Frame::PlainText(t) => String::from_utf8(t.to_vec()).unwrap(),
+            Frame::Binary(b) | Frame::PlainBinary(b) => format!("<bin:{}>", b.len()),
         })
         .collect()
 }

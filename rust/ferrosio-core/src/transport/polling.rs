@@ -12,12 +12,14 @@ use crate::engineio::EngineHandler;
 use crate::error::EngineError;
 
 /// Waits until frames are queued or the session closes; returns the response body, of at
-/// most about `max_bytes` (at least one packet; the rest waits for the next GET).
+/// most about `max_bytes` (at least one packet; the rest waits for the next GET), and whether
+/// it may be compressed (not when all its packets were emitted with `compress=False`; as in
+/// Node, one compressible packet makes the whole response compressible).
 ///
 /// A closed session answers with what was still queued, so nothing sent before a close is
 /// lost, followed by a close packet `1` when the server closed it, or a noop `6` when the
 /// client did (as the official server does).
-pub async fn get(session: &EngineSession, max_bytes: usize) -> Bytes {
+pub async fn get(session: &EngineSession, max_bytes: usize) -> (Bytes, bool) {
     loop {
         let (mut frames, closed) = session.take_up_to(max_bytes);
         if let Some(reason) = closed {
@@ -26,10 +28,11 @@ pub async fn get(session: &EngineSession, max_bytes: usize) -> Bytes {
             } else {
                 Frame::CLOSE
             });
-            return encode_payload(&frames);
+            return (encode_payload(&frames), true);
         }
         if !frames.is_empty() {
-            return encode_payload(&frames);
+            let compressible = frames.iter().any(Frame::compressible);
+            return (encode_payload(&frames), compressible);
         }
         session.wait().await;
     }

@@ -31,9 +31,10 @@ use tokio::io::{AsyncRead, ReadBuf};
 use tokio::net::tcp::ReadHalf;
 use tokio::net::TcpStream;
 
+use super::deflate;
 use super::wsframe::{
-    write_close, write_frame, WsFrameError, WsMessage, WsReader, OP_BINARY, OP_CLOSE, OP_PONG,
-    OP_TEXT,
+    write_close, write_deflated_frame, write_frame, WsFrameError, WsMessage, WsReader, OP_BINARY,
+    OP_CLOSE, OP_PONG, OP_TEXT,
 };
 use crate::engineio::dispatch::{dispatch, Outcome};
 use crate::engineio::packet::{EnginePacket, Frame};
@@ -76,6 +77,9 @@ pub struct WsConn {
     /// Encoded frames the socket has not taken yet; unallocated when caught up.
     backlog: Vec<u8>,
     max_payload: usize,
+    /// permessage-deflate: messages of at least this many bytes are compressed (`usize::MAX`:
+    /// not negotiated, nothing is).
+    deflate_min: usize,
     /// A bad frame among the early bytes: the connection closes with its code once run.
     broken: Option<WsFrameError>,
 }
@@ -84,8 +88,15 @@ impl WsConn {
     /// Wraps `stream` after the 101 response; `early` is what the client sent after its
     /// request, already read by the HTTP layer.
     /// With `tls`, `early` is plaintext, and what the session still holds (decrypted bytes
-    /// not read yet, records to send) is taken over.
-    pub fn new(stream: TcpStream, tls: Tls, early: &[u8], max_payload: usize) -> Self {
+    /// not read yet, records to send) is taken over. `deflate_threshold`: permessage-deflate
+    /// was negotiated, and messages of at least that many bytes are compressed.
+    pub fn new(
+        stream: TcpStream,
+        tls: Tls,
+        early: &[u8],
+        max_payload: usize,
+        deflate_threshold: Option<usize>,
+    ) -> Self {
         let mut early = std::borrow::Cow::Borrowed(early);
         if let Some(t) = &tls {
             let mut t = t.lock();
@@ -101,10 +112,14 @@ impl WsConn {
         let mut conn = WsConn {
             stream,
             tls,
-            reader: WsReader::default(),
+            reader: match deflate_threshold {
+                Some(_) => WsReader::deflate(),
+                None => WsReader::default(),
+            },
             queued: VecDeque::new(),
             backlog: Vec::new(),
             max_payload,
+            deflate_min: deflate_threshold.unwrap_or(usize::MAX),
             broken: None,
         };
         if !early.is_empty() {
@@ -341,6 +356,7 @@ fn flush(
     tls: &Tls,
     backlog: &mut Vec<u8>,
     session: &EngineSession,
+    deflate_min: usize,
 ) -> io::Result<Option<DisconnectReason>> {
     let (frames, closed) = session.take();
     if frames.is_empty() {
@@ -352,8 +368,10 @@ fn flush(
             match frame {
                 // A noop only releases a polling GET; it means nothing on a WebSocket.
                 Frame::Text(b) if b.as_ref() == b"6" => {}
-                Frame::Text(b) => write_frame(buf, OP_TEXT, b),
-                Frame::Binary(b) => write_frame(buf, OP_BINARY, b),
+                Frame::Text(b) if b.len() >= deflate_min => write_deflated(buf, OP_TEXT, b),
+                Frame::Binary(b) if b.len() >= deflate_min => write_deflated(buf, OP_BINARY, b),
+                Frame::Text(b) | Frame::PlainText(b) => write_frame(buf, OP_TEXT, b),
+                Frame::Binary(b) | Frame::PlainBinary(b) => write_frame(buf, OP_BINARY, b),
             }
         }
         let written = send(sock, tls, backlog, buf);
@@ -370,6 +388,15 @@ fn flush(
     Ok(closed)
 }
 
+/// A message above the threshold: deflated (once per broadcast, see [`deflate`]), or as it is
+/// when that does not make it smaller.
+fn write_deflated(buf: &mut Vec<u8>, opcode: u8, message: &bytes::Bytes) {
+    match deflate::deflate(message) {
+        Some(deflated) => write_deflated_frame(buf, opcode, &deflated),
+        None => write_frame(buf, opcode, message),
+    }
+}
+
 /// Runs the session over `conn` until it ends; returns why.
 pub async fn run(
     mut conn: WsConn,
@@ -383,9 +410,11 @@ pub async fn run(
         queued,
         backlog,
         max_payload,
+        deflate_min,
         broken,
     } = &mut conn;
     let max_payload = *max_payload;
+    let deflate_min = *deflate_min;
     let (mut rd, wr) = stream.split();
     let sock: &TcpStream = wr.as_ref();
 
@@ -414,7 +443,7 @@ pub async fn run(
         };
         step = tokio::select! {
             biased;
-            () = session.wait() => match flush(sock, tls, backlog, &session) {
+            () = session.wait() => match flush(sock, tls, backlog, &session, deflate_min) {
                 Ok(None) => Step::Continue,
                 Ok(Some(reason)) => Step::Close(reason),
                 Err(_) => Step::Close(DisconnectReason::TransportError),
@@ -486,7 +515,7 @@ pub async fn run(
         // The server ends it (a disconnect, a ping timeout, a protocol error above the
         // frames, the client's Engine.IO `1`): flush what was queued before the close, then
         // a close frame, and wait for the client's (as the official server's `ws` does).
-        let _ = flush(sock, tls, backlog, &session);
+        let _ = flush(sock, tls, backlog, &session, deflate_min);
         let _ = send_close(sock, tls, backlog, None);
         Box::pin(finish_close(
             &mut rd,
@@ -578,6 +607,7 @@ pub async fn probe(conn: &mut WsConn, session: &EngineSession, timeout: Duration
         backlog,
         max_payload,
         broken,
+        ..
     } = conn;
     if broken.is_some() {
         return false;
