@@ -443,3 +443,21 @@ async def test_chromium_gets_and_sends_compressed_messages(make_server: Any, pro
     assert result["ok"], (result, err.decode()[-2000:])
     check_received(result)
     check_websocket_wire(websocket_connection(p))
+
+
+async def test_per_message_deflate_under_an_asgi_server_is_refused() -> None:
+    """Under an ASGI server the WebSocket is the ASGI server's: the argument cannot be
+    honoured there, so the lifespan startup fails naming it."""
+    app = ferrosio.ASGIApp(compression_server(per_message_deflate=True))
+    incoming = [{"type": "lifespan.startup"}]
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return incoming.pop(0)
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    await asyncio.wait_for(app({"type": "lifespan"}, receive, send), WAIT)
+    assert sent[0]["type"] == "lifespan.startup.failed"
+    assert "per_message_deflate" in sent[0]["message"]

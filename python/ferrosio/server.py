@@ -633,6 +633,11 @@ class AsyncServer(HandlerRegistry):
         certificate, key and client CA files (see :meth:`start`)."""
         if self._engine is not None and self._engine.is_running():
             raise exceptions.FerrosioError("server is already running")
+        if host is None and self.per_message_deflate:
+            raise exceptions.UnsupportedFeatureError(
+                "per_message_deflate under an ASGI server (its WebSocket framing and compression "
+                "are the ASGI server's: e.g. uvicorn's ws_per_message_deflate) is not supported"
+            )
         self._loop = asyncio.get_running_loop()
         self._stopped = self._loop.create_future()
         self._on_external = on_external
