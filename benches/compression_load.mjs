@@ -14,7 +14,11 @@
 // Prints one JSON line: messages/s, server CPU µs per message, wire bytes per message.
 
 import { readFileSync } from "node:fs";
-import { io } from "socket.io-client";
+import { createRequire } from "node:module";
+
+// The client the tests install (npm install --prefix tests/node).
+const require = createRequire(new URL("../tests/node/package.json", import.meta.url));
+const { io } = require("socket.io-client");
 
 function arg(name, fallback) {
   const i = process.argv.indexOf(name);

@@ -5,7 +5,7 @@
 //! every message is compressed on its own, in both directions. That costs some ratio on
 //! small messages (no dictionary shared across messages) but means no connection holds a zlib
 //! context between messages: the (de)compressors are one per engine thread, reset per message
-//! (a deflate context with a 32 KiB window is about 300 KiB, an inflate one about 40 KiB; see
+//! (a deflate context with a 32 KiB window is about 260 KiB, an inflate one about 40 KiB; see
 //! docs/design.md for the measurements). It also makes a message's compressed bytes the same
 //! for every recipient, so a broadcast is deflated once, not once per client: the last
 //! [`CACHE_ENTRIES`] messages deflated on this thread are remembered by identity (the same
@@ -35,13 +35,15 @@ const CACHE_ENTRIES: usize = 8;
 /// A message this large or larger is not remembered (its clone would be held by the cache).
 const CACHE_MAX_BYTES: usize = 1 << 20;
 
-/// Level 1: the fastest; on Socket.IO JSON it gives most of level 6's ratio (docs/design.md).
+/// Level 1 (zlib's deflate_quick): several times faster than level 2 for a somewhat lower
+/// ratio (docs/design.md has both).
 const LEVEL: u32 = 1;
 
 /// Whether one `Sec-WebSocket-Extensions` header value holds an offer of permessage-deflate
 /// we accept. An offer is refused if it has unknown or repeated parameters, or asks us to
-/// compress with a window under 2^15 (miniz_oxide always uses 32 KiB); the client's window
-/// does not matter to us (we inflate with the largest).
+/// compress with a window under 2^15 (one compressor per thread serves every connection, with
+/// zlib's default window); the client's window does not matter to us (we inflate with the
+/// largest).
 pub fn accepts_offer(header: &str) -> bool {
     header.split(',').any(acceptable)
 }
