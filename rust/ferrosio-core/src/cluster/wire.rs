@@ -467,6 +467,22 @@ mod tests {
     }
 
     #[test]
+    fn compress_false_travels_as_nodes_flag() {
+        let text = encode_message(PacketType::Event, "/", None, 0, br#"["x"]"#);
+        let plain = vec![Frame::PlainText(text.clone())];
+        let bytes = encode_broadcast("u", "/", &plain, &opts(&[], &[])).unwrap();
+        let v = rmpv::decode::read_value(&mut &bytes[..]).unwrap();
+        let flags = field(&v.as_array().unwrap()[2], "flags").unwrap();
+        assert_eq!(
+            field(flags, "compress").and_then(Value::as_bool),
+            Some(false)
+        );
+        assert_eq!(decode_broadcast(&bytes).unwrap().frames, plain);
+        let bytes = encode_broadcast("u", "/", &[Frame::Text(text)], &opts(&[], &[])).unwrap();
+        assert!(decode_broadcast(&bytes).unwrap().frames[0].compressible());
+    }
+
+    #[test]
     fn bulk_requests_round_trip_and_others_are_skipped() {
         let o = opts(&["r1"], &["s1"]);
         for action in [
