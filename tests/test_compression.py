@@ -467,3 +467,24 @@ async def test_per_message_deflate_under_an_asgi_server_is_refused() -> None:
     await asyncio.wait_for(app({"type": "lifespan"}, receive, send), WAIT)
     assert sent[0]["type"] == "lifespan.startup.failed"
     assert "per_message_deflate" in sent[0]["message"]
+
+
+async def test_ferrosio_client_over_polling_takes_gzip(
+    make_server: Any, proxy_to: Any, clients: list[Any]
+) -> None:
+    """ferrosio's own AsyncClient asks for gzip on polling and decodes it."""
+    url = await make_server(compression_server())
+    p, via = await proxy_to(url)
+    client = ferrosio.AsyncClient()
+    clients.append(client)
+    got: asyncio.Queue[Any] = asyncio.Queue()
+    client.on("big", got.put_nowait)
+    await client.connect(via, transports=["polling"])
+    await client.emit("want", "big")
+    assert await asyncio.wait_for(got.get(), WAIT) == BIG
+    assert await client.call("upload", "z" * UPLOAD_LEN, timeout=WAIT) == UPLOAD_LEN
+    responses = [r for c in p.connections for r in http_responses(c.down)]
+    big = [r for r in responses if b'["big"' in r.body]
+    assert len(big) == 1 and big[0].encoding == "gzip", responses
+    requests = b"".join(bytes(c.up) for c in p.connections).lower()
+    assert b"accept-encoding: gzip, deflate" in requests
