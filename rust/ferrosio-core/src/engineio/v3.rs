@@ -373,5 +373,14 @@ mod tests {
             Frame::Text(Bytes::from_static(b"b4AQI="))
         );
         assert_eq!(websocket_frame(text("42[]"), true), text("42[]"));
+        // An emit with compress=False stays so.
+        assert_eq!(
+            websocket_frame(bin().plain(), false),
+            Frame::PlainBinary(Bytes::from_static(&[4, 1, 2]))
+        );
+        assert_eq!(
+            websocket_frame(bin().plain(), true),
+            Frame::PlainText(Bytes::from_static(b"b4AQI="))
+        );
     }
 }

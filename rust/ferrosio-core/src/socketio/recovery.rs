@@ -496,6 +496,29 @@ mod tests {
     }
 
     #[test]
+    fn a_packet_emitted_with_compress_false_is_replayed_plain() {
+        let cfg = RecoveryConfig::default();
+        let mut log = PacketLog::new();
+        let now = Instant::now();
+        let first = push(&mut log, r#"42["a"]"#, everyone(), now, &cfg);
+        let mut frames = vec![
+            Frame::PlainText(Bytes::from_static(
+                br#"451-["b",{"_placeholder":true,"num":0}]"#,
+            )),
+            Frame::PlainBinary(Bytes::from_static(&[1, 2])),
+        ];
+        let stamped = log.stamp(&mut frames).unwrap();
+        assert!(!stamped.compressible() && !frames[0].compressible());
+        let attachments = frames.split_off(1);
+        log.record(stamped, attachments, everyone(), now, &cfg);
+        let (missed, _) = log.missed(&first, &[], "me", &cfg).unwrap();
+        assert!(matches!(
+            missed.as_slice(),
+            [Frame::PlainText(_), Frame::PlainBinary(_)]
+        ));
+    }
+
+    #[test]
     fn missed_packets_follow_the_offset_and_the_rooms() {
         let cfg = RecoveryConfig::default();
         let mut log = PacketLog::new();
