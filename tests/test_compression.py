@@ -488,3 +488,45 @@ async def test_ferrosio_client_over_polling_takes_gzip(
     assert len(big) == 1 and big[0].encoding == "gzip", responses
     requests = b"".join(bytes(c.up) for c in p.connections).lower()
     assert b"accept-encoding: gzip, deflate" in requests
+
+
+async def test_engineio_v3_sessions_are_compressed_too(make_server: Any, until: Any) -> None:
+    """allow_eio3: a v3 polling response (text or binary payload) is gzip-encoded as a v4 one;
+    permessage-deflate is negotiated on a v3 WebSocket, its text messages are compressed and
+    its binary messages (type byte first) go as they are, and arrive intact either way."""
+    sio = compression_server(allow_eio3=True, per_message_deflate=True)
+    url = await make_server(sio)
+    port = int(url.rsplit(":", 1)[1])
+    path = "/socket.io/?EIO=3&transport=polling"
+    gz = {"Accept-Encoding": "gzip"}
+    opened = await raw_http(port, "GET", path, gz)
+    assert opened.encoding is None, "the open packet is small"
+    sid = json.loads(opened.body[opened.body.index(b"{") : opened.body.index(b"}") + 1])["sid"]
+    await until(lambda: sio.sids, what="connect handler")
+    if b"40" not in opened.body:
+        assert (await raw_http(port, "GET", f"{path}&sid={sid}", gz)).body.endswith(b"40")
+    await sio.emit("big", BIG, to=sio.sids[0])
+    got = await raw_http(port, "GET", f"{path}&sid={sid}", gz)
+    text = '42["big","' + BIG + '"]'
+    assert (got.encoding, got.body) == ("gzip", f"{len(text)}:{text}".encode())
+    await sio.emit("plain_big", BIG, to=sio.sids[0], compress=False)
+    got = await raw_http(port, "GET", f"{path}&sid={sid}", gz)
+    assert got.encoding is None and got.body.endswith(b'"]')
+    await sio.emit("big_binary", BIG_BINARY, to=sio.sids[0])
+    got = await raw_http(port, "GET", f"{path}&sid={sid}", gz)
+    assert got.encoding == "gzip"
+    assert got.headers["content-type"] == "application/octet-stream"
+    assert got.body.endswith(b"\x04" + BIG_BINARY)
+
+    ws_url = url.replace("http", "ws") + "/socket.io/?EIO=3&transport=websocket"
+    async with websockets.connect(ws_url, compression="deflate", max_size=None) as ws:
+        assert ws.response is not None
+        assert "permessage-deflate" in ws.response.headers["Sec-WebSocket-Extensions"]
+        assert (await asyncio.wait_for(ws.recv(), WAIT)).startswith("0{")
+        assert await asyncio.wait_for(ws.recv(), WAIT) == "40"
+        await until(lambda: len(sio.sids) == 2, what="connect handler")
+        await sio.emit("big", BIG, to=sio.sids[1])
+        assert await asyncio.wait_for(ws.recv(), WAIT) == text
+        await sio.emit("big_binary", BIG_BINARY, to=sio.sids[1])
+        assert (await asyncio.wait_for(ws.recv(), WAIT)).startswith("451-")
+        assert await asyncio.wait_for(ws.recv(), WAIT) == b"\x04" + BIG_BINARY
