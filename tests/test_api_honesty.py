@@ -68,7 +68,6 @@ class _FakeManager:
         ({"json": json}, "json"),
         ({"serializer": "pickle"}, "serializer"),
         ({"monitor_clients": False}, "monitor_clients"),
-        ({"http_compression": True}, "http_compression"),
         ({"cookie": "io"}, "cookie"),
         ({"engineio_logger": True}, "engineio_logger"),
         ({"ping_interval": (25, 5)}, "ping grace period"),

@@ -20,7 +20,9 @@ number), ping_timeout,
 max_http_buffer_size,
 allow_upgrades,
 cors_allowed_origins,
-cors_credentials, transports
+cors_credentials, transports,
+http_compression,
+compression_threshold
 ping_interval=(interval, grace)   unsupported: a ping grace period
 client_manager                    supported: None or a ``ferrosio.AsyncRedisManager``; other
                                   managers (python-socketio's Redis, Kafka, ... classes)
@@ -34,8 +36,6 @@ async_mode                        accepted: None, ``"asgi"`` (served by ``ferros
                                   or on ferrosio's own listener alike); ``"aiohttp"``, ...:
                                   unsupported
 monitor_clients                   accepted: None, True (inactive clients are always closed)
-http_compression                  accepted: False (polling responses are not compressed)
-compression_threshold             accepted: any (no compression, so it changes nothing)
 cookie                            accepted: None (no session cookie)
 engineio_logger                   accepted: None, False (the Engine.IO layer is Rust)
 ================================  ==========================================================
@@ -110,10 +110,6 @@ SERVER: Mapping[str, _Rule] = {
     "monitor_clients": _Rule(
         _only(None, True), "monitor_clients=False (keeping inactive clients connected)"
     ),
-    "http_compression": _Rule(
-        _only(False), "http_compression (compressing long-polling responses)"
-    ),
-    "compression_threshold": _Rule(_any, "compression_threshold"),
     "cookie": _Rule(_only(None), "cookie (an Engine.IO session cookie)"),
     "engineio_logger": _Rule(
         _only(None, False), "engineio_logger (logging of the Engine.IO layer, which is in Rust)"

@@ -149,6 +149,9 @@ class ServerHandle:
     ``serializer``: the Socket.IO parser every client must use, ``"default"`` (JSON) or
     ``"msgpack"`` (npm's socket.io-msgpack-parser); either way the records carry JSON with
     placeholders and attachments, and ``emit``/``ack`` take them.
+    ``websocket_compression``: negotiate permessage-deflate and compress messages of at least
+    that many bytes; ``http_compression``: gzip/deflate polling responses of at least that many
+    bytes (None: off).
     """
 
     def __init__(
@@ -187,6 +190,8 @@ class ServerHandle:
         allow_eio3: bool = False,
         recovery: tuple[int, int, int, int, int] | None = None,
         serializer: str = "default",
+        websocket_compression: int | None = None,
+        http_compression: int | None = None,
     ) -> None: ...
     def recovery_stats(self) -> tuple[int, int, int]:
         """Connection state recovery: (sessions kept, packets logged, bytes logged)."""
@@ -213,6 +218,7 @@ class ServerHandle:
         ack_id: int | None = None,
         volatile: bool = False,
         local: bool = False,
+        compress: bool = True,
     ) -> None: ...
     def emit_with_ack(
         self,
@@ -223,6 +229,7 @@ class ServerHandle:
         rooms: list[str] | None = None,
         skip: list[str] | None = None,
         attachments: list[bytes] | None = None,
+        compress: bool = True,
     ) -> None:
         """Broadcasts an EVENT asking every recipient for an ack under ``ack_id`` (one id for
         all, as Node); answered by a ``SocketIoBroadcastReach`` record."""

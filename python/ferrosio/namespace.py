@@ -60,9 +60,10 @@ class AsyncNamespace:
         *,
         timeout: float | None = None,
         volatile: bool = False,
+        compress: bool = True,
     ) -> None:
-        """:meth:`AsyncServer.emit` (``timeout`` and ``volatile`` included), in this namespace
-        unless told otherwise."""
+        """:meth:`AsyncServer.emit` (``timeout``, ``volatile`` and ``compress`` included), in
+        this namespace unless told otherwise."""
         await self.server.emit(
             event,
             data,
@@ -74,6 +75,7 @@ class AsyncNamespace:
             ignore_queue,
             timeout=timeout,
             volatile=volatile,
+            compress=compress,
         )
 
     async def send(

@@ -335,6 +335,19 @@ class AsyncServer(HandlerRegistry):
         :meth:`is_recovered` tells a recovered socket in ``connect``. Not with a
         ``client_manager`` or ``serializer="msgpack"``.
 
+    :param per_message_deflate: negotiate WebSocket compression (permessage-deflate, Node's
+        ``perMessageDeflate``) with clients that offer it (browsers and the npm client do):
+        messages of at least ``compression_threshold`` bytes are then compressed both ways.
+        Off by default, as in Node: it costs CPU per message. Each message is compressed on
+        its own (no context takeover), so a connection holds no compression state and a
+        broadcast is compressed once for all its recipients. A compressed client message is
+        bounded by ``max_http_buffer_size`` once inflated (past it: close code 1009).
+    :param http_compression: gzip or deflate long-polling responses of at least
+        ``compression_threshold`` bytes, as the request's ``Accept-Encoding`` allows (on by
+        default, as in python-socketio and Node).
+    :param compression_threshold: the smallest message or response compressed, in bytes
+        (1024).
+
     python-socketio's other arguments are accepted where their value means what ferrosio does
     anyway (``async_handlers=True``, ``monitor_clients=True``, ``json=None``, ``async_mode=None``
     ...); a value asking for something ferrosio does not do, such as ``serializer="pickle"``,
@@ -374,13 +387,14 @@ class AsyncServer(HandlerRegistry):
         trusted_proxies: str | Iterable[str] | None = None,
         allow_eio3: bool = False,
         connection_state_recovery: bool | dict[str, Any] | None = None,
+        per_message_deflate: bool = False,
         client_manager: Any = None,
         serializer: str = "default",
         json: Any = None,
         async_handlers: bool = True,
         async_mode: str | None = None,
         monitor_clients: bool | None = None,
-        http_compression: bool = False,
+        http_compression: bool = True,
         compression_threshold: int = 1024,
         cookie: Any = None,
         engineio_logger: bool | logging.Logger | None = None,
@@ -416,6 +430,13 @@ class AsyncServer(HandlerRegistry):
         self.trusted_proxies = (
             TrustedProxies(trusted_proxies) if trusted_proxies is not None else None
         )
+        if not isinstance(compression_threshold, int) or compression_threshold < 0:
+            raise ValueError(
+                f"compression_threshold must be a number of bytes, not {compression_threshold!r}"
+            )
+        self.per_message_deflate = bool(per_message_deflate)
+        self.http_compression = bool(http_compression)
+        self.compression_threshold = compression_threshold
         self._scheme = "http"
         self._client_certs = False
         self.transports = list(transports) if transports is not None else ["polling", "websocket"]
@@ -701,6 +722,11 @@ class AsyncServer(HandlerRegistry):
         certificate, key and client CA files (see :meth:`start`)."""
         if self._engine is not None and self._engine.is_running():
             raise exceptions.FerrosioError("server is already running")
+        if host is None and self.per_message_deflate:
+            raise exceptions.UnsupportedFeatureError(
+                "per_message_deflate under an ASGI server (its WebSocket framing and compression "
+                "are the ASGI server's: e.g. uvicorn's ws_per_message_deflate) is not supported"
+            )
         self._loop = asyncio.get_running_loop()
         self._stopped = self._loop.create_future()
         self._on_external = on_external
@@ -736,6 +762,8 @@ class AsyncServer(HandlerRegistry):
             recovery=self._recovery.engine_args() if self._recovery else None,
             serializer=self.serializer,
             **self._cors_options(),
+            websocket_compression=self.compression_threshold if self.per_message_deflate else None,
+            http_compression=self.compression_threshold if self.http_compression else None,
         )
         self._scheme = "https" if tls[0] is not None else "http"
         self._client_certs = tls[2] is not None
@@ -940,6 +968,7 @@ class AsyncServer(HandlerRegistry):
         *,
         timeout: float | None = None,
         volatile: bool = False,
+        compress: bool = True,
     ) -> None:
         """Emits ``event`` to one client (``to=sid``), rooms, or everyone in the namespace.
 
@@ -961,6 +990,10 @@ class AsyncServer(HandlerRegistry):
         open, its CONNECT is pending) or whose send buffer it would overflow
         (``max_send_buffer_size``), instead of being queued. Use it for updates a newer one
         replaces (positions, typing indicators).
+
+        ``compress=False`` (ferrosio's, after Node's ``socket.compress(false).emit``) sends the
+        packet uncompressed even where compression is on (``per_message_deflate``,
+        ``http_compression``): for data that is already compressed, or too small to gain.
         """
         self.emit_nowait(
             event,
@@ -973,6 +1006,7 @@ class AsyncServer(HandlerRegistry):
             ignore_queue,
             timeout=timeout,
             volatile=volatile,
+            compress=compress,
         )
 
     def emit_nowait(
@@ -988,6 +1022,7 @@ class AsyncServer(HandlerRegistry):
         *,
         timeout: float | None = None,
         volatile: bool = False,
+        compress: bool = True,
     ) -> None:
         """Like :meth:`emit`, callable from synchronous code."""
         nsp = namespace or "/"
@@ -1003,7 +1038,17 @@ class AsyncServer(HandlerRegistry):
                     self._run(fn, (err, responses))
 
                 self._emit_with_ack(
-                    event, data, nsp, text, attachments, sid, rooms, skip, timeout, completion
+                    event,
+                    data,
+                    nsp,
+                    text,
+                    attachments,
+                    sid,
+                    rooms,
+                    skip,
+                    timeout,
+                    completion,
+                    compress,
                 )
                 return
             if sid is None:
@@ -1016,7 +1061,7 @@ class AsyncServer(HandlerRegistry):
         if self._outgoing:
             self._notify_outgoing(event, data, nsp, sid if sid is not None else rooms)
         local = ignore_queue and self.client_manager is not None
-        if volatile or local:
+        if volatile or local or not compress:
             engine.emit(
                 nsp,
                 text,
@@ -1027,6 +1072,7 @@ class AsyncServer(HandlerRegistry):
                 ack_id=ack_id,
                 volatile=volatile,
                 local=local,
+                compress=compress,
             )
             return
         engine.emit(
@@ -1145,6 +1191,7 @@ class AsyncServer(HandlerRegistry):
         skip: list[str] | None,
         timeout: float,
         completion: Callable[[BaseException | None, list[Any]], None],
+        compress: bool = True,
     ) -> None:
         """One broadcast under one ack id (as Node's); the engine reports how many clients it
         reached, :class:`BroadcastAcks` collects their answers."""
@@ -1164,6 +1211,7 @@ class AsyncServer(HandlerRegistry):
             rooms=[sid] if sid is not None else rooms,
             skip=skip,
             attachments=attachments,
+            compress=compress,
         )
         if clustered:
             self._cluster.broadcast_with_ack(

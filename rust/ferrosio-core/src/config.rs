@@ -98,6 +98,13 @@ pub struct ServerConfig {
     pub recovery: Option<crate::socketio::recovery::RecoveryConfig>,
     /// The Socket.IO parser every client must use (JSON, or msgpack).
     pub parser: crate::socketio::parser::Parser,
+    /// permessage-deflate on WebSockets (Node's `perMessageDeflate`): offered clients get it,
+    /// and messages of at least this many bytes are compressed. `None` (the default, as in
+    /// Node): not negotiated.
+    pub websocket_compression: Option<usize>,
+    /// gzip/deflate of polling responses of at least this many bytes, as the request's
+    /// `Accept-Encoding` allows (Node's `httpCompression`). `None`: never compressed.
+    pub http_compression: Option<usize>,
 }
 
 /// This process's place among the workers sharing one port (`ferrosio.run(workers=N)`).
@@ -164,6 +171,8 @@ impl Default for ServerConfig {
             worker: None,
             recovery: None,
             parser: Default::default(),
+            websocket_compression: None,
+            http_compression: None,
         }
     }
 }

@@ -212,7 +212,7 @@ struct PyServerHandle {
 #[pymethods]
 impl PyServerHandle {
     #[new]
-    #[pyo3(signature = (host, port = 0, *, path = "/socket.io/", ping_interval_ms = 25_000, ping_timeout_ms = 20_000, max_payload = 1_000_000, connect_timeout_ms = 45_000, websocket = true, polling = true, upgrades = true, engineio_path = None, cors = "same-origin", cors_origins = None, cors_credentials = true, static_files = None, authorize_requests = false, max_attachments = 10, max_attachment_bytes = None, attachment_timeout_ms = 30_000, max_send_buffer = 16_000_000, max_poll_response = 1_000_000, max_inbound_buffer = 64_000, max_inbound_total = 16_000_000, cluster_url = None, cluster_key = "socket.io", forward_http = false, tls_cert_file = None, tls_key_file = None, tls_client_ca_file = None, worker = None, allow_eio3 = false, recovery = None, serializer = "default"))]
+    #[pyo3(signature = (host, port = 0, *, path = "/socket.io/", ping_interval_ms = 25_000, ping_timeout_ms = 20_000, max_payload = 1_000_000, connect_timeout_ms = 45_000, websocket = true, polling = true, upgrades = true, engineio_path = None, cors = "same-origin", cors_origins = None, cors_credentials = true, static_files = None, authorize_requests = false, max_attachments = 10, max_attachment_bytes = None, attachment_timeout_ms = 30_000, max_send_buffer = 16_000_000, max_poll_response = 1_000_000, max_inbound_buffer = 64_000, max_inbound_total = 16_000_000, cluster_url = None, cluster_key = "socket.io", forward_http = false, tls_cert_file = None, tls_key_file = None, tls_client_ca_file = None, worker = None, allow_eio3 = false, recovery = None, serializer = "default", websocket_compression = None, http_compression = None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -249,6 +249,8 @@ impl PyServerHandle {
         allow_eio3: bool,
         recovery: Option<(u64, usize, usize, usize, usize)>,
         serializer: &str,
+        websocket_compression: Option<usize>,
+        http_compression: Option<usize>,
     ) -> PyResult<Self> {
         let parser = parser_named(serializer)?;
         let tls = match (tls_cert_file, tls_key_file) {
@@ -332,6 +334,8 @@ impl PyServerHandle {
                 },
             ),
             parser,
+            websocket_compression,
+            http_compression,
             ..ServerConfig::default()
         };
         let handle = match host {
@@ -487,8 +491,8 @@ impl PyServerHandle {
 
     /// Emits an EVENT packet (`data` is the JSON array) to one socket (`to`) or to rooms.
     /// `volatile`: dropped for a client that cannot take it now; `local`: this server's
-    /// sockets only (a cluster does not forward it).
-    #[pyo3(signature = (nsp, data, *, to = None, rooms = None, skip = None, attachments = None, ack_id = None, volatile = false, local = false))]
+    /// sockets only (a cluster does not forward it); `compress=false`: never compressed.
+    #[pyo3(signature = (nsp, data, *, to = None, rooms = None, skip = None, attachments = None, ack_id = None, volatile = false, local = false, compress = true))]
     #[allow(clippy::too_many_arguments)]
     fn emit(
         &self,
@@ -501,8 +505,9 @@ impl PyServerHandle {
         ack_id: Option<u64>,
         volatile: bool,
         local: bool,
+        compress: bool,
     ) -> PyResult<()> {
-        let frames = packet_frames(
+        let mut frames = packet_frames(
             self.parser,
             PacketType::Event,
             nsp,
@@ -510,6 +515,9 @@ impl PyServerHandle {
             data,
             attachments,
         )?;
+        if !compress {
+            frames = frames.into_iter().map(Frame::plain).collect();
+        }
         let flags = BroadcastFlags { volatile, local };
         let target = match to {
             Some(sid) if !volatile && !local => Target::Socket(sid),
@@ -529,7 +537,8 @@ impl PyServerHandle {
 
     /// Broadcasts an EVENT asking each recipient for an ack, all under `ack_id`; the engine
     /// answers with a `SOCKETIO_BROADCAST_REACH` record telling how many clients it reached.
-    #[pyo3(signature = (nsp, data, ack_id, *, rooms = None, skip = None, attachments = None))]
+    #[pyo3(signature = (nsp, data, ack_id, *, rooms = None, skip = None, attachments = None, compress = true))]
+    #[allow(clippy::too_many_arguments)]
     fn emit_with_ack(
         &self,
         nsp: &str,
@@ -538,8 +547,9 @@ impl PyServerHandle {
         rooms: Option<Vec<String>>,
         skip: Option<Vec<String>>,
         attachments: Option<Vec<Vec<u8>>>,
+        compress: bool,
     ) -> PyResult<()> {
-        let frames = packet_frames(
+        let mut frames = packet_frames(
             self.parser,
             PacketType::Event,
             nsp,
@@ -547,6 +557,9 @@ impl PyServerHandle {
             data,
             attachments,
         )?;
+        if !compress {
+            frames = frames.into_iter().map(Frame::plain).collect();
+        }
         self.send(SocketIoCommand::EmitWithAck {
             nsp: nsp.to_owned(),
             opts: BroadcastOptions {
@@ -878,11 +891,11 @@ impl PyServerHandle {
         let out = PyList::empty(py);
         for frame in &frames {
             match frame {
-                Frame::Text(b) => match std::str::from_utf8(b) {
+                Frame::Text(b) | Frame::PlainText(b) => match std::str::from_utf8(b) {
                     Ok(text) => out.append(pyo3::types::PyString::new(py, text))?,
                     Err(_) => out.append(PyBytes::new(py, b))?,
                 },
-                Frame::Binary(b) => out.append(PyBytes::new(py, b))?,
+                Frame::Binary(b) | Frame::PlainBinary(b) => out.append(PyBytes::new(py, b))?,
             }
         }
         Ok((out, close))

@@ -179,10 +179,10 @@ async fn ws_write(mut sink: SplitSink<Ws, Message>, frames: Vec<Frame>) -> Write
             let msg = match frame {
                 // A noop only releases a polling GET; it means nothing on a WebSocket.
                 Frame::Text(b) if b.as_ref() == b"6" => continue,
-                Frame::Text(b) => Message::Text(
+                Frame::Text(b) | Frame::PlainText(b) => Message::Text(
                     Utf8Bytes::try_from(b).map_err(|_| "text frame is not UTF-8".to_owned())?,
                 ),
-                Frame::Binary(b) => Message::Binary(b),
+                Frame::Binary(b) | Frame::PlainBinary(b) => Message::Binary(b),
             };
             sink.feed(msg).await.map_err(|e| e.to_string())?;
         }
@@ -208,8 +208,8 @@ fn take_payload(outbox: &mut Vec<Frame>, max_payload: usize) -> Vec<Frame> {
     let mut n = 0usize;
     for frame in outbox.iter() {
         let len = match frame {
-            Frame::Text(b) => b.len(),
-            Frame::Binary(b) => 1 + b.len().div_ceil(3) * 4,
+            Frame::Text(b) | Frame::PlainText(b) => b.len(),
+            Frame::Binary(b) | Frame::PlainBinary(b) => 1 + b.len().div_ceil(3) * 4,
         } + 1;
         if n > 0 && size + len > max_payload {
             break;

@@ -7,7 +7,9 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::client::conn::http1::SendRequest;
-use hyper::header::{HeaderName, HeaderValue, CONTENT_TYPE, HOST};
+use hyper::header::{
+    HeaderName, HeaderValue, ACCEPT_ENCODING, CONTENT_ENCODING, CONTENT_TYPE, HOST,
+};
 use hyper::{Method, Request, StatusCode};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
@@ -209,6 +211,13 @@ impl HttpConn {
         if body.is_some() {
             req = req.header(CONTENT_TYPE, "text/plain;charset=UTF-8");
         }
+        if !target
+            .headers
+            .iter()
+            .any(|(k, _)| k.eq_ignore_ascii_case("accept-encoding"))
+        {
+            req = req.header(ACCEPT_ENCODING, "gzip, deflate");
+        }
         for (k, v) in &target.headers {
             req = req.header(k.as_str(), v.as_str());
         }
@@ -220,14 +229,79 @@ impl HttpConn {
             .await
             .map_err(|e| HttpFailure::Io(e.to_string()))?;
         let status = res.status();
+        let coding = res.headers().get(CONTENT_ENCODING).cloned();
         let body = Limited::new(res.into_body(), MAX_RESPONSE_BODY)
             .collect()
             .await
             .map_err(|e| HttpFailure::Io(e.to_string()))?
             .to_bytes();
+        let body = match coding {
+            None => body,
+            Some(coding) => decode_body(coding.as_bytes(), &body).map_err(HttpFailure::Io)?,
+        };
         if status != StatusCode::OK {
             return Err(HttpFailure::Status(status, body));
         }
         Ok(body)
+    }
+}
+
+/// A compressed response body (the server's `http_compression`), decoded into at most
+/// [`MAX_RESPONSE_BODY`] bytes: a body that inflates to more fails the request.
+fn decode_body(coding: &[u8], body: &[u8]) -> Result<Bytes, String> {
+    use std::io::Read;
+    let limit = MAX_RESPONSE_BODY as u64 + 1;
+    let mut out = Vec::new();
+    let read = match coding {
+        b"gzip" | b"x-gzip" => flate2::read::GzDecoder::new(body)
+            .take(limit)
+            .read_to_end(&mut out),
+        b"deflate" => flate2::read::ZlibDecoder::new(body)
+            .take(limit)
+            .read_to_end(&mut out),
+        b"identity" => return Ok(Bytes::copy_from_slice(body)),
+        other => {
+            return Err(format!(
+                "unknown Content-Encoding {:?}",
+                String::from_utf8_lossy(other)
+            ))
+        }
+    };
+    read.map_err(|e| format!("bad compressed response: {e}"))?;
+    if out.len() > MAX_RESPONSE_BODY {
+        return Err(format!(
+            "response body larger than {MAX_RESPONSE_BODY} bytes once decoded"
+        ));
+    }
+    Ok(Bytes::from(out))
+}
+
+#[cfg(test)]
+mod decode_tests {
+    use super::*;
+    use std::io::Write;
+
+    #[test]
+    fn gzip_and_deflate_bodies_are_decoded_and_bounded() {
+        let body = b"42[\"x\",\"yyyyyyyyyyyyyyyy\"]".repeat(100);
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(&body).unwrap();
+        let gz = gz.finish().unwrap();
+        assert_eq!(decode_body(b"gzip", &gz).unwrap(), body);
+        let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::fast());
+        z.write_all(&body).unwrap();
+        assert_eq!(decode_body(b"deflate", &z.finish().unwrap()).unwrap(), body);
+        assert!(decode_body(b"br", &body).is_err());
+        assert!(decode_body(b"gzip", b"not gzip").is_err());
+        // A bomb: more than the bound once inflated.
+        let mut bomb = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        for _ in 0..65 {
+            bomb.write_all(&vec![0u8; 1 << 20]).unwrap();
+        }
+        let bomb = bomb.finish().unwrap();
+        assert!(bomb.len() < 1 << 20);
+        assert!(decode_body(b"gzip", &bomb)
+            .unwrap_err()
+            .contains("larger than"));
     }
 }

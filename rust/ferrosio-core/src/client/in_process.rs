@@ -167,7 +167,7 @@ impl LocalWs {
                 let msg = match frame {
                     // A noop only releases a polling GET; it means nothing on a WebSocket.
                     Frame::Text(b) if b.as_ref() == b"6" => continue,
-                    Frame::Text(b) => match Utf8Bytes::try_from(b) {
+                    Frame::Text(b) | Frame::PlainText(b) => match Utf8Bytes::try_from(b) {
                         Ok(t) => Message::Text(t),
                         Err(_) => {
                             return Poll::Ready(Some(Err(WsError::Utf8(
@@ -175,7 +175,7 @@ impl LocalWs {
                             ))))
                         }
                     },
-                    Frame::Binary(b) => Message::Binary(b),
+                    Frame::Binary(b) | Frame::PlainBinary(b) => Message::Binary(b),
                 };
                 self.pending.push_back(msg);
             }

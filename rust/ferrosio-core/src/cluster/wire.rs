@@ -55,7 +55,7 @@ pub fn encode_broadcast(
     frames: &[Frame],
     opts: &BroadcastOptions,
 ) -> Result<Vec<u8>, WireError> {
-    let Some(Frame::Text(text)) = frames.first() else {
+    let Some(Frame::Text(text) | Frame::PlainText(text)) = frames.first() else {
         return Err(WireError::NotAnEvent);
     };
     // The frame is Engine.IO message text: `4` then the Socket.IO packet.
@@ -66,12 +66,7 @@ pub fn encode_broadcast(
     }
     let data: Json =
         serde_json::from_slice(&packet.data).map_err(|e| WireError::BadPacket(e.to_string()))?;
-    let attachments: Vec<&Bytes> = frames[1..]
-        .iter()
-        .map(|f| match f {
-            Frame::Binary(b) | Frame::Text(b) => b,
-        })
-        .collect();
+    let attachments: Vec<&Bytes> = frames[1..].iter().map(Frame::payload).collect();
     let mut map = vec![
         (Value::from("type"), Value::from(PacketType::Event as u8)),
         (Value::from("data"), json_to_msgpack(&data, &attachments)),
@@ -80,7 +75,11 @@ pub fn encode_broadcast(
     if let Some(id) = packet.ack_id {
         map.push((Value::from("id"), Value::from(id)));
     }
-    let message = Value::Array(vec![Value::from(uid), Value::Map(map), options_value(opts)]);
+    let mut options = options_value(opts);
+    if !frames[0].compressible() {
+        set_compress_false(&mut options);
+    }
+    let message = Value::Array(vec![Value::from(uid), Value::Map(map), options]);
     let mut out = Vec::with_capacity(packet.data.len() + 64);
     rmpv::encode::write_value(&mut out, &message)
         .map_err(|e| WireError::BadMessage(e.to_string()))?;
@@ -97,6 +96,25 @@ fn options_value(opts: &BroadcastOptions) -> Value {
         (Value::from("except"), strings(&opts.except)),
         (Value::from("flags"), Value::Map(Vec::new())),
     ])
+}
+
+/// Node's `flags.compress = false` (an emit with `compress=False`) in encoded options.
+fn set_compress_false(options: &mut Value) {
+    if let Value::Map(entries) = options {
+        for (key, flags) in entries.iter_mut() {
+            if let (Some("flags"), Value::Map(flags)) = (key.as_str(), flags) {
+                flags.push((Value::from("compress"), Value::from(false)));
+            }
+        }
+    }
+}
+
+/// Whether decoded options carry `flags.compress = false`.
+fn compress_false(options: &Value) -> bool {
+    field(options, "flags")
+        .and_then(|flags| field(flags, "compress"))
+        .and_then(Value::as_bool)
+        == Some(false)
 }
 
 /// The channel of requests between the nodes of `nsp`.
@@ -279,6 +297,9 @@ pub fn decode_broadcast(message: &[u8]) -> Result<RemoteBroadcast, WireError> {
         &text,
     )));
     frames.extend(attachments.into_iter().map(Frame::Binary));
+    if compress_false(&opts) {
+        frames = frames.into_iter().map(Frame::plain).collect();
+    }
     Ok(RemoteBroadcast {
         uid,
         nsp,
@@ -396,6 +417,22 @@ mod tests {
         assert_eq!(data[1], Value::Binary(vec![1, 2]));
         let got = decode_broadcast(&bytes).unwrap();
         assert_eq!(got.frames, frames);
+    }
+
+    #[test]
+    fn compress_false_travels_as_nodes_flag() {
+        let text = encode_message(PacketType::Event, "/", None, 0, br#"["x"]"#);
+        let plain = vec![Frame::PlainText(text.clone())];
+        let bytes = encode_broadcast("u", "/", &plain, &opts(&[], &[])).unwrap();
+        let v = rmpv::decode::read_value(&mut &bytes[..]).unwrap();
+        let flags = field(&v.as_array().unwrap()[2], "flags").unwrap();
+        assert_eq!(
+            field(flags, "compress").and_then(Value::as_bool),
+            Some(false)
+        );
+        assert_eq!(decode_broadcast(&bytes).unwrap().frames, plain);
+        let bytes = encode_broadcast("u", "/", &[Frame::Text(text)], &opts(&[], &[])).unwrap();
+        assert!(decode_broadcast(&bytes).unwrap().frames[0].compressible());
     }
 
     #[test]

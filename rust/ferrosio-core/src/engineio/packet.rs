@@ -72,10 +72,15 @@ fn decode_base64(data: &[u8]) -> Result<Bytes, EngineError> {
 ///
 /// `Text` holds the whole Engine.IO packet including its type digit (`4...`, `2`, `6`);
 /// `Binary` holds raw bytes (a WebSocket binary frame; `b<base64>` on polling).
+/// `PlainText` and `PlainBinary` are the same for a packet emitted with `compress=False`
+/// (Node's `socket.compress(false)`): never deflated on a WebSocket, and a polling response
+/// made only of them is not compressed either.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Frame {
     Text(Bytes),
     Binary(Bytes),
+    PlainText(Bytes),
+    PlainBinary(Bytes),
 }
 
 impl Frame {
@@ -85,8 +90,32 @@ impl Frame {
 
     /// Size on the wire, used for buffer accounting.
     pub fn len(&self) -> usize {
+        self.payload().len()
+    }
+
+    /// The packet's bytes, whatever the variant.
+    pub fn payload(&self) -> &Bytes {
         match self {
-            Frame::Text(b) | Frame::Binary(b) => b.len(),
+            Frame::Text(b) | Frame::Binary(b) | Frame::PlainText(b) | Frame::PlainBinary(b) => b,
+        }
+    }
+
+    /// A binary frame (an attachment, or a bare Engine.IO binary message).
+    pub fn is_binary(&self) -> bool {
+        matches!(self, Frame::Binary(_) | Frame::PlainBinary(_))
+    }
+
+    /// False for a packet emitted with `compress=False`.
+    pub fn compressible(&self) -> bool {
+        matches!(self, Frame::Text(_) | Frame::Binary(_))
+    }
+
+    /// The same frame, marked never to be compressed.
+    pub fn plain(self) -> Frame {
+        match self {
+            Frame::Text(b) => Frame::PlainText(b),
+            Frame::Binary(b) => Frame::PlainBinary(b),
+            plain => plain,
         }
     }
 
@@ -132,8 +161,8 @@ pub fn encode_payload<'a>(frames: impl IntoIterator<Item = &'a Frame>) -> Bytes 
             out.put_u8(RECORD_SEPARATOR);
         }
         match frame {
-            Frame::Text(b) => out.extend_from_slice(b),
-            Frame::Binary(b) => {
+            Frame::Text(b) | Frame::PlainText(b) => out.extend_from_slice(b),
+            Frame::Binary(b) | Frame::PlainBinary(b) => {
                 out.put_u8(b'b');
                 let start = out.len();
                 let n = base64::encoded_len(b.len(), true).unwrap_or(0);

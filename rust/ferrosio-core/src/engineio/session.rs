@@ -383,7 +383,7 @@ impl EngineSession {
         let mut taken = 0;
         let mut cut = 0;
         for frame in &out.frames {
-            let binary = matches!(frame, Frame::Binary(_));
+            let binary = frame.is_binary();
             if cut > 0 && !binary && taken + frame.len() > max_bytes {
                 break;
             }

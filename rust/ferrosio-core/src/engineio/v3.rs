@@ -177,13 +177,13 @@ pub fn decode_binary_payload(body: &Bytes) -> Result<Vec<EnginePacket>, EngineEr
 /// the client takes it (`base64` false), else a text payload (binary as `b4<base64>`).
 /// Returns the body and whether it is binary (`application/octet-stream`).
 pub fn encode_payload(frames: &[Frame], base64: bool) -> (Bytes, bool) {
-    let binary = !base64 && frames.iter().any(|f| matches!(f, Frame::Binary(_)));
+    let binary = !base64 && frames.iter().any(Frame::is_binary);
     let mut out = BytesMut::new();
     if binary {
         for frame in frames {
             let (kind, prefix, data): (u8, &[u8], &[u8]) = match frame {
-                Frame::Text(b) => (0, &[], b),
-                Frame::Binary(b) => (1, &[MESSAGE_TYPE], b),
+                Frame::Text(b) | Frame::PlainText(b) => (0, &[], b),
+                Frame::Binary(b) | Frame::PlainBinary(b) => (1, &[MESSAGE_TYPE], b),
             };
             out.put_u8(kind);
             let len = (prefix.len() + data.len()).to_string();
@@ -196,7 +196,7 @@ pub fn encode_payload(frames: &[Frame], base64: bool) -> (Bytes, bool) {
     }
     for frame in frames {
         match frame {
-            Frame::Text(b) => {
+            Frame::Text(b) | Frame::PlainText(b) => {
                 // Frames are built from valid UTF-8 (Python strings, JSON); lossy only as a
                 // guard, so a length is never computed on bytes the client cannot read.
                 let s = String::from_utf8_lossy(b);
@@ -205,7 +205,7 @@ pub fn encode_payload(frames: &[Frame], base64: bool) -> (Bytes, bool) {
                 out.put_u8(b':');
                 out.extend_from_slice(s.as_bytes());
             }
-            Frame::Binary(b) => {
+            Frame::Binary(b) | Frame::PlainBinary(b) => {
                 let encoded = base64::engine::general_purpose::STANDARD.encode(b);
                 out.extend_from_slice((2 + encoded.len()).to_string().as_bytes());
                 out.extend_from_slice(b":b4");
@@ -229,17 +229,25 @@ pub fn base64_text(data: &[u8]) -> Vec<u8> {
 
 /// A frame as a v3 client takes it over a WebSocket whose framing is not ours (a host's ASGI
 /// server): a binary frame gets its type byte, or becomes `b4<base64>` text for a client that
-/// asked for base64. Text frames are unchanged.
+/// asked for base64. Text frames are unchanged; a plain (`compress=False`) frame stays plain.
 pub fn websocket_frame(frame: Frame, base64: bool) -> Frame {
-    match frame {
-        Frame::Binary(b) if base64 => Frame::Text(base64_text(&b).into()),
-        Frame::Binary(b) => {
-            let mut out = Vec::with_capacity(1 + b.len());
-            out.push(MESSAGE_TYPE);
-            out.extend_from_slice(&b);
-            Frame::Binary(out.into())
-        }
-        text => text,
+    if !frame.is_binary() {
+        return frame;
+    }
+    let compressible = frame.compressible();
+    let b = frame.payload();
+    let out = if base64 {
+        Frame::Text(base64_text(b).into())
+    } else {
+        let mut out = Vec::with_capacity(1 + b.len());
+        out.push(MESSAGE_TYPE);
+        out.extend_from_slice(b);
+        Frame::Binary(out.into())
+    };
+    if compressible {
+        out
+    } else {
+        out.plain()
     }
 }
 
@@ -365,5 +373,14 @@ mod tests {
             Frame::Text(Bytes::from_static(b"b4AQI="))
         );
         assert_eq!(websocket_frame(text("42[]"), true), text("42[]"));
+        // An emit with compress=False stays so.
+        assert_eq!(
+            websocket_frame(bin().plain(), false),
+            Frame::PlainBinary(Bytes::from_static(&[4, 1, 2]))
+        );
+        assert_eq!(
+            websocket_frame(bin().plain(), true),
+            Frame::PlainText(Bytes::from_static(b"b4AQI="))
+        );
     }
 }

@@ -18,6 +18,7 @@
 //! - `tls`: the listener's TLS (certificate, key, client CAs), set up at start.
 
 mod cors;
+mod encoding;
 mod external;
 mod forward;
 mod gate;

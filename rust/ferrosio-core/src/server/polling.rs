@@ -7,9 +7,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use http_body_util::{BodyExt, LengthLimitError, Limited};
-use hyper::header::{CONTENT_LENGTH, CONTENT_TYPE};
+use hyper::header::{HeaderValue, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE, VARY};
 use hyper::{Method, Request, StatusCode};
 
+use super::encoding::ContentCoding;
 use super::http::{
     binary_response, handshake, ok_response, status_response, text_response, HttpError,
     HttpResponse,
@@ -93,14 +94,24 @@ impl FrontDoor {
             return HttpError::UnknownSid.response();
         }
         match *req.method() {
-            Method::GET => self.poll_get(&session).await,
+            Method::GET => {
+                let coding = self.config.http_compression.and_then(|threshold| {
+                    Some((ContentCoding::negotiate(req.headers())?, threshold))
+                });
+                self.poll_get(&session, coding).await
+            }
             Method::POST => self.poll_post(req, &session, endpoint).await,
             _ => HttpError::BadRequest.response(),
         }
     }
 
-    /// Waits for what the session has to send.
-    async fn poll_get(&self, session: &Arc<EngineSession>) -> HttpResponse {
+    /// Waits for what the session has to send; `coding`: the client accepts it, and bodies of
+    /// at least that many bytes are compressed with it.
+    async fn poll_get(
+        &self,
+        session: &Arc<EngineSession>,
+        coding: Option<(ContentCoding, usize)>,
+    ) -> HttpResponse {
         if !session.claim_get() {
             // Two GETs at once: the client is confused or hostile; end the session.
             self.end_session(session, DisconnectReason::TransportError);
@@ -108,16 +119,27 @@ impl FrontDoor {
         }
         let _slot = SlotGuard { session, get: true };
         let max = self.config.max_poll_response;
-        let res = match session.protocol {
-            Protocol::V4 => text_response(polling::get(session, max).await),
-            Protocol::V3 { base64 } => {
-                payload_response(polling::get_v3(session, max, base64).await)
+        // v3 sessions are compressed alike: Content-Encoding is below the payload framing.
+        let (body, binary, compressible) = match session.protocol {
+            Protocol::V4 => {
+                let (body, compressible) = polling::get(session, max).await;
+                (body, false, compressible)
             }
+            Protocol::V3 { base64 } => polling::get_v3(session, max, base64).await,
         };
         if let Some(reason) = session.closed() {
             self.end_session(session, reason);
         }
-        res
+        match coding {
+            Some((coding, threshold)) if compressible && body.len() >= threshold => {
+                let mut res = payload_response((coding.encode(&body), binary));
+                let h = res.headers_mut();
+                h.insert(CONTENT_ENCODING, HeaderValue::from_static(coding.name()));
+                h.insert(VARY, HeaderValue::from_static("Accept-Encoding"));
+                res
+            }
+            _ => payload_response((body, binary)),
+        }
     }
 
     /// Reads the body (bounded by `max_payload` and [`BODY_TIMEOUT`]) and applies its packets.

@@ -34,7 +34,13 @@ impl FrontDoor {
             Err(e) => return Ok(e.response()),
         };
         let mut res = self.route(req, remote, local, endpoint).await;
+        // A compressed polling response varies on Accept-Encoding; CORS may add `Vary: Origin`,
+        // which `extend` would put in its place: keep both.
+        let vary = res.headers_mut().remove(hyper::header::VARY);
         res.headers_mut().extend(cors);
+        if let Some(vary) = vary {
+            res.headers_mut().append(hyper::header::VARY, vary);
+        }
         Ok(res)
     }
 

@@ -8,8 +8,8 @@ use std::sync::Arc;
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::header::{
-    HeaderMap, HeaderValue, CONNECTION, SEC_WEBSOCKET_ACCEPT, SEC_WEBSOCKET_KEY,
-    SEC_WEBSOCKET_VERSION, UPGRADE,
+    HeaderMap, HeaderValue, CONNECTION, SEC_WEBSOCKET_ACCEPT, SEC_WEBSOCKET_EXTENSIONS,
+    SEC_WEBSOCKET_KEY, SEC_WEBSOCKET_VERSION, UPGRADE,
 };
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
@@ -22,6 +22,7 @@ use super::sessions::Endpoint;
 use super::FrontDoor;
 use crate::engineio::session::{EngineSession, Handshake, TransportKind};
 use crate::engineio::v3::Protocol;
+use crate::transport::deflate;
 use crate::transport::websocket::{self, WsConn};
 
 /// What a WebSocket request leads to.
@@ -51,6 +52,15 @@ fn websocket_accept(h: &HeaderMap) -> Option<String> {
         return None;
     }
     Some(derive_accept_key(h.get(SEC_WEBSOCKET_KEY)?.as_bytes()))
+}
+
+/// Whether the request offers a permessage-deflate we accept (in any of its
+/// `Sec-WebSocket-Extensions` headers).
+fn offers_deflate(h: &HeaderMap) -> bool {
+    h.get_all(SEC_WEBSOCKET_EXTENSIONS)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(deflate::accepts_offer)
 }
 
 impl FrontDoor {
@@ -90,14 +100,22 @@ impl FrontDoor {
                 }
             }
         };
+        let deflate_threshold = self
+            .config
+            .websocket_compression
+            .filter(|_| offers_deflate(req.headers()));
         let handshake = handshake(&req, remote, local);
         let on_upgrade = hyper::upgrade::on(&mut req);
         // Boxed, and finished before the session runs: the upgrade's state is not kept for the
         // connection's lifetime (a task's size is memory per idle connection).
-        let start = Box::pin(
-            self.clone()
-                .start_websocket(on_upgrade, plan, handshake, endpoint, protocol),
-        );
+        let start = Box::pin(self.clone().start_websocket(
+            on_upgrade,
+            plan,
+            handshake,
+            endpoint,
+            protocol,
+            deflate_threshold,
+        ));
         let front = self.clone();
         tokio::spawn(async move {
             let Some((ws, session)) = start.await else {
@@ -114,6 +132,12 @@ impl FrontDoor {
         if let Ok(v) = HeaderValue::from_str(&accept) {
             h.insert(SEC_WEBSOCKET_ACCEPT, v);
         }
+        if deflate_threshold.is_some() {
+            h.insert(
+                SEC_WEBSOCKET_EXTENSIONS,
+                HeaderValue::from_static(deflate::RESPONSE),
+            );
+        }
         res
     }
 
@@ -126,6 +150,7 @@ impl FrontDoor {
         handshake: Handshake,
         endpoint: Endpoint,
         protocol: Protocol,
+        deflate_threshold: Option<usize>,
     ) -> Option<(WsConn, Arc<EngineSession>)> {
         let Ok(upgraded) = on_upgrade.await else {
             if let WsPlan::Upgrade(s) = &plan {
@@ -139,14 +164,18 @@ impl FrontDoor {
         // its request.
         let max_payload = self.config.max_payload;
         let mut ws = match upgraded.downcast::<TokioIo<TcpStream>>() {
-            Ok(hyper::upgrade::Parts { io, read_buf, .. }) => {
-                WsConn::new(io.into_inner(), None, &read_buf, max_payload)
-            }
+            Ok(hyper::upgrade::Parts { io, read_buf, .. }) => WsConn::new(
+                io.into_inner(),
+                None,
+                &read_buf,
+                max_payload,
+                deflate_threshold,
+            ),
             Err(upgraded) => match upgraded.downcast::<TokioIo<TlsStream<TcpStream>>>() {
                 Ok(hyper::upgrade::Parts { io, read_buf, .. }) => {
                     let (tcp, tls) = io.into_inner().into_inner();
                     let tls = Some(Box::new(parking_lot::Mutex::new(tls)));
-                    WsConn::new(tcp, tls, &read_buf, max_payload)
+                    WsConn::new(tcp, tls, &read_buf, max_payload, deflate_threshold)
                 }
                 Err(_) => {
                     if let WsPlan::Upgrade(s) = &plan {

@@ -117,8 +117,8 @@ fn sent(s: &EngineSession) -> Vec<String> {
         .0
         .into_iter()
         .map(|f| match f {
-            Frame::Text(t) => String::from_utf8(t.to_vec()).unwrap(),
-            Frame::Binary(b) => format!("<bin:{}>", b.len()),
+            Frame::Text(t) | Frame::PlainText(t) => String::from_utf8(t.to_vec()).unwrap(),
+            Frame::Binary(b) | Frame::PlainBinary(b) => format!("<bin:{}>", b.len()),
         })
         .collect()
 }
@@ -715,7 +715,7 @@ fn sent_msgpack(s: &EngineSession) -> Vec<(PacketType, String, String)> {
         .0
         .into_iter()
         .map(|f| match f {
-            Frame::Binary(b) => {
+            Frame::Binary(b) | Frame::PlainBinary(b) => {
                 let (p, _) = msgpack::decode(&b, 10).unwrap();
                 (
                     p.kind,
@@ -723,7 +723,9 @@ fn sent_msgpack(s: &EngineSession) -> Vec<(PacketType, String, String)> {
                     String::from_utf8(p.data.to_vec()).unwrap(),
                 )
             }
-            Frame::Text(t) => panic!("a text frame on a msgpack connection: {t:?}"),
+            Frame::Text(t) | Frame::PlainText(t) => {
+                panic!("a text frame on a msgpack connection: {t:?}")
+            }
         })
         .collect()
 }

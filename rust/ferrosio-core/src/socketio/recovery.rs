@@ -16,7 +16,7 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{BufMut, BytesMut};
 use foldhash::HashMap;
 
 use super::adapter::BroadcastOptions;
@@ -112,8 +112,9 @@ impl Audience {
 const CHUNK: usize = 64 * 1024;
 
 struct Logged {
-    /// The stamped text packet (a slice of a shared chunk).
-    text: Bytes,
+    /// The stamped text packet (a slice of a shared chunk); `PlainText` when it was emitted
+    /// with `compress=False`, so that a replay is not compressed either.
+    text: Frame,
     /// Its binary attachments (empty, unallocated, for a text packet).
     attachments: Vec<Frame>,
     audience: Audience,
@@ -181,10 +182,11 @@ impl PacketLog {
     }
 
     /// Appends the next offset to the packet's data in place (`frames[0]`), if it is a
-    /// packet Node logs (an event without an ack id), and returns the stamped text; None
-    /// (frames untouched) otherwise. Log it with [`PacketLog::record`] once delivered.
-    pub fn stamp(&mut self, frames: &mut [Frame]) -> Option<Bytes> {
-        let Some(Frame::Text(text)) = frames.first() else {
+    /// packet Node logs (an event without an ack id), and returns the stamped frame (text, or
+    /// plain text for a `compress=False` emit); None (frames untouched) otherwise. Log it with
+    /// [`PacketLog::record`] once delivered.
+    pub fn stamp(&mut self, frames: &mut [Frame]) -> Option<Frame> {
+        let (Some(Frame::Text(text)) | Some(Frame::PlainText(text))) = frames.first() else {
             return None;
         };
         if !is_loggable_event(text) {
@@ -209,8 +211,12 @@ impl PacketLog {
         out.put_slice(digits);
         out.put_slice(b"\"]");
         let stamped = out.split().freeze();
-        frames[0] = Frame::Text(stamped.clone());
-        Some(stamped)
+        frames[0] = if frames[0].compressible() {
+            Frame::Text(stamped)
+        } else {
+            Frame::PlainText(stamped)
+        };
+        Some(frames[0].clone())
     }
 
     /// Logs a packet [`PacketLog::stamp`] stamped (its text, its attachments and who it was
@@ -218,7 +224,7 @@ impl PacketLog {
     /// `cfg.max_log_bytes`.
     pub fn record(
         &mut self,
-        text: Bytes,
+        text: Frame,
         attachments: Vec<Frame>,
         audience: Audience,
         now: Instant,
@@ -279,7 +285,7 @@ impl PacketLog {
             if count > cfg.max_missed_packets || bytes > cfg.max_missed_bytes {
                 return None;
             }
-            frames.push(Frame::Text(logged.text.clone()));
+            frames.push(logged.text.clone());
             frames.extend_from_slice(&logged.attachments);
         }
         Some((frames, bytes))
@@ -434,8 +440,8 @@ mod tests {
 
     fn as_str(frames: &[Frame]) -> String {
         match &frames[0] {
-            Frame::Text(b) => String::from_utf8(b.to_vec()).unwrap(),
-            Frame::Binary(_) => panic!("binary"),
+            Frame::Text(b) | Frame::PlainText(b) => String::from_utf8(b.to_vec()).unwrap(),
+            Frame::Binary(_) | Frame::PlainBinary(_) => panic!("binary"),
         }
     }
 
@@ -480,13 +486,36 @@ mod tests {
         let stamped = log.stamp(&mut frames).unwrap();
         assert_eq!(
             as_str(&frames),
-            String::from_utf8(stamped.to_vec()).unwrap()
+            String::from_utf8(stamped.payload().to_vec()).unwrap()
         );
         let s = as_str(&frames);
         assert!(
             s.starts_with(r#"42/chat,["a",1,""#) && s.ends_with("\"]"),
             "{s}"
         );
+    }
+
+    #[test]
+    fn a_packet_emitted_with_compress_false_is_replayed_plain() {
+        let cfg = RecoveryConfig::default();
+        let mut log = PacketLog::new();
+        let now = Instant::now();
+        let first = push(&mut log, r#"42["a"]"#, everyone(), now, &cfg);
+        let mut frames = vec![
+            Frame::PlainText(Bytes::from_static(
+                br#"451-["b",{"_placeholder":true,"num":0}]"#,
+            )),
+            Frame::PlainBinary(Bytes::from_static(&[1, 2])),
+        ];
+        let stamped = log.stamp(&mut frames).unwrap();
+        assert!(!stamped.compressible() && !frames[0].compressible());
+        let attachments = frames.split_off(1);
+        log.record(stamped, attachments, everyone(), now, &cfg);
+        let (missed, _) = log.missed(&first, &[], "me", &cfg).unwrap();
+        assert!(matches!(
+            missed.as_slice(),
+            [Frame::PlainText(_), Frame::PlainBinary(_)]
+        ));
     }
 
     #[test]

@@ -1,4 +1,5 @@
 //! Transports carrying Engine.IO sessions.
+pub mod deflate;
 pub mod external;
 pub mod polling;
 pub mod websocket;

@@ -13,19 +13,34 @@ use crate::engineio::EngineHandler;
 use crate::error::EngineError;
 
 /// Waits until frames are queued or the session closes; returns the response body, of at
-/// most about `max_bytes` (at least one packet; the rest waits for the next GET).
+/// most about `max_bytes` (at least one packet; the rest waits for the next GET), and whether
+/// it may be compressed (not when all its packets were emitted with `compress=False`; as in
+/// Node, one compressible packet makes the whole response compressible).
 ///
 /// A closed session answers with what was still queued, so nothing sent before a close is
 /// lost, followed by a close packet `1` when the server closed it, or a noop `6` when the
 /// client did (as the official server does).
-pub async fn get(session: &EngineSession, max_bytes: usize) -> Bytes {
-    encode_payload(&next_response(session, max_bytes).await)
+pub async fn get(session: &EngineSession, max_bytes: usize) -> (Bytes, bool) {
+    let frames = next_response(session, max_bytes).await;
+    (encode_payload(&frames), compressible(&frames))
 }
 
 /// [`get`] for an Engine.IO v3 session: its payload framing (see [`v3::encode_payload`]);
-/// the flag says whether the body is binary (`application/octet-stream`).
-pub async fn get_v3(session: &EngineSession, max_bytes: usize, base64: bool) -> (Bytes, bool) {
-    v3::encode_payload(&next_response(session, max_bytes).await, base64)
+/// the first flag says whether the body is binary (`application/octet-stream`), the second
+/// whether it may be compressed (as for [`get`]).
+pub async fn get_v3(
+    session: &EngineSession,
+    max_bytes: usize,
+    base64: bool,
+) -> (Bytes, bool, bool) {
+    let frames = next_response(session, max_bytes).await;
+    let (body, binary) = v3::encode_payload(&frames, base64);
+    (body, binary, compressible(&frames))
+}
+
+/// Whether a response of these frames may be compressed: one compressible packet is enough.
+fn compressible(frames: &[Frame]) -> bool {
+    frames.iter().any(Frame::compressible)
 }
 
 /// The frames of the next response: waits until some are queued or the session closes.

@@ -31,9 +31,10 @@ use tokio::io::{AsyncRead, ReadBuf};
 use tokio::net::tcp::ReadHalf;
 use tokio::net::TcpStream;
 
+use super::deflate;
 use super::wsframe::{
-    write_close, write_frame, write_frame_prefixed, WsFrameError, WsMessage, WsReader, OP_BINARY,
-    OP_CLOSE, OP_PONG, OP_TEXT,
+    write_close, write_deflated_frame, write_frame, write_frame_prefixed, WsFrameError, WsMessage,
+    WsReader, OP_BINARY, OP_CLOSE, OP_PONG, OP_TEXT,
 };
 use crate::engineio::dispatch::{dispatch, Outcome};
 use crate::engineio::packet::{EnginePacket, Frame};
@@ -77,6 +78,9 @@ pub struct WsConn {
     /// Encoded frames the socket has not taken yet; unallocated when caught up.
     backlog: Vec<u8>,
     max_payload: usize,
+    /// permessage-deflate: messages of at least this many bytes are compressed (`usize::MAX`:
+    /// not negotiated, nothing is).
+    deflate_min: usize,
     /// A bad frame among the early bytes: the connection closes with its code once run.
     broken: Option<WsFrameError>,
 }
@@ -85,8 +89,15 @@ impl WsConn {
     /// Wraps `stream` after the 101 response; `early` is what the client sent after its
     /// request, already read by the HTTP layer.
     /// With `tls`, `early` is plaintext, and what the session still holds (decrypted bytes
-    /// not read yet, records to send) is taken over.
-    pub fn new(stream: TcpStream, tls: Tls, early: &[u8], max_payload: usize) -> Self {
+    /// not read yet, records to send) is taken over. `deflate_threshold`: permessage-deflate
+    /// was negotiated, and messages of at least that many bytes are compressed.
+    pub fn new(
+        stream: TcpStream,
+        tls: Tls,
+        early: &[u8],
+        max_payload: usize,
+        deflate_threshold: Option<usize>,
+    ) -> Self {
         let mut early = std::borrow::Cow::Borrowed(early);
         if let Some(t) = &tls {
             let mut t = t.lock();
@@ -102,10 +113,14 @@ impl WsConn {
         let mut conn = WsConn {
             stream,
             tls,
-            reader: WsReader::default(),
+            reader: match deflate_threshold {
+                Some(_) => WsReader::deflate(),
+                None => WsReader::default(),
+            },
             queued: VecDeque::new(),
             backlog: Vec::new(),
             max_payload,
+            deflate_min: deflate_threshold.unwrap_or(usize::MAX),
             broken: None,
         };
         if !early.is_empty() {
@@ -360,6 +375,7 @@ fn flush(
     tls: &Tls,
     backlog: &mut Vec<u8>,
     session: &EngineSession,
+    deflate_min: usize,
 ) -> io::Result<Option<DisconnectReason>> {
     let (frames, closed) = session.take();
     if frames.is_empty() {
@@ -368,14 +384,16 @@ fn flush(
     WRITE_SCRATCH.with_borrow_mut(|buf| {
         buf.clear();
         if session.protocol.is_v3() {
-            encode_v3(buf, &frames, session.protocol);
+            encode_v3(buf, &frames, session.protocol, deflate_min);
         } else {
             for frame in &frames {
                 match frame {
                     // A noop only releases a polling GET; it means nothing on a WebSocket.
                     Frame::Text(b) if b.as_ref() == b"6" => {}
-                    Frame::Text(b) => write_frame(buf, OP_TEXT, b),
-                    Frame::Binary(b) => write_frame(buf, OP_BINARY, b),
+                    Frame::Text(b) if b.len() >= deflate_min => write_deflated(buf, OP_TEXT, b),
+                    Frame::Binary(b) if b.len() >= deflate_min => write_deflated(buf, OP_BINARY, b),
+                    Frame::Text(b) | Frame::PlainText(b) => write_frame(buf, OP_TEXT, b),
+                    Frame::Binary(b) | Frame::PlainBinary(b) => write_frame(buf, OP_BINARY, b),
                 }
             }
         }
@@ -395,16 +413,33 @@ fn flush(
 
 /// [`flush`]'s frames for an Engine.IO v3 client: a binary frame carries the message type
 /// byte first, or goes as the text packet `b4<base64>` to a client that asked for base64.
-fn encode_v3(buf: &mut Vec<u8>, frames: &[Frame], protocol: Protocol) {
+/// With permessage-deflate, text messages are compressed as for v4; binary ones (prefixed, or
+/// made into base64 text here) go as they are: the deflated form is remembered per shared
+/// message (see [`deflate`]), and these are made per connection.
+fn encode_v3(buf: &mut Vec<u8>, frames: &[Frame], protocol: Protocol, deflate_min: usize) {
     for frame in frames {
         match frame {
             Frame::Text(b) if b.as_ref() == b"6" => {}
-            Frame::Text(b) => write_frame(buf, OP_TEXT, b),
-            Frame::Binary(b) if protocol == (Protocol::V3 { base64: true }) => {
+            Frame::Text(b) if b.len() >= deflate_min => write_deflated(buf, OP_TEXT, b),
+            Frame::Text(b) | Frame::PlainText(b) => write_frame(buf, OP_TEXT, b),
+            Frame::Binary(b) | Frame::PlainBinary(b)
+                if protocol == (Protocol::V3 { base64: true }) =>
+            {
                 write_frame(buf, OP_TEXT, &v3::base64_text(b));
             }
-            Frame::Binary(b) => write_frame_prefixed(buf, OP_BINARY, v3::MESSAGE_TYPE, b),
+            Frame::Binary(b) | Frame::PlainBinary(b) => {
+                write_frame_prefixed(buf, OP_BINARY, v3::MESSAGE_TYPE, b)
+            }
         }
+    }
+}
+
+/// A message above the threshold: deflated (once per broadcast, see [`deflate`]), or as it is
+/// when that does not make it smaller.
+fn write_deflated(buf: &mut Vec<u8>, opcode: u8, message: &bytes::Bytes) {
+    match deflate::deflate(message) {
+        Some(deflated) => write_deflated_frame(buf, opcode, &deflated),
+        None => write_frame(buf, opcode, message),
     }
 }
 
@@ -424,6 +459,7 @@ pub fn run(
         mut queued,
         mut backlog,
         max_payload,
+        deflate_min,
         broken,
     } = conn;
     async move {
@@ -472,7 +508,7 @@ pub fn run(
                 // drain, the client's bytes, the socket's room for the backlog.
                 if queued_wait.as_mut().poll(cx).is_ready() {
                     queued_wait.set(session.notified());
-                    return Poll::Ready(match flush(sock, tls, backlog, &session) {
+                    return Poll::Ready(match flush(sock, tls, backlog, &session, deflate_min) {
                         Ok(None) => Step::Continue,
                         Ok(Some(reason)) => Step::Close(reason),
                         Err(_) => Step::Close(DisconnectReason::TransportError),
@@ -560,7 +596,7 @@ pub fn run(
             // The server ends it (a disconnect, a ping timeout, a protocol error above the
             // frames, the client's Engine.IO `1`): flush what was queued before the close, then
             // a close frame, and wait for the client's (as the official server's `ws` does).
-            let _ = flush(sock, tls, backlog, &session);
+            let _ = flush(sock, tls, backlog, &session, deflate_min);
             let _ = send_close(sock, tls, backlog, None);
             Box::pin(finish_close(
                 &mut rd,
@@ -653,6 +689,7 @@ pub async fn probe(conn: &mut WsConn, session: &EngineSession, timeout: Duration
         backlog,
         max_payload,
         broken,
+        ..
     } = conn;
     if broken.is_some() {
         return false;

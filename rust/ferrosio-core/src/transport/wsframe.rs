@@ -2,7 +2,8 @@
 //!
 //! Ours rather than tungstenite's so that an idle connection holds no buffer: the transport
 //! reads into one scratch buffer per thread and only an incomplete frame is kept per connection
-//! (see [`WsReader`]). No extensions are negotiated, so the reserved bits must be zero.
+//! (see [`WsReader`]). The only extension is permessage-deflate ([`super::deflate`]): with it
+//! negotiated, RSV1 marks a compressed message; every other reserved bit must be zero.
 
 use std::ops::ControlFlow;
 
@@ -30,6 +31,8 @@ pub enum WsFrameError {
     InvalidUtf8,
     #[error("websocket message larger than {0} bytes")]
     TooLarge(usize),
+    #[error("websocket message is not valid permessage-deflate data")]
+    BadDeflate,
 }
 
 impl WsFrameError {
@@ -37,7 +40,7 @@ impl WsFrameError {
     pub fn close_code(&self) -> u16 {
         match self {
             WsFrameError::Protocol(_) => CLOSE_PROTOCOL,
-            WsFrameError::InvalidUtf8 => CLOSE_INVALID_DATA,
+            WsFrameError::InvalidUtf8 | WsFrameError::BadDeflate => CLOSE_INVALID_DATA,
             WsFrameError::TooLarge(_) => CLOSE_TOO_BIG,
         }
     }
@@ -65,6 +68,8 @@ pub fn is_valid_close_code(code: u16) -> bool {
 
 struct Header {
     fin: bool,
+    /// RSV1: a compressed message (permessage-deflate).
+    rsv1: bool,
     opcode: u8,
     mask: [u8; 4],
     header_len: usize,
@@ -76,7 +81,7 @@ fn parse_header(buf: &[u8]) -> Result<Option<Header>, WsFrameError> {
     let [b0, b1, ..] = *buf else {
         return Ok(None);
     };
-    if b0 & 0x70 != 0 {
+    if b0 & 0x30 != 0 {
         return Err(WsFrameError::Protocol("reserved bits set"));
     }
     if b1 & 0x80 == 0 {
@@ -108,6 +113,7 @@ fn parse_header(buf: &[u8]) -> Result<Option<Header>, WsFrameError> {
     };
     Ok(Some(Header {
         fin: b0 & 0x80 != 0,
+        rsv1: b0 & 0x40 != 0,
         opcode: b0 & 0x0F,
         mask: [m[0], m[1], m[2], m[3]],
         header_len: 6 + ext,
@@ -138,9 +144,21 @@ pub struct WsReader {
     partial: Vec<u8>,
     /// The fragmented message being assembled: (is text, payload so far).
     fragments: Option<(bool, Vec<u8>)>,
+    /// permessage-deflate was negotiated: RSV1 may be set on a message's first frame.
+    inflate: bool,
+    /// The fragmented message being assembled is compressed.
+    fragments_deflated: bool,
 }
 
 impl WsReader {
+    /// A reader for a connection that negotiated permessage-deflate.
+    pub fn deflate() -> Self {
+        WsReader {
+            inflate: true,
+            ..WsReader::default()
+        }
+    }
+
     /// Parses `data` (after whatever was carried over) and hands each complete message to
     /// `on_message`, until it breaks. An error means the connection must be closed with
     /// [`WsFrameError::close_code`]; messages before the bad frame were delivered.
@@ -186,6 +204,9 @@ impl WsReader {
         let mut incomplete_len = 0;
         while let Some(h) = parse_header(&data[pos..])? {
             let control = h.opcode & 0x8 != 0;
+            if h.rsv1 && (!self.inflate || !matches!(h.opcode, OP_TEXT | OP_BINARY)) {
+                return Err(WsFrameError::Protocol("reserved bits set"));
+            }
             if control && h.payload_len > 125 {
                 return Err(WsFrameError::Protocol("control frame over 125 bytes"));
             }
@@ -202,7 +223,7 @@ impl WsReader {
             let mut payload = data[pos + h.header_len..end].to_vec();
             unmask(&mut payload, h.mask);
             pos = end;
-            if let Some(msg) = self.frame(h.fin, h.opcode, payload)? {
+            if let Some(msg) = self.frame(h.fin, h.rsv1, h.opcode, payload, max_payload)? {
                 if on_message(msg).is_break() {
                     return Ok((pos, ControlFlow::Break(()), 0));
                 }
@@ -214,8 +235,10 @@ impl WsReader {
     fn frame(
         &mut self,
         fin: bool,
+        rsv1: bool,
         opcode: u8,
         payload: Vec<u8>,
+        max_payload: usize,
     ) -> Result<Option<WsMessage>, WsFrameError> {
         match opcode {
             OP_TEXT | OP_BINARY => {
@@ -226,9 +249,10 @@ impl WsReader {
                 }
                 let text = opcode == OP_TEXT;
                 if fin {
-                    return complete(text, payload).map(Some);
+                    return complete(text, rsv1, payload, max_payload).map(Some);
                 }
                 self.fragments = Some((text, payload));
+                self.fragments_deflated = rsv1;
                 Ok(None)
             }
             OP_CONTINUATION => {
@@ -240,7 +264,7 @@ impl WsReader {
                     return Ok(None);
                 }
                 let (text, whole) = self.fragments.take().unwrap_or_default();
-                complete(text, whole).map(Some)
+                complete(text, self.fragments_deflated, whole, max_payload).map(Some)
             }
             OP_CLOSE | OP_PING | OP_PONG if !fin => {
                 Err(WsFrameError::Protocol("fragmented control frame"))
@@ -261,7 +285,17 @@ impl WsReader {
     }
 }
 
-fn complete(text: bool, payload: Vec<u8>) -> Result<WsMessage, WsFrameError> {
+fn complete(
+    text: bool,
+    deflated: bool,
+    payload: Vec<u8>,
+    max_payload: usize,
+) -> Result<WsMessage, WsFrameError> {
+    let payload = if deflated {
+        super::deflate::inflate(&payload, max_payload)?
+    } else {
+        payload
+    };
     if !text {
         return Ok(WsMessage::Binary(Bytes::from(payload)));
     }
@@ -273,23 +307,31 @@ fn complete(text: bool, payload: Vec<u8>) -> Result<WsMessage, WsFrameError> {
 
 /// Appends one unmasked, unfragmented server frame.
 pub fn write_frame(out: &mut Vec<u8>, opcode: u8, payload: &[u8]) {
-    write_header(out, opcode, payload.len());
+    write_header(out, 0x80 | opcode, payload.len());
     out.extend_from_slice(payload);
 }
 
 /// Appends an unmasked frame whose payload is `prefix` then `payload` (Engine.IO v3's binary
 /// frames: the packet type byte ahead of the data), without joining them first.
 pub fn write_frame_prefixed(out: &mut Vec<u8>, opcode: u8, prefix: u8, payload: &[u8]) {
-    write_header(out, opcode, 1 + payload.len());
+    write_header(out, 0x80 | opcode, 1 + payload.len());
     out.push(prefix);
     out.extend_from_slice(payload);
 }
 
-/// The header of an unmasked final frame of `n` payload bytes (room reserved for them).
+/// Appends one unmasked, unfragmented server frame whose payload is permessage-deflate data
+/// (RSV1 set).
+pub fn write_deflated_frame(out: &mut Vec<u8>, opcode: u8, payload: &[u8]) {
+    write_header(out, 0xC0 | opcode, payload.len());
+    out.extend_from_slice(payload);
+}
+
+/// The header of an unmasked frame of `n` payload bytes whose first byte is `first` (FIN,
+/// RSV bits, opcode); room reserved for the payload.
 #[inline]
-fn write_header(out: &mut Vec<u8>, opcode: u8, n: usize) {
+fn write_header(out: &mut Vec<u8>, first: u8, n: usize) {
     out.reserve(10 + n);
-    out.push(0x80 | opcode);
+    out.push(first);
     if n < 126 {
         out.push(n as u8);
     } else if n <= 0xFFFF {
@@ -448,6 +490,52 @@ mod tests {
             let err = read_all(&[&wire], 100).unwrap_err();
             assert_eq!(err.close_code(), code, "{err} for {wire:?}");
         }
+    }
+
+    #[test]
+    fn compressed_messages_are_inflated_when_negotiated() {
+        let text = Bytes::from(format!("42[\"big\",\"{}\"]", "ab".repeat(3000)));
+        let deflated = super::super::deflate::deflate(&text).unwrap();
+        let mut whole = client_frame(true, OP_TEXT, &deflated, [1, 2, 3, 4]);
+        whole[0] |= 0x40;
+        // The same message in two fragments: RSV1 on the first only.
+        let (a, b) = deflated.split_at(deflated.len() / 2);
+        let mut split = client_frame(false, OP_TEXT, a, [5, 6, 7, 8]);
+        split[0] |= 0x40;
+        split.extend(client_frame(true, OP_CONTINUATION, b, [9, 9, 9, 9]));
+        for wire in [whole, split] {
+            let mut r = WsReader::deflate();
+            let mut got = Vec::new();
+            let _ = r
+                .feed(&wire, 1 << 20, &mut |m| {
+                    got.push(m);
+                    ControlFlow::Continue(())
+                })
+                .unwrap();
+            assert_eq!(got, vec![WsMessage::Text(text.clone())]);
+            let err = read_all(&[&wire], 1 << 20).unwrap_err();
+            assert_eq!(
+                err.close_code(),
+                CLOSE_PROTOCOL,
+                "RSV1 without the extension"
+            );
+            let mut small = WsReader::deflate();
+            let err = small.feed(&wire, 1000, &mut |_| ControlFlow::Continue(()));
+            assert_eq!(
+                err,
+                Err(WsFrameError::TooLarge(1000)),
+                "bound on the inflated size"
+            );
+        }
+        let mut ping = client_frame(true, OP_PING, b"", [0; 4]);
+        ping[0] |= 0x40;
+        let mut r = WsReader::deflate();
+        let err = r.feed(&ping, 100, &mut |_| ControlFlow::Continue(()));
+        assert_eq!(
+            err.unwrap_err().close_code(),
+            CLOSE_PROTOCOL,
+            "RSV1 on a control frame"
+        );
     }
 
     #[test]
