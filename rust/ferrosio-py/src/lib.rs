@@ -22,7 +22,7 @@ use ferrosio_core::{
     ServerConfig, ServerError, ServerHandle, ServerTls, SocketIoCommand, SocketIoInbound,
     StaticRoute, Target,
 };
-use records::{message_record, packet_frames, parser_named};
+use records::{attachment_list, message_record, packet_frames, parser_named};
 
 use pyo3::create_exception;
 use pyo3::exceptions::{PyException, PyValueError};
@@ -460,24 +460,14 @@ impl PyServerHandle {
                     response,
                     json,
                     attachments,
-                }) => {
-                    let attachments = if attachments.is_empty() {
-                        None
-                    } else {
-                        Some(PyList::new(
-                            py,
-                            attachments.iter().map(|a| PyBytes::new(py, a)),
-                        )?)
-                    };
-                    (
-                        CONTROL_CLUSTER_MESSAGE,
-                        nsp.as_str(),
-                        *response,
-                        PyBytes::new(py, json),
-                        attachments,
-                    )
-                        .into_pyobject(py)?
-                }
+                }) => (
+                    CONTROL_CLUSTER_MESSAGE,
+                    nsp.as_str(),
+                    *response,
+                    PyBytes::new(py, json),
+                    attachment_list(py, attachments)?,
+                )
+                    .into_pyobject(py)?,
                 Inbound::Control(ControlInbound::ClusterSent { token, servers }) => {
                     (CONTROL_CLUSTER_SENT, *token, *servers).into_pyobject(py)?
                 }

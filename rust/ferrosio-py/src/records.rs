@@ -53,21 +53,24 @@ pub(crate) fn message_record<'py>(
     data: &[u8],
     attachments: &[Bytes],
 ) -> PyResult<Bound<'py, PyTuple>> {
-    let attachments = if attachments.is_empty() {
-        None
-    } else {
-        Some(PyList::new(
-            py,
-            attachments.iter().map(|a| PyBytes::new(py, a)),
-        )?)
-    };
     (
         kind,
         owner,
         nsp,
         ack_id,
         PyBytes::new(py, data),
-        attachments,
+        attachment_list(py, attachments)?,
     )
         .into_pyobject(py)
+}
+
+/// A record's binary attachments: `None` when there are none (the common case: no list).
+pub(crate) fn attachment_list<'py>(
+    py: Python<'py>,
+    attachments: &[Bytes],
+) -> PyResult<Option<Bound<'py, PyList>>> {
+    if attachments.is_empty() {
+        return Ok(None);
+    }
+    PyList::new(py, attachments.iter().map(|a| PyBytes::new(py, a))).map(Some)
 }
