@@ -104,6 +104,25 @@ def test_client_names_python_socketio_features_it_does_not_support(
         ferrosio.AsyncClient(**kwargs)
 
 
+@pytest.mark.parametrize(
+    ("kwargs", "feature"),
+    [
+        ({"connection_state_recovery": True, "serializer": "msgpack"}, "recovery"),
+        ({"connection_state_recovery": True, "client_manager": "redis"}, "recovery"),
+        ({"serializer": "msgpack", "client_manager": "redis"}, "msgpack"),
+    ],
+    ids=["recovery+msgpack", "recovery+cluster", "msgpack+cluster"],
+)
+def test_server_refuses_feature_combinations_it_does_not_support(
+    kwargs: dict[str, Any], feature: str
+) -> None:
+    if kwargs.get("client_manager") == "redis":  # built here: no connection until the start
+        kwargs = {**kwargs, "client_manager": ferrosio.AsyncRedisManager("redis://127.0.0.1:1")}
+    with pytest.raises(UnsupportedFeatureError, match=feature) as info:
+        ferrosio.AsyncServer(**kwargs)
+    assert "not supported" in str(info.value)
+
+
 def test_server_methods_of_unsupported_features_say_so() -> None:
     sio = ferrosio.AsyncServer()
     with pytest.raises(UnsupportedFeatureError, match="attach"):

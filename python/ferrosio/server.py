@@ -480,8 +480,8 @@ class AsyncServer(HandlerRegistry):
         self._init_recovery(connection_state_recovery)
         if self._recovery is not None and serializer == "msgpack":
             raise exceptions.UnsupportedFeatureError(
-                "connection state recovery with serializer='msgpack': the offsets are stamped "
-                "on JSON packets only"
+                "connection state recovery with serializer='msgpack' is not supported yet: the "
+                "offsets are stamped on JSON packets only"
             )
         # Where the engine's answers to a host web server's requests go (ferrosio.ASGIApp).
         self._on_external: Callable[[Any], None] | None = None
@@ -792,7 +792,8 @@ class AsyncServer(HandlerRegistry):
         self._recovery = RecoveryOptions.parse(option)
         if self._recovery is not None and self.client_manager is not None:
             raise exceptions.UnsupportedFeatureError(
-                "connection state recovery with a client_manager (a cluster)"
+                "connection state recovery with a client_manager (a cluster) is not supported "
+                "yet: lost sessions are kept by the process that had them"
             )
         self.connection_state_recovery = self._recovery
         self._kept = KeptSessions(self._recovery) if self._recovery is not None else None
