@@ -95,7 +95,8 @@ test-python: ## pytest against the installed wheel in .ci-venv (needs `make whee
 		"import ferrosio, sys; assert 'site-packages' in ferrosio.__file__, ferrosio.__file__"
 	NODE_PATH=$(CURDIR)/$(NODE_DEPS)/node_modules $(CI_VENV)/bin/python -m pytest -p no:cacheprovider tests
 	FERROSIO_SHARED=$(abspath $(SHARED)) $(CI_VENV)/bin/python -m pytest -p no:cacheprovider \
-		benches/test_e2e_smoke.py benches/test_e2e_bench.py benches/test_app_bench.py
+		benches/test_e2e_smoke.py benches/test_e2e_bench.py benches/test_app_bench.py \
+		benches/test_cluster_smoke.py
 
 test: wheel node-deps test-rust test-python soak-ci ## everything: build the wheel, install it fresh, run all tests, 60 s soak
 

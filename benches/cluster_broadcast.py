@@ -3,13 +3,16 @@
 For each kind of server (ferrosio, Node + ``@socket.io/redis-adapter``, python-socketio +
 ``AsyncRedisManager``): one redis-server, two nodes on it, ``benches/cluster/load.mjs``
 connecting the receivers half to each node and one sender to the first, broadcasting at a
-fixed rate; every broadcast reaches every receiver (half on the sender's node, half through
-Redis). Reported: the two servers' CPU per delivery (summed over both nodes; Redis's own CPU
-apart), delivery latency p50/p99, and deliveries lost. Kinds run interleaved, ``--repeat``
+fixed rate (``--rate 0``: closed loop, as ``../shared/bench/sio-load.js``'s broadcast scenario:
+at most ``--inflight`` broadcasts' deliveries outstanding); every broadcast reaches every
+receiver (half on the sender's node, half through Redis). Reported: the two servers' CPU per
+delivery (summed over both nodes; Redis's own CPU apart), delivery latency p50/p99, and
+deliveries lost. Kinds run interleaved, ``--repeat``
 times; the table gives medians.
 
     .venv/bin/python benches/cluster_broadcast.py [--psio-python /work/bench-psio-redis/bin/python]
-        [--conns 1000] [--rate 20] [--duration 10] [--repeat 3] [--kinds ferrosio,node,psio]
+        [--conns 1000] [--rate 20 | --rate 0 --inflight 8] [--duration 10] [--repeat 3]
+        [--kinds ferrosio,node,psio]
 
 Needs redis-server, node, ``npm install --prefix tests/cluster`` and, for ``psio``, an
 interpreter with python-socketio, redis, uvicorn, uvloop, httptools, websockets.
@@ -125,6 +128,8 @@ def run_once(kind: str, args: argparse.Namespace, logs: Path) -> dict[str, Any]:
                 str(args.conns),
                 "--rate",
                 str(args.rate),
+                "--inflight",
+                str(args.inflight),
                 "--duration",
                 str(args.duration),
                 "--warmup",
@@ -161,6 +166,12 @@ def main() -> None:
     parser.add_argument("--psio-python", default="/work/bench-psio-redis/bin/python")
     parser.add_argument("--conns", type=int, default=1000)
     parser.add_argument("--rate", type=float, default=20)
+    parser.add_argument(
+        "--inflight",
+        type=int,
+        default=8,
+        help="with --rate 0: broadcasts whose deliveries may be outstanding",
+    )
     parser.add_argument("--duration", type=float, default=10)
     parser.add_argument("--warmup", type=float, default=2)
     parser.add_argument("--repeat", type=int, default=3)
@@ -186,20 +197,26 @@ def main() -> None:
     if args.out is not None:
         args.out.write_text(json.dumps(results, indent=1))
     where = "ONE node (the other idle)" if args.one_node else "two nodes"
+    pace = (
+        f"{args.rate:g} broadcasts/s"
+        if args.rate
+        else f"closed loop ({args.inflight} broadcasts in flight)"
+    )
     print(
-        f"\n{args.conns} clients over {where}, one sender, {args.rate:g} broadcasts/s, "
+        f"\n{args.conns} clients over {where}, one sender, {pace}, "
         f"{args.duration:g} s windows, median of {args.repeat} (logs: {logs})\n"
     )
     print(
         "| server | ok runs | servers' CPU µs / delivery (sum of both nodes) | vs ferrosio "
-        "| latency p50 ms | p99 ms | redis CPU µs / delivery | lost |"
+        "| deliveries/s | servers' CPU % | latency p50 ms | p99 ms | redis CPU µs / delivery "
+        "| lost |"
     )
-    print("|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     base = None
     for kind in kinds:
         ok = [r for r in results[kind] if r.get("ok")]
         if not ok:
-            print(f"| {kind} | 0/{args.repeat} | - | - | - | - | - | - |")
+            print(f"| {kind} | 0/{args.repeat} | - | - | - | - | - | - | - | - |")
             continue
         cpu = statistics.median(r["servers_cpu_us_per_delivery"] for r in ok)
         base = base if base is not None else cpu
@@ -207,8 +224,13 @@ def main() -> None:
         p99 = statistics.median(r["latency_ms"]["p99"] for r in ok)
         redis_cpu = statistics.median(r["redis_cpu_us_per_delivery"] for r in ok)
         lost = max(r["lost"] for r in ok)
+        rate = statistics.median(r["deliveries_per_s"] for r in ok)
+        busy = statistics.median(
+            100 * (r["server_cpu_s"][0] + r["server_cpu_s"][1]) / r["window_s"] for r in ok
+        )
         print(
-            f"| {kind} | {len(ok)}/{args.repeat} | {cpu:.2f} | {cpu / base:.1f}x | {p50:.2f} | "
+            f"| {kind} | {len(ok)}/{args.repeat} | {cpu:.2f} | {cpu / base:.1f}x | {rate:,.0f} | "
+            f"{busy:.0f} | {p50:.2f} | "
             f"{p99:.2f} | {redis_cpu:.3f} | {lost} |"
         )
 

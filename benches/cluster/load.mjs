@@ -1,7 +1,9 @@
 #!/usr/bin/env node
 // Broadcast load over two servers of one cluster (benches/cluster_broadcast.py): --conns
 // receivers split evenly over --ports, one sender on the first port emitting
-// 42["bcast",{"t":<µs>,"pad":...}] at --rate per second; every server broadcasts it to every
+// 42["bcast",{"t":<µs>,"pad":...}] at --rate per second (--rate 0: closed loop, as
+// ../shared/bench/sio-load.js's broadcast scenario: at most --inflight broadcasts' deliveries
+// outstanding, the next sent as soon as there is room); every server broadcasts it to every
 // client but the sender (on every node, through Redis). Raw Engine.IO v4 / Socket.IO v5 over
 // the `ws` package (from tests/cluster/node_modules).
 //
@@ -25,6 +27,7 @@ const arg = (name, dflt) => {
 const ports = arg("--ports").split(",").map(Number);
 const conns = Number(arg("--conns", "1000"));
 const rate = Number(arg("--rate", "20"));
+const inflight = Number(arg("--inflight", "8"));
 const duration = Number(arg("--duration", "10"));
 const warmup = Number(arg("--warmup", "2"));
 const pad = "x".repeat(Number(arg("--payload-bytes", "32")));
@@ -75,6 +78,11 @@ function open(port, onEvent) {
 const T_FIELD = /"t":(\d+)/;
 const onBroadcast = (text) => {
   deliveredTotal++;
+  if (closedLoop && !pumpQueued && sent * conns - deliveredTotal < inflight * conns) {
+    // Once per turn of the event loop, not per delivery.
+    pumpQueued = true;
+    setImmediate(pump);
+  }
   if (!measuring) return;
   // 42["bcast",{"t":<µs>,...}]: the number only (cheaper than parsing the packet; the keys
   // may come in any order).
@@ -96,11 +104,22 @@ await new Promise((r) => setTimeout(r, 500));
 
 let sent = 0;
 let sentInWindow = 0;
-const interval = setInterval(() => {
+let sending = true;
+const send = () => {
   sender.send(`42["bcast",{"t":${nowUs()},"pad":"${pad}"}]`);
   sent++;
   if (measuring) sentInWindow++;
-}, 1000 / rate);
+};
+// Closed loop: a broadcast leaves once fewer than `inflight` broadcasts' deliveries are
+// outstanding (a server that loses deliveries stalls here, and its rate shows it).
+const closedLoop = rate === 0;
+let pumpQueued = false;
+function pump() {
+  pumpQueued = false;
+  while (sending && sent * conns - deliveredTotal < inflight * conns) send();
+}
+const interval = closedLoop ? null : setInterval(send, 1000 / rate);
+if (closedLoop) pump();
 
 await new Promise((r) => setTimeout(r, warmup * 1000));
 const cpu0 = pids.map(cpuSeconds);
@@ -110,7 +129,8 @@ await new Promise((r) => setTimeout(r, duration * 1000));
 measuring = false;
 const window = (nowUs() - t0) / 1e6;
 const cpu1 = pids.map(cpuSeconds);
-clearInterval(interval);
+sending = false;
+if (interval) clearInterval(interval);
 await new Promise((r) => setTimeout(r, 1000)); // the last broadcasts arrive
 clearTimeout(deadline);
 
@@ -122,6 +142,7 @@ const result = {
   conns,
   ports,
   rate,
+  inflight: closedLoop ? inflight : null,
   window_s: window,
   broadcasts_sent: sent,
   deliveries: delivered,
