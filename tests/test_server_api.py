@@ -499,3 +499,55 @@ async def test_namespaces_option(make_server) -> None:
         with pytest.raises(socketio.exceptions.ConnectionError):
             await c.connect(url, transports=["websocket"], namespaces=refused, wait_timeout=5)
         await c.disconnect()
+
+
+async def test_rooms_per_socket_are_bounded(make_server, clients, caplog) -> None:
+    """``max_rooms_per_socket``: a join past the bound is refused (the client stays out of that
+    room), warned of once per client; other clients, and the same client after it left a room,
+    join as before; a cluster-style ``sockets_join`` obeys the same bound."""
+    caplog.set_level(logging.WARNING)
+    with pytest.raises(ValueError, match="max_rooms_per_socket"):
+        ferrosio.AsyncServer(max_rooms_per_socket=0)
+    sio = ferrosio.AsyncServer(max_rooms_per_socket=3, logger=True)
+
+    @sio.on("join")
+    async def join(sid: str, names: list[str]) -> list[str]:
+        for name in names:
+            await sio.enter_room(sid, name)
+        return sorted(r for r in sio.rooms(sid) if r != sid)
+
+    @sio.on("leave")
+    async def leave(sid: str, name: str) -> None:
+        await sio.leave_room(sid, name)
+
+    url = await make_server(sio)
+    got: dict[str, list[Any]] = {"a": [], "b": []}
+    a = await clients(url, handlers={"news": lambda d: got["a"].append(d)})
+    b = await clients(url, handlers={"news": lambda d: got["b"].append(d)})
+
+    names = [f"r{i}" for i in range(10)]
+    assert await a.call("join", names, timeout=WAIT) == ["r0", "r1", "r2"]
+    assert await a.call("join", ["r9", "r0"], timeout=WAIT) == ["r0", "r1", "r2"]
+    assert await b.call("join", ["r5", "r6"], timeout=WAIT) == ["r5", "r6"], "per client"
+
+    def refused() -> list[str]:
+        return [
+            r.getMessage() for r in caplog.records if "max_rooms_per_socket=3" in r.getMessage()
+        ]
+
+    await until(refused, "the refusal logged")
+    assert len(refused()) == 1, refused()
+    assert a.get_sid() in refused()[0] and "'r3'" in refused()[0]
+
+    # Everyone into "all": a is full and stays out, b joins; emits to the room show it.
+    await sio.sockets_join("all")
+    await sio.emit("news", "to all", room="all")
+    await until(lambda: got["b"] == ["to all"], "b got the room's emit")
+    await sio.emit("news", "to r0", room="r0")
+    await until(lambda: got["a"] == ["to r0"], "a got r0's emit, not the room it was refused")
+    assert "all" not in sio.rooms(a.get_sid())
+
+    # Leaving a room makes room.
+    await a.emit("leave", "r1")
+    assert await a.call("join", ["r7"], timeout=WAIT) == ["r0", "r2", "r7"]
+    assert len(refused()) == 1, "once per client"

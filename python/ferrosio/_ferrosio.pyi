@@ -24,6 +24,7 @@ HTTP_CLOSED: Final = 14
 CONTROL_CLUSTER_MESSAGE: Final = 30
 CONTROL_CLUSTER_SENT: Final = 31
 SOCKETIO_KEPT: Final = 20
+SOCKETIO_ROOM_REFUSED: Final = 21
 # Response body chunks (``more=True``) that may be sent to the engine and not yet written.
 HTTP_BODY_CREDIT: Final[int]
 
@@ -106,6 +107,9 @@ ControlClusterMessage: TypeAlias = tuple[Literal[30], str, bool, bytes, list[byt
 ControlClusterSent: TypeAlias = tuple[Literal[31], int, int | None]
 # (kind, sid, nsp): the socket's state is kept for recovery (its DISCONNECT follows)
 SocketIoKept: TypeAlias = tuple[Literal[20], str, str]
+# (kind, sid, nsp, room, refused in the namespace so far): the socket is in
+# ``max_rooms_per_socket`` rooms, its join of ``room`` was refused
+SocketIoRoomRefused: TypeAlias = tuple[Literal[21], str, str, str, int]
 
 ServerRecord: TypeAlias = (
     SocketIoEvent
@@ -126,6 +130,7 @@ ServerRecord: TypeAlias = (
     | ControlClusterMessage
     | ControlClusterSent
     | SocketIoKept
+    | SocketIoRoomRefused
 )
 
 class ServerHandle:
@@ -139,7 +144,8 @@ class ServerHandle:
     volatile packet is dropped, any other disconnects it: ``"send buffer full"``);
     ``max_poll_response`` one polling response; ``max_inbound_buffer`` and
     ``max_inbound_total`` what waits in :meth:`drain` per client and overall (past them the
-    engine stops reading those clients until the next drain).
+    engine stops reading those clients until the next drain). ``max_rooms_per_socket``: a join
+    past it is refused and reported (``SOCKETIO_ROOM_REFUSED`` records).
     ``tls_cert_file`` with ``tls_key_file`` serves TLS (``tls_client_ca_file``: client
     certificates required); the files are read here, and a bad one raises ``FerrosioError``.
     ``worker=(index, count, dir)``: one of ``count`` worker processes on this port
@@ -180,6 +186,7 @@ class ServerHandle:
         max_poll_response: int = 1000000,
         max_inbound_buffer: int = 64000,
         max_inbound_total: int = 16000000,
+        max_rooms_per_socket: int = 10000,
         cluster_url: str | None = None,
         cluster_key: str = "socket.io",
         forward_http: bool = False,

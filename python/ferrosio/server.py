@@ -43,6 +43,7 @@ from ferrosio._ferrosio import (
     SOCKETIO_DISCONNECT,
     SOCKETIO_EVENT,
     SOCKETIO_KEPT,
+    SOCKETIO_ROOM_REFUSED,
     ServerHandle,
 )
 from ferrosio._handlers import (
@@ -300,6 +301,10 @@ class AsyncServer(HandlerRegistry):
         others' events.
     :param max_inbound_total_size: the same bound over all clients together (16 MB): past it,
         every client with messages waiting is paused; others read on.
+    :param max_rooms_per_socket: the most rooms one client may be in, its own sid room aside
+        (10,000; python-socketio and Node have no bound). A join past it is refused: the client
+        stays out of that room, and ``logger`` warns once per client (so an
+        application that joins rooms its clients name cannot be made to grow without end).
     :param trusted_proxies: the reverse proxies whose ``X-Forwarded-Proto`` and
         ``X-Forwarded-For`` headers are reflected in the environ (``wsgi.url_scheme``,
         ``REMOTE_ADDR``): ``"*"`` (any peer), or addresses and networks such as
@@ -384,6 +389,7 @@ class AsyncServer(HandlerRegistry):
         max_poll_response_size: int = 1_000_000,
         max_inbound_buffer_size: int = 64_000,
         max_inbound_total_size: int = 16_000_000,
+        max_rooms_per_socket: int = 10_000,
         trusted_proxies: str | Iterable[str] | None = None,
         allow_eio3: bool = False,
         connection_state_recovery: bool | dict[str, Any] | None = None,
@@ -423,6 +429,13 @@ class AsyncServer(HandlerRegistry):
         ):
             if not isinstance(size, int) or size <= 0:
                 raise ValueError(f"{name} must be a positive number of bytes, not {size!r}")
+        if not isinstance(max_rooms_per_socket, int) or max_rooms_per_socket <= 0:
+            raise ValueError(
+                f"max_rooms_per_socket must be a positive number, not {max_rooms_per_socket!r}"
+            )
+        self.max_rooms_per_socket = max_rooms_per_socket
+        # Clients already warned of about the room bound (until they disconnect).
+        self._rooms_refused_warned: set[str] = set()
         self.max_send_buffer_size = max_send_buffer_size
         self.max_poll_response_size = max_poll_response_size
         self.max_inbound_buffer_size = max_inbound_buffer_size
@@ -751,6 +764,7 @@ class AsyncServer(HandlerRegistry):
             max_poll_response=self.max_poll_response_size,
             max_inbound_buffer=self.max_inbound_buffer_size,
             max_inbound_total=self.max_inbound_total_size,
+            max_rooms_per_socket=self.max_rooms_per_socket,
             cluster_url=self.client_manager.url if self.client_manager else None,
             cluster_key=self.client_manager.channel if self.client_manager else "socket.io",
             forward_http=forward_http,
@@ -805,6 +819,22 @@ class AsyncServer(HandlerRegistry):
         s = self._sockets.get(sid)
         if s is not None and self._kept is not None:
             self._kept.keep(sid, nsp, s.session)
+
+    def _on_room_refused(self, sid: str, nsp: str, room: str, total: int) -> None:
+        """The engine refused ``sid``'s join of ``room``: it is in ``max_rooms_per_socket``
+        rooms. Warned of once per client (it may try many more)."""
+        if sid in self._rooms_refused_warned or sid not in self._sockets:
+            return
+        self._rooms_refused_warned.add(sid)
+        self.logger.warning(
+            "ferrosio: %s in %s is in max_rooms_per_socket=%d rooms: its join of %r was refused "
+            "(and any further one; %d refused in this namespace so far)",
+            sid,
+            nsp,
+            self.max_rooms_per_socket,
+            room[:100],
+            total,
+        )
 
     def _skip_middlewares(self, sid: str) -> bool:
         return (
@@ -1557,6 +1587,9 @@ class AsyncServer(HandlerRegistry):
                     self._on_connect(sid, nsp, eio_sid, auth, handshake, recovered)
                 elif item[0] == SOCKETIO_KEPT:
                     self._on_kept(item[1], item[2])
+                elif item[0] == SOCKETIO_ROOM_REFUSED:
+                    _, sid, nsp, room, total = item
+                    self._on_room_refused(sid, nsp, room, total)
                 elif item[0] == SOCKETIO_DISCONNECT:
                     _, sid, nsp, reason = item
                     self._on_disconnect(sid, nsp, reason)
@@ -1976,6 +2009,8 @@ class AsyncServer(HandlerRegistry):
             self._cluster.forget(s.sid)
         if self._recovered:
             self._recovered.discard(s.sid)
+        if self._rooms_refused_warned:
+            self._rooms_refused_warned.discard(s.sid)
         if self._children and s.nsp in self._children:
             self._forget_child_socket(s.nsp)
         s.environ.refs -= 1

@@ -72,6 +72,15 @@ pub enum SocketIoInbound {
     /// The socket was lost abnormally and its state is kept for connection state recovery:
     /// pushed right before its `Disconnect`, so the host keeps what it has of it too.
     Kept { sid: Arc<str>, nsp: Arc<str> },
+    /// The socket is in `max_rooms_per_socket` rooms already: its join of `room` was refused.
+    /// Sent for the first few refusals after each room command; `total` counts them all (in
+    /// the namespace, since it was made).
+    RoomRefused {
+        sid: Arc<str>,
+        nsp: Arc<str>,
+        room: Arc<str>,
+        total: u64,
+    },
 }
 
 /// What happened on the bare Engine.IO endpoint.

@@ -85,6 +85,9 @@ pub struct ServerConfig {
     /// Most bytes of all connections' messages waiting for the host; past it the engine stops
     /// reading every connection that has messages waiting.
     pub max_inbound_total: usize,
+    /// Most rooms one socket may be in (its own sid room aside); a join past it is refused
+    /// and reported to the host ([`crate::SocketIoInbound::RoomRefused`]).
+    pub max_rooms_per_socket: usize,
     /// Join a cluster of servers over Redis (see [`crate::cluster`]); `None`: this server alone.
     pub cluster: Option<crate::cluster::RedisClusterConfig>,
     /// Forward requests outside the endpoints and static files to the host (its ASGI app)
@@ -165,6 +168,7 @@ impl Default for ServerConfig {
             max_poll_response: 1_000_000,
             max_inbound_buffer: 64_000,
             max_inbound_total: 16_000_000,
+            max_rooms_per_socket: crate::socketio::rooms::DEFAULT_MAX_ROOMS_PER_SOCKET,
             cluster: None,
             forward_http: false,
             tls: None,

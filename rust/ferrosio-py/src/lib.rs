@@ -74,6 +74,7 @@ const HTTP_CLOSED: u8 = 14;
 const CONTROL_CLUSTER_MESSAGE: u8 = 30;
 const CONTROL_CLUSTER_SENT: u8 = 31;
 const SOCKETIO_KEPT: u8 = 20;
+const SOCKETIO_ROOM_REFUSED: u8 = 21;
 
 /// The HTTP request that opened a session, as Python reads it (to build its environ dict).
 #[pyclass(frozen, name = "Handshake", module = "ferrosio._ferrosio")]
@@ -212,7 +213,7 @@ struct PyServerHandle {
 #[pymethods]
 impl PyServerHandle {
     #[new]
-    #[pyo3(signature = (host, port = 0, *, path = "/socket.io/", ping_interval_ms = 25_000, ping_timeout_ms = 20_000, max_payload = 1_000_000, connect_timeout_ms = 45_000, websocket = true, polling = true, upgrades = true, engineio_path = None, cors = "same-origin", cors_origins = None, cors_credentials = true, static_files = None, authorize_requests = false, max_attachments = 10, max_attachment_bytes = None, attachment_timeout_ms = 30_000, max_send_buffer = 16_000_000, max_poll_response = 1_000_000, max_inbound_buffer = 64_000, max_inbound_total = 16_000_000, cluster_url = None, cluster_key = "socket.io", forward_http = false, tls_cert_file = None, tls_key_file = None, tls_client_ca_file = None, worker = None, allow_eio3 = false, recovery = None, serializer = "default", websocket_compression = None, http_compression = None))]
+    #[pyo3(signature = (host, port = 0, *, path = "/socket.io/", ping_interval_ms = 25_000, ping_timeout_ms = 20_000, max_payload = 1_000_000, connect_timeout_ms = 45_000, websocket = true, polling = true, upgrades = true, engineio_path = None, cors = "same-origin", cors_origins = None, cors_credentials = true, static_files = None, authorize_requests = false, max_attachments = 10, max_attachment_bytes = None, attachment_timeout_ms = 30_000, max_send_buffer = 16_000_000, max_poll_response = 1_000_000, max_inbound_buffer = 64_000, max_inbound_total = 16_000_000, max_rooms_per_socket = 10_000, cluster_url = None, cluster_key = "socket.io", forward_http = false, tls_cert_file = None, tls_key_file = None, tls_client_ca_file = None, worker = None, allow_eio3 = false, recovery = None, serializer = "default", websocket_compression = None, http_compression = None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -239,6 +240,7 @@ impl PyServerHandle {
         max_poll_response: usize,
         max_inbound_buffer: usize,
         max_inbound_total: usize,
+        max_rooms_per_socket: usize,
         cluster_url: Option<String>,
         cluster_key: &str,
         forward_http: bool,
@@ -308,6 +310,7 @@ impl PyServerHandle {
             max_poll_response,
             max_inbound_buffer,
             max_inbound_total,
+            max_rooms_per_socket,
             cluster: cluster_url.map(|url| RedisClusterConfig {
                 key: cluster_key.to_owned(),
                 ..RedisClusterConfig::new(url)
@@ -1085,6 +1088,12 @@ fn socketio_record<'py>(py: Python<'py>, item: &SocketIoInbound) -> PyResult<Bou
                 .into_pyobject(py)
         }
         SocketIoInbound::Kept { sid, nsp } => (SOCKETIO_KEPT, &**sid, &**nsp).into_pyobject(py),
+        SocketIoInbound::RoomRefused {
+            sid,
+            nsp,
+            room,
+            total,
+        } => (SOCKETIO_ROOM_REFUSED, &**sid, &**nsp, &**room, *total).into_pyobject(py),
         SocketIoInbound::Disconnect { sid, nsp, reason } => {
             (SOCKETIO_DISCONNECT, &**sid, &**nsp, reason.as_str()).into_pyobject(py)
         }
@@ -1281,6 +1290,7 @@ mod _ferrosio {
         m.add("CONTROL_READY", CONTROL_READY)?;
         m.add("HTTP_REQUEST", HTTP_REQUEST)?;
         m.add("SOCKETIO_KEPT", SOCKETIO_KEPT)?;
+        m.add("SOCKETIO_ROOM_REFUSED", SOCKETIO_ROOM_REFUSED)?;
         m.add("HTTP_WRITTEN", HTTP_WRITTEN)?;
         m.add("HTTP_CLOSED", HTTP_CLOSED)?;
         m.add("HTTP_BODY_CREDIT", ferrosio_core::HTTP_BODY_CREDIT)?;

@@ -356,6 +356,10 @@ impl Adapter for RedisAdapter {
     fn rooms(&self) -> &RoomIndex {
         self.local.rooms()
     }
+
+    fn rooms_mut(&mut self) -> &mut RoomIndex {
+        self.local.rooms_mut()
+    }
 }
 
 /// A blocking publisher of broadcasts for a process that runs no server (Node's

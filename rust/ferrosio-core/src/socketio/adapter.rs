@@ -104,6 +104,8 @@ pub trait Adapter: Send {
     fn server_side_emit(&mut self, frames: &[Frame]) -> Result<(), AdapterError>;
     /// Every room of this server and its members (Node's `adapter.rooms`).
     fn rooms(&self) -> &RoomIndex;
+    /// The same, to set its bound and take its refused joins.
+    fn rooms_mut(&mut self) -> &mut RoomIndex;
 }
 
 /// The in-process adapter: a [`RoomIndex`].
@@ -282,6 +284,10 @@ impl Adapter for LocalAdapter {
 
     fn rooms(&self) -> &RoomIndex {
         &self.index
+    }
+
+    fn rooms_mut(&mut self) -> &mut RoomIndex {
+        &mut self.index
     }
 }
 

@@ -198,6 +198,13 @@ impl SocketIoLayer {
         new_adapter: AdapterFactory,
         new_adapter_forwards: bool,
     ) -> Arc<Self> {
+        // Every namespace's rooms get the bound, whichever adapter keeps them.
+        let max_rooms = config.max_rooms_per_socket;
+        let new_adapter: AdapterFactory = Box::new(move |nsp| {
+            let mut adapter = new_adapter(nsp);
+            adapter.rooms_mut().set_max_per_socket(max_rooms);
+            adapter
+        });
         Arc::new(SocketIoLayer {
             registry: Mutex::default(),
             inbound,
@@ -257,6 +264,23 @@ impl SocketIoLayer {
 
     fn push(&self, item: SocketIoInbound) {
         self.inbound.push(item.into());
+    }
+
+    /// Tells the host of the joins the room bound refused (see [`crate::socketio::rooms::RoomIndex::take_refused`]).
+    fn report_refused_joins(&self, nsp: &str, ns: &mut Namespace) {
+        let (refused, total) = ns.adapter.rooms_mut().take_refused();
+        if refused.is_empty() {
+            return;
+        }
+        let nsp: Arc<str> = Arc::from(nsp);
+        for (sid, room) in refused {
+            self.push(SocketIoInbound::RoomRefused {
+                sid,
+                nsp: nsp.clone(),
+                room,
+                total,
+            });
+        }
     }
 
     /// A complete packet (attachments included) from a session.
@@ -577,6 +601,7 @@ impl SocketIoLayer {
                 if let Some((sid, _)) = ns.sockets.0.get_key_value(sid.as_str()) {
                     let sid = sid.clone();
                     ns.adapter.add_all(&sid, &[&room]);
+                    self.report_refused_joins(&nsp, ns);
                 }
             }
             SocketIoCommand::Leave { nsp, sid, room } => {
@@ -593,6 +618,7 @@ impl SocketIoLayer {
                 if let Some(ns) = self.namespace_for(reg, &nsp, !opts.flags.local) {
                     let rooms: Vec<&str> = rooms.iter().map(String::as_str).collect();
                     ns.adapter.add_sockets(&opts, &rooms, &ns.sockets);
+                    self.report_refused_joins(&nsp, ns);
                 }
             }
             SocketIoCommand::SocketsLeave { nsp, opts, rooms } => {
