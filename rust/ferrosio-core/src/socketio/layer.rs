@@ -266,7 +266,8 @@ impl SocketIoLayer {
         self.inbound.push(item.into());
     }
 
-    /// Tells the host of the joins the room bound refused (see [`crate::socketio::rooms::RoomIndex::take_refused`]).
+    /// Tells the host of the joins the room bound refused
+    /// (see [`crate::socketio::rooms::RoomIndex::take_refused`]).
     fn report_refused_joins(&self, nsp: &str, ns: &mut Namespace) {
         let (refused, total) = ns.adapter.rooms_mut().take_refused();
         if refused.is_empty() {
