@@ -43,6 +43,7 @@ pub fn decode(
         _ => return Err(ProtocolError::BadMsgPack("a packet is a map".into())),
     };
     let (mut kind, mut nsp, mut data, mut id) = (None, None, None, None);
+    let mut seen_data = false;
     for _ in 0..len {
         let key = rd.value(0)?;
         let before = rd.attachments.len();
@@ -51,8 +52,13 @@ pub fn decode(
             Some("type") => kind = value,
             Some("nsp") => nsp = value,
             Some("id") => id = value,
+            // Twice: the first one's binaries would stay as attachments of the second.
+            Some("data") if seen_data => {
+                return Err(ProtocolError::BadMsgPack("the key \"data\" twice".into()))
+            }
             Some("data") => {
                 data = value;
+                seen_data = true;
                 continue;
             }
             _ => {} // `options` from the JS client, anything else: ignored as Node does
@@ -329,6 +335,13 @@ impl<'a> Reader<'a> {
                     ))
                 }
             };
+            if map.contains_key(&key) {
+                // No encoder of a JS object or a dict writes one; the later value would hide
+                // the earlier one and leave its binaries as attachments nothing points to.
+                return Err(ProtocolError::BadMsgPack(format!(
+                    "a map has the key {key:?} twice"
+                )));
+            }
             if let Some(value) = self.value(depth + 1)? {
                 map.insert(key, value);
             }
@@ -604,6 +617,51 @@ mod tests {
             [Bytes::from_static(&[1, 2]), Bytes::from_static(&[3])]
         );
         assert_eq!(decode(&wire, 1), Err(ProtocolError::TooManyAttachments(2)));
+    }
+
+    #[test]
+    fn a_key_twice_is_refused() {
+        // Found by the msgpack_packet fuzz target: the later value hid the earlier one, whose
+        // binary stayed as an attachment no placeholder pointed to.
+        let nested = pack(map(vec![
+            ("type", Value::from(2)),
+            (
+                "data",
+                Value::Array(vec![
+                    Value::from("e"),
+                    map(vec![("k", Value::Binary(vec![1])), ("k", Value::from(2))]),
+                ]),
+            ),
+            ("nsp", Value::from("/")),
+        ]));
+        assert!(
+            matches!(decode(&nested, 10), Err(ProtocolError::BadMsgPack(m)) if m.contains("twice"))
+        );
+        let data = |v: Value| ("data", Value::Array(vec![Value::from("e"), v]));
+        let top = pack(map(vec![
+            ("type", Value::from(2)),
+            data(Value::Binary(vec![1])),
+            data(Value::from(1)),
+            ("nsp", Value::from("/")),
+        ]));
+        assert!(
+            matches!(decode(&top, 10), Err(ProtocolError::BadMsgPack(m)) if m.contains("twice"))
+        );
+        // Other keys may repeat, as before (the last `type`, `nsp`, `id` wins).
+        let (p, att) = decode(
+            &pack(map(vec![
+                ("type", Value::from(1)),
+                ("type", Value::from(2)),
+                data(Value::Binary(vec![1])),
+                ("nsp", Value::from("/")),
+            ])),
+            10,
+        )
+        .unwrap();
+        assert_eq!(
+            (p.kind, p.attachments, att.len()),
+            (PacketType::BinaryEvent, 1, 1)
+        );
     }
 
     #[test]
