@@ -45,8 +45,9 @@ pub fn decode(
     let (mut kind, mut nsp, mut data, mut id) = (None, None, None, None);
     let mut seen_data = false;
     for _ in 0..len {
-        let key = rd.value(0)?;
+        // Before the key: a key that is binary (or an extension) makes an attachment too.
         let before = rd.attachments.len();
+        let key = rd.value(0)?;
         let value = rd.value(0)?;
         match key.as_ref().and_then(Json::as_str) {
             Some("type") => kind = value,
@@ -620,9 +621,9 @@ mod tests {
     }
 
     #[test]
-    fn a_key_twice_is_refused() {
-        // Found by the msgpack_packet fuzz target: the later value hid the earlier one, whose
-        // binary stayed as an attachment no placeholder pointed to.
+    fn no_binary_is_left_without_its_placeholder() {
+        // A map with a key twice: the later value would hide the earlier one, whose binary
+        // would stay as an attachment no placeholder points to. Refused.
         let nested = pack(map(vec![
             ("type", Value::from(2)),
             (
@@ -646,6 +647,20 @@ mod tests {
         ]));
         assert!(
             matches!(decode(&top, 10), Err(ProtocolError::BadMsgPack(m)) if m.contains("twice"))
+        );
+        // A packet key that is binary (here an extension, as the fuzzer's input) is ignored
+        // with its bytes: no attachment is left that nothing points to.
+        let mut wire = vec![0x84, 0xd4, 0x86, 0x86, 0x01];
+        wire.extend(pack(Value::from("type")));
+        wire.extend(pack(Value::from(0)));
+        wire.extend(pack(Value::from("nsp")));
+        wire.extend(pack(Value::from("/")));
+        wire.extend(pack(Value::from("data")));
+        wire.extend(pack(map(vec![("a", Value::from(1))])));
+        let (p, att) = decode(&wire, 10).unwrap();
+        assert_eq!(
+            (p.kind, p.attachments, att.len()),
+            (PacketType::Connect, 0, 0)
         );
         // Other keys may repeat, as before (the last `type`, `nsp`, `id` wins).
         let (p, att) = decode(
