@@ -6,7 +6,7 @@
 //! It walks every arena, so it runs only after a large free and at most once per
 //! [`MIN_INTERVAL`]; other allocators (musl, macOS) need nothing here.
 
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
@@ -31,9 +31,12 @@ fn trim() {}
 
 /// Call after dropping `bytes` of buffers: returns free memory to the OS once at least
 /// [`LARGE_FREE`] bytes were freed since the last trim, at most once per [`MIN_INTERVAL`].
+/// A free that comes too soon after the last trim is not lost: on a tokio runtime, one trim
+/// is scheduled for the end of the interval (so the end of a wave of frees is trimmed too).
 pub fn after_free(bytes: usize) {
     static FREED: AtomicUsize = AtomicUsize::new(0);
     static LAST_MS: AtomicU64 = AtomicU64::new(0);
+    static SCHEDULED: AtomicBool = AtomicBool::new(false);
     static EPOCH: OnceLock<Instant> = OnceLock::new();
     let freed = FREED.fetch_add(bytes, Ordering::Relaxed) + bytes;
     if freed < LARGE_FREE {
@@ -41,7 +44,18 @@ pub fn after_free(bytes: usize) {
     }
     let now = EPOCH.get_or_init(Instant::now).elapsed().as_millis() as u64 + 1;
     let last = LAST_MS.load(Ordering::Relaxed);
-    if last != 0 && now < last + MIN_INTERVAL.as_millis() as u64 {
+    let interval = MIN_INTERVAL.as_millis() as u64;
+    if last != 0 && now < last + interval {
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            if !SCHEDULED.swap(true, Ordering::Relaxed) {
+                let wait = Duration::from_millis(last + interval - now);
+                rt.spawn(async move {
+                    tokio::time::sleep(wait).await;
+                    SCHEDULED.store(false, Ordering::Relaxed);
+                    after_free(0);
+                });
+            }
+        }
         return;
     }
     if LAST_MS
