@@ -4,11 +4,13 @@
 use foldhash::{HashMap, HashSet};
 use std::sync::Arc;
 
+use super::one_or_many::OneOrMany;
+
 #[derive(Default)]
 pub struct RoomIndex {
     rooms: HashMap<Arc<str>, HashSet<Arc<str>>>,
-    /// Only sockets in at least one room have an entry; few rooms per socket: a Vec.
-    sids: HashMap<Arc<str>, Vec<Arc<str>>>,
+    /// Only sockets in at least one room have an entry; few rooms per socket, mostly one.
+    sids: HashMap<Arc<str>, OneOrMany<Arc<str>>>,
 }
 
 impl RoomIndex {
@@ -27,12 +29,7 @@ impl RoomIndex {
             .entry(name.clone())
             .or_default()
             .insert(sid.clone());
-        let joined = self.sids.entry(sid.clone()).or_default();
-        // Many sockets join one room: room for one first, not four (Vec's first growth).
-        if joined.capacity() == 0 {
-            joined.reserve_exact(1);
-        }
-        joined.push(name);
+        self.sids.entry(sid.clone()).or_default().push(name);
         true
     }
 
@@ -76,7 +73,7 @@ impl RoomIndex {
 
     /// The rooms `sid` joined, in joining order.
     pub fn rooms_of(&self, sid: &str) -> &[Arc<str>] {
-        self.sids.get(sid).map_or(&[], Vec::as_slice)
+        self.sids.get(sid).map_or(&[], OneOrMany::as_slice)
     }
 
     /// Removes a room whole; returns its former members.
