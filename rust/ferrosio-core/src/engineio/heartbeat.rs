@@ -371,7 +371,7 @@ impl Heartbeats {
         for (at, sid) in pings {
             let Some(s) = live(&sid) else { continue };
             let connect_by = {
-                let mut beat = s.beat.lock();
+                let beat = s.beat.lock();
                 if beat.next_ping != Some(at) {
                     continue;
                 }
