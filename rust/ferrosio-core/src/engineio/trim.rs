@@ -29,6 +29,18 @@ fn trim() {
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
 fn trim() {}
 
+/// A trim is scheduled (see [`after_free`]).
+static SCHEDULED: AtomicBool = AtomicBool::new(false);
+
+/// Held by the scheduled trim's task: clears [`SCHEDULED`] when dropped.
+struct Scheduled;
+
+impl Drop for Scheduled {
+    fn drop(&mut self) {
+        SCHEDULED.store(false, Ordering::Relaxed);
+    }
+}
+
 /// Call after dropping `bytes` of buffers: returns free memory to the OS once at least
 /// [`LARGE_FREE`] bytes were freed since the last trim, at most once per [`MIN_INTERVAL`].
 /// A free that comes too soon after the last trim is not lost: on a tokio runtime, one trim
@@ -36,7 +48,6 @@ fn trim() {}
 pub fn after_free(bytes: usize) {
     static FREED: AtomicUsize = AtomicUsize::new(0);
     static LAST_MS: AtomicU64 = AtomicU64::new(0);
-    static SCHEDULED: AtomicBool = AtomicBool::new(false);
     static EPOCH: OnceLock<Instant> = OnceLock::new();
     let freed = FREED.fetch_add(bytes, Ordering::Relaxed) + bytes;
     if freed < LARGE_FREE {
@@ -49,9 +60,11 @@ pub fn after_free(bytes: usize) {
         if let Ok(rt) = tokio::runtime::Handle::try_current() {
             if !SCHEDULED.swap(true, Ordering::Relaxed) {
                 let wait = Duration::from_millis(last + interval - now);
+                // Cleared however the task ends (a runtime shutting down drops it unpolled).
+                let scheduled = Scheduled;
                 rt.spawn(async move {
                     tokio::time::sleep(wait).await;
-                    SCHEDULED.store(false, Ordering::Relaxed);
+                    drop(scheduled);
                     after_free(0);
                 });
             }
