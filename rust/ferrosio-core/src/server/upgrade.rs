@@ -191,10 +191,11 @@ impl FrontDoor {
             },
         };
         // hyper's connection ended with the upgrade, freeing its buffers: between the
-        // connection's long-lived records they leave holes glibc keeps (about a third of the
-        // RSS of a wave of idle connections) until trimmed. Counted, so a wave trims at most
-        // every `trim::MIN_INTERVAL`.
-        trim::after_free(HTTP_CONN_BUFFERS);
+        // connections' long-lived records they leave holes glibc keeps (a fifth of the RSS of
+        // a wave of idle connections) until trimmed. Counted, so a wave trims at most every
+        // `trim::MIN_INTERVAL`; in a task of its own, so the probe's answer or the open
+        // packet does not wait for it.
+        trim::after_free_soon(HTTP_CONN_BUFFERS);
         let session = match plan {
             WsPlan::Refuse => {
                 ws.refuse().await;
