@@ -38,7 +38,7 @@ pub enum SocketIoInbound {
         nsp: Arc<str>,
         eio_sid: Arc<str>,
         auth: Bytes,
-        handshake: Arc<Handshake>,
+        handshake: Handshake,
         /// The socket is a lost one recovered (same sid, rooms, missed packets replayed).
         recovered: bool,
     },
@@ -88,7 +88,7 @@ pub enum SocketIoInbound {
 pub enum EngineIoInbound {
     Open {
         sid: Arc<str>,
-        handshake: Arc<Handshake>,
+        handshake: Handshake,
     },
     /// A message (`binary`: it came as a binary packet).
     Message {
@@ -112,7 +112,7 @@ pub enum ControlInbound {
         id: u64,
         origin: Option<String>,
         check_request: bool,
-        handshake: Arc<Handshake>,
+        handshake: Handshake,
     },
     /// The cluster link lost Redis (`connected` false, `detail` says why) or got it back.
     /// Sent once per change, not per attempt.
@@ -328,7 +328,7 @@ pub enum HttpInbound {
     /// A request for the host's application, body included.
     Request {
         id: u64,
-        head: Arc<Handshake>,
+        head: Handshake,
         /// `"1.0"` or `"1.1"`.
         http_version: &'static str,
         body: Bytes,

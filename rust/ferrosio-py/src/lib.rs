@@ -10,7 +10,7 @@ mod records;
 use std::time::Duration;
 
 use bytes::Bytes;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 
 use ferrosio_core::codec::{encode_message, PacketType, Parser, SocketPacket};
 use ferrosio_core::RecoveryConfig;
@@ -79,7 +79,7 @@ const SOCKETIO_ROOM_REFUSED: u8 = 21;
 /// The HTTP request that opened a session, as Python reads it (to build its environ dict).
 #[pyclass(frozen, name = "Handshake", module = "ferrosio._ferrosio")]
 struct PyHandshake {
-    inner: Arc<Handshake>,
+    inner: Handshake,
 }
 
 #[pymethods]
@@ -108,19 +108,19 @@ impl PyHandshake {
     /// The client's `(ip, port)`.
     #[getter]
     fn remote_addr(&self) -> (String, u16) {
-        let a = self.inner.remote_addr;
+        let a = self.inner.remote_addr();
         (a.ip().to_string(), a.port())
     }
 
     /// The server's `(ip, port)` the request came in on.
     #[getter]
     fn local_addr(&self) -> (String, u16) {
-        let a = self.inner.local_addr;
+        let a = self.inner.local_addr();
         (a.ip().to_string(), a.port())
     }
 }
 
-fn handshake<'py>(py: Python<'py>, hs: &Arc<Handshake>) -> PyResult<Bound<'py, PyHandshake>> {
+fn handshake<'py>(py: Python<'py>, hs: &Handshake) -> PyResult<Bound<'py, PyHandshake>> {
     Bound::new(py, PyHandshake { inner: hs.clone() })
 }
 

@@ -181,7 +181,7 @@ mod tests {
     fn session() -> Arc<EngineSession> {
         let addr = "127.0.0.1:1".parse().unwrap();
         let hs = Handshake::new("GET", "/", "", [], addr, addr);
-        EngineSession::new("s".into(), Arc::new(hs), TransportKind::WebSocket)
+        EngineSession::new("s".into(), hs, TransportKind::WebSocket)
     }
 
     fn packet(text: &'static str) -> EnginePacket {
@@ -212,7 +212,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_v3_clients_ping_moves_its_deadline_and_runs_the_layers_tick() {
         let addr = "127.0.0.1:1".parse().unwrap();
-        let hs = Arc::new(Handshake::new("GET", "/", "", [], addr, addr));
+        let hs = Handshake::new("GET", "/", "", [], addr, addr);
         let s = EngineSession::bounded_with_protocol(
             "s".into(),
             hs,

@@ -58,6 +58,9 @@ pub struct Beat {
     pub(super) pong_due: Option<Instant>,
     /// When the connect check runs (Socket.IO endpoint, until it ran).
     connect_by: Option<Instant>,
+    /// The heartbeats that watch the session, told when it closes (none: not watched). Under
+    /// this lock rather than a `OnceLock` of its own: 8 bytes per session, not 16.
+    pub(super) heartbeats: Option<Weak<Heartbeats>>,
 }
 
 /// A deadline of one session: when, and whose (by sid: a queue entry keeps nothing alive).
@@ -173,6 +176,11 @@ impl Heartbeats {
             .protocol
             .is_v3()
             .then(|| now + self.interval + self.timeout);
+        // A v4 session's connect check, when due after its first ping, is queued at that ping
+        // and only if the session has not joined a namespace by then (see `fire`): most have,
+        // so a wave of connections does not hold an entry each until `connect_timeout`.
+        let queue_connect =
+            client_ping_due.is_some() || connect_timeout.is_some_and(|t| t <= self.interval);
         {
             let mut beat = session.beat.lock();
             beat.next_ping = Some(next_ping);
@@ -188,7 +196,7 @@ impl Heartbeats {
                     .is_some_and(|Reverse((t, _))| *t == at)
             }
         };
-        if let Some(at) = connect_by {
+        if let Some(at) = connect_by.filter(|_| queue_connect) {
             first |= push(&mut q.connects, (at, session.sid.clone()));
         }
         drop(q);
@@ -362,8 +370,21 @@ impl Heartbeats {
         }
         for (at, sid) in pings {
             let Some(s) = live(&sid) else { continue };
-            if s.beat.lock().next_ping != Some(at) {
-                continue;
+            let connect_by = {
+                let beat = s.beat.lock();
+                if beat.next_ping != Some(at) {
+                    continue;
+                }
+                beat.connect_by
+            };
+            // A connect check not queued at the open (see `watch`). Once queued, a later
+            // ping may queue it again: the copy finds it done and is skipped.
+            if let Some(by) = connect_by {
+                if host.joined(&s) {
+                    s.beat.lock().connect_by = None;
+                } else {
+                    push(&mut self.queues.lock().connects, (by, sid.clone()));
+                }
             }
             if !host.tick(&s) {
                 close(&s, DisconnectReason::TransportError);
@@ -439,7 +460,7 @@ mod tests {
         let hs = Handshake::new("GET", "/", "", [], addr, addr);
         let session = EngineSession::bounded_with_protocol(
             "s".into(),
-            Arc::new(hs),
+            hs,
             TransportKind::Polling,
             usize::MAX,
             protocol,
@@ -488,6 +509,33 @@ mod tests {
             vec![Frame::PING],
             "the ping at 300 ms went out first"
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_connect_check_after_the_first_ping_is_queued_there_only_if_still_needed() {
+        let run = start(300, 1000, Some((450, false)));
+        let connects = || run.beats.queues.lock().connects.len();
+        assert_eq!(connects(), 0, "nothing queued at the open");
+        tokio::time::sleep(Duration::from_millis(310)).await;
+        assert_eq!(connects(), 1, "queued at the first ping: not joined yet");
+        let s = run.host.session.clone();
+        assert_eq!(s.take().0, vec![Frame::PING]);
+        s.pong_received();
+        run.host.joined.store(true, Ordering::Relaxed);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(connects(), 0);
+        assert!(
+            run.host.ended.lock().is_empty(),
+            "joined before the deadline"
+        );
+
+        let joined = start(300, 1000, Some((450, true)));
+        tokio::time::sleep(Duration::from_millis(310)).await;
+        assert!(
+            joined.beats.queues.lock().connects.is_empty(),
+            "joined: never queued"
+        );
+        assert_eq!(joined.host.session.beat.lock().connect_by, None, "and done");
     }
 
     #[tokio::test(start_paused = true)]
@@ -648,7 +696,7 @@ mod tests {
         let host = Host {
             session: EngineSession::new(
                 "live".into(),
-                Arc::new(Handshake::new("GET", "/", "", [], addr, addr)),
+                Handshake::new("GET", "/", "", [], addr, addr),
                 TransportKind::Polling,
             ),
             joined: AtomicBool::new(true),
@@ -660,26 +708,27 @@ mod tests {
             .build()
             .unwrap();
         rt.block_on(async {
-            // 200 sessions came and went; one stays.
+            // 200 sessions came and went; one stays. Their connect checks (due before the
+            // first ping) are queued at the open.
             for i in 0..200 {
                 let gone = EngineSession::new(
                     format!("gone{i}").into(),
-                    Arc::new(Handshake::new("GET", "/", "", [], addr, addr)),
+                    Handshake::new("GET", "/", "", [], addr, addr),
                     TransportKind::Polling,
                 );
-                beats.watch(&gone, Some(Duration::from_secs(45)));
+                beats.watch(&gone, Some(Duration::from_secs(20)));
             }
             for i in 0..100 {
                 let gone = EngineSession::bounded_with_protocol(
                     format!("gone-v3-{i}").into(),
-                    Arc::new(Handshake::new("GET", "/", "", [], addr, addr)),
+                    Handshake::new("GET", "/", "", [], addr, addr),
                     TransportKind::Polling,
                     usize::MAX,
                     Protocol::V3 { base64: false },
                 );
                 beats.watch(&gone, None);
             }
-            beats.watch(&host.session, Some(Duration::from_secs(45)));
+            beats.watch(&host.session, Some(Duration::from_secs(20)));
         });
         beats.sweep(&host);
         let q = beats.queues.lock();

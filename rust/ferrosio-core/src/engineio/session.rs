@@ -6,7 +6,7 @@
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock, Weak};
+use std::sync::{Arc, Weak};
 
 use parking_lot::Mutex;
 use tokio::sync::Notify;
@@ -20,13 +20,13 @@ pub use super::reason::DisconnectReason;
 
 /// What the HTTP request that opened the session looked like (the WSGI-style `environ`).
 ///
-/// Kept for the session's whole life, so it is one allocation, not two per header:
-/// `method\npath\nquery\nname:value\n...` (parsed header values hold no newline).
+/// Kept for the session's whole life, so it is one allocation, not two per header, and the
+/// addresses are in it too (two `SocketAddr`s would be as large as the rest of the record):
+/// `remote\nlocal\nmethod\npath\nquery\nname:value\n...` (parsed header values hold no
+/// newline). Cloned by a reference count.
 #[derive(Debug, Clone)]
 pub struct Handshake {
-    text: Box<str>,
-    pub remote_addr: SocketAddr,
-    pub local_addr: SocketAddr,
+    text: Arc<str>,
 }
 
 impl Handshake {
@@ -38,7 +38,7 @@ impl Handshake {
         remote_addr: SocketAddr,
         local_addr: SocketAddr,
     ) -> Self {
-        let mut text = format!("{method}\n{path}\n{query}");
+        let mut text = format!("{remote_addr}\n{local_addr}\n{method}\n{path}\n{query}");
         for (name, value) in headers {
             text.push('\n');
             text.push_str(name);
@@ -46,34 +46,47 @@ impl Handshake {
             // Defensive: a newline would split the record (hyper never lets one through).
             text.extend(value.chars().map(|c| if c == '\n' { ' ' } else { c }));
         }
-        Handshake {
-            text: text.into_boxed_str(),
-            remote_addr,
-            local_addr,
-        }
+        Handshake { text: text.into() }
     }
 
     fn line(&self, i: usize) -> &str {
         self.text.split('\n').nth(i).unwrap_or("")
     }
 
+    fn addr(&self, i: usize) -> SocketAddr {
+        // Written by `new` from a SocketAddr: it parses back.
+        self.line(i)
+            .parse()
+            .unwrap_or(SocketAddr::from(([0, 0, 0, 0], 0)))
+    }
+
+    /// The client's address.
+    pub fn remote_addr(&self) -> SocketAddr {
+        self.addr(0)
+    }
+
+    /// The server's address the request came in on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr(1)
+    }
+
     pub fn method(&self) -> &str {
-        self.line(0)
+        self.line(2)
     }
 
     pub fn path(&self) -> &str {
-        self.line(1)
+        self.line(3)
     }
 
     pub fn query(&self) -> &str {
-        self.line(2)
+        self.line(4)
     }
 
     /// `(name, value)` pairs in request order; names are lowercase.
     pub fn headers(&self) -> impl Iterator<Item = (&str, &str)> {
         self.text
             .split('\n')
-            .skip(3)
+            .skip(5)
             .filter_map(|line| line.split_once(':'))
     }
 }
@@ -109,17 +122,16 @@ pub enum TransportKind {
 /// A live Engine.IO session, shared by the transport task and the Socket.IO layer.
 pub struct EngineSession {
     pub sid: Arc<str>,
-    pub handshake: Arc<Handshake>,
+    pub handshake: Handshake,
     outbox: Mutex<Outbox>,
     notify: Notify,
     transport: AtomicU8,
     /// At most one polling GET and one POST in flight.
     get_in_flight: AtomicBool,
     post_in_flight: AtomicBool,
-    /// Its deadlines (ping, pong, connect check), kept by the server's [`Heartbeats`].
+    /// Its deadlines (ping, pong, connect check), kept by the server's [`Heartbeats`], and
+    /// those heartbeats.
     pub(super) beat: Mutex<Beat>,
-    /// The heartbeats that watch this session, told when it closes (none: not watched).
-    heartbeats: OnceLock<Weak<Heartbeats>>,
     /// Most bytes that may wait for this client: the outbox plus the transport's backlog.
     max_buffer: usize,
     /// Bytes the transport took from the outbox but the socket has not (the WebSocket backlog).
@@ -133,7 +145,7 @@ pub struct EngineSession {
 impl EngineSession {
     /// A session with no outbound bound (tests).
     #[cfg(test)]
-    pub fn new(sid: Arc<str>, handshake: Arc<Handshake>, transport: TransportKind) -> Arc<Self> {
+    pub fn new(sid: Arc<str>, handshake: Handshake, transport: TransportKind) -> Arc<Self> {
         Self::bounded(sid, handshake, transport, usize::MAX)
     }
 
@@ -141,7 +153,7 @@ impl EngineSession {
     #[cfg(test)]
     pub fn bounded(
         sid: Arc<str>,
-        handshake: Arc<Handshake>,
+        handshake: Handshake,
         transport: TransportKind,
         max_buffer: usize,
     ) -> Arc<Self> {
@@ -152,7 +164,7 @@ impl EngineSession {
     /// bytes for it (see [`EngineSession::send_volatile`] for what happens past it).
     pub fn bounded_with_protocol(
         sid: Arc<str>,
-        handshake: Arc<Handshake>,
+        handshake: Handshake,
         transport: TransportKind,
         max_buffer: usize,
         protocol: Protocol,
@@ -166,7 +178,6 @@ impl EngineSession {
             get_in_flight: AtomicBool::new(false),
             post_in_flight: AtomicBool::new(false),
             beat: Mutex::default(),
-            heartbeats: OnceLock::new(),
             max_buffer,
             backlog: AtomicUsize::new(0),
             inbound: InboundMeter::default(),
@@ -266,7 +277,7 @@ impl EngineSession {
     /// A pong arrived (on any transport): it answers the ping awaited, if any, and the next
     /// ping goes an interval from now.
     pub fn pong_received(&self) {
-        match self.heartbeats.get().and_then(Weak::upgrade) {
+        match self.heartbeats() {
             Some(heartbeats) => heartbeats.pong(self),
             None => self.beat.lock().pong_due = None,
         }
@@ -276,9 +287,7 @@ impl EngineSession {
     /// an interval + timeout from now. True when the layer's own deadlines are due for a
     /// check (at most once an interval; see [`Heartbeats::client_ping`]).
     pub fn client_pinged(&self) -> bool {
-        self.heartbeats
-            .get()
-            .and_then(Weak::upgrade)
+        self.heartbeats()
             .is_some_and(|heartbeats| heartbeats.client_ping(self))
     }
 
@@ -300,15 +309,20 @@ impl EngineSession {
 
     /// Watched by `heartbeats` from now on (once; see [`Heartbeats::watch`]).
     pub(super) fn attach_heartbeats(&self, heartbeats: Weak<Heartbeats>) {
-        let _ = self.heartbeats.set(heartbeats);
+        self.beat.lock().heartbeats.get_or_insert(heartbeats);
         if self.closed().is_some() {
             self.tell_closed();
         }
     }
 
     /// Tells the heartbeats (which end the session with the host) that this session closed.
+    /// The heartbeats that watch this session (none: not watched, or the server is gone).
+    fn heartbeats(&self) -> Option<Arc<Heartbeats>> {
+        self.beat.lock().heartbeats.as_ref().and_then(Weak::upgrade)
+    }
+
     fn tell_closed(&self) {
-        if let Some(heartbeats) = self.heartbeats.get().and_then(Weak::upgrade) {
+        if let Some(heartbeats) = self.heartbeats() {
             heartbeats.closed(self.sid.clone());
         }
     }
@@ -441,7 +455,23 @@ mod tests {
     fn session() -> Arc<EngineSession> {
         let addr: SocketAddr = "127.0.0.1:1".parse().unwrap();
         let hs = Handshake::new("GET", "/socket.io/", "", [], addr, addr);
-        EngineSession::new("s".into(), Arc::new(hs), TransportKind::WebSocket)
+        EngineSession::new("s".into(), hs, TransportKind::WebSocket)
+    }
+
+    #[test]
+    fn the_handshake_record_gives_back_the_request_and_both_addresses() {
+        let remote: SocketAddr = "[fe80::1%2]:50123".parse().unwrap();
+        let local: SocketAddr = "10.0.0.7:3000".parse().unwrap();
+        let headers = [("host", "example.com:3000"), ("x-odd", "a\nb:c")];
+        let hs = Handshake::new("GET", "/socket.io/", "EIO=4&t=1", headers, remote, local);
+        assert_eq!(hs.remote_addr(), remote);
+        assert_eq!(hs.local_addr(), local);
+        assert_eq!(
+            (hs.method(), hs.path(), hs.query()),
+            ("GET", "/socket.io/", "EIO=4&t=1")
+        );
+        let got: Vec<_> = hs.headers().collect();
+        assert_eq!(got, [("host", "example.com:3000"), ("x-odd", "a b:c")]);
     }
 
     #[tokio::test]
@@ -460,7 +490,7 @@ mod tests {
     fn bounded(max: usize) -> Arc<EngineSession> {
         let addr: SocketAddr = "127.0.0.1:1".parse().unwrap();
         let hs = Handshake::new("GET", "/socket.io/", "", [], addr, addr);
-        EngineSession::bounded("s".into(), Arc::new(hs), TransportKind::WebSocket, max)
+        EngineSession::bounded("s".into(), hs, TransportKind::WebSocket, max)
     }
 
     fn text(n: usize) -> Frame {
@@ -521,7 +551,7 @@ mod tests {
     fn a_volatile_packet_on_polling_needs_an_open_get() {
         let addr: SocketAddr = "127.0.0.1:1".parse().unwrap();
         let hs = Handshake::new("GET", "/socket.io/", "", [], addr, addr);
-        let s = EngineSession::bounded("s".into(), Arc::new(hs), TransportKind::Polling, 100);
+        let s = EngineSession::bounded("s".into(), hs, TransportKind::Polling, 100);
         assert_eq!(s.send_volatile(&[text(1)], true), Delivery::Dropped);
         assert!(s.claim_get());
         assert_eq!(s.send_volatile(&[text(1)], true), Delivery::Queued);

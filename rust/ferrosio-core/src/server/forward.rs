@@ -202,7 +202,7 @@ impl FrontDoor {
                 "Not Found: WebSocket routes of the ASGI application are not served by ferrosio",
             ));
         }
-        let head = Arc::new(handshake(&req, remote, local));
+        let head = handshake(&req, remote, local);
         let http_version = if req.version() == Version::HTTP_10 {
             "1.0"
         } else {

@@ -5,7 +5,6 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
 use hyper::header::ORIGIN;
@@ -59,7 +58,7 @@ impl HostGate {
         inbound: &InboundQueue,
         origin: Option<String>,
         check_request: bool,
-        handshake: Arc<Handshake>,
+        handshake: Handshake,
     ) -> Verdict {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
@@ -120,7 +119,7 @@ impl FrontDoor {
                 &self.inbound,
                 asked_origin.clone(),
                 ask_request,
-                Arc::new(handshake(req, remote, local)),
+                handshake(req, remote, local),
             )
             .await;
         if let Some(origin) = asked_origin {

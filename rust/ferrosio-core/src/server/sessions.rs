@@ -64,7 +64,7 @@ impl FrontDoor {
     ) -> Arc<EngineSession> {
         let session = EngineSession::bounded_with_protocol(
             new_sid(),
-            Arc::new(handshake),
+            handshake,
             transport,
             self.config.max_send_buffer,
             protocol,

@@ -21,9 +21,14 @@ use super::http::{handshake, HttpError, HttpResponse};
 use super::sessions::Endpoint;
 use super::FrontDoor;
 use crate::engineio::session::{EngineSession, Handshake, TransportKind};
+use crate::engineio::trim;
 use crate::engineio::v3::Protocol;
 use crate::transport::deflate;
 use crate::transport::websocket::{self, WsConn};
+
+/// What hyper's HTTP/1 connection allocates and frees when it hands the socket over: its read
+/// buffer (8 KiB at first) and its write buffer.
+const HTTP_CONN_BUFFERS: usize = 16 * 1024;
 
 /// What a WebSocket request leads to.
 enum WsPlan {
@@ -185,6 +190,12 @@ impl FrontDoor {
                 }
             },
         };
+        // hyper's connection ended with the upgrade, freeing its buffers: between the
+        // connections' long-lived records they leave holes glibc keeps (a fifth of the RSS of
+        // a wave of idle connections) until trimmed. Counted, so a wave trims at most every
+        // `trim::MIN_INTERVAL`; in a task of its own, so the probe's answer or the open
+        // packet does not wait for it.
+        trim::after_free_soon(HTTP_CONN_BUFFERS);
         let session = match plan {
             WsPlan::Refuse => {
                 ws.refuse().await;

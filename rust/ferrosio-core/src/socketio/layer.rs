@@ -16,6 +16,7 @@ use parking_lot::Mutex;
 use super::adapter::{Adapter, BroadcastOptions, LocalAdapter, LocalSockets};
 use super::assembler::{Assembler, AttachmentLimits};
 use super::msgpack;
+use super::one_or_many::OneOrMany;
 use super::packet::{PacketType, SocketPacket};
 use super::parser::Parser;
 use super::recovery::{is_recoverable, Audience, PacketLog, RecoveryConfig, Restored, Sessions};
@@ -37,8 +38,8 @@ const TOO_MANY_NAMESPACES: &[u8] = br#"{"message":"Too many namespaces on this c
 
 /// Socket.IO state of one Engine.IO session.
 struct Connection {
-    /// Namespace -> socket sid. Few namespaces per connection: a Vec beats a map.
-    sockets: Vec<(Arc<str>, Arc<str>)>,
+    /// Namespace -> socket sid. Few namespaces per connection (mostly one): a list beats a map.
+    sockets: OneOrMany<(Arc<str>, Arc<str>)>,
     assembler: Assembler,
 }
 
@@ -50,10 +51,17 @@ impl Connection {
 
 struct SocketEntry {
     session: Arc<EngineSession>,
-    /// Frames held back until the host accepts the CONNECT, so the CONNECT reply goes first.
-    pending: Option<Vec<Frame>>,
-    /// Bytes of `pending`, bounded by the session's `max_buffer`.
-    held_bytes: usize,
+    /// Until the host accepts the CONNECT: what is held back meanwhile. Boxed: an accepted
+    /// socket (most of them, for most of their life) keeps one pointer, not the list.
+    pending: Option<Box<Held>>,
+}
+
+/// Frames held back until the host accepts the CONNECT, so the CONNECT reply goes first.
+#[derive(Default)]
+struct Held {
+    frames: Vec<Frame>,
+    /// Bytes of `frames`, bounded by the session's `max_buffer`.
+    bytes: usize,
 }
 
 impl SocketEntry {
@@ -63,13 +71,12 @@ impl SocketEntry {
             Some(_) if volatile => {}
             Some(held) => {
                 let bytes: usize = frames.iter().map(Frame::len).sum();
-                if self.held_bytes + bytes > self.session.max_buffer() {
-                    held.clear();
-                    self.held_bytes = 0;
+                if held.bytes + bytes > self.session.max_buffer() {
+                    **held = Held::default();
                     self.session.close(DisconnectReason::BufferFull);
                 } else {
-                    held.extend_from_slice(frames);
-                    self.held_bytes += bytes;
+                    held.frames.extend_from_slice(frames);
+                    held.bytes += bytes;
                 }
             }
             None => {
@@ -397,10 +404,6 @@ impl SocketIoLayer {
             Some((k, _)) => k.clone(),
             None => Arc::from(nsp_str),
         };
-        // One namespace is the rule: room for one, not four (Vec's first growth).
-        if conn.sockets.capacity() == 0 {
-            conn.sockets.reserve_exact(1);
-        }
         conn.sockets.push((nsp.clone(), sid.clone()));
         let recovery = self.recovery.is_some();
         let ns = reg
@@ -408,7 +411,7 @@ impl SocketIoLayer {
             .entry(nsp.clone())
             .or_insert_with(|| Namespace::new((self.new_adapter)(&nsp), recovery));
         let recovered = restored.is_some();
-        let (pending, held_bytes) = match restored {
+        let (frames, bytes) = match restored {
             Some(r) => {
                 // Its rooms back, and what it missed sent right after the CONNECT reply,
                 // before anything emitted from now on (Node sends them before the reply; the
@@ -431,8 +434,7 @@ impl SocketIoLayer {
             sid.clone(),
             SocketEntry {
                 session: session.clone(),
-                pending: Some(pending),
-                held_bytes,
+                pending: Some(Box::new(Held { frames, bytes })),
             },
         );
         self.push(SocketIoInbound::Connect {
@@ -567,8 +569,7 @@ impl SocketIoLayer {
                     return;
                 };
                 if let Some(entry) = ns.sockets.0.get_mut(sid.as_str()) {
-                    let held = entry.pending.take().unwrap_or_default();
-                    entry.held_bytes = 0;
+                    let held = entry.pending.take().map_or_else(Vec::new, |h| h.frames);
                     let mut frames = Vec::with_capacity(held.len() + 1);
                     frames.push(if entry.session.protocol.is_v3() {
                         Frame::Text(v4::connect_reply(&nsp))
@@ -790,7 +791,7 @@ impl EngineHandler for SocketIoLayer {
         reg.connections.insert(
             session.sid.clone(),
             Connection {
-                sockets: Vec::new(),
+                sockets: OneOrMany::default(),
                 assembler: Assembler::default(),
             },
         );

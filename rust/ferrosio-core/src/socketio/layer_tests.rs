@@ -34,7 +34,7 @@ impl Harness {
     fn open(&self, eio_sid: &str) -> Arc<EngineSession> {
         let addr = "127.0.0.1:1".parse().unwrap();
         let hs = Handshake::new("GET", "/socket.io/", "EIO=4", [], addr, addr);
-        let s = EngineSession::new(eio_sid.into(), Arc::new(hs), TransportKind::WebSocket);
+        let s = EngineSession::new(eio_sid.into(), hs, TransportKind::WebSocket);
         self.layer.on_open(&s);
         s
     }
@@ -494,7 +494,7 @@ fn frames_held_while_a_connect_is_pending_are_bounded() {
     let h = harness();
     let addr = "127.0.0.1:1".parse().unwrap();
     let hs = Handshake::new("GET", "/socket.io/", "EIO=4", [], addr, addr);
-    let s = EngineSession::bounded("e1".into(), Arc::new(hs), TransportKind::WebSocket, 100);
+    let s = EngineSession::bounded("e1".into(), hs, TransportKind::WebSocket, 100);
     h.layer.on_open(&s);
     let sid = h.connect(&s, "/");
     volatile_broadcast(&h, "42[\"lost\"]"); // nothing reaches a client before its CONNECT reply
@@ -536,7 +536,7 @@ impl Harness {
         let hs = Handshake::new("GET", "/socket.io/", "EIO=3", [], addr, addr);
         let s = EngineSession::bounded_with_protocol(
             eio_sid.into(),
-            Arc::new(hs),
+            hs,
             TransportKind::WebSocket,
             usize::MAX,
             crate::engineio::v3::Protocol::V3 { base64: false },

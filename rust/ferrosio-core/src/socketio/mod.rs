@@ -5,6 +5,7 @@ pub mod adapter;
 pub mod assembler;
 pub mod layer;
 pub mod msgpack;
+pub mod one_or_many;
 pub mod packet;
 pub mod parser;
 pub mod recovery;

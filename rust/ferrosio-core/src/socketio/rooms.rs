@@ -4,6 +4,8 @@
 use foldhash::{HashMap, HashSet};
 use std::sync::Arc;
 
+use super::one_or_many::OneOrMany;
+
 /// Rooms one socket may be in when nothing else was set (`max_rooms_per_socket`).
 pub const DEFAULT_MAX_ROOMS_PER_SOCKET: usize = 10_000;
 /// Refused joins remembered between two [`RoomIndex::take_refused`] (the first ones); the rest
@@ -15,8 +17,8 @@ pub type RefusedJoin = (Arc<str>, Arc<str>);
 
 pub struct RoomIndex {
     rooms: HashMap<Arc<str>, HashSet<Arc<str>>>,
-    /// Only sockets in at least one room have an entry; few rooms per socket: a Vec.
-    sids: HashMap<Arc<str>, Vec<Arc<str>>>,
+    /// Only sockets in at least one room have an entry; few rooms per socket, mostly one.
+    sids: HashMap<Arc<str>, OneOrMany<Arc<str>>>,
     /// Most rooms one socket may be in: a join past it is refused (and reported), so an
     /// application that joins rooms named by its clients cannot be made to grow without end.
     max_per_socket: usize,
@@ -74,12 +76,7 @@ impl RoomIndex {
             .entry(name.clone())
             .or_default()
             .insert(sid.clone());
-        let joined = self.sids.entry(sid.clone()).or_default();
-        // Many sockets join one room: room for one first, not four (Vec's first growth).
-        if joined.capacity() == 0 {
-            joined.reserve_exact(1);
-        }
-        joined.push(name);
+        self.sids.entry(sid.clone()).or_default().push(name);
         true
     }
 
@@ -123,7 +120,7 @@ impl RoomIndex {
 
     /// The rooms `sid` joined, in joining order.
     pub fn rooms_of(&self, sid: &str) -> &[Arc<str>] {
-        self.sids.get(sid).map_or(&[], Vec::as_slice)
+        self.sids.get(sid).map_or(&[], OneOrMany::as_slice)
     }
 
     /// Removes a room whole; returns its former members.

@@ -321,7 +321,7 @@ mod tests {
     fn session(kind: TransportKind) -> Arc<EngineSession> {
         let addr: SocketAddr = "127.0.0.1:1".parse().unwrap();
         let hs = Handshake::new("GET", "/socket.io/", "", [], addr, addr);
-        EngineSession::new("s".into(), Arc::new(hs), kind)
+        EngineSession::new("s".into(), hs, kind)
     }
 
     fn text(s: &'static str) -> ExternalMessage {
