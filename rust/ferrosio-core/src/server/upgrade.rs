@@ -126,7 +126,7 @@ impl FrontDoor {
             let Some((ws, session)) = start.await else {
                 return;
             };
-            let reason = websocket::run(ws, session.clone(), front.handler(endpoint)).await;
+            let (reason, session) = websocket::run(ws, session, front.handler(endpoint)).await;
             front.end_session(&session, reason);
         });
         let mut res = Response::new(Full::new(Bytes::new()));

@@ -175,6 +175,9 @@ where
 
 /// The wait for the host to drain, while a connection is held (see [`run`]).
 type DrainWait<'a> = Pin<Box<dyn Future<Output = ()> + Send + 'a>>;
+/// That wait and the generation of the host's queue it waits for; boxed whole, as it is rare
+/// and the slot for it is in every connection's task.
+type Held<'a> = Option<Box<(u64, DrainWait<'a>)>>;
 
 type ReadOutcome = Result<(ControlFlow<()>, usize), ReadFailure>;
 
@@ -443,145 +446,127 @@ fn write_deflated(buf: &mut Vec<u8>, opcode: u8, message: &bytes::Bytes) {
     }
 }
 
-/// Runs the session over `conn` until it ends; returns why.
+/// What the connection's loop works with, in one record: the loop's poll captures a reference
+/// to it rather than one per field (the task's size is memory per idle connection).
+struct Served {
+    tls: Tls,
+    reader: WsReader,
+    backlog: Vec<u8>,
+    max_payload: usize,
+    deflate_min: usize,
+    /// Set once the host fell behind this connection; while the client keeps the socket full,
+    /// its reads are small, so one read cannot put much more before the host than its bound.
+    throttled: bool,
+}
+
+/// Runs the session over `conn` until it ends; returns why, and the session (so the caller
+/// need not keep a reference of its own in the task meanwhile).
 pub fn run(
     conn: WsConn,
     session: Arc<EngineSession>,
     handler: Arc<dyn EngineHandler>,
-) -> impl Future<Output = DisconnectReason> + Send {
+) -> impl Future<Output = (DisconnectReason, Arc<EngineSession>)> + Send {
     // Taken apart before the task's future is made: it keeps the fields it uses, not the
     // whole record beside them (an async fn keeps its arguments as well as what they are
     // moved into).
     let WsConn {
-        mut stream,
+        stream,
         tls,
-        mut reader,
-        mut queued,
+        reader,
+        queued,
         mut backlog,
         max_payload,
         deflate_min,
         broken,
     } = conn;
+    // What came with the upgrade (or a framing error in it) is handled now, before the future
+    // is made: its queue and error need not be kept for the connection's lifetime.
+    let mut step = match broken {
+        Some(err) => Step::Fail(err),
+        None => Step::Continue,
+    };
+    for msg in queued {
+        if !matches!(step, Step::Continue) {
+            break;
+        }
+        step = on_message(msg, &session, &*handler, &stream, &tls, &mut backlog);
+    }
+    let mut served = Served {
+        tls,
+        reader,
+        backlog,
+        max_payload,
+        deflate_min,
+        throttled: false,
+    };
+    let mut stream = stream;
     async move {
-        let (tls, reader, backlog) = (&tls, &mut reader, &mut backlog);
+        {
+            let st = &mut served;
+            // The loop is polled by hand, not a `select!` of futures: readiness of the socket
+            // is asked for without a future, so an idle connection's task holds only this wait
+            // (its size is memory per idle connection).
+            let mut queued_wait = pin!(session.notified());
+            // Only while the host is behind on this connection (rare): boxed.
+            let mut drained: Held<'_> = None;
+            while matches!(step, Step::Continue) {
+                // The host is behind on this connection's messages: stop reading it (TCP
+                // backpressure reaches the client) until the host drains.
+                let budget = handler.inbound_budget();
+                let held = budget.and_then(|b| b.must_wait(&session.inbound));
+                if drained.as_deref().map(|(generation, _)| *generation) != held {
+                    drained = match (budget, held) {
+                        (Some(b), Some(generation)) => {
+                            Some(Box::new((generation, Box::pin(b.wait_drained(generation)))))
+                        }
+                        _ => None,
+                    };
+                }
+                // A `move` closure of references: it captures these few, not one per field.
+                let (session, handler) = (&session, &handler);
+                let (queued_wait, drained, stream, st) =
+                    (&mut queued_wait, &mut drained, &mut stream, &mut *st);
+                step = poll_fn(move |cx| {
+                    let (mut rd, wr) = stream.split();
+                    let wait = (&mut *queued_wait, &mut *drained);
+                    let (sock, handler) = (wr.as_ref(), &**handler);
+                    poll_served(cx, st, session, handler, wait, &mut rd, sock)
+                })
+                .await;
+            }
+        }
         let (mut rd, wr) = stream.split();
         let sock: &TcpStream = wr.as_ref();
-
-        let mut step = match broken {
-            Some(err) => Step::Fail(err),
-            None => Step::Continue,
-        };
-        while matches!(step, Step::Continue) {
-            let Some(msg) = queued.pop_front() else { break };
-            step = on_message(msg, &session, &*handler, sock, tls, backlog);
-        }
-        drop(queued);
-
-        let budget = handler.inbound_budget();
-        // Set once the host fell behind this connection; while the client keeps the socket full,
-        // its reads are small, so one read cannot put much more before the host than its bound.
-        let mut throttled = false;
-        // The loop is polled by hand, not a `select!` of futures: readiness of the socket is
-        // asked for without a future, so an idle connection's task holds only this wait (its
-        // size is memory per idle connection).
-        let mut queued_wait = pin!(session.notified());
-        // Only while the host is behind on this connection (rare): boxed.
-        let mut drained: Option<(u64, DrainWait<'_>)> = None;
-        while matches!(step, Step::Continue) {
-            // The host is behind on this connection's messages: stop reading it (TCP backpressure
-            // reaches the client) until the host drains.
-            let held = budget.and_then(|b| b.must_wait(&session.inbound));
-            let limit = match budget {
-                Some(b) if throttled => b.read_limit(&session.inbound),
-                _ => READ_SCRATCH_LEN,
-            };
-            if drained.as_ref().map(|(generation, _)| *generation) != held {
-                drained = match (budget, held) {
-                    (Some(b), Some(generation)) => {
-                        Some((generation, Box::pin(b.wait_drained(generation))))
-                    }
-                    _ => None,
-                };
-            }
-            step = poll_fn(|cx| {
-                // In this order (as a biased select): what the session queued, the host's
-                // drain, the client's bytes, the socket's room for the backlog.
-                if queued_wait.as_mut().poll(cx).is_ready() {
-                    queued_wait.set(session.notified());
-                    return Poll::Ready(match flush(sock, tls, backlog, &session, deflate_min) {
-                        Ok(None) => Step::Continue,
-                        Ok(Some(reason)) => Step::Close(reason),
-                        Err(_) => Step::Close(DisconnectReason::TransportError),
-                    });
-                }
-                if let Some((_, wait)) = &mut drained {
-                    if wait.as_mut().poll(cx).is_ready() {
-                        drained = None;
-                        throttled = true;
-                        return Poll::Ready(Step::Continue);
-                    }
-                } else {
-                    let mut stop = Step::Continue;
-                    let mut on_msg =
-                        |msg| match on_message(msg, &session, &*handler, sock, tls, backlog) {
-                            Step::Continue => ControlFlow::Continue(()),
-                            other => {
-                                stop = other;
-                                ControlFlow::Break(())
-                            }
-                        };
-                    let read =
-                        poll_read_once(cx, &mut rd, tls, reader, max_payload, limit, &mut on_msg);
-                    if let Poll::Ready(read) = read {
-                        return Poll::Ready(match read {
-                            // TLS: the session may have records to send back (a key update, an
-                            // alert).
-                            Ok(_) if tls.is_some() && send(sock, tls, backlog, &[]).is_err() => {
-                                Step::Close(DisconnectReason::TransportError)
-                            }
-                            Ok((_, n)) => {
-                                // Less than asked for: the client is not keeping the socket full.
-                                throttled &= n >= limit;
-                                stop
-                            }
-                            Err(ReadFailure::Closed) => {
-                                Step::Close(DisconnectReason::TransportClose)
-                            }
-                            Err(ReadFailure::Frame(err)) => Step::Fail(err),
-                        });
-                    }
-                }
-                if !backlog.is_empty() {
-                    if let Poll::Ready(ready) = sock.poll_write_ready(cx) {
-                        return Poll::Ready(
-                            match ready.and_then(|()| write_backlog(sock, backlog)) {
-                                Ok(()) => {
-                                    session.set_backlog(backlog.len());
-                                    Step::Continue
-                                }
-                                Err(_) => Step::Close(DisconnectReason::TransportError),
-                            },
-                        );
-                    }
-                }
-                Poll::Pending
-            })
-            .await;
-        }
-        drop(drained);
+        let Served {
+            tls,
+            reader,
+            backlog,
+            max_payload,
+            deflate_min,
+            ..
+        } = &mut served;
 
         let reason = match step {
             Step::Close(reason) => reason,
             Step::Fail(err) => {
-                // The client sent bad frames: tell it why (1002, 1007 or 1009), nothing else, and
-                // make sure the close frame reaches it: half-close, then read what it is still
-                // sending (the rest of a too-large frame) until it closes. Closing with unread
-                // bytes would reset the connection and lose the close frame on the client's side.
+                // The client sent bad frames: tell it why (1002, 1007 or 1009), nothing else,
+                // and make sure the close frame reaches it: half-close, then read what it is
+                // still sending (the rest of a too-large frame) until it closes. Closing with
+                // unread bytes would reset the connection and lose the close frame on the
+                // client's side.
                 backlog.clear();
                 let _ = send_close(sock, tls, backlog, Some(err.close_code()));
                 session.close(DisconnectReason::TransportError);
-                Box::pin(finish_close(&mut rd, None, sock, tls, backlog, max_payload)).await;
-                return DisconnectReason::TransportError;
+                Box::pin(finish_close(
+                    &mut rd,
+                    None,
+                    sock,
+                    tls,
+                    backlog,
+                    *max_payload,
+                ))
+                .await;
+                return (DisconnectReason::TransportError, session);
             }
             Step::Continue => DisconnectReason::TransportError,
         };
@@ -596,7 +581,7 @@ pub fn run(
             // The server ends it (a disconnect, a ping timeout, a protocol error above the
             // frames, the client's Engine.IO `1`): flush what was queued before the close, then
             // a close frame, and wait for the client's (as the official server's `ws` does).
-            let _ = flush(sock, tls, backlog, &session, deflate_min);
+            let _ = flush(sock, tls, backlog, &session, *deflate_min);
             let _ = send_close(sock, tls, backlog, None);
             Box::pin(finish_close(
                 &mut rd,
@@ -604,12 +589,94 @@ pub fn run(
                 sock,
                 tls,
                 backlog,
-                max_payload,
+                *max_payload,
             ))
             .await;
         }
-        reason
+        (reason, session)
     }
+}
+
+/// One poll of the connection's loop, in this order (as a biased select): what the session
+/// queued, the host's drain, the client's bytes, the socket's room for the backlog.
+#[allow(clippy::too_many_arguments)]
+fn poll_served<'s>(
+    cx: &mut std::task::Context<'_>,
+    st: &mut Served,
+    session: &'s Arc<EngineSession>,
+    handler: &dyn EngineHandler,
+    (queued_wait, drained): (
+        &mut Pin<&mut tokio::sync::futures::Notified<'s>>,
+        &mut Held<'_>,
+    ),
+    rd: &mut ReadHalf<'_>,
+    sock: &TcpStream,
+) -> Poll<Step> {
+    let Served {
+        tls,
+        reader,
+        backlog,
+        max_payload,
+        deflate_min,
+        throttled,
+    } = st;
+    // A throttled connection reads a share of what is left of the host's bound.
+    let limit = match handler.inbound_budget() {
+        Some(b) if *throttled => b.read_limit(&session.inbound),
+        _ => READ_SCRATCH_LEN,
+    };
+    if queued_wait.as_mut().poll(cx).is_ready() {
+        queued_wait.set(session.notified());
+        return Poll::Ready(match flush(sock, tls, backlog, session, *deflate_min) {
+            Ok(None) => Step::Continue,
+            Ok(Some(reason)) => Step::Close(reason),
+            Err(_) => Step::Close(DisconnectReason::TransportError),
+        });
+    }
+    if let Some((_, wait)) = drained.as_deref_mut() {
+        if wait.as_mut().poll(cx).is_ready() {
+            *drained = None;
+            *throttled = true;
+            return Poll::Ready(Step::Continue);
+        }
+    } else {
+        let mut stop = Step::Continue;
+        let mut on_msg = |msg| match on_message(msg, session, handler, sock, tls, backlog) {
+            Step::Continue => ControlFlow::Continue(()),
+            other => {
+                stop = other;
+                ControlFlow::Break(())
+            }
+        };
+        let read = poll_read_once(cx, rd, tls, reader, *max_payload, limit, &mut on_msg);
+        if let Poll::Ready(read) = read {
+            return Poll::Ready(match read {
+                // TLS: the session may have records to send back (a key update, an alert).
+                Ok(_) if tls.is_some() && send(sock, tls, backlog, &[]).is_err() => {
+                    Step::Close(DisconnectReason::TransportError)
+                }
+                Ok((_, n)) => {
+                    // Less than asked for: the client is not keeping the socket full.
+                    *throttled &= n >= limit;
+                    stop
+                }
+                Err(ReadFailure::Closed) => Step::Close(DisconnectReason::TransportClose),
+                Err(ReadFailure::Frame(err)) => Step::Fail(err),
+            });
+        }
+    }
+    if !backlog.is_empty() {
+        if let Poll::Ready(ready) = sock.poll_write_ready(cx) {
+            return Poll::Ready(match ready.and_then(|()| write_backlog(sock, backlog)) {
+                Ok(()) => {
+                    session.set_backlog(backlog.len());
+                    Step::Continue
+                }
+                Err(_) => Step::Close(DisconnectReason::TransportError),
+            });
+        }
+    }
+    Poll::Pending
 }
 
 /// The end of a close this side started, bounded by [`CLOSE_LINGER`]: writes the backlog
@@ -762,5 +829,45 @@ fn on_message(
         Ok(Outcome::Continue) => Step::Continue,
         Ok(Outcome::Close(reason)) => Step::Close(reason),
         Err(_) => Step::Close(DisconnectReason::TransportError),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engineio::session::{Handshake, TransportKind};
+    use crate::error::ProtocolError;
+    use bytes::Bytes;
+
+    struct Nothing;
+
+    impl EngineHandler for Nothing {
+        fn on_open(&self, _: &Arc<EngineSession>) {}
+        fn on_message(&self, _: &Arc<EngineSession>, _: Bytes) -> Result<(), ProtocolError> {
+            Ok(())
+        }
+        fn on_binary(&self, _: &Arc<EngineSession>, _: Bytes) -> Result<(), ProtocolError> {
+            Ok(())
+        }
+        fn on_close(&self, _: &Arc<EngineSession>, _: DisconnectReason) {}
+    }
+
+    /// The task of an idle connection is its biggest record: tokio rounds the task cell (its
+    /// header and trailer, ~104 bytes, and the future) up to a multiple of 128 bytes. The
+    /// task's future is this one plus 24 bytes (`server::upgrade`), so up to 384 here the cell
+    /// is 512 bytes, not 640 (memory per idle connection, benches/README.md).
+    #[tokio::test]
+    async fn the_connection_future_stays_small() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let _client = TcpStream::connect(addr).await.unwrap();
+        let (server, _) = listener.accept().await.unwrap();
+        let hs = Handshake::new("GET", "/socket.io/", "", [], addr, addr);
+        let session = EngineSession::new("s".into(), hs, TransportKind::WebSocket);
+        let conn = WsConn::new(server, None, b"", 1000, None);
+        let fut = run(conn, session, Arc::new(Nothing));
+        let size = std::mem::size_of_val(&fut);
+        println!("connection future: {size} bytes");
+        assert!(size <= 384, "the connection future grew to {size} bytes");
     }
 }

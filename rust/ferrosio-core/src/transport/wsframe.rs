@@ -143,7 +143,9 @@ pub struct WsReader {
     /// An incomplete frame carried to the next read; empty, and unallocated, between frames.
     partial: Vec<u8>,
     /// The fragmented message being assembled: (is text, payload so far).
-    fragments: Option<(bool, Vec<u8>)>,
+    /// Boxed: rare (browsers and Node's `ws` send whole messages), and this reader lives in
+    /// every connection's task.
+    fragments: Option<Box<(bool, Vec<u8>)>>,
     /// permessage-deflate was negotiated: RSV1 may be set on a message's first frame.
     inflate: bool,
     /// The fragmented message being assembled is compressed.
@@ -210,7 +212,7 @@ impl WsReader {
             if control && h.payload_len > 125 {
                 return Err(WsFrameError::Protocol("control frame over 125 bytes"));
             }
-            let held = self.fragments.as_ref().map_or(0, |(_, v)| v.len() as u64);
+            let held = self.fragments.as_deref().map_or(0, |(_, v)| v.len() as u64);
             if !control && held + h.payload_len > max_payload as u64 {
                 return Err(WsFrameError::TooLarge(max_payload));
             }
@@ -251,19 +253,19 @@ impl WsReader {
                 if fin {
                     return complete(text, rsv1, payload, max_payload).map(Some);
                 }
-                self.fragments = Some((text, payload));
+                self.fragments = Some(Box::new((text, payload)));
                 self.fragments_deflated = rsv1;
                 Ok(None)
             }
             OP_CONTINUATION => {
-                let Some((_, held)) = self.fragments.as_mut() else {
+                let Some((_, held)) = self.fragments.as_deref_mut() else {
                     return Err(WsFrameError::Protocol("continuation without a message"));
                 };
                 held.extend_from_slice(&payload);
                 if !fin {
                     return Ok(None);
                 }
-                let (text, whole) = self.fragments.take().unwrap_or_default();
+                let (text, whole) = self.fragments.take().map(|b| *b).unwrap_or_default();
                 complete(text, self.fragments_deflated, whole, max_payload).map(Some)
             }
             OP_CLOSE | OP_PING | OP_PONG if !fin => {
