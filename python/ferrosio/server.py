@@ -120,9 +120,6 @@ _ENVIRON_KEYS: dict[str, str] = {}
 _ENVIRON_VALUES: dict[str, str] = {}
 _ENVIRON_CACHE_MAX = 4096
 _SHARED_VALUE_MAX_LEN = 256
-# Headers whose value is new in every request: caching it would only hold it (up to
-# _ENVIRON_CACHE_MAX of them) after its connection is gone.
-_UNIQUE_HEADERS = frozenset({"sec-websocket-key"})
 #: Most acknowledgements awaited from one client at once (``emit(callback=)``/``call``);
 #: one more raises BufferFullError. The official server has no bound (docs/bounds.md).
 MAX_ACKS_IN_FLIGHT = 10_000
@@ -222,8 +219,6 @@ def _build_environ(
         key = _environ_key(name)
         if key in environ and key[0] == "H":  # a repeated header: joined, as in WSGI
             environ[key] = f"{environ[key]},{value}"
-        elif name in _UNIQUE_HEADERS:
-            environ[key] = value
         else:
             environ[key] = _shared(value)
     if proxies is not None:
