@@ -1,5 +1,5 @@
 //! The WebSocket transport: one task per connection reads frames and writes the session's
-//! outbox from one `select!` loop. The heartbeat runs beside it (see
+//! outbox from one loop, polled by hand (see [`run`]). The heartbeat runs beside it (see
 //! [`crate::engineio::heartbeat`]) and talks through the outbox.
 //!
 //! Memory and syscalls are what this module is about. Reads go into one scratch buffer per
